@@ -1,0 +1,51 @@
+//! Finds and decodes the boot-time config blob: QEMU fw_cfg file
+//! `opt/pias/config` first, else the first boot module (PVH -initrd, GRUB module).
+
+use crate::bootinfo::BootInfo;
+use crate::{fwcfg, phys};
+use pias::blob::{self, BlobError, HEADER_LEN, MAX_BLOB};
+use pias::Config;
+
+pub const FW_CFG_NAME: &str = "opt/pias/config";
+
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    FwCfg,
+    Module,
+}
+
+fn declared_len(head: &[u8]) -> usize {
+    phys::u32_at(head, 8).unwrap_or(0) as usize
+}
+
+fn oversized(bytes: &[u8], total: usize) -> BlobError {
+    // Refuse before decoding; still distinguish a foreign file from a huge config.
+    match blob::payload(&bytes[..HEADER_LEN.min(bytes.len())]) {
+        Err(e @ (BlobError::BadMagic | BlobError::UnsupportedVersion { .. } | BlobError::TooShort { .. })) => e,
+        _ => BlobError::BadLength {
+            declared: declared_len(bytes),
+            present: total.saturating_sub(HEADER_LEN),
+        },
+    }
+}
+
+pub fn load(info: &BootInfo) -> Result<(Config, Source), BlobError> {
+    if let Some((selector, size)) = fwcfg::find(FW_CFG_NAME) {
+        let mut buf = [0u8; MAX_BLOB];
+        let n = size.min(MAX_BLOB);
+        fwcfg::read(selector, &mut buf[..n]);
+        if size > MAX_BLOB {
+            return Err(oversized(&buf[..n], size));
+        }
+        return blob::decode(&buf[..n]).map(|c| (c, Source::FwCfg));
+    }
+    if let Some(m) = info.modules.first() {
+        let len = usize::try_from(m.len).unwrap_or(usize::MAX);
+        let shown = phys::slice(m.start, len.min(MAX_BLOB)).ok_or(BlobError::Missing)?;
+        if len > MAX_BLOB {
+            return Err(oversized(shown, len));
+        }
+        return blob::decode(shown).map(|c| (c, Source::Module));
+    }
+    Err(BlobError::Missing)
+}

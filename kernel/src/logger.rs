@@ -1,0 +1,50 @@
+//! `log` backend: one line per record on the serial console, stamped with uptime.
+
+use crate::serial::Serial;
+use core::fmt::Write;
+use log::{LevelFilter, Log, Metadata, Record};
+
+struct SerialLogger;
+
+static LOGGER: SerialLogger = SerialLogger;
+static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+impl Log for SerialLogger {
+    fn enabled(&self, m: &Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let _guard = LOCK.lock();
+        let us = crate::time::uptime_us();
+        let _ = writeln!(
+            Serial,
+            "[{:>4}.{:06}] {:<5} {}",
+            us / 1_000_000,
+            us % 1_000_000,
+            r.level(),
+            r.args()
+        );
+    }
+
+    fn flush(&self) {}
+}
+
+pub fn init(level: LevelFilter) {
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+pub fn set_level(level: pias::config::LogLevel) {
+    use pias::config::LogLevel::*;
+    log::set_max_level(match level {
+        Error => LevelFilter::Error,
+        Warn => LevelFilter::Warn,
+        Info => LevelFilter::Info,
+        Debug => LevelFilter::Debug,
+        Trace => LevelFilter::Trace,
+    });
+}

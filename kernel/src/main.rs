@@ -1,0 +1,100 @@
+//! The PIAS appliance: boot, config, clock, interrupts, virtio-net, then the
+//! one polling loop (`netloop`). Boot-time failures print one line on the
+//! serial console and exit through QEMU's debug-exit with a distinct status.
+#![no_std]
+#![no_main]
+
+mod arena;
+mod bootinfo;
+mod config;
+mod exit;
+mod fwcfg;
+mod interrupts;
+mod logger;
+mod netloop;
+mod pci;
+mod phys;
+mod port;
+mod serial;
+mod time;
+mod virtio;
+
+use core::fmt::Write;
+use log::{error, info, LevelFilter};
+
+#[no_mangle]
+pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
+    time::mark_boot();
+    serial::Serial::init();
+    let _ = writeln!(serial::Serial, "pias: starting");
+    logger::init(LevelFilter::Info);
+
+    let mut boot = match bootinfo::read(eax, ebx) {
+        Ok(b) => b,
+        Err(e) => {
+            error!("boot: {e}");
+            exit::exit(pias::exit::BAD_BOOT_INFO)
+        }
+    };
+    if boot.ram.is_empty() {
+        if let Some((sel, size)) = fwcfg::find("etc/e820") {
+            let mut raw = [0u8; 20 * 32];
+            let n = size.min(raw.len());
+            fwcfg::read(sel, &mut raw[..n]);
+            bootinfo::ram_from_e820(&mut boot, &raw[..n]);
+        }
+    }
+
+    let clock = time::init();
+
+    let (cfg, source) = match config::load(&boot) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("config: {e}");
+            exit::exit(e.exit_code())
+        }
+    };
+    logger::set_level(cfg.log_level);
+
+    let arena_bytes = arena::init(&boot);
+    let pins = interrupts::init();
+    info!(
+        "boot: {:?}, clock {:?} {} kHz, config from {:?}, arena {} KiB, {} irq pins",
+        boot.protocol,
+        clock,
+        time::tsc_khz(),
+        source,
+        arena_bytes / 1024,
+        pins
+    );
+
+    if cfg.interfaces.len() > 1 {
+        error!("config: config field {}", too_many_interfaces());
+        exit::exit(pias::blob::BlobError::Invalid(too_many_interfaces()).exit_code())
+    }
+
+    let nic = match virtio::VirtioNic::probe() {
+        Ok(n) => n,
+        Err(e) => {
+            error!("net: {e}");
+            exit::exit(pias::exit::NO_NIC)
+        }
+    };
+    netloop::run(cfg, nic)
+}
+
+fn too_many_interfaces() -> pias::config::ConfigError {
+    let mut field = heapless::String::new();
+    let _ = field.push_str("interfaces");
+    pias::config::ConfigError {
+        field,
+        reason: "this build drives one interface",
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    interrupts::disable();
+    let _ = writeln!(serial::Serial, "PANIC: {info}");
+    exit::exit(pias::exit::PANIC)
+}

@@ -1,0 +1,49 @@
+//! COM1 (16550 UART at 0x3f8), polled output only.
+
+use crate::port::{inb, outb};
+use core::fmt;
+
+const COM1: u16 = 0x3f8;
+
+pub struct Serial;
+
+impl Serial {
+    pub fn init() {
+        // SAFETY: standard 16550 programming of COM1: 115200 8N1, FIFOs on, no interrupts.
+        unsafe {
+            outb(COM1 + 1, 0x00);
+            outb(COM1 + 3, 0x80);
+            outb(COM1, 0x01);
+            outb(COM1 + 1, 0x00);
+            outb(COM1 + 3, 0x03);
+            outb(COM1 + 2, 0xc7);
+            outb(COM1 + 4, 0x03);
+        }
+    }
+
+    fn put(b: u8) {
+        // SAFETY: reading the line status and writing the data register of COM1.
+        unsafe {
+            // Bounded wait for the transmitter; if no UART answers (bare metal without
+            // COM1), output is dropped rather than hanging the appliance.
+            for _ in 0..100_000 {
+                if inb(COM1 + 5) & 0x20 != 0 {
+                    break;
+                }
+            }
+            outb(COM1, b);
+        }
+    }
+}
+
+impl fmt::Write for Serial {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for b in s.bytes() {
+            if b == b'\n' {
+                Serial::put(b'\r');
+            }
+            Serial::put(b);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,242 @@
+//! The monotonic clock: the TSC, with its rate from kvmclock, CPUID 0x15, or a
+//! measurement against the CMOS RTC's periodic flag (which every PC and QEMU
+//! machine type has, microvm included, unlike the PIT).
+
+use crate::port::{inb, outb};
+use core::arch::x86_64::{__cpuid, _rdtsc};
+use core::sync::atomic::{AtomicU64, Ordering};
+use pias::status::{ClockInfo, ClockSource};
+
+static TSC_AT_BOOT: AtomicU64 = AtomicU64::new(0);
+static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
+static SOURCE: AtomicU64 = AtomicU64::new(0);
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects.
+    unsafe { _rdtsc() }
+}
+
+/// Records the boot TSC; call first thing so uptime counts from entry.
+pub fn mark_boot() {
+    TSC_AT_BOOT.store(rdtsc(), Ordering::Relaxed);
+}
+
+/// Microseconds since `mark_boot` (0 until the rate is known).
+pub fn uptime_us() -> u64 {
+    let khz = TSC_KHZ.load(Ordering::Relaxed);
+    if khz == 0 {
+        return 0;
+    }
+    let ticks = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    (u128::from(ticks) * 1000 / u128::from(khz)) as u64
+}
+
+pub fn tsc_khz() -> u64 {
+    TSC_KHZ.load(Ordering::Relaxed)
+}
+
+pub fn info() -> ClockInfo {
+    let source = match SOURCE.load(Ordering::Relaxed) {
+        1 => ClockSource::Kvmclock,
+        2 => ClockSource::Cpuid,
+        _ => ClockSource::RtcCalibrated,
+    };
+    ClockInfo {
+        source,
+        tsc_khz: tsc_khz(),
+    }
+}
+
+/// Finds the TSC rate. Returns the source used.
+pub fn init() -> ClockSource {
+    let (khz, source) = if let Some(k) = kvmclock_khz() {
+        (k, ClockSource::Kvmclock)
+    } else if let Some(k) = cpuid_khz() {
+        (k, ClockSource::Cpuid)
+    } else {
+        (rtc_calibrated_khz(), ClockSource::RtcCalibrated)
+    };
+    SOURCE.store(
+        match source {
+            ClockSource::Kvmclock => 1,
+            ClockSource::Cpuid => 2,
+            ClockSource::RtcCalibrated => 3,
+        },
+        Ordering::Relaxed,
+    );
+    TSC_KHZ.store(khz.max(1), Ordering::Relaxed);
+    source
+}
+
+/// Busy-waits `us` microseconds (boot-time calibration only).
+pub fn spin_us(us: u64) {
+    let khz = tsc_khz().max(1);
+    let end = rdtsc() + us * khz / 1000;
+    while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    let r = __cpuid(leaf);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// The pvclock record kvmclock fills in (struct pvclock_vcpu_time_info).
+#[repr(C, align(64))]
+struct PvclockTimeInfo {
+    version: u32,
+    pad0: u32,
+    tsc_timestamp: u64,
+    system_time: u64,
+    tsc_to_system_mul: u32,
+    tsc_shift: i8,
+    flags: u8,
+    pad: [u8; 2],
+}
+
+static mut PVCLOCK: PvclockTimeInfo = PvclockTimeInfo {
+    version: 0,
+    pad0: 0,
+    tsc_timestamp: 0,
+    system_time: 0,
+    tsc_to_system_mul: 0,
+    tsc_shift: 0,
+    flags: 0,
+    pad: [0; 2],
+};
+
+const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+
+fn kvmclock_khz() -> Option<u64> {
+    let (max, b, c, d) = cpuid(0x4000_0000);
+    let kvm = (b, c, d) == (0x4b4d_564b, 0x564b_4d56, 0x4d); // "KVMKVMKVM\0\0\0"
+    if !kvm || max < 0x4000_0001 {
+        return None;
+    }
+    let (features, ..) = cpuid(0x4000_0001);
+    if features & (1 << 3) == 0 {
+        return None; // no KVM_FEATURE_CLOCKSOURCE2
+    }
+    let addr = core::ptr::addr_of_mut!(PVCLOCK) as u64;
+    // SAFETY: we hand the hypervisor the (identity-mapped) address of a static,
+    // aligned pvclock record, read it, then turn the feature off again.
+    let (mul, shift) = unsafe {
+        wrmsr(MSR_KVM_SYSTEM_TIME_NEW, addr | 1);
+        let p = core::ptr::addr_of!(PVCLOCK);
+        let mut tries = 0;
+        loop {
+            let v1 = core::ptr::read_volatile(core::ptr::addr_of!((*p).version));
+            let mul = core::ptr::read_volatile(core::ptr::addr_of!((*p).tsc_to_system_mul));
+            let shift = core::ptr::read_volatile(core::ptr::addr_of!((*p).tsc_shift));
+            let v2 = core::ptr::read_volatile(core::ptr::addr_of!((*p).version));
+            if v1 == v2 && v1 & 1 == 0 && mul != 0 {
+                break (mul, shift);
+            }
+            tries += 1;
+            if tries > 1000 {
+                wrmsr(MSR_KVM_SYSTEM_TIME_NEW, 0);
+                return None;
+            }
+        }
+    };
+    // SAFETY: disabling kvmclock updates to our static.
+    unsafe { wrmsr(MSR_KVM_SYSTEM_TIME_NEW, 0) };
+    // ns = ((tsc << shift) * mul) >> 32  =>  tsc_hz = 1e9 * 2^32 / mul, shifted back.
+    let mut hz = (1_000_000_000u128 << 32) / u128::from(mul);
+    if shift >= 0 {
+        hz >>= shift as u32;
+    } else {
+        hz <<= (-shift) as u32;
+    }
+    Some((hz / 1000) as u64)
+}
+
+fn cpuid_khz() -> Option<u64> {
+    let (max, ..) = cpuid(0);
+    if max < 0x15 {
+        return None;
+    }
+    let (den, num, crystal_hz, _) = cpuid(0x15);
+    if den == 0 || num == 0 || crystal_hz == 0 {
+        return None;
+    }
+    Some(u64::from(crystal_hz) * u64::from(num) / u64::from(den) / 1000)
+}
+
+/// # Safety
+/// The caller must know the MSR and the effect of the value.
+pub unsafe fn wrmsr(msr: u32, v: u64) {
+    // SAFETY: the caller vouches for the MSR write.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32,
+            options(nostack, preserves_flags))
+    };
+}
+
+const CMOS_INDEX: u16 = 0x70;
+const CMOS_DATA: u16 = 0x71;
+const NMI_OFF: u8 = 0x80;
+const RTC_A: u8 = 0x0a;
+const RTC_B: u8 = 0x0b;
+const RTC_C: u8 = 0x0c;
+/// Periodic rate 6: 1024 Hz with the standard 32.768 kHz divider (DV = 010).
+const RATE_1024HZ: u8 = 0x26;
+const PERIODIC_HZ: u64 = 1024;
+/// Periodic ticks measured: ~31 ms.
+const CALIBRATION_TICKS: u64 = 32;
+
+fn cmos_read(reg: u8) -> u8 {
+    // SAFETY: selecting and reading a CMOS register (NMI stays masked meanwhile).
+    unsafe {
+        outb(CMOS_INDEX, NMI_OFF | reg);
+        inb(CMOS_DATA)
+    }
+}
+
+fn cmos_write(reg: u8, v: u8) {
+    // SAFETY: selecting and writing a CMOS RTC control register.
+    unsafe {
+        outb(CMOS_INDEX, NMI_OFF | reg);
+        outb(CMOS_DATA, v);
+    }
+}
+
+/// Waits for the next periodic flag (reading C clears it). Bounded: gives up
+/// after ~2^26 polls so a machine without an RTC cannot hang the boot.
+fn wait_periodic_flag() -> bool {
+    for _ in 0..(1u32 << 26) {
+        if cmos_read(RTC_C) & 0x40 != 0 {
+            return true;
+        }
+    }
+    false
+}
+
+fn rtc_calibrated_khz() -> u64 {
+    let old_a = cmos_read(RTC_A);
+    let old_b = cmos_read(RTC_B);
+    cmos_write(RTC_A, RATE_1024HZ);
+    cmos_write(RTC_B, old_b | 0x40); // periodic interrupt enable (the line stays masked)
+    let _ = cmos_read(RTC_C);
+    let mut khz = 0;
+    if wait_periodic_flag() {
+        let start = rdtsc();
+        let mut ok = true;
+        for _ in 0..CALIBRATION_TICKS {
+            ok &= wait_periodic_flag();
+        }
+        let ticks = rdtsc() - start;
+        if ok {
+            khz = ticks * PERIODIC_HZ / CALIBRATION_TICKS / 1000;
+        }
+    }
+    cmos_write(RTC_B, old_b & !0x40);
+    cmos_write(RTC_A, old_a);
+    let _ = cmos_read(RTC_C);
+    if khz == 0 {
+        log::warn!("clock: RTC did not tick; assuming a 1 GHz TSC");
+        khz = 1_000_000;
+    }
+    khz
+}

@@ -1,0 +1,223 @@
+//! virtio-net through virtio-drivers: finds the device (virtio-mmio on
+//! microvm, PCI elsewhere), supplies the DMA HAL from the arena, and
+//! implements `pias_net::Nic` over `VirtIONetRaw` with pre-posted buffers.
+
+use crate::arena;
+use core::ptr::NonNull;
+use pias_net::{Nic, NicError};
+use virtio_drivers::device::net::VirtIONetRaw;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
+use virtio_drivers::transport::{DeviceType, SomeTransport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+/// Descriptors per virtqueue.
+const QUEUE: usize = 32;
+/// Receive buffers: one per descriptor, virtio header plus a full frame.
+const RX_BUF: usize = 2048;
+/// Transmit buffers in flight.
+const TX_BUFS: usize = 16;
+const TX_BUF: usize = 2048;
+
+const MMIO_BASE: usize = 0xfeb0_0000;
+const MMIO_STRIDE: usize = 512;
+const MMIO_SLOTS: usize = 32;
+const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
+
+/// DMA from the boot arena; addresses are identity-mapped, so physical = virtual.
+pub struct ArenaHal;
+
+// SAFETY: dma_alloc returns fresh, zeroed, page-aligned arena pages that are
+// never handed out again; MMIO and shared buffers are identity-mapped.
+unsafe impl Hal for ArenaHal {
+    fn dma_alloc(pages: usize, _dir: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        match arena::alloc_pages(pages).ok().and_then(|a| Some((a as u64, NonNull::new(a as *mut u8)?))) {
+            Some(r) => r,
+            None => {
+                log::error!("virtio: no arena left for {pages} DMA pages");
+                (0, NonNull::dangling())
+            }
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, _vaddr: NonNull<u8>, _pages: usize) -> i32 {
+        // Arena memory is reserved for the life of the appliance.
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as usize as *mut u8).unwrap_or(NonNull::dangling())
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _dir: BufferDirection) -> PhysAddr {
+        buffer.as_ptr() as *mut u8 as usize as u64
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _dir: BufferDirection) {}
+}
+
+type Dev = VirtIONetRaw<ArenaHal, SomeTransport<'static>, QUEUE>;
+
+pub struct VirtioNic {
+    dev: Dev,
+    rx_bufs: &'static mut [[u8; RX_BUF]],
+    rx_tokens: [Option<u16>; QUEUE],
+    tx_bufs: &'static mut [[u8; TX_BUF]],
+    tx_tokens: [Option<(u16, usize)>; TX_BUFS],
+    pub kind: &'static str,
+}
+
+#[derive(Debug)]
+pub enum ProbeError {
+    NotFound,
+    Init(&'static str),
+}
+
+impl core::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ProbeError::NotFound => f.write_str("no virtio-net device (virtio-mmio or PCI)"),
+            ProbeError::Init(why) => write!(f, "virtio-net init failed: {why}"),
+        }
+    }
+}
+
+fn find_mmio() -> Option<SomeTransport<'static>> {
+    for slot in 0..MMIO_SLOTS {
+        let addr = MMIO_BASE + slot * MMIO_STRIDE;
+        // SAFETY: the microvm virtio-mmio window is identity-mapped and uncached;
+        // reading the magic and device id registers has no side effects. On
+        // other machines the window is unassigned and reads return all-ones or 0.
+        let (magic, id) = unsafe {
+            (
+                core::ptr::read_volatile(addr as *const u32),
+                core::ptr::read_volatile((addr + 8) as *const u32),
+            )
+        };
+        if magic != VIRTIO_MMIO_MAGIC || id != DeviceType::Network as u32 {
+            continue;
+        }
+        let header = NonNull::new(addr as *mut VirtIOHeader)?;
+        // SAFETY: a virtio-mmio device answered at `addr`; its 512-byte window is
+        // used only through this transport.
+        match unsafe { MmioTransport::new(header, MMIO_STRIDE) } {
+            Ok(t) => return Some(t.into()),
+            Err(e) => log::warn!("virtio-mmio at {addr:#x}: {e}"),
+        }
+    }
+    None
+}
+
+fn find_pci() -> Result<Option<SomeTransport<'static>>, ProbeError> {
+    let mut root = crate::pci::root();
+    let found = root
+        .enumerate_bus(0)
+        .find(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network));
+    let Some((df, _)) = found else { return Ok(None) };
+    crate::pci::assign_bars(&mut root, df).map_err(ProbeError::Init)?;
+    PciTransport::new::<ArenaHal, _>(&mut root, df)
+        .map(|t| Some(t.into()))
+        .map_err(|_| ProbeError::Init("PCI transport"))
+}
+
+impl VirtioNic {
+    pub fn probe() -> Result<VirtioNic, ProbeError> {
+        let (transport, kind) = match find_mmio() {
+            Some(t) => (t, "virtio-mmio"),
+            None => (find_pci()?.ok_or(ProbeError::NotFound)?, "virtio-pci"),
+        };
+        let mut dev = Dev::new(transport).map_err(|_| ProbeError::Init("device setup"))?;
+        let rx_bufs = arena::alloc_slice(QUEUE, || [0u8; RX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
+        let tx_bufs = arena::alloc_slice(TX_BUFS, || [0u8; TX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
+        let mut rx_tokens = [None; QUEUE];
+        for (i, buf) in rx_bufs.iter_mut().enumerate() {
+            // SAFETY: each buffer lives in the arena for ever and is touched again
+            // only after the device hands it back (receive_complete).
+            rx_tokens[i] = Some(unsafe { dev.receive_begin(buf) }.map_err(|_| ProbeError::Init("rx post"))?);
+        }
+        dev.enable_interrupts();
+        Ok(VirtioNic {
+            dev,
+            rx_bufs,
+            rx_tokens,
+            tx_bufs,
+            tx_tokens: [None; TX_BUFS],
+            kind,
+        })
+    }
+
+    /// Acknowledges the device's interrupt so that the next event raises a new edge.
+    pub fn ack_interrupt(&mut self) {
+        let _ = self.dev.ack_interrupt();
+    }
+
+    /// Whether a received frame is waiting.
+    pub fn rx_pending(&self) -> bool {
+        self.dev.poll_receive().is_some()
+    }
+
+    fn reclaim_tx(&mut self) {
+        while let Some(token) = self.dev.poll_transmit() {
+            let Some(i) = self.tx_tokens.iter().position(|t| matches!(t, Some((tok, _)) if *tok == token)) else {
+                log::error!("virtio: unknown transmit token {token}");
+                return;
+            };
+            let len = self.tx_tokens[i].map(|(_, l)| l).unwrap_or(0);
+            // SAFETY: the same buffer and length that were given to transmit_begin.
+            if unsafe { self.dev.transmit_complete(token, &self.tx_bufs[i][..len]) }.is_err() {
+                log::warn!("virtio: transmit completion failed");
+            }
+            self.tx_tokens[i] = None;
+        }
+    }
+}
+
+impl Nic for VirtioNic {
+    fn mac(&self) -> [u8; 6] {
+        self.dev.mac_address()
+    }
+
+    fn receive(&mut self, out: &mut [u8]) -> Result<Option<usize>, NicError> {
+        let Some(token) = self.dev.poll_receive() else { return Ok(None) };
+        let Some(i) = self.rx_tokens.iter().position(|t| *t == Some(token)) else {
+            log::error!("virtio: unknown receive token {token}");
+            return Err(NicError);
+        };
+        self.rx_tokens[i] = None;
+        // SAFETY: buffer i is the one posted with this token.
+        let done = unsafe { self.dev.receive_complete(token, &mut self.rx_bufs[i]) };
+        let result = match done {
+            Ok((hdr, len)) if len <= out.len() && hdr + len <= RX_BUF => {
+                out[..len].copy_from_slice(&self.rx_bufs[i][hdr..hdr + len]);
+                Ok(Some(len))
+            }
+            _ => Err(NicError),
+        };
+        // SAFETY: as in `probe`: the buffer is ours again and re-posted whole.
+        match unsafe { self.dev.receive_begin(&mut self.rx_bufs[i]) } {
+            Ok(t) => self.rx_tokens[i] = Some(t),
+            Err(_) => log::error!("virtio: could not re-post receive buffer {i}"),
+        }
+        result
+    }
+
+    fn can_transmit(&mut self) -> bool {
+        self.reclaim_tx();
+        self.dev.can_send() && self.tx_tokens.iter().any(Option::is_none)
+    }
+
+    fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
+        self.reclaim_tx();
+        let i = self.tx_tokens.iter().position(Option::is_none).ok_or(NicError)?;
+        let hdr = self.dev.fill_buffer_header(&mut self.tx_bufs[i]).map_err(|_| NicError)?;
+        let len = hdr + frame.len();
+        if len > TX_BUF {
+            return Err(NicError);
+        }
+        self.tx_bufs[i][hdr..len].copy_from_slice(frame);
+        // SAFETY: buffer i stays untouched until reclaim_tx sees its token come back.
+        let token = unsafe { self.dev.transmit_begin(&self.tx_bufs[i][..len]) }.map_err(|_| NicError)?;
+        self.tx_tokens[i] = Some((token, len));
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! Checks each received Ethernet frame before smoltcp sees it, so that every
+//! malformed or unwanted frame is dropped under a named, counted reason.
+
+use pias::status::NetCounters;
+use smoltcp::wire::{
+    ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet,
+    TcpPacket, UdpPacket,
+};
+
+/// Why a received frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Runt,
+    Oversized,
+    NotForUs,
+    Unsupported,
+    BadArp,
+    BadIpv4,
+    BadIpChecksum,
+    BadL4,
+    BadL4Checksum,
+}
+
+impl DropReason {
+    /// Adds one to the counter for this reason.
+    pub fn count(self, c: &mut NetCounters) {
+        let slot = match self {
+            DropReason::Runt => &mut c.rx_runt,
+            DropReason::Oversized => &mut c.rx_oversized,
+            DropReason::NotForUs => &mut c.rx_not_for_us,
+            DropReason::Unsupported => &mut c.rx_unsupported,
+            DropReason::BadArp => &mut c.rx_bad_arp,
+            DropReason::BadIpv4 => &mut c.rx_bad_ipv4,
+            DropReason::BadIpChecksum => &mut c.rx_bad_ip_checksum,
+            DropReason::BadL4 => &mut c.rx_bad_l4,
+            DropReason::BadL4Checksum => &mut c.rx_bad_l4_checksum,
+        };
+        *slot = slot.wrapping_add(1);
+    }
+}
+
+/// Ethernet header length (no VLAN tags: tagged frames are `Unsupported`).
+pub const ETHERNET_HEADER: usize = 14;
+
+/// Accepts a frame that smoltcp may process, or says why it must be dropped.
+/// `mtu` is the IP MTU of the interface.
+pub fn classify(frame: &[u8], our_mac: [u8; 6], mtu: u16) -> Result<(), DropReason> {
+    if frame.len() < ETHERNET_HEADER {
+        return Err(DropReason::Runt);
+    }
+    if frame.len() > ETHERNET_HEADER + usize::from(mtu) {
+        return Err(DropReason::Oversized);
+    }
+    let eth = EthernetFrame::new_unchecked(frame);
+    let dst = eth.dst_addr().0;
+    let group = dst[0] & 1 == 1; // broadcast or multicast
+    if dst != our_mac && !group {
+        return Err(DropReason::NotForUs);
+    }
+    match eth.ethertype() {
+        EthernetProtocol::Arp => {
+            let arp = ArpPacket::new_checked(eth.payload()).map_err(|_| DropReason::BadArp)?;
+            smoltcp::wire::ArpRepr::parse(&arp).map_err(|_| DropReason::BadArp)?;
+            Ok(())
+        }
+        EthernetProtocol::Ipv4 => classify_ipv4(eth.payload()),
+        _ => Err(DropReason::Unsupported),
+    }
+}
+
+fn classify_ipv4(bytes: &[u8]) -> Result<(), DropReason> {
+    let ip = Ipv4Packet::new_checked(bytes).map_err(|_| DropReason::BadIpv4)?;
+    if ip.version() != 4 {
+        return Err(DropReason::BadIpv4);
+    }
+    if !ip.verify_checksum() {
+        return Err(DropReason::BadIpChecksum);
+    }
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        // This build does not reassemble; proxied traffic is not fragmented by design.
+        return Err(DropReason::Unsupported);
+    }
+    let src = IpAddress::Ipv4(ip.src_addr());
+    let dst = IpAddress::Ipv4(ip.dst_addr());
+    let payload = ip.payload();
+    match ip.next_header() {
+        IpProtocol::Udp => {
+            let udp = UdpPacket::new_checked(payload).map_err(|_| DropReason::BadL4)?;
+            if usize::from(udp.len()) != payload.len() {
+                return Err(DropReason::BadL4);
+            }
+            if !udp.verify_checksum(&src, &dst) {
+                return Err(DropReason::BadL4Checksum);
+            }
+            Ok(())
+        }
+        IpProtocol::Icmp => {
+            let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| DropReason::BadL4)?;
+            if !icmp.verify_checksum() {
+                return Err(DropReason::BadL4Checksum);
+            }
+            Ok(())
+        }
+        IpProtocol::Tcp => {
+            let tcp = TcpPacket::new_checked(payload).map_err(|_| DropReason::BadL4)?;
+            if !tcp.verify_checksum(&src, &dst) {
+                return Err(DropReason::BadL4Checksum);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetRepr, Icmpv4Repr, Ipv4Address, Ipv4Repr, UdpRepr,
+    };
+
+    pub const OUR_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+    pub const PEER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
+    pub const OUR_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 2);
+    pub const PEER_IP: Ipv4Address = Ipv4Address::new(198, 18, 0, 9);
+
+    /// A well-formed UDP frame from the peer to us.
+    pub fn udp_frame(dst_port: u16, payload: &[u8]) -> Vec<u8> {
+        let udp = UdpRepr {
+            src_port: 40000,
+            dst_port,
+        };
+        let ip = Ipv4Repr {
+            src_addr: PEER_IP,
+            dst_addr: OUR_IP,
+            next_header: IpProtocol::Udp,
+            payload_len: udp.header_len() + payload.len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress(PEER_MAC),
+            dst_addr: EthernetAddress(OUR_MAC),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + ip.payload_len];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.emit(&mut f);
+        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+        ip.emit(&mut p, &ChecksumCapabilities::default());
+        let mut u = UdpPacket::new_unchecked(p.payload_mut());
+        udp.emit(
+            &mut u,
+            &IpAddress::Ipv4(PEER_IP),
+            &IpAddress::Ipv4(OUR_IP),
+            payload.len(),
+            |b| b.copy_from_slice(payload),
+            &ChecksumCapabilities::default(),
+        );
+        buf
+    }
+
+    fn icmp_echo_frame() -> Vec<u8> {
+        let icmp = Icmpv4Repr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: b"ping",
+        };
+        let ip = Ipv4Repr {
+            src_addr: PEER_IP,
+            dst_addr: OUR_IP,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 14 + ip.buffer_len() + icmp.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        f.set_dst_addr(EthernetAddress(OUR_MAC));
+        f.set_src_addr(EthernetAddress(PEER_MAC));
+        f.set_ethertype(EthernetProtocol::Ipv4);
+        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+        ip.emit(&mut p, &ChecksumCapabilities::default());
+        let mut i = Icmpv4Packet::new_unchecked(p.payload_mut());
+        icmp.emit(&mut i, &ChecksumCapabilities::default());
+        buf
+    }
+
+    #[test]
+    fn good_frames_pass() {
+        assert_eq!(classify(&udp_frame(7001, b"hello"), OUR_MAC, 1500), Ok(()));
+        assert_eq!(classify(&icmp_echo_frame(), OUR_MAC, 1500), Ok(()));
+    }
+
+    #[test]
+    fn each_defect_is_named() {
+        let good = udp_frame(7001, b"hello");
+        assert_eq!(classify(&good[..10], OUR_MAC, 1500), Err(DropReason::Runt));
+        assert_eq!(classify(&vec![0xffu8; 1600], OUR_MAC, 1500), Err(DropReason::Oversized));
+        assert_eq!(classify(&good, PEER_MAC, 1500), Err(DropReason::NotForUs));
+
+        let mut v6 = good.clone();
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(classify(&v6, OUR_MAC, 1500), Err(DropReason::Unsupported));
+
+        assert_eq!(classify(&good[..30], OUR_MAC, 1500), Err(DropReason::BadIpv4));
+
+        let mut ipsum = good.clone();
+        ipsum[14 + 10] ^= 0xff;
+        assert_eq!(classify(&ipsum, OUR_MAC, 1500), Err(DropReason::BadIpChecksum));
+
+        let mut udpsum = good.clone();
+        let last = udpsum.len() - 1;
+        udpsum[last] ^= 0x01;
+        assert_eq!(classify(&udpsum, OUR_MAC, 1500), Err(DropReason::BadL4Checksum));
+
+        let mut udplen = good.clone();
+        udplen[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&4u16.to_be_bytes());
+        assert_eq!(classify(&udplen, OUR_MAC, 1500), Err(DropReason::BadL4));
+
+        let mut arp = good[..14].to_vec();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        arp.extend_from_slice(&[0u8; 10]);
+        assert_eq!(classify(&arp, OUR_MAC, 1500), Err(DropReason::BadArp));
+
+        let mut icmp = icmp_echo_frame();
+        let last = icmp.len() - 1;
+        icmp[last] ^= 0x10;
+        assert_eq!(classify(&icmp, OUR_MAC, 1500), Err(DropReason::BadL4Checksum));
+    }
+
+    #[test]
+    fn counting_adds_to_the_named_counter_only() {
+        let mut c = NetCounters::default();
+        DropReason::BadL4Checksum.count(&mut c);
+        DropReason::Runt.count(&mut c);
+        assert_eq!(c.rx_bad_l4_checksum, 1);
+        assert_eq!(c.rx_runt, 1);
+        assert_eq!(c.rx_dropped(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn classify_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..1600)) {
+            let _ = classify(&bytes, OUR_MAC, 1500);
+        }
+
+        #[test]
+        fn mutated_good_frames_never_panic(pos in 0usize..47, val in any::<u8>()) {
+            let mut f = udp_frame(7001, b"hello");
+            f[pos] = val;
+            let _ = classify(&f, OUR_MAC, 1500);
+        }
+    }
+}

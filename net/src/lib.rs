@@ -1,0 +1,12 @@
+//! The appliance's packet plane, independent of any driver: frame
+//! classification and counting, a smoltcp `Device` over the `Nic` trait, and
+//! the management service. `no_std`, no unsafe, host-tested.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod classify;
+pub mod device;
+pub mod mgmt;
+
+pub use classify::{classify, DropReason};
+pub use device::{Nic, NicDevice, NicError, FRAME_MAX};

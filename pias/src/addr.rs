@@ -1,0 +1,271 @@
+//! IPv4 address and prefix types with a readable form for TOML ("198.18.0.2",
+//! "203.0.113.0/24") and a compact form (4 bytes, 5 bytes) for postcard.
+
+use core::fmt;
+use core::str::FromStr;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// An IPv4 address.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ipv4(pub [u8; 4]);
+
+/// An IPv4 prefix: address and length (0..=32).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Ipv4Prefix {
+    pub addr: Ipv4,
+    pub len: u8,
+}
+
+/// Why a textual address or prefix did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddrParseError {
+    /// Not four dot-separated decimal octets.
+    BadAddress,
+    /// Missing "/len", or len not a number in 0..=32.
+    BadPrefixLen,
+}
+
+impl fmt::Display for AddrParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddrParseError::BadAddress => f.write_str("not an IPv4 address (a.b.c.d)"),
+            AddrParseError::BadPrefixLen => f.write_str("not a prefix (a.b.c.d/len, len 0..=32)"),
+        }
+    }
+}
+
+impl Ipv4 {
+    pub const UNSPECIFIED: Ipv4 = Ipv4([0; 4]);
+
+    pub fn to_u32(self) -> u32 {
+        u32::from_be_bytes(self.0)
+    }
+
+    pub fn from_u32(v: u32) -> Self {
+        Ipv4(v.to_be_bytes())
+    }
+
+    pub fn is_unspecified(self) -> bool {
+        self.0 == [0; 4]
+    }
+
+    pub fn is_multicast_or_broadcast(self) -> bool {
+        self.0[0] >= 224
+    }
+}
+
+impl FromStr for Ipv4 {
+    type Err = AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        core::net::Ipv4Addr::from_str(s)
+            .map(|a| Ipv4(a.octets()))
+            .map_err(|_| AddrParseError::BadAddress)
+    }
+}
+
+impl fmt::Display for Ipv4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.0;
+        write!(f, "{a}.{b}.{c}.{d}")
+    }
+}
+
+impl fmt::Debug for Ipv4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Ipv4Prefix {
+    pub fn new(addr: Ipv4, len: u8) -> Self {
+        Ipv4Prefix { addr, len }
+    }
+
+    /// The network mask as a host-order u32 (0 for /0).
+    pub fn mask(self) -> u32 {
+        match self.len {
+            0 => 0,
+            n if n >= 32 => u32::MAX,
+            n => u32::MAX << (32 - n),
+        }
+    }
+
+    /// The network address (host bits cleared).
+    pub fn network(self) -> Ipv4 {
+        Ipv4::from_u32(self.addr.to_u32() & self.mask())
+    }
+
+    pub fn contains(self, ip: Ipv4) -> bool {
+        self.len <= 32 && (ip.to_u32() & self.mask()) == (self.addr.to_u32() & self.mask())
+    }
+
+    /// Whether the two prefixes share any address.
+    pub fn overlaps(self, other: Ipv4Prefix) -> bool {
+        let shorter = if self.len <= other.len { self } else { other };
+        let longer = if self.len <= other.len { other } else { self };
+        shorter.contains(longer.addr)
+    }
+
+    /// Whether host bits are set (e.g. "203.0.113.1/24").
+    pub fn has_host_bits(self) -> bool {
+        self.addr.to_u32() & !self.mask() != 0
+    }
+}
+
+impl FromStr for Ipv4Prefix {
+    type Err = AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, l) = s.split_once('/').ok_or(AddrParseError::BadPrefixLen)?;
+        let addr = a.parse()?;
+        let len: u8 = l.parse().map_err(|_| AddrParseError::BadPrefixLen)?;
+        if len > 32 || l.starts_with('+') {
+            return Err(AddrParseError::BadPrefixLen);
+        }
+        Ok(Ipv4Prefix { addr, len })
+    }
+}
+
+impl fmt::Display for Ipv4Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl fmt::Debug for Ipv4Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A `fmt::Write` into a fixed buffer, for serializing to a string without alloc.
+struct FixedBuf {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl fmt::Write for FixedBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+fn serialize_display<S: Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    use core::fmt::Write;
+    let mut b = FixedBuf {
+        buf: [0; 24],
+        len: 0,
+    };
+    write!(b, "{v}").map_err(serde::ser::Error::custom)?;
+    let text = core::str::from_utf8(&b.buf[..b.len]).map_err(serde::ser::Error::custom)?;
+    s.serialize_str(text)
+}
+
+impl Serialize for Ipv4 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            serialize_display(self, s)
+        } else {
+            self.0.serialize(s)
+        }
+    }
+}
+
+impl Serialize for Ipv4Prefix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            serialize_display(self, s)
+        } else {
+            (self.addr.0, self.len).serialize(s)
+        }
+    }
+}
+
+struct TextVisitor<T>(core::marker::PhantomData<T>);
+
+impl<T> Visitor<'_> for TextVisitor<T>
+where
+    T: FromStr<Err = AddrParseError>,
+{
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an IPv4 address or prefix as a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(|e: AddrParseError| E::custom(format_args!("{e}: {v:?}")))
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_str(TextVisitor(core::marker::PhantomData))
+        } else {
+            <[u8; 4]>::deserialize(d).map(Ipv4)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Prefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_str(TextVisitor(core::marker::PhantomData))
+        } else {
+            let (addr, len) = <([u8; 4], u8)>::deserialize(d)?;
+            if len > 32 {
+                return Err(de::Error::custom("prefix length above 32"));
+            }
+            Ok(Ipv4Prefix {
+                addr: Ipv4(addr),
+                len,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print_round_trip() {
+        let p: Ipv4Prefix = "203.0.113.0/24".parse().unwrap();
+        assert_eq!(p.to_string(), "203.0.113.0/24");
+        assert!(p.contains("203.0.113.77".parse().unwrap()));
+        assert!(!p.contains("203.0.114.1".parse().unwrap()));
+        assert!(!p.has_host_bits());
+        assert!("203.0.113.1/24".parse::<Ipv4Prefix>().unwrap().has_host_bits());
+    }
+
+    #[test]
+    fn rejects_bad_text() {
+        assert_eq!("1.2.3".parse::<Ipv4>(), Err(AddrParseError::BadAddress));
+        assert_eq!("1.2.3.4/33".parse::<Ipv4Prefix>(), Err(AddrParseError::BadPrefixLen));
+        assert_eq!("1.2.3.4".parse::<Ipv4Prefix>(), Err(AddrParseError::BadPrefixLen));
+        assert_eq!("1.2.3.4/+8".parse::<Ipv4Prefix>(), Err(AddrParseError::BadPrefixLen));
+    }
+
+    #[test]
+    fn overlap_and_masks() {
+        let a: Ipv4Prefix = "198.18.0.0/15".parse().unwrap();
+        let b: Ipv4Prefix = "198.19.4.0/24".parse().unwrap();
+        let c: Ipv4Prefix = "203.0.113.0/24".parse().unwrap();
+        assert!(a.overlaps(b) && b.overlaps(a));
+        assert!(!a.overlaps(c));
+        assert_eq!(Ipv4Prefix::new(Ipv4([1, 2, 3, 4]), 0).mask(), 0);
+        assert!(Ipv4Prefix::new(Ipv4([1, 2, 3, 4]), 0).contains(Ipv4([9, 9, 9, 9])));
+    }
+
+    #[test]
+    fn postcard_form_is_compact() {
+        let p: Ipv4Prefix = "203.0.113.0/24".parse().unwrap();
+        let bytes = postcard::to_allocvec(&p).unwrap();
+        assert_eq!(bytes, vec![203, 0, 113, 0, 24]);
+        assert_eq!(postcard::from_bytes::<Ipv4Prefix>(&bytes).unwrap(), p);
+        assert!(postcard::from_bytes::<Ipv4Prefix>(&[1, 2, 3, 4, 40]).is_err());
+    }
+}

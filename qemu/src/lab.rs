@@ -1,0 +1,353 @@
+//! A lab: one network namespace holding a bridge (with the host side's
+//! address) and a tap per appliance, and the QEMU processes attached to them.
+//! Dropping the lab kills its appliances and deletes the namespace; so does
+//! Ctrl-C (SIGINT/SIGTERM) in any program that uses labs.
+
+use crate::machine::{Accel, Machine};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Namespaces and QEMU pids alive in this process, for the Ctrl-C handler.
+fn registry() -> &'static Mutex<HashMap<String, Vec<u32>>> {
+    static R: OnceLock<Mutex<HashMap<String, Vec<u32>>>> = OnceLock::new();
+    R.get_or_init(|| {
+        // A second handler cannot be installed; then the caller already has one.
+        let _ = ctrlc::set_handler(|| {
+            cleanup_all();
+            std::process::exit(130);
+        });
+        Mutex::new(HashMap::new())
+    })
+}
+
+/// Kills every registered appliance and deletes every registered namespace.
+pub fn cleanup_all() {
+    let labs: Vec<(String, Vec<u32>)> = match registry().lock() {
+        Ok(mut r) => r.drain().collect(),
+        Err(_) => return,
+    };
+    for (ns, pids) in labs {
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+/// How the config blob reaches the appliance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigDelivery {
+    /// `-fw_cfg name=opt/pias/config,file=…`
+    FwCfg,
+    /// `-initrd …` (PVH module 0)
+    Initrd,
+}
+
+/// One appliance to boot.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub machine: Machine,
+    pub accel: Accel,
+    pub memory_mb: u32,
+    /// The blob bytes (any bytes: tests pass broken ones); `None` passes no config.
+    pub blob: Option<Vec<u8>>,
+    pub delivery: ConfigDelivery,
+    /// Attach a virtio-net device on a new tap in the lab's bridge.
+    pub nic: bool,
+}
+
+impl Spec {
+    pub fn new(machine: Machine, accel: Accel, blob: Vec<u8>) -> Spec {
+        Spec {
+            machine,
+            accel,
+            memory_mb: 64,
+            blob: Some(blob),
+            delivery: ConfigDelivery::FwCfg,
+            nic: true,
+        }
+    }
+}
+
+/// A running (or exited) appliance.
+pub struct Appliance {
+    child: Child,
+    pub serial: PathBuf,
+    pub started: Instant,
+    pub spec: Spec,
+    exit: Option<ExitStatus>,
+}
+
+impl Appliance {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The serial console so far.
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(&self.serial).unwrap_or_default()
+    }
+
+    /// Waits until the console contains `needle`; returns the time since start.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<Duration> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.console().contains(needle) {
+                return Ok(self.started.elapsed());
+            }
+            if let Some(st) = self.try_exit()? {
+                bail!("appliance exited ({st:?}) before printing {needle:?}; console:\n{}", self.console());
+            }
+            if Instant::now() >= deadline {
+                bail!("no {needle:?} on the console within {timeout:?}; console:\n{}", self.console());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait()?;
+        }
+        Ok(self.exit)
+    }
+
+    /// Waits for QEMU to exit and returns its exit code (`None`: killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.try_exit()? {
+                return Ok(st.code());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                bail!("appliance still running after {timeout:?}; console:\n{}", self.console());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if self.try_exit().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            self.exit = self.child.wait().ok();
+        }
+    }
+
+    /// User + system CPU time QEMU has used so far.
+    pub fn cpu_time(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields.get(11).unwrap_or(&"0").parse::<u64>()? + fields.get(12).unwrap_or(&"0").parse::<u64>()?;
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as u64;
+        Ok(Duration::from_micros(ticks * 1_000_000 / hz))
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A network namespace with bridge `br0` at `host_ip`/24.
+pub struct Lab {
+    pub ns: String,
+    pub host_ip: Ipv4Addr,
+    dir: tempfile::TempDir,
+    taps: u32,
+    pub appliances: Vec<Appliance>,
+}
+
+/// The lab subnet: the bridge is .1, appliances are .2, .3, …
+pub const LAB_SUBNET: [u8; 3] = [198, 18, 0];
+
+impl Lab {
+    /// Creates the namespace and bridge. `tag` goes into the namespace's name.
+    pub fn new(tag: &str) -> Result<Lab> {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let ns = format!("pias-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        registry().lock().map_err(|_| anyhow::anyhow!("lab registry poisoned"))?.insert(ns.clone(), Vec::new());
+        let lab = Lab {
+            host_ip: Ipv4Addr::new(LAB_SUBNET[0], LAB_SUBNET[1], LAB_SUBNET[2], 1),
+            ns,
+            dir: tempfile::Builder::new().prefix("pias-lab-").tempdir()?,
+            taps: 0,
+            appliances: Vec::new(),
+        };
+        run(Command::new("ip").args(["netns", "add", &lab.ns]))?;
+        lab.exec(&["ip", "link", "set", "lo", "up"])?;
+        lab.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
+        lab.exec(&["ip", "addr", "add", &format!("{}/24", lab.host_ip), "dev", "br0"])?;
+        lab.exec(&["ip", "link", "set", "br0", "up"])?;
+        Ok(lab)
+    }
+
+    /// Runs a command inside the namespace; fails on a non-zero exit.
+    pub fn exec(&self, argv: &[&str]) -> Result<()> {
+        run(Command::new("ip").args(["netns", "exec", &self.ns]).args(argv))
+    }
+
+    /// Runs a command inside the namespace and returns its output, whatever its exit.
+    pub fn output(&self, argv: &[&str]) -> Result<std::process::Output> {
+        Ok(Command::new("ip").args(["netns", "exec", &self.ns]).args(argv).stdin(Stdio::null()).output()?)
+    }
+
+    /// The address the n-th appliance (0-based) is given by `config_for`.
+    pub fn appliance_ip(n: usize) -> Ipv4Addr {
+        Ipv4Addr::new(LAB_SUBNET[0], LAB_SUBNET[1], LAB_SUBNET[2], 2 + n as u8)
+    }
+
+    /// The example config, renamed and readdressed for the n-th appliance.
+    pub fn config_for(n: usize) -> pias::Config {
+        let mut cfg = pias::Config::example();
+        cfg.node.id = 1 + n as u32;
+        cfg.node.name = format!("pias-{}", n + 1).as_str().try_into().unwrap_or_default();
+        cfg.interfaces[0].address.addr = pias::Ipv4(Lab::appliance_ip(n).octets());
+        cfg
+    }
+
+    fn add_tap(&mut self) -> Result<String> {
+        let tap = format!("tap{}", self.taps);
+        self.taps += 1;
+        self.exec(&["ip", "tuntap", "add", "dev", &tap, "mode", "tap"])?;
+        self.exec(&["ip", "link", "set", &tap, "master", "br0"])?;
+        self.exec(&["ip", "link", "set", &tap, "up"])?;
+        Ok(tap)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Boots an appliance; returns its index in `appliances`.
+    pub fn boot(&mut self, kernel: &Path, spec: Spec) -> Result<usize> {
+        let n = self.appliances.len();
+        let serial = self.path(&format!("serial-{n}.log"));
+        File::create(&serial)?;
+        let mut args: Vec<String> = spec.machine.qemu_args();
+        args.extend(spec.accel.qemu_args());
+        args.extend(
+            [
+                "-m",
+                &spec.memory_mb.to_string(),
+                "-nographic",
+                "-nodefaults",
+                "-no-user-config",
+                "-no-reboot",
+                "-monitor",
+                "none",
+                "-serial",
+                &format!("file:{}", serial.display()),
+                "-kernel",
+                &kernel.display().to_string(),
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]
+            .map(String::from),
+        );
+        if let Some(blob) = &spec.blob {
+            let path = self.path(&format!("config-{n}.blob"));
+            std::fs::write(&path, blob)?;
+            match spec.delivery {
+                ConfigDelivery::FwCfg => {
+                    args.push("-fw_cfg".into());
+                    args.push(format!("name=opt/pias/config,file={}", path.display()));
+                }
+                ConfigDelivery::Initrd => {
+                    args.push("-initrd".into());
+                    args.push(path.display().to_string());
+                }
+            }
+        }
+        if spec.nic {
+            let tap = self.add_tap()?;
+            // The host's first ARP can be lost if the tap has no carrier yet.
+            args.push("-netdev".into());
+            args.push(format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
+            args.push("-device".into());
+            args.push(format!("{},netdev=n0,mac=52:54:00:00:00:{:02x}", spec.machine.nic_device(), n + 2));
+        }
+        let started = Instant::now();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "qemu-system-x86_64"])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(self.path(&format!("qemu-{n}.err")))?)
+            .spawn()
+            .context("starting qemu-system-x86_64 (is QEMU installed?)")?;
+        if let Ok(mut r) = registry().lock() {
+            r.entry(self.ns.clone()).or_default().push(child.id());
+        }
+        self.appliances.push(Appliance {
+            child,
+            serial,
+            started,
+            spec,
+            exit: None,
+        });
+        Ok(n)
+    }
+
+    /// QEMU's own stderr for appliance n (option errors and the like).
+    pub fn qemu_stderr(&self, n: usize) -> String {
+        std::fs::read_to_string(self.path(&format!("qemu-{n}.err"))).unwrap_or_default()
+    }
+
+    /// Waits until tap n reports carrier (QEMU attached), bounded.
+    pub fn wait_carrier(&self, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.output(&["cat", &format!("/sys/class/net/tap{n}/carrier")])?;
+            if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("tap{n} has no carrier after {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Runs `f` on a thread that has entered this lab's namespace: sockets it
+    /// creates live in the lab and keep working from any thread.
+    pub fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let path = format!("/run/netns/{}", self.ns);
+        std::thread::spawn(move || -> Result<T> {
+            let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).context("entering the lab namespace")?;
+            f()
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("lab thread panicked"))?
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for a in self.appliances.iter_mut() {
+            a.kill();
+        }
+        if let Ok(mut r) = registry().lock() {
+            r.remove(&self.ns);
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}

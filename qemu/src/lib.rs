@@ -1,0 +1,12 @@
+//! The lab harness: build the appliance (`build`), choose machine and
+//! accelerator (`machine`), wire network namespaces, bridges and taps and boot
+//! appliances in them (`lab`), and talk to them: management queries and ICMP
+//! echo from inside the lab (`client`). Labs are removed on drop and on Ctrl-C.
+
+pub mod build;
+pub mod client;
+pub mod lab;
+pub mod machine;
+
+pub use lab::{Appliance, ConfigDelivery, Lab, Spec};
+pub use machine::{Accel, Machine};

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build, boot and test the appliance:
+# QEMU (Debian's qemu-system-x86, which brings qboot.rom), ping, iproute2,
+# and the Rust target x86_64-unknown-none. Idempotent; needs root for apt.
+set -euo pipefail
+need=()
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -f /usr/share/qemu/qboot.rom ] || need+=(qemu-system-x86)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cd "$(dirname "$0")/.."
+# rust-toolchain.toml names the toolchain and the target; this fetches what is missing.
+rustup show active-toolchain >/dev/null
+rustup target add x86_64-unknown-none >/dev/null 2>&1 || true
+rustup target list --installed | grep -q x86_64-unknown-none
