@@ -32,7 +32,8 @@ pub fn encode(cfg: &Config) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; MAX_BLOB];
     let n = blob::encode(cfg, &mut buf).map_err(|e| anyhow!("{e}"))?;
     buf.truncate(n);
-    let back = blob::decode(&buf).map_err(|e| anyhow!("internal: encoded blob does not decode: {e}"))?;
+    let back =
+        blob::decode(&buf).map_err(|e| anyhow!("internal: encoded blob does not decode: {e}"))?;
     if &back != cfg {
         bail!("internal: encoded blob decodes to a different config");
     }
@@ -86,7 +87,10 @@ mod tests {
         let e = err_of(&invalid);
         assert!(e.contains("timers.peer_dead_ms: must exceed"), "{e}");
 
-        let too_long = EXAMPLE_TOML.replace("name = \"pias-1\"", &format!("name = \"{}\"", "x".repeat(40)));
+        let too_long = EXAMPLE_TOML.replace(
+            "name = \"pias-1\"",
+            &format!("name = \"{}\"", "x".repeat(40)),
+        );
         assert!(parse_toml(&too_long).is_err());
     }
 

@@ -26,7 +26,8 @@ enum Cmd {
 }
 
 fn read_toml(path: &PathBuf) -> Result<pias::Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     pias_image::parse_toml(&text).with_context(|| format!("{} refused", path.display()))
 }
 
@@ -39,8 +40,10 @@ fn main() -> Result<()> {
             eprintln!("wrote {} ({} bytes)", blob.display(), bytes.len());
         }
         Cmd::Decode { blob } => {
-            let bytes = std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
-            let cfg = pias_image::decode(&bytes).with_context(|| format!("{} refused", blob.display()))?;
+            let bytes =
+                std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
+            let cfg = pias_image::decode(&bytes)
+                .with_context(|| format!("{} refused", blob.display()))?;
             print!("{}", pias_image::to_toml(&cfg)?);
         }
         Cmd::Check { toml } => {

@@ -28,27 +28,44 @@ pub struct OutOfMemory {
 
 impl core::fmt::Display for OutOfMemory {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "arena exhausted: wanted {} bytes, {} left", self.wanted, self.left)
+        write!(
+            f,
+            "arena exhausted: wanted {} bytes, {} left",
+            self.wanted, self.left
+        )
     }
 }
 
-/// Places the arena in the RAM region holding the image, after the image and
-/// every module. Returns its size in bytes.
+/// Places the arena in the RAM region holding the image: from the image's end
+/// up to the next boot module (QEMU puts an initrd at the top of low memory,
+/// GRUB right after the image, in which case the arena starts after it).
+/// Returns its size in bytes.
 pub fn init(info: &BootInfo) -> usize {
     let mut start = pias_boot::image_end() as u64;
-    for m in info.modules.iter() {
-        start = start.max(m.start.saturating_add(m.len));
+    // Skip modules that cover the start (repeat: they may be back to back).
+    loop {
+        let covering = info
+            .modules
+            .iter()
+            .find(|m| m.start <= start && start < m.start.saturating_add(m.len));
+        match covering {
+            Some(m) => start = m.start.saturating_add(m.len),
+            None => break,
+        }
     }
     let start = (start + 4095) & !4095;
-    let region = info
+    let mut end = info
         .ram
         .iter()
         .find(|r| r.start <= start && start < r.end)
-        .map(|r| r.end.min(crate::phys::MAPPED_LIMIT));
-    let end = match region {
-        Some(end) => end.min(start + ARENA_MAX) & !4095,
-        None => start,
-    };
+        .map_or(start, |r| r.end.min(crate::phys::MAPPED_LIMIT))
+        .min(start + ARENA_MAX);
+    for m in info.modules.iter() {
+        if m.start >= start {
+            end = end.min(m.start);
+        }
+    }
+    let end = (end & !4095).max(start);
     let mut a = ARENA.lock();
     a.start = start as usize;
     a.next = start as usize;
@@ -89,7 +106,10 @@ pub fn alloc_pages(pages: usize) -> Result<usize, OutOfMemory> {
 
 /// Reserves a slice of `n` values, each initialised by `init`.
 pub fn alloc_slice<T>(n: usize, init: impl Fn() -> T) -> Result<&'static mut [T], OutOfMemory> {
-    let bytes = size_of::<T>().checked_mul(n).ok_or(OutOfMemory { wanted: usize::MAX, left: 0 })?;
+    let bytes = size_of::<T>().checked_mul(n).ok_or(OutOfMemory {
+        wanted: usize::MAX,
+        left: 0,
+    })?;
     let at = ARENA.lock().take(bytes, align_of::<T>().max(8))?;
     // SAFETY: the reserved range is RAM owned by nobody else, aligned for T and
     // large enough for n values; every element is written before the slice is

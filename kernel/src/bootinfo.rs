@@ -44,7 +44,10 @@ impl core::fmt::Display for BootInfoError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BootInfoError::UnknownProtocol { eax } => {
-                write!(f, "entered by an unknown loader (eax={eax:#x}); boot with PVH or multiboot2")
+                write!(
+                    f,
+                    "entered by an unknown loader (eax={eax:#x}); boot with PVH or multiboot2"
+                )
             }
             BootInfoError::Unreadable(what) => write!(f, "boot information unreadable: {what}"),
         }
@@ -100,7 +103,11 @@ fn read_pvh(addr: u64) -> Result<BootInfo, BootInfoError> {
         if map != 0 && entries > 0 {
             let m = slice(map, entries * 24).ok_or(BootInfoError::Unreadable("PVH memory map"))?;
             for i in 0..entries {
-                let (a, l, t) = (u64_at(m, i * 24), u64_at(m, i * 24 + 8), u32_at(m, i * 24 + 16));
+                let (a, l, t) = (
+                    u64_at(m, i * 24),
+                    u64_at(m, i * 24 + 8),
+                    u32_at(m, i * 24 + 16),
+                );
                 if let (Some(a), Some(l), Some(E820_RAM)) = (a, l, t) {
                     push_ram(&mut info.ram, a, l);
                 }
@@ -170,7 +177,9 @@ fn read_multiboot2(addr: u64) -> Result<BootInfo, BootInfoError> {
 /// Adds RAM regions from fw_cfg's "etc/e820" (20-byte entries) when the loader gave none.
 pub fn ram_from_e820(info: &mut BootInfo, e820: &[u8]) {
     for entry in e820.chunks_exact(20) {
-        if let (Some(a), Some(l), Some(E820_RAM)) = (u64_at(entry, 0), u64_at(entry, 8), u32_at(entry, 16)) {
+        if let (Some(a), Some(l), Some(E820_RAM)) =
+            (u64_at(entry, 0), u64_at(entry, 8), u32_at(entry, 16))
+        {
             push_ram(&mut info.ram, a, l);
         }
     }

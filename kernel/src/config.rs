@@ -21,7 +21,11 @@ fn declared_len(head: &[u8]) -> usize {
 fn oversized(bytes: &[u8], total: usize) -> BlobError {
     // Refuse before decoding; still distinguish a foreign file from a huge config.
     match blob::payload(&bytes[..HEADER_LEN.min(bytes.len())]) {
-        Err(e @ (BlobError::BadMagic | BlobError::UnsupportedVersion { .. } | BlobError::TooShort { .. })) => e,
+        Err(
+            e @ (BlobError::BadMagic
+            | BlobError::UnsupportedVersion { .. }
+            | BlobError::TooShort { .. }),
+        ) => e,
         _ => BlobError::BadLength {
             declared: declared_len(bytes),
             present: total.saturating_sub(HEADER_LEN),

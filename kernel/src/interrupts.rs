@@ -147,7 +147,8 @@ struct IdtPointer {
 static mut IDT: [u64; 512] = [0; 512];
 
 fn gate(handler: u64) -> (u64, u64) {
-    let low = (handler & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((handler >> 16) & 0xffff) << 48;
+    let low =
+        (handler & 0xffff) | (0x08 << 16) | (0x8e00u64 << 32) | ((handler >> 16) & 0xffff) << 48;
     (low, handler >> 32)
 }
 
@@ -253,7 +254,10 @@ fn calibrate_lapic_timer() {
 /// Arms the one-shot timer to fire after `us` microseconds (0 disarms).
 pub fn arm_timer_us(us: u64) {
     let ticks = us.saturating_mul(LAPIC_TICKS_PER_MS.load(Ordering::Relaxed)) / 1000;
-    lapic_write(LAPIC_TIMER_INIT, ticks.clamp(if us == 0 { 0 } else { 1 }, u64::from(u32::MAX)) as u32);
+    lapic_write(
+        LAPIC_TIMER_INIT,
+        ticks.clamp(if us == 0 { 0 } else { 1 }, u64::from(u32::MAX)) as u32,
+    );
 }
 
 pub fn wakeups() -> u64 {

@@ -11,7 +11,14 @@ static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
 impl Log for SerialLogger {
     fn enabled(&self, m: &Metadata) -> bool {
-        m.level() <= log::max_level()
+        // virtio-drivers reports negotiation at info level; keep the boot log to
+        // our own lines unless something is wrong (serial output is slow under KVM).
+        let cap = if m.target().starts_with("virtio_drivers") {
+            LevelFilter::Warn
+        } else {
+            LevelFilter::Trace
+        };
+        m.level() <= log::max_level() && m.level() <= cap
     }
 
     fn log(&self, r: &Record) {

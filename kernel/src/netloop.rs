@@ -53,15 +53,22 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), ifc.address.len));
     });
     if let Some(gw) = ifc.gateway {
-        if iface.routes_mut().add_default_ipv4_route(Ipv4Address::from(gw.0)).is_err() {
+        if iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::from(gw.0))
+            .is_err()
+        {
             log::warn!("net: route table full; no default route");
         }
     }
 
-    let storage = arena::alloc_slice(SOCKETS, || SocketStorage::EMPTY).unwrap_or_else(|_| fail("sockets"));
-    let rx_meta = arena::alloc_slice(MGMT_SLOTS, || udp::PacketMetadata::EMPTY).unwrap_or_else(|_| fail("mgmt rx"));
+    let storage =
+        arena::alloc_slice(SOCKETS, || SocketStorage::EMPTY).unwrap_or_else(|_| fail("sockets"));
+    let rx_meta = arena::alloc_slice(MGMT_SLOTS, || udp::PacketMetadata::EMPTY)
+        .unwrap_or_else(|_| fail("mgmt rx"));
     let rx_data = arena::alloc_slice(MGMT_RX_BYTES, || 0u8).unwrap_or_else(|_| fail("mgmt rx"));
-    let tx_meta = arena::alloc_slice(MGMT_SLOTS, || udp::PacketMetadata::EMPTY).unwrap_or_else(|_| fail("mgmt tx"));
+    let tx_meta = arena::alloc_slice(MGMT_SLOTS, || udp::PacketMetadata::EMPTY)
+        .unwrap_or_else(|_| fail("mgmt tx"));
     let tx_data = arena::alloc_slice(MGMT_TX_BYTES, || 0u8).unwrap_or_else(|_| fail("mgmt tx"));
     let mut sockets = SocketSet::new(&mut storage[..]);
     let mut mgmt_sock = udp::Socket::new(

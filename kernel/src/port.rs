@@ -7,7 +7,9 @@ use core::arch::asm;
 pub unsafe fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: port I/O has no memory effects; the caller vouches for the device.
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -15,14 +17,18 @@ pub unsafe fn inb(port: u16) -> u8 {
 /// The caller must know what the device at `port` does on this write.
 pub unsafe fn outb(port: u16, v: u8) {
     // SAFETY: port I/O has no memory effects; the caller vouches for the device.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// # Safety
 /// As `outb`.
 pub unsafe fn outw(port: u16, v: u16) {
     // SAFETY: as `outb`.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// # Safety
@@ -30,7 +36,9 @@ pub unsafe fn outw(port: u16, v: u16) {
 pub unsafe fn inl(port: u16) -> u32 {
     let v: u32;
     // SAFETY: as `inb`.
-    unsafe { asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
@@ -38,5 +46,7 @@ pub unsafe fn inl(port: u16) -> u32 {
 /// As `outb`.
 pub unsafe fn outl(port: u16, v: u32) {
     // SAFETY: as `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    };
 }

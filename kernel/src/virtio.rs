@@ -31,7 +31,10 @@ pub struct ArenaHal;
 // never handed out again; MMIO and shared buffers are identity-mapped.
 unsafe impl Hal for ArenaHal {
     fn dma_alloc(pages: usize, _dir: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        match arena::alloc_pages(pages).ok().and_then(|a| Some((a as u64, NonNull::new(a as *mut u8)?))) {
+        match arena::alloc_pages(pages)
+            .ok()
+            .and_then(|a| Some((a as u64, NonNull::new(a as *mut u8)?)))
+        {
             Some(r) => r,
             None => {
                 log::error!("virtio: no arena left for {pages} DMA pages");
@@ -113,7 +116,9 @@ fn find_pci() -> Result<Option<SomeTransport<'static>>, ProbeError> {
     let found = root
         .enumerate_bus(0)
         .find(|(_, info)| virtio_device_type(info) == Some(DeviceType::Network));
-    let Some((df, _)) = found else { return Ok(None) };
+    let Some((df, _)) = found else {
+        return Ok(None);
+    };
     crate::pci::assign_bars(&mut root, df).map_err(ProbeError::Init)?;
     PciTransport::new::<ArenaHal, _>(&mut root, df)
         .map(|t| Some(t.into()))
@@ -127,13 +132,16 @@ impl VirtioNic {
             None => (find_pci()?.ok_or(ProbeError::NotFound)?, "virtio-pci"),
         };
         let mut dev = Dev::new(transport).map_err(|_| ProbeError::Init("device setup"))?;
-        let rx_bufs = arena::alloc_slice(QUEUE, || [0u8; RX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
-        let tx_bufs = arena::alloc_slice(TX_BUFS, || [0u8; TX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
+        let rx_bufs =
+            arena::alloc_slice(QUEUE, || [0u8; RX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
+        let tx_bufs =
+            arena::alloc_slice(TX_BUFS, || [0u8; TX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
         let mut rx_tokens = [None; QUEUE];
         for (i, buf) in rx_bufs.iter_mut().enumerate() {
             // SAFETY: each buffer lives in the arena for ever and is touched again
             // only after the device hands it back (receive_complete).
-            rx_tokens[i] = Some(unsafe { dev.receive_begin(buf) }.map_err(|_| ProbeError::Init("rx post"))?);
+            rx_tokens[i] =
+                Some(unsafe { dev.receive_begin(buf) }.map_err(|_| ProbeError::Init("rx post"))?);
         }
         dev.enable_interrupts();
         Ok(VirtioNic {
@@ -158,7 +166,11 @@ impl VirtioNic {
 
     fn reclaim_tx(&mut self) {
         while let Some(token) = self.dev.poll_transmit() {
-            let Some(i) = self.tx_tokens.iter().position(|t| matches!(t, Some((tok, _)) if *tok == token)) else {
+            let Some(i) = self
+                .tx_tokens
+                .iter()
+                .position(|t| matches!(t, Some((tok, _)) if *tok == token))
+            else {
                 log::error!("virtio: unknown transmit token {token}");
                 return;
             };
@@ -178,7 +190,9 @@ impl Nic for VirtioNic {
     }
 
     fn receive(&mut self, out: &mut [u8]) -> Result<Option<usize>, NicError> {
-        let Some(token) = self.dev.poll_receive() else { return Ok(None) };
+        let Some(token) = self.dev.poll_receive() else {
+            return Ok(None);
+        };
         let Some(i) = self.rx_tokens.iter().position(|t| *t == Some(token)) else {
             log::error!("virtio: unknown receive token {token}");
             return Err(NicError);
@@ -208,15 +222,23 @@ impl Nic for VirtioNic {
 
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
         self.reclaim_tx();
-        let i = self.tx_tokens.iter().position(Option::is_none).ok_or(NicError)?;
-        let hdr = self.dev.fill_buffer_header(&mut self.tx_bufs[i]).map_err(|_| NicError)?;
+        let i = self
+            .tx_tokens
+            .iter()
+            .position(Option::is_none)
+            .ok_or(NicError)?;
+        let hdr = self
+            .dev
+            .fill_buffer_header(&mut self.tx_bufs[i])
+            .map_err(|_| NicError)?;
         let len = hdr + frame.len();
         if len > TX_BUF {
             return Err(NicError);
         }
         self.tx_bufs[i][hdr..len].copy_from_slice(frame);
         // SAFETY: buffer i stays untouched until reclaim_tx sees its token come back.
-        let token = unsafe { self.dev.transmit_begin(&self.tx_bufs[i][..len]) }.map_err(|_| NicError)?;
+        let token =
+            unsafe { self.dev.transmit_begin(&self.tx_bufs[i][..len]) }.map_err(|_| NicError)?;
         self.tx_tokens[i] = Some((token, len));
         Ok(())
     }

@@ -196,23 +196,35 @@ pub(crate) mod tests {
     fn each_defect_is_named() {
         let good = udp_frame(7001, b"hello");
         assert_eq!(classify(&good[..10], OUR_MAC, 1500), Err(DropReason::Runt));
-        assert_eq!(classify(&vec![0xffu8; 1600], OUR_MAC, 1500), Err(DropReason::Oversized));
+        assert_eq!(
+            classify(&vec![0xffu8; 1600], OUR_MAC, 1500),
+            Err(DropReason::Oversized)
+        );
         assert_eq!(classify(&good, PEER_MAC, 1500), Err(DropReason::NotForUs));
 
         let mut v6 = good.clone();
         v6[12..14].copy_from_slice(&[0x86, 0xdd]);
         assert_eq!(classify(&v6, OUR_MAC, 1500), Err(DropReason::Unsupported));
 
-        assert_eq!(classify(&good[..30], OUR_MAC, 1500), Err(DropReason::BadIpv4));
+        assert_eq!(
+            classify(&good[..30], OUR_MAC, 1500),
+            Err(DropReason::BadIpv4)
+        );
 
         let mut ipsum = good.clone();
         ipsum[14 + 10] ^= 0xff;
-        assert_eq!(classify(&ipsum, OUR_MAC, 1500), Err(DropReason::BadIpChecksum));
+        assert_eq!(
+            classify(&ipsum, OUR_MAC, 1500),
+            Err(DropReason::BadIpChecksum)
+        );
 
         let mut udpsum = good.clone();
         let last = udpsum.len() - 1;
         udpsum[last] ^= 0x01;
-        assert_eq!(classify(&udpsum, OUR_MAC, 1500), Err(DropReason::BadL4Checksum));
+        assert_eq!(
+            classify(&udpsum, OUR_MAC, 1500),
+            Err(DropReason::BadL4Checksum)
+        );
 
         let mut udplen = good.clone();
         udplen[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&4u16.to_be_bytes());
@@ -226,7 +238,10 @@ pub(crate) mod tests {
         let mut icmp = icmp_echo_frame();
         let last = icmp.len() - 1;
         icmp[last] ^= 0x10;
-        assert_eq!(classify(&icmp, OUR_MAC, 1500), Err(DropReason::BadL4Checksum));
+        assert_eq!(
+            classify(&icmp, OUR_MAC, 1500),
+            Err(DropReason::BadL4Checksum)
+        );
     }
 
     #[test]

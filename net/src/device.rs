@@ -9,6 +9,10 @@ use smoltcp::time::Instant;
 /// The largest Ethernet frame handled (1500-byte MTU plus the header).
 pub const FRAME_MAX: usize = 1514;
 
+/// Receive buffer size: larger than any valid frame, so that an oversized
+/// frame still arrives whole and is counted as oversized, not as a driver error.
+pub const RX_BUF_LEN: usize = 2048;
+
 /// Frames dropped by the classifier in one `receive` call before it yields,
 /// so a flood of junk cannot starve the rest of the loop.
 const MAX_DROPS_PER_RECEIVE: usize = 64;
@@ -34,7 +38,7 @@ pub struct NicDevice<N: Nic> {
     nic: N,
     mac: [u8; 6],
     mtu: u16,
-    rx_buf: [u8; FRAME_MAX],
+    rx_buf: [u8; RX_BUF_LEN],
     tx_buf: [u8; FRAME_MAX],
     pub counters: NetCounters,
 }
@@ -47,7 +51,7 @@ impl<N: Nic> NicDevice<N> {
             nic,
             mac,
             mtu: mtu.min((FRAME_MAX - crate::classify::ETHERNET_HEADER) as u16),
-            rx_buf: [0; FRAME_MAX],
+            rx_buf: [0; RX_BUF_LEN],
             tx_buf: [0; FRAME_MAX],
             counters: NetCounters::default(),
         }
@@ -259,6 +263,16 @@ mod tests {
     }
 
     #[test]
+    fn oversized_frames_are_counted_as_oversized() {
+        let mut big = udp_frame(7001, b"x");
+        big.resize(1600, 0);
+        let mut dev = device(vec![big]);
+        assert!(dev.receive(Instant::ZERO).is_none());
+        assert_eq!(dev.counters.rx_oversized, 1);
+        assert_eq!(dev.counters.rx_driver_errors, 0);
+    }
+
+    #[test]
     fn full_ring_is_counted() {
         let mut dev = device(vec![]);
         dev.nic_mut().tx_room = 0;
@@ -268,7 +282,7 @@ mod tests {
 
     #[test]
     fn driver_errors_are_counted() {
-        let mut dev = device(vec![vec![0u8; FRAME_MAX + 10]]);
+        let mut dev = device(vec![vec![0u8; RX_BUF_LEN + 10]]);
         assert!(dev.receive(Instant::ZERO).is_none());
         assert_eq!(dev.counters.rx_driver_errors, 1);
     }

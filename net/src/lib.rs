@@ -9,4 +9,4 @@ pub mod device;
 pub mod mgmt;
 
 pub use classify::{classify, DropReason};
-pub use device::{Nic, NicDevice, NicError, FRAME_MAX};
+pub use device::{Nic, NicDevice, NicError, FRAME_MAX, RX_BUF_LEN};

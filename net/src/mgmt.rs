@@ -147,7 +147,14 @@ mod tests {
         let mut c = MgmtCounters::default();
         let mut out = vec![0u8; MAX_RESPONSE];
         assert_eq!(
-            serve(b"junk", Ipv4([198, 18, 0, 9]), &cfg, &mut c, status, &mut out),
+            serve(
+                b"junk",
+                Ipv4([198, 18, 0, 9]),
+                &cfg,
+                &mut c,
+                status,
+                &mut out
+            ),
             Action::Ignore
         );
         let mut q = [0u8; 64];
@@ -158,7 +165,14 @@ mod tests {
         }
         .encode(&mut q)
         .unwrap();
-        let a = serve(&q[..n], Ipv4([198, 18, 0, 9]), &cfg, &mut c, status, &mut out);
+        let a = serve(
+            &q[..n],
+            Ipv4([198, 18, 0, 9]),
+            &cfg,
+            &mut c,
+            status,
+            &mut out,
+        );
         let Action::Reply(n) = a else { panic!("{a:?}") };
         assert_eq!(
             Response::decode(&out[..n]).unwrap().body,

@@ -196,7 +196,8 @@ where
         f.write_str("an IPv4 address or prefix as a string")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        v.parse().map_err(|e: AddrParseError| E::custom(format_args!("{e}: {v:?}")))
+        v.parse()
+            .map_err(|e: AddrParseError| E::custom(format_args!("{e}: {v:?}")))
     }
 }
 
@@ -238,15 +239,27 @@ mod tests {
         assert!(p.contains("203.0.113.77".parse().unwrap()));
         assert!(!p.contains("203.0.114.1".parse().unwrap()));
         assert!(!p.has_host_bits());
-        assert!("203.0.113.1/24".parse::<Ipv4Prefix>().unwrap().has_host_bits());
+        assert!("203.0.113.1/24"
+            .parse::<Ipv4Prefix>()
+            .unwrap()
+            .has_host_bits());
     }
 
     #[test]
     fn rejects_bad_text() {
         assert_eq!("1.2.3".parse::<Ipv4>(), Err(AddrParseError::BadAddress));
-        assert_eq!("1.2.3.4/33".parse::<Ipv4Prefix>(), Err(AddrParseError::BadPrefixLen));
-        assert_eq!("1.2.3.4".parse::<Ipv4Prefix>(), Err(AddrParseError::BadPrefixLen));
-        assert_eq!("1.2.3.4/+8".parse::<Ipv4Prefix>(), Err(AddrParseError::BadPrefixLen));
+        assert_eq!(
+            "1.2.3.4/33".parse::<Ipv4Prefix>(),
+            Err(AddrParseError::BadPrefixLen)
+        );
+        assert_eq!(
+            "1.2.3.4".parse::<Ipv4Prefix>(),
+            Err(AddrParseError::BadPrefixLen)
+        );
+        assert_eq!(
+            "1.2.3.4/+8".parse::<Ipv4Prefix>(),
+            Err(AddrParseError::BadPrefixLen)
+        );
     }
 
     #[test]

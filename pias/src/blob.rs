@@ -101,7 +101,8 @@ impl fmt::Display for BlobError {
 /// Parses and validates a blob.
 pub fn decode(bytes: &[u8]) -> Result<Config, BlobError> {
     let payload = payload(bytes)?;
-    let (config, rest) = postcard::take_from_bytes::<Config>(payload).map_err(|_| BlobError::Decode)?;
+    let (config, rest) =
+        postcard::take_from_bytes::<Config>(payload).map_err(|_| BlobError::Decode)?;
     if !rest.is_empty() {
         return Err(BlobError::Decode);
     }
@@ -255,7 +256,10 @@ mod tests {
         bad.timers.target_rise = 0;
         // encode refuses it outright...
         let mut out = vec![0u8; MAX_BLOB];
-        assert!(matches!(encode(&bad, &mut out), Err(EncodeError::Invalid(_))));
+        assert!(matches!(
+            encode(&bad, &mut out),
+            Err(EncodeError::Invalid(_))
+        ));
         // ...and a hand-made blob carrying it is refused by decode.
         let payload = postcard::to_allocvec(&bad).unwrap();
         let mut blob = good_header(payload.len());

@@ -180,8 +180,7 @@ fn check(ok: bool, field: fmt::Arguments, reason: &'static str) -> Result<(), Co
 
 fn is_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
@@ -244,9 +243,21 @@ impl Config {
         }
 
         let ports = &self.ports;
-        check(ports.management != 0, format_args!("ports.management"), "must not be 0")?;
-        check(ports.registration != 0, format_args!("ports.registration"), "must not be 0")?;
-        check(ports.proxy != 0, format_args!("ports.proxy"), "must not be 0")?;
+        check(
+            ports.management != 0,
+            format_args!("ports.management"),
+            "must not be 0",
+        )?;
+        check(
+            ports.registration != 0,
+            format_args!("ports.registration"),
+            "must not be 0",
+        )?;
+        check(
+            ports.proxy != 0,
+            format_args!("ports.proxy"),
+            "must not be 0",
+        )?;
         check(
             ports.proxy != ports.management,
             format_args!("ports.proxy"),
@@ -260,7 +271,11 @@ impl Config {
         )?;
 
         let c = &self.capacity;
-        check(in_range(c.peers, 1, MAX_PEERS), format_args!("capacity.peers"), "must be 1..=20000")?;
+        check(
+            in_range(c.peers, 1, MAX_PEERS),
+            format_args!("capacity.peers"),
+            "must be 1..=20000",
+        )?;
         check(
             in_range(c.groups, 1, MAX_GROUPS),
             format_args!("capacity.groups"),
@@ -271,7 +286,11 @@ impl Config {
             format_args!("capacity.targets_per_group"),
             "must be 1..=65535",
         )?;
-        check(in_range(c.flows, 1, MAX_FLOWS), format_args!("capacity.flows"), "must be 1..=4000000")?;
+        check(
+            in_range(c.flows, 1, MAX_FLOWS),
+            format_args!("capacity.flows"),
+            "must be 1..=4000000",
+        )?;
 
         let t = &self.timers;
         check(
@@ -289,8 +308,16 @@ impl Config {
             format_args!("timers.target_ping_ms"),
             "must be 10..=600000",
         )?;
-        check(in_range(t.target_rise, 1, 10), format_args!("timers.target_rise"), "must be 1..=10")?;
-        check(in_range(t.target_fall, 1, 10), format_args!("timers.target_fall"), "must be 1..=10")?;
+        check(
+            in_range(t.target_rise, 1, 10),
+            format_args!("timers.target_rise"),
+            "must be 1..=10",
+        )?;
+        check(
+            in_range(t.target_fall, 1, 10),
+            format_args!("timers.target_fall"),
+            "must be 1..=10",
+        )?;
         check(
             in_range(t.iap_cache_ttl_s, 1, 86_400),
             format_args!("timers.iap_cache_ttl_s"),
@@ -443,34 +470,67 @@ mod tests {
     fn each_rule_names_its_field() {
         assert_eq!(field_of(with(|c| c.node.id = 0)), "node.id");
         assert_eq!(field_of(with(|c| c.node.name = String::new())), "node.name");
-        assert_eq!(field_of(with(|c| c.node.name = "a b".try_into().unwrap())), "node.name");
+        assert_eq!(
+            field_of(with(|c| c.node.name = "a b".try_into().unwrap())),
+            "node.name"
+        );
         assert_eq!(field_of(with(|c| c.interfaces.clear())), "interfaces");
         assert_eq!(
             field_of(with(|c| c.interfaces[0].gateway = Some(Ipv4([10, 0, 0, 1])))),
             "interfaces[0].gateway"
         );
         assert_eq!(
-            field_of(with(|c| c.interfaces[0].address = "198.18.0.0/24".parse().unwrap())),
+            field_of(with(
+                |c| c.interfaces[0].address = "198.18.0.0/24".parse().unwrap()
+            )),
             "interfaces[0].address"
         );
-        assert_eq!(field_of(with(|c| c.interfaces[0].mtu = 9000)), "interfaces[0].mtu");
         assert_eq!(
-            field_of(with(|c| c.anycast.prefixes[0] = "203.0.113.5/24".parse().unwrap())),
+            field_of(with(|c| c.interfaces[0].mtu = 9000)),
+            "interfaces[0].mtu"
+        );
+        assert_eq!(
+            field_of(with(
+                |c| c.anycast.prefixes[0] = "203.0.113.5/24".parse().unwrap()
+            )),
             "anycast.prefixes[0]"
         );
         assert_eq!(
-            field_of(with(|c| c.anycast.prefixes[0] = "198.18.0.0/16".parse().unwrap())),
+            field_of(with(
+                |c| c.anycast.prefixes[0] = "198.18.0.0/16".parse().unwrap()
+            )),
             "anycast.prefixes[0]"
         );
-        assert_eq!(field_of(with(|c| c.anycast.prefixes.clear())), "anycast.prefixes");
+        assert_eq!(
+            field_of(with(|c| c.anycast.prefixes.clear())),
+            "anycast.prefixes"
+        );
         assert_eq!(field_of(with(|c| c.ports.proxy = 7001)), "ports.proxy");
-        assert_eq!(field_of(with(|c| c.ports.registration = 0)), "ports.registration");
-        assert_eq!(field_of(with(|c| c.management.allow.clear())), "management.allow");
-        assert_eq!(field_of(with(|c| c.capacity.peers = 20_001)), "capacity.peers");
+        assert_eq!(
+            field_of(with(|c| c.ports.registration = 0)),
+            "ports.registration"
+        );
+        assert_eq!(
+            field_of(with(|c| c.management.allow.clear())),
+            "management.allow"
+        );
+        assert_eq!(
+            field_of(with(|c| c.capacity.peers = 20_001)),
+            "capacity.peers"
+        );
         assert_eq!(field_of(with(|c| c.capacity.flows = 0)), "capacity.flows");
-        assert_eq!(field_of(with(|c| c.timers.peer_dead_ms = 2000)), "timers.peer_dead_ms");
-        assert_eq!(field_of(with(|c| c.timers.target_fall = 0)), "timers.target_fall");
-        assert_eq!(field_of(with(|c| c.timers.rtt_probe_ms = 5)), "timers.rtt_probe_ms");
+        assert_eq!(
+            field_of(with(|c| c.timers.peer_dead_ms = 2000)),
+            "timers.peer_dead_ms"
+        );
+        assert_eq!(
+            field_of(with(|c| c.timers.target_fall = 0)),
+            "timers.target_fall"
+        );
+        assert_eq!(
+            field_of(with(|c| c.timers.rtt_probe_ms = 5)),
+            "timers.rtt_probe_ms"
+        );
     }
 
     #[test]

@@ -73,9 +73,16 @@ mod tests {
             BlobError::Decode,
         ];
         let mut seen = std::collections::HashSet::new();
-        for code in [SHUTDOWN, PANIC, CPU_EXCEPTION, NO_NIC, BAD_BOOT_INFO, OUT_OF_MEMORY]
-            .into_iter()
-            .chain(config_errors.iter().map(|e| e.exit_code()))
+        for code in [
+            SHUTDOWN,
+            PANIC,
+            CPU_EXCEPTION,
+            NO_NIC,
+            BAD_BOOT_INFO,
+            OUT_OF_MEMORY,
+        ]
+        .into_iter()
+        .chain(config_errors.iter().map(|e| e.exit_code()))
         {
             assert!(seen.insert(code), "duplicate code {code:#x}");
             assert_ne!(describe_qemu_status(qemu_status(code)), "unknown");

@@ -34,6 +34,8 @@ pub enum Refusal {
     ShutdownDisabled,
 }
 
+// No alloc to box the status into; a response is built once per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     Status(Status),
@@ -200,8 +202,14 @@ mod tests {
         let mut out = [0u8; MAX_REQUEST];
         let n = q.encode(&mut out).unwrap();
         assert_eq!(Request::decode(&out[..n]).unwrap(), q);
-        assert_eq!(Request::decode(b"NOPE\x01\x07\x00"), Err(MgmtError::BadMagic));
-        assert_eq!(Request::decode(&[0u8; MAX_REQUEST + 1]), Err(MgmtError::TooLong));
+        assert_eq!(
+            Request::decode(b"NOPE\x01\x07\x00"),
+            Err(MgmtError::BadMagic)
+        );
+        assert_eq!(
+            Request::decode(&[0u8; MAX_REQUEST + 1]),
+            Err(MgmtError::TooLong)
+        );
         let mut trailing = out[..n].to_vec();
         trailing.push(0);
         assert_eq!(Request::decode(&trailing), Err(MgmtError::Decode));

@@ -33,7 +33,14 @@ pub fn build_kernel() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["build", "-p", "pias-kernel", "--target", "x86_64-unknown-none", "--release"])
+        .args([
+            "build",
+            "-p",
+            "pias-kernel",
+            "--target",
+            "x86_64-unknown-none",
+            "--release",
+        ])
         .arg("--target-dir")
         .arg(kernel_target_dir())
         .status()

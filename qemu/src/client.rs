@@ -50,13 +50,21 @@ impl MgmtClient {
             self.sock.set_read_timeout(Some(left))?;
             let (len, from) = match self.sock.recv_from(&mut reply) {
                 Ok(r) => r,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e.into()),
             };
             if from != self.target {
                 continue;
             }
-            let resp = Response::decode(&reply[..len]).map_err(|e| anyhow::anyhow!("bad reply: {e:?}"))?;
+            let resp =
+                Response::decode(&reply[..len]).map_err(|e| anyhow::anyhow!("bad reply: {e:?}"))?;
             if resp.nonce == self.nonce {
                 return Ok(resp);
             }
@@ -76,14 +84,19 @@ impl MgmtClient {
     }
 
     pub fn status(&mut self) -> Result<Status> {
-        match self.request(Op::Status, 10, Duration::from_millis(500))?.body {
+        match self
+            .request(Op::Status, 10, Duration::from_millis(500))?
+            .body
+        {
             Body::Status(s) => Ok(s),
             other => bail!("status request answered with {other:?}"),
         }
     }
 
     pub fn shutdown(&mut self) -> Result<Body> {
-        Ok(self.request(Op::Shutdown, 5, Duration::from_millis(500))?.body)
+        Ok(self
+            .request(Op::Shutdown, 5, Duration::from_millis(500))?
+            .body)
     }
 }
 
@@ -108,7 +121,8 @@ fn checksum(data: &[u8]) -> u16 {
 impl Pinger {
     pub fn new(lab: &Lab) -> Result<Pinger> {
         let sock = lab.inside(|| {
-            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).context("raw ICMP socket (needs root)")
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+                .context("raw ICMP socket (needs root)")
         })?;
         Ok(Pinger {
             sock,
@@ -127,7 +141,8 @@ impl Pinger {
         let c = checksum(&pkt);
         pkt[2..4].copy_from_slice(&c.to_be_bytes());
         let sent = Instant::now();
-        self.sock.send_to(&pkt, &SockAddr::from(SocketAddrV4::new(to, 0)))?;
+        self.sock
+            .send_to(&pkt, &SockAddr::from(SocketAddrV4::new(to, 0)))?;
         let mut buf = [0u8; 1500];
         loop {
             let left = (sent + timeout).saturating_duration_since(Instant::now());
@@ -137,13 +152,22 @@ impl Pinger {
             self.sock.set_read_timeout(Some(left))?;
             let n = match (&self.sock).read(&mut buf) {
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Err(e.into()),
             };
             let bytes = &buf[..n];
             let ihl = usize::from(bytes.first().copied().unwrap_or(0) & 0x0f) * 4;
             let icmp = bytes.get(ihl..).unwrap_or(&[]);
-            let src = bytes.get(12..16).map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
+            let src = bytes
+                .get(12..16)
+                .map(|s| Ipv4Addr::new(s[0], s[1], s[2], s[3]));
             if icmp.len() >= 8
                 && icmp[0] == 0
                 && src == Some(to)
@@ -157,7 +181,13 @@ impl Pinger {
 
     /// Pings every `interval` until the first reply or `timeout`; the time of
     /// the first reply since `since`.
-    pub fn first_reply(&mut self, to: Ipv4Addr, since: Instant, interval: Duration, timeout: Duration) -> Result<Duration> {
+    pub fn first_reply(
+        &mut self,
+        to: Ipv4Addr,
+        since: Instant,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<Duration> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self.ping(to, interval)?.is_some() {

@@ -35,16 +35,25 @@ pub fn cleanup_all() {
     };
     for (ns, pids) in labs {
         for pid in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = Command::new("ip").args(["netns", "del", &ns]).status();
     }
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -111,10 +120,16 @@ impl Appliance {
                 return Ok(self.started.elapsed());
             }
             if let Some(st) = self.try_exit()? {
-                bail!("appliance exited ({st:?}) before printing {needle:?}; console:\n{}", self.console());
+                bail!(
+                    "appliance exited ({st:?}) before printing {needle:?}; console:\n{}",
+                    self.console()
+                );
             }
             if Instant::now() >= deadline {
-                bail!("no {needle:?} on the console within {timeout:?}; console:\n{}", self.console());
+                bail!(
+                    "no {needle:?} on the console within {timeout:?}; console:\n{}",
+                    self.console()
+                );
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -136,7 +151,10 @@ impl Appliance {
             }
             if Instant::now() >= deadline {
                 self.kill();
-                bail!("appliance still running after {timeout:?}; console:\n{}", self.console());
+                bail!(
+                    "appliance still running after {timeout:?}; console:\n{}",
+                    self.console()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -154,7 +172,8 @@ impl Appliance {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
         let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
         let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 = fields.get(11).unwrap_or(&"0").parse::<u64>()? + fields.get(12).unwrap_or(&"0").parse::<u64>()?;
+        let ticks: u64 = fields.get(11).unwrap_or(&"0").parse::<u64>()?
+            + fields.get(12).unwrap_or(&"0").parse::<u64>()?;
         let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as u64;
         Ok(Duration::from_micros(ticks * 1_000_000 / hz))
     }
@@ -182,8 +201,15 @@ impl Lab {
     /// Creates the namespace and bridge. `tag` goes into the namespace's name.
     pub fn new(tag: &str) -> Result<Lab> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
-        let ns = format!("pias-{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        registry().lock().map_err(|_| anyhow::anyhow!("lab registry poisoned"))?.insert(ns.clone(), Vec::new());
+        let ns = format!(
+            "pias-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        registry()
+            .lock()
+            .map_err(|_| anyhow::anyhow!("lab registry poisoned"))?
+            .insert(ns.clone(), Vec::new());
         let lab = Lab {
             host_ip: Ipv4Addr::new(LAB_SUBNET[0], LAB_SUBNET[1], LAB_SUBNET[2], 1),
             ns,
@@ -194,19 +220,32 @@ impl Lab {
         run(Command::new("ip").args(["netns", "add", &lab.ns]))?;
         lab.exec(&["ip", "link", "set", "lo", "up"])?;
         lab.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
-        lab.exec(&["ip", "addr", "add", &format!("{}/24", lab.host_ip), "dev", "br0"])?;
+        lab.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", lab.host_ip),
+            "dev",
+            "br0",
+        ])?;
         lab.exec(&["ip", "link", "set", "br0", "up"])?;
         Ok(lab)
     }
 
     /// Runs a command inside the namespace; fails on a non-zero exit.
     pub fn exec(&self, argv: &[&str]) -> Result<()> {
-        run(Command::new("ip").args(["netns", "exec", &self.ns]).args(argv))
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(argv))
     }
 
     /// Runs a command inside the namespace and returns its output, whatever its exit.
     pub fn output(&self, argv: &[&str]) -> Result<std::process::Output> {
-        Ok(Command::new("ip").args(["netns", "exec", &self.ns]).args(argv).stdin(Stdio::null()).output()?)
+        Ok(Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()?)
     }
 
     /// The address the n-th appliance (0-based) is given by `config_for`.
@@ -218,7 +257,10 @@ impl Lab {
     pub fn config_for(n: usize) -> pias::Config {
         let mut cfg = pias::Config::example();
         cfg.node.id = 1 + n as u32;
-        cfg.node.name = format!("pias-{}", n + 1).as_str().try_into().unwrap_or_default();
+        cfg.node.name = format!("pias-{}", n + 1)
+            .as_str()
+            .try_into()
+            .unwrap_or_default();
         cfg.interfaces[0].address.addr = pias::Ipv4(Lab::appliance_ip(n).octets());
         cfg
     }
@@ -282,7 +324,11 @@ impl Lab {
             args.push("-netdev".into());
             args.push(format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
             args.push("-device".into());
-            args.push(format!("{},netdev=n0,mac=52:54:00:00:00:{:02x}", spec.machine.nic_device(), n + 2));
+            args.push(format!(
+                "{},netdev=n0,mac=52:54:00:00:00:{:02x}",
+                spec.machine.nic_device(),
+                n + 2
+            ));
         }
         let started = Instant::now();
         let child = Command::new("ip")
@@ -328,11 +374,15 @@ impl Lab {
 
     /// Runs `f` on a thread that has entered this lab's namespace: sockets it
     /// creates live in the lab and keep working from any thread.
-    pub fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    pub fn inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let path = format!("/run/netns/{}", self.ns);
         std::thread::spawn(move || -> Result<T> {
             let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).context("entering the lab namespace")?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("entering the lab namespace")?;
             f()
         })
         .join()

@@ -101,7 +101,12 @@ impl Accel {
     pub fn qemu_args(self) -> Vec<String> {
         match self {
             // `-cpu host` alone aborts QEMU 7.2 on these hosts (MSR 0x10a).
-            Accel::Kvm => vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host,-arch-capabilities".into()],
+            Accel::Kvm => vec![
+                "-accel".into(),
+                "kvm".into(),
+                "-cpu".into(),
+                "host,-arch-capabilities".into(),
+            ],
             Accel::Tcg => vec!["-accel".into(), "tcg".into()],
         }
     }

@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "pias-qemu", about = "Boot PIAS appliances in QEMU labs", version)]
+#[command(
+    name = "pias-qemu",
+    about = "Boot PIAS appliances in QEMU labs",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -60,7 +64,8 @@ fn accel_of(s: &str) -> Result<Accel> {
         eprintln!("accelerator: {a} ({why})");
         return Ok(a);
     }
-    let a = Accel::parse(s).with_context(|| format!("unknown accelerator {s:?} (kvm, tcg, auto)"))?;
+    let a =
+        Accel::parse(s).with_context(|| format!("unknown accelerator {s:?} (kvm, tcg, auto)"))?;
     if !a.available() {
         bail!("{a} is not available on this machine");
     }
@@ -68,7 +73,8 @@ fn accel_of(s: &str) -> Result<Accel> {
 }
 
 fn boot_lab(b: &Boot, count: usize) -> Result<()> {
-    let machine = Machine::parse(&b.machine).with_context(|| format!("unknown machine {:?} (microvm, q35)", b.machine))?;
+    let machine = Machine::parse(&b.machine)
+        .with_context(|| format!("unknown machine {:?} (microvm, q35)", b.machine))?;
     let accel = accel_of(&b.accel)?;
     eprintln!("building the appliance kernel…");
     let kernel = build::kernel()?;
@@ -77,8 +83,10 @@ fn boot_lab(b: &Boot, count: usize) -> Result<()> {
     for n in 0..count {
         let cfg = match &b.config {
             Some(path) if count == 1 => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                pias_image::parse_toml(&text).with_context(|| format!("{} refused", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                pias_image::parse_toml(&text)
+                    .with_context(|| format!("{} refused", path.display()))?
             }
             Some(_) => bail!("--config is for a single appliance; a lab readdresses the default"),
             None => Lab::config_for(n),
@@ -92,7 +100,11 @@ fn boot_lab(b: &Boot, count: usize) -> Result<()> {
     let mut pinger = Pinger::new(&lab)?;
     for &(i, ip, port) in &targets {
         let t = lab.appliances[i].wait_for("ready:", Duration::from_secs(30))?;
-        println!("appliance {} ({machine}, {accel}) ready after {:.0} ms", i + 1, t.as_secs_f64() * 1e3);
+        println!(
+            "appliance {} ({machine}, {accel}) ready after {:.0} ms",
+            i + 1,
+            t.as_secs_f64() * 1e3
+        );
         lab.wait_carrier(i, Duration::from_secs(5))?;
         for _ in 0..3 {
             match pinger.ping(ip, Duration::from_secs(1))? {

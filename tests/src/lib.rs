@@ -1,0 +1,52 @@
+//! Shared helpers for the QEMU lab tests in `tests/`.
+
+use pias_qemu::client::MgmtClient;
+use pias_qemu::{build, Accel, Lab, Machine, Spec};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The accelerator tests use: TCG unless `PIAS_ACCEL` says otherwise (on these
+/// machines /dev/kvm is PVM, slower than TCG; see ../shared/PLATFORM.md).
+pub fn test_accel() -> Accel {
+    match std::env::var("PIAS_ACCEL")
+        .ok()
+        .as_deref()
+        .and_then(Accel::parse)
+    {
+        Some(a) => a,
+        None => Accel::Tcg,
+    }
+}
+
+pub fn kernel() -> PathBuf {
+    build::kernel().expect("building the kernel")
+}
+
+/// A lab with `n` appliances of the given machine type booted from the
+/// example config (readdressed per appliance), each waited for until ready.
+pub fn lab_with(tag: &str, machine: Machine, n: usize) -> Lab {
+    let kernel = kernel();
+    let mut lab = Lab::new(tag).expect("creating the lab");
+    for i in 0..n {
+        let blob = pias_image::encode(&Lab::config_for(i)).expect("encoding");
+        lab.boot(&kernel, Spec::new(machine, test_accel(), blob))
+            .expect("booting");
+    }
+    for i in 0..n {
+        lab.appliances[i]
+            .wait_for("ready:", Duration::from_secs(30))
+            .expect("appliance ready");
+        lab.wait_carrier(i, Duration::from_secs(5))
+            .expect("tap carrier");
+    }
+    lab
+}
+
+pub fn mgmt(lab: &Lab, n: usize) -> MgmtClient {
+    MgmtClient::new(
+        lab,
+        Lab::appliance_ip(n),
+        pias::Config::example().ports.management,
+    )
+    .expect("mgmt client")
+}

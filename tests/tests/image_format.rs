@@ -1,0 +1,93 @@
+//! The kernel ELF carries a well-formed multiboot2 header (for GRUB) and a PVH
+//! entry note (for qemu -kernel), in one contiguous load segment.
+
+use pias_tests::kernel;
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+}
+
+#[test]
+fn multiboot2_header_is_well_formed() {
+    let elf = std::fs::read(kernel()).unwrap();
+    // Spec: within the first 32768 bytes, 64-bit aligned.
+    let at = (0..32768usize.min(elf.len() - 16))
+        .step_by(8)
+        .find(|&o| u32_at(&elf, o) == 0xe852_50d6)
+        .expect("no multiboot2 header in the first 32 KiB");
+    let arch = u32_at(&elf, at + 4);
+    let len = u32_at(&elf, at + 8);
+    let sum = u32_at(&elf, at + 12);
+    assert_eq!(arch, 0, "architecture must be i386 protected mode");
+    assert_eq!(
+        0xe852_50d6u32
+            .wrapping_add(arch)
+            .wrapping_add(len)
+            .wrapping_add(sum),
+        0,
+        "checksum"
+    );
+    // Tags follow, 8-aligned, ending with type 0 size 8.
+    let mut off = at + 16;
+    let end = at + len as usize;
+    let mut saw_end = false;
+    while off + 8 <= end {
+        let ty = u16_at(&elf, off);
+        let size = u32_at(&elf, off + 4) as usize;
+        assert!(size >= 8, "tag size");
+        if ty == 0 {
+            assert_eq!(size, 8);
+            saw_end = off + 8 == end;
+            break;
+        }
+        off += (size + 7) & !7;
+    }
+    assert!(saw_end, "header must end with the end tag");
+}
+
+#[test]
+fn pvh_note_points_at_the_entry_and_one_load_segment() {
+    let elf = std::fs::read(kernel()).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert_eq!(elf[4], 2, "ELF64");
+    let entry = u64_at(&elf, 24);
+    let phoff = u64_at(&elf, 32) as usize;
+    let phentsize = u16_at(&elf, 54) as usize;
+    let phnum = u16_at(&elf, 56) as usize;
+    let mut loads = 0;
+    let mut pvh_entry = None;
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let ty = u32_at(&elf, ph);
+        let off = u64_at(&elf, ph + 8) as usize;
+        let filesz = u64_at(&elf, ph + 32) as usize;
+        match ty {
+            1 => loads += 1,
+            4 => {
+                let mut n = off;
+                while n + 12 <= off + filesz {
+                    let namesz = u32_at(&elf, n) as usize;
+                    let descsz = u32_at(&elf, n + 4) as usize;
+                    let nty = u32_at(&elf, n + 8);
+                    let name = &elf[n + 12..n + 12 + namesz];
+                    let desc = n + 12 + ((namesz + 3) & !3);
+                    if nty == 18 && name == b"Xen\0" {
+                        assert_eq!(descsz, 8);
+                        pvh_entry = Some(u64_at(&elf, desc));
+                    }
+                    n = desc + ((descsz + 3) & !3);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(loads, 1, "one contiguous load segment");
+    assert_eq!(pvh_entry, Some(entry), "PVH note must name the ELF entry");
+    assert!(entry < 1 << 32, "entry must be reachable in 32-bit mode");
+}

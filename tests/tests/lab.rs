@@ -1,0 +1,46 @@
+//! Two appliances on one bridge, reached from the lab namespace with the real
+//! `ping` and with status queries; an idle appliance halts instead of spinning.
+
+use pias_qemu::{Lab, Machine};
+use pias_tests::{lab_with, mgmt};
+use std::time::{Duration, Instant};
+
+#[test]
+fn two_appliances_answer_ping_and_status() {
+    let lab = lab_with("two", Machine::Microvm, 2);
+    for n in 0..2 {
+        let ip = Lab::appliance_ip(n).to_string();
+        let out = lab
+            .output(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip])
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("3 received"),
+            "ping {ip}:\n{text}"
+        );
+        let s = mgmt(&lab, n).status().unwrap();
+        assert_eq!(s.node_id, 1 + n as u32);
+        assert_eq!(s.interfaces[0].address.addr.to_string(), ip);
+        assert!(s.net.rx_frames >= 3 && s.net.tx_frames >= 3, "{:?}", s.net);
+    }
+}
+
+#[test]
+fn idle_appliance_halts() {
+    let lab = lab_with("idle", Machine::Microvm, 1);
+    let a = &lab.appliances[0];
+    let before_cpu = a.cpu_time().unwrap();
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = a.cpu_time().unwrap() - before_cpu;
+    let share = used.as_secs_f64() / wall.elapsed().as_secs_f64();
+    // A spinning guest uses ~100% of a core; a halted one a few percent at most.
+    assert!(
+        share < 0.25,
+        "idle appliance used {:.0}% of a core",
+        share * 100.0
+    );
+    let s = mgmt(&lab, 0).status().unwrap();
+    assert!(s.idle.halts > 0, "{:?}", s.idle);
+    assert!(s.idle.polls < 10_000, "the loop spun: {:?}", s.idle);
+}

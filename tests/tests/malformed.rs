@@ -1,0 +1,152 @@
+//! A burst of malformed frames from the lab's bridge is counted and dropped,
+//! and the appliance still answers afterwards.
+
+use pias_qemu::client::Pinger;
+use pias_qemu::{Lab, Machine};
+use pias_tests::{lab_with, mgmt};
+use std::time::Duration;
+
+/// A valid Ethernet + IPv4 + UDP frame to `dst` (checksums right), for mutation.
+fn udp_frame(dst_mac: [u8; 6], src_ip: [u8; 4], dst_ip: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&[0x52, 0x54, 0, 0xaa, 0xbb, 0xcc]);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = 20 + 8 + payload.len();
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ];
+    ip.extend_from_slice(&src_ip);
+    ip.extend_from_slice(&dst_ip);
+    let c = csum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let ulen = (8 + payload.len()) as u16;
+    let mut udp = vec![0x9c, 0x40, 0x1b, 0x59];
+    udp.extend_from_slice(&ulen.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src_ip);
+    pseudo.extend_from_slice(&dst_ip);
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&ulen.to_be_bytes());
+    let sum = pseudo
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    let c = csum(&udp, sum);
+    udp[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&udp);
+    f
+}
+
+fn csum(data: &[u8], start: u32) -> u16 {
+    let mut sum = start;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A small deterministic generator for the random-bytes frames.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn malformed_burst_is_counted_and_survived() {
+    let lab = lab_with("junk", Machine::Microvm, 1);
+    let mac = [0x52, 0x54, 0, 0, 0, 2];
+    let src = [198, 18, 0, 1];
+    let dst = Lab::appliance_ip(0).octets();
+    let good = udp_frame(mac, src, dst, b"not a management request");
+
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..40 {
+        let len = 60 + (rng.next() % 1400) as usize;
+        let mut f: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        f[..6].copy_from_slice(&mac); // addressed to the appliance, so it is examined
+        frames.push(f);
+    }
+    for cut in [20, 30, 40] {
+        frames.push(good[..cut].to_vec()); // truncated IP / UDP headers
+    }
+    let mut ip_sum = good.clone();
+    ip_sum[24] ^= 0xff;
+    frames.push(ip_sum);
+    let mut udp_sum = good.clone();
+    let last = udp_sum.len() - 1;
+    udp_sum[last] ^= 0x01;
+    frames.push(udp_sum);
+    let mut oversized = good.clone();
+    oversized.resize(1600, 0);
+    frames.push(oversized);
+    let count = frames.len() as u64;
+
+    // Let the oversized frame through the host side (the appliance's MTU stays 1500).
+    lab.exec(&["ip", "link", "set", "tap0", "mtu", "2000"])
+        .unwrap();
+    lab.exec(&["ip", "link", "set", "br0", "mtu", "2000"])
+        .unwrap();
+    let before = mgmt(&lab, 0).status().unwrap().net;
+    let sent = lab
+        .inside(move || {
+            let ifc = pnet_datalink::interfaces()
+                .into_iter()
+                .find(|i| i.name == "br0")
+                .ok_or_else(|| anyhow::anyhow!("no br0 in the lab"))?;
+            let pnet_datalink::Channel::Ethernet(mut tx, _rx) =
+                pnet_datalink::channel(&ifc, Default::default())?
+            else {
+                anyhow::bail!("unexpected channel type");
+            };
+            let mut sent = 0u64;
+            for f in &frames {
+                if let Some(Ok(())) = tx.send_to(f, None) {
+                    sent += 1;
+                }
+            }
+            Ok(sent)
+        })
+        .unwrap();
+    assert_eq!(sent, count);
+
+    // The appliance still answers, and every frame of the burst was counted as a drop.
+    let mut pinger = Pinger::new(&lab).unwrap();
+    assert!(pinger
+        .ping(Lab::appliance_ip(0), Duration::from_secs(2))
+        .unwrap()
+        .is_some());
+    let after = mgmt(&lab, 0).status().unwrap().net;
+    let dropped = after.rx_dropped() - before.rx_dropped();
+    assert!(
+        dropped >= count,
+        "dropped {dropped} of {count}: before {before:?} after {after:?}"
+    );
+    assert!(after.rx_bad_ip_checksum > before.rx_bad_ip_checksum);
+    assert!(after.rx_bad_l4_checksum > before.rx_bad_l4_checksum);
+    assert!(after.rx_oversized > before.rx_oversized);
+    assert!(after.rx_bad_ipv4 > before.rx_bad_ipv4);
+}
