@@ -173,6 +173,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             exit::exit(pias::exit::SHUTDOWN);
         }
 
+        dev.nic_mut().kick();
         let worked = served || (dev.counters.rx_frames, dev.counters.tx_frames) != before;
         if worked || cfg.idle == IdleMode::Poll {
             continue;

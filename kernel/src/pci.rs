@@ -74,6 +74,12 @@ impl ConfigurationAccess for AnyCam {
 
 /// The root complex, through ECAM when the chipset has one.
 pub fn root() -> PciRoot<AnyCam> {
+    PciRoot::new(cam())
+}
+
+/// Configuration access, through ECAM when the chipset has one (enabling it if
+/// the firmware did not).
+pub fn cam() -> AnyCam {
     let mut port = PortCam;
     let host = DeviceFunction {
         bus: 0,
@@ -94,10 +100,15 @@ pub fn root() -> PciRoot<AnyCam> {
             // SAFETY: PCIEXBAR now decodes 256 MiB of ECAM at `base`, inside the
             // identity map's uncached part; nothing else touches it.
             let cam = unsafe { MmioCam::new(base as usize as *mut u8, Cam::Ecam) };
-            return PciRoot::new(AnyCam::Ecam(cam));
+            return AnyCam::Ecam(cam);
         }
     }
-    PciRoot::new(AnyCam::Port(PortCam))
+    AnyCam::Port(PortCam)
+}
+
+/// Reads one byte of configuration space.
+pub fn read_u8(cam: &AnyCam, df: DeviceFunction, off: u8) -> u8 {
+    (cam.read_word(df, off & !3) >> (8 * (off & 3))) as u8
 }
 
 /// Where BARs are placed: in the 32-bit PCI hole above q35's ECAM.

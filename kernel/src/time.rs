@@ -39,6 +39,7 @@ pub fn info() -> ClockInfo {
     let source = match SOURCE.load(Ordering::Relaxed) {
         1 => ClockSource::Kvmclock,
         2 => ClockSource::Cpuid,
+        4 => ClockSource::QemuLapic,
         _ => ClockSource::RtcCalibrated,
     };
     ClockInfo {
@@ -53,6 +54,8 @@ pub fn init() -> ClockSource {
         (k, ClockSource::Kvmclock)
     } else if let Some(k) = cpuid_khz() {
         (k, ClockSource::Cpuid)
+    } else if let Some(k) = qemu_lapic_khz() {
+        (k, ClockSource::QemuLapic)
     } else {
         (rtc_calibrated_khz(), ClockSource::RtcCalibrated)
     };
@@ -61,6 +64,7 @@ pub fn init() -> ClockSource {
             ClockSource::Kvmclock => 1,
             ClockSource::Cpuid => 2,
             ClockSource::RtcCalibrated => 3,
+            ClockSource::QemuLapic => 4,
         },
         Ordering::Relaxed,
     );
@@ -152,6 +156,63 @@ fn kvmclock_khz() -> Option<u64> {
     Some((hz / 1000) as u64)
 }
 
+/// Whether the hypervisor is QEMU's TCG (CPUID 0x40000000 = "TCGTCGTCGTCG").
+fn qemu_tcg() -> bool {
+    let (_, b, c, d) = cpuid(0x4000_0000);
+    let (_, _, ecx, _) = cpuid(1);
+    ecx & (1 << 31) != 0
+        && b.to_le_bytes() == *b"TCGT"
+        && c.to_le_bytes() == *b"CGTC"
+        && d.to_le_bytes() == *b"GTCG"
+}
+
+const LAPIC_BASE: usize = 0xfee0_0000;
+const LAPIC_LVT_TIMER: usize = 0x320;
+const LAPIC_TIMER_INIT: usize = 0x380;
+const LAPIC_TIMER_CURRENT: usize = 0x390;
+const LAPIC_TIMER_DIVIDE: usize = 0x3e0;
+/// Reference span for the LAPIC measurement: 20 ms at 1 GHz.
+const LAPIC_SPAN_TICKS: u32 = 20_000_000;
+
+fn lapic(reg: usize) -> *mut u32 {
+    (LAPIC_BASE + reg) as *mut u32
+}
+
+/// Under QEMU's TCG the local APIC timer counts QEMU's virtual clock at 1 GHz
+/// by definition (APIC_BUS_CYCLE_NS = 1), and its current count is computed
+/// from that clock at each read. Unlike a flag raised by a QEMU timer, which a
+/// busy host delays and merges, it cannot lose ticks: measure the TSC against it.
+fn qemu_lapic_khz() -> Option<u64> {
+    if !qemu_tcg() {
+        return None;
+    }
+    // SAFETY: the xAPIC registers are identity-mapped (uncached); the timer is
+    // masked, so counting down raises no interrupt. `interrupts::init` programs
+    // the timer for real later.
+    unsafe {
+        core::ptr::write_volatile(lapic(LAPIC_TIMER_DIVIDE), 0b1011);
+        core::ptr::write_volatile(lapic(LAPIC_LVT_TIMER), 1 << 16);
+        core::ptr::write_volatile(lapic(LAPIC_TIMER_INIT), u32::MAX);
+        let c0 = core::ptr::read_volatile(lapic(LAPIC_TIMER_CURRENT));
+        let t0 = rdtsc();
+        let mut c1 = c0;
+        let mut t1 = t0;
+        for _ in 0..(1u32 << 26) {
+            c1 = core::ptr::read_volatile(lapic(LAPIC_TIMER_CURRENT));
+            t1 = rdtsc();
+            if c0.wrapping_sub(c1) >= LAPIC_SPAN_TICKS {
+                break;
+            }
+        }
+        core::ptr::write_volatile(lapic(LAPIC_TIMER_INIT), 0);
+        let ns = u64::from(c0.wrapping_sub(c1));
+        if ns < u64::from(LAPIC_SPAN_TICKS) {
+            return None;
+        }
+        Some((t1 - t0) * 1_000_000 / ns)
+    }
+}
+
 fn cpuid_khz() -> Option<u64> {
     let (max, ..) = cpuid(0);
     if max < 0x15 {
@@ -205,38 +266,55 @@ fn cmos_write(reg: u8, v: u8) {
 /// Waits for the next periodic flag (reading C clears it). Bounded: gives up
 /// after ~2^26 polls so a machine without an RTC cannot hang the boot.
 fn wait_periodic_flag() -> bool {
-    for _ in 0..(1u32 << 26) {
+    for _ in 0..(1u32 << 22) {
         if cmos_read(RTC_C) & 0x40 != 0 {
             return true;
+        }
+        // Pause between reads: each CMOS access takes QEMU's global lock, and
+        // polling flat out starves the thread that fires the RTC's timer.
+        for _ in 0..64 {
+            core::hint::spin_loop();
         }
     }
     false
 }
 
+/// Measures the TSC against the RTC's 1024 Hz periodic flag. The flag's ticks
+/// lie on a fixed grid, but a busy host may make QEMU skip some (lost-tick
+/// policy "discard"), so the periods elapsed are not simply the flags seen:
+/// the median interval between flags (one period, robust to a minority of
+/// skipped or late ticks) tells how many periods the whole span covers.
 fn rtc_calibrated_khz() -> u64 {
     let old_a = cmos_read(RTC_A);
     let old_b = cmos_read(RTC_B);
     cmos_write(RTC_A, RATE_1024HZ);
     cmos_write(RTC_B, old_b | 0x40); // periodic interrupt enable (the line stays masked)
     let _ = cmos_read(RTC_C);
-    let mut khz = 0;
-    if wait_periodic_flag() {
-        let start = rdtsc();
-        let mut ok = true;
-        for _ in 0..CALIBRATION_TICKS {
-            ok &= wait_periodic_flag();
-        }
-        let ticks = rdtsc() - start;
-        if ok {
-            khz = ticks * PERIODIC_HZ / CALIBRATION_TICKS / 1000;
-        }
+    let mut stamps = [0u64; CALIBRATION_TICKS as usize + 1];
+    let mut ok = wait_periodic_flag();
+    for s in stamps.iter_mut() {
+        ok &= wait_periodic_flag();
+        *s = rdtsc();
     }
     cmos_write(RTC_B, old_b & !0x40);
     cmos_write(RTC_A, old_a);
     let _ = cmos_read(RTC_C);
+    let khz = if ok { khz_from_stamps(&stamps) } else { 0 };
     if khz == 0 {
         log::warn!("clock: RTC did not tick; assuming a 1 GHz TSC");
-        khz = 1_000_000;
+        return 1_000_000;
     }
     khz
+}
+
+fn khz_from_stamps(stamps: &[u64; CALIBRATION_TICKS as usize + 1]) -> u64 {
+    let mut intervals = [0u64; CALIBRATION_TICKS as usize];
+    for (i, w) in stamps.windows(2).enumerate() {
+        intervals[i] = w[1].saturating_sub(w[0]);
+    }
+    intervals.sort_unstable();
+    let period = intervals[intervals.len() / 2].max(1);
+    let total = stamps[stamps.len() - 1].saturating_sub(stamps[0]);
+    let periods = ((total + period / 2) / period).max(1);
+    total * PERIODIC_HZ / periods / 1000
 }

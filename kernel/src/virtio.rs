@@ -7,6 +7,7 @@ use core::ptr::NonNull;
 use pias_net::{Nic, NicError};
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::pci::bus::DeviceFunction;
 use virtio_drivers::transport::pci::{virtio_device_type, PciTransport};
 use virtio_drivers::transport::{DeviceType, SomeTransport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
@@ -23,6 +24,9 @@ const MMIO_BASE: usize = 0xfeb0_0000;
 const MMIO_STRIDE: usize = 512;
 const MMIO_SLOTS: usize = 32;
 const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
+/// virtio-net queue indices.
+const QUEUE_RECEIVE: u16 = 0;
+const QUEUE_TRANSMIT: u16 = 1;
 
 /// DMA from the boot arena; addresses are identity-mapped, so physical = virtual.
 pub struct ArenaHal;
@@ -67,6 +71,10 @@ pub struct VirtioNic {
     rx_tokens: [Option<u16>; QUEUE],
     tx_bufs: &'static mut [[u8; TX_BUF]],
     tx_tokens: [Option<(u16, usize)>; TX_BUFS],
+    notifier: Notifier,
+    /// Buffers posted / frames queued since the last `kick`.
+    rx_reposted: bool,
+    tx_queued: bool,
     pub kind: &'static str,
 }
 
@@ -85,7 +93,89 @@ impl core::fmt::Display for ProbeError {
     }
 }
 
-fn find_mmio() -> Option<SomeTransport<'static>> {
+/// Where to write a queue's index to notify the device (see `VirtioNic::kick`).
+enum Notifier {
+    /// virtio-mmio QueueNotify register (offset 0x50).
+    Mmio { base: usize },
+    /// virtio-pci notification addresses of the receive and transmit queues.
+    Pci { rx: usize, tx: usize },
+}
+
+impl Notifier {
+    fn notify(&self, queue: u16) {
+        // SAFETY: the addresses are the device's own notification registers, in
+        // identity-mapped uncached MMIO (the device window or an assigned BAR).
+        unsafe {
+            match *self {
+                Notifier::Mmio { base } => {
+                    core::ptr::write_volatile((base + 0x50) as *mut u32, u32::from(queue))
+                }
+                Notifier::Pci { rx, tx } => {
+                    let addr = if queue == QUEUE_RECEIVE { rx } else { tx };
+                    core::ptr::write_volatile(addr as *mut u16, queue)
+                }
+            }
+        }
+    }
+}
+
+const PCI_CAP_VENDOR: u8 = 0x09;
+const VIRTIO_PCI_CAP_COMMON: u8 = 1;
+const VIRTIO_PCI_CAP_NOTIFY: u8 = 2;
+const COMMON_QUEUE_SELECT: usize = 0x16;
+const COMMON_QUEUE_NOTIFY_OFF: usize = 0x1e;
+
+/// Finds the notification addresses of queues 0 and 1 from the virtio PCI
+/// capabilities (after BAR assignment and queue setup).
+fn pci_notifier(root: &mut PciRootAny, df: DeviceFunction) -> Option<Notifier> {
+    use virtio_drivers::transport::pci::bus::ConfigurationAccess;
+    let cam = crate::pci::cam();
+    let mut common = None;
+    let mut notify = None;
+    for cap in root.capabilities(df) {
+        if cap.id != PCI_CAP_VENDOR {
+            continue;
+        }
+        let off = cap.offset;
+        let cfg_type = crate::pci::read_u8(&cam, df, off + 3);
+        let bar = crate::pci::read_u8(&cam, df, off + 4);
+        let offset = cam.read_word(df, off + 8) as u64;
+        match cfg_type {
+            VIRTIO_PCI_CAP_COMMON if common.is_none() => common = Some((bar, offset)),
+            VIRTIO_PCI_CAP_NOTIFY if notify.is_none() => {
+                notify = Some((bar, offset, cam.read_word(df, off + 16) as u64))
+            }
+            _ => {}
+        }
+    }
+    let bar_base = |root: &mut PciRootAny, bar: u8| {
+        root.bar_info(df, bar)
+            .ok()
+            .flatten()
+            .and_then(|b| b.memory_address_size())
+            .map(|(a, _)| a)
+    };
+    let (cbar, coff) = common?;
+    let (nbar, noff, mult) = notify?;
+    let common_base = (bar_base(root, cbar)? + coff) as usize;
+    let notify_base = bar_base(root, nbar)? + noff;
+    let mut addr = [0usize; 2];
+    for (q, slot) in addr.iter_mut().enumerate() {
+        // SAFETY: the common configuration structure lives in an assigned BAR;
+        // selecting a queue and reading its notify offset has no other effect.
+        let off = unsafe {
+            core::ptr::write_volatile((common_base + COMMON_QUEUE_SELECT) as *mut u16, q as u16);
+            core::ptr::read_volatile((common_base + COMMON_QUEUE_NOTIFY_OFF) as *const u16)
+        };
+        *slot = (notify_base + u64::from(off) * mult) as usize;
+    }
+    Some(Notifier::Pci {
+        rx: addr[0],
+        tx: addr[1],
+    })
+}
+
+fn find_mmio() -> Option<(SomeTransport<'static>, usize)> {
     for slot in 0..MMIO_SLOTS {
         let addr = MMIO_BASE + slot * MMIO_STRIDE;
         // SAFETY: the microvm virtio-mmio window is identity-mapped and uncached;
@@ -104,14 +194,16 @@ fn find_mmio() -> Option<SomeTransport<'static>> {
         // SAFETY: a virtio-mmio device answered at `addr`; its 512-byte window is
         // used only through this transport.
         match unsafe { MmioTransport::new(header, MMIO_STRIDE) } {
-            Ok(t) => return Some(t.into()),
+            Ok(t) => return Some((t.into(), addr)),
             Err(e) => log::warn!("virtio-mmio at {addr:#x}: {e}"),
         }
     }
     None
 }
 
-fn find_pci() -> Result<Option<SomeTransport<'static>>, ProbeError> {
+type PciRootAny = virtio_drivers::transport::pci::bus::PciRoot<crate::pci::AnyCam>;
+
+fn find_pci() -> Result<Option<(SomeTransport<'static>, PciRootAny, DeviceFunction)>, ProbeError> {
     let mut root = crate::pci::root();
     let found = root
         .enumerate_bus(0)
@@ -120,18 +212,26 @@ fn find_pci() -> Result<Option<SomeTransport<'static>>, ProbeError> {
         return Ok(None);
     };
     crate::pci::assign_bars(&mut root, df).map_err(ProbeError::Init)?;
-    PciTransport::new::<ArenaHal, _>(&mut root, df)
-        .map(|t| Some(t.into()))
-        .map_err(|_| ProbeError::Init("PCI transport"))
+    let t = PciTransport::new::<ArenaHal, _>(&mut root, df)
+        .map_err(|_| ProbeError::Init("PCI transport"))?;
+    Ok(Some((t.into(), root, df)))
 }
 
 impl VirtioNic {
     pub fn probe() -> Result<VirtioNic, ProbeError> {
-        let (transport, kind) = match find_mmio() {
-            Some(t) => (t, "virtio-mmio"),
-            None => (find_pci()?.ok_or(ProbeError::NotFound)?, "virtio-pci"),
+        let (mut dev, notifier, kind) = match find_mmio() {
+            Some((t, base)) => {
+                let dev = Dev::new(t).map_err(|_| ProbeError::Init("device setup"))?;
+                (dev, Notifier::Mmio { base }, "virtio-mmio")
+            }
+            None => {
+                let (t, mut root, df) = find_pci()?.ok_or(ProbeError::NotFound)?;
+                let dev = Dev::new(t).map_err(|_| ProbeError::Init("device setup"))?;
+                let n = pci_notifier(&mut root, df)
+                    .ok_or(ProbeError::Init("virtio PCI capabilities"))?;
+                (dev, n, "virtio-pci")
+            }
         };
-        let mut dev = Dev::new(transport).map_err(|_| ProbeError::Init("device setup"))?;
         let rx_bufs =
             arena::alloc_slice(QUEUE, || [0u8; RX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
         let tx_bufs =
@@ -150,6 +250,9 @@ impl VirtioNic {
             rx_tokens,
             tx_bufs,
             tx_tokens: [None; TX_BUFS],
+            notifier,
+            rx_reposted: false,
+            tx_queued: false,
             kind,
         })
     }
@@ -157,6 +260,19 @@ impl VirtioNic {
     /// Acknowledges the device's interrupt so that the next event raises a new edge.
     pub fn ack_interrupt(&mut self) {
         let _ = self.dev.ack_interrupt();
+    }
+
+    /// Notifies the device of buffers added since the last call. virtio-drivers
+    /// 0.13 decides whether to notify with a comparison that breaks when the
+    /// 16-bit ring indices wrap (after 65536 buffers), which would stall a
+    /// busy queue; one unconditional notification per loop pass avoids that.
+    pub fn kick(&mut self) {
+        if core::mem::take(&mut self.rx_reposted) {
+            self.notifier.notify(QUEUE_RECEIVE);
+        }
+        if core::mem::take(&mut self.tx_queued) {
+            self.notifier.notify(QUEUE_TRANSMIT);
+        }
     }
 
     /// Whether a received frame is waiting.
@@ -209,7 +325,10 @@ impl Nic for VirtioNic {
         };
         // SAFETY: as in `probe`: the buffer is ours again and re-posted whole.
         match unsafe { self.dev.receive_begin(&mut self.rx_bufs[i]) } {
-            Ok(t) => self.rx_tokens[i] = Some(t),
+            Ok(t) => {
+                self.rx_tokens[i] = Some(t);
+                self.rx_reposted = true;
+            }
             Err(_) => log::error!("virtio: could not re-post receive buffer {i}"),
         }
         result
@@ -240,6 +359,7 @@ impl Nic for VirtioNic {
         let token =
             unsafe { self.dev.transmit_begin(&self.tx_bufs[i][..len]) }.map_err(|_| NicError)?;
         self.tx_tokens[i] = Some((token, len));
+        self.tx_queued = true;
         Ok(())
     }
 }

@@ -30,6 +30,8 @@ pub enum ClockSource {
     Cpuid,
     /// TSC rate measured against the CMOS RTC's periodic flag.
     RtcCalibrated,
+    /// TSC rate measured against the local APIC timer of QEMU's TCG (1 GHz).
+    QemuLapic,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

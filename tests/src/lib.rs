@@ -50,3 +50,15 @@ pub fn mgmt(lab: &Lab, n: usize) -> MgmtClient {
     )
     .expect("mgmt client")
 }
+
+/// The status of appliance n; on failure, panics with its console and QEMU's stderr.
+pub fn status_of(lab: &Lab, n: usize) -> pias::status::Status {
+    match mgmt(lab, n).status() {
+        Ok(s) => s,
+        Err(e) => panic!(
+            "status of appliance {n}: {e:#}\nconsole:\n{}\nqemu stderr:\n{}",
+            lab.appliances[n].console(),
+            lab.qemu_stderr(n)
+        ),
+    }
+}

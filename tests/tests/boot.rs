@@ -4,13 +4,12 @@
 use pias::exit::{qemu_status, SHUTDOWN};
 use pias::mgmt::Body;
 use pias_qemu::{Accel, ConfigDelivery, Lab, Machine, Spec};
-use pias_tests::{kernel, lab_with, mgmt, test_accel};
+use pias_tests::{kernel, lab_with, mgmt, status_of, test_accel};
 use std::time::Duration;
 
 fn boot_status_shutdown(machine: Machine) {
     let mut lab = lab_with(&format!("boot-{machine}").replace('+', "-"), machine, 1);
-    let mut client = mgmt(&lab, 0);
-    let s = client.status().expect("status");
+    let s = status_of(&lab, 0);
     assert_eq!(s.node_id, 1);
     assert_eq!(s.name.as_str(), "pias-1");
     assert_eq!(s.interfaces[0].address.to_string(), "198.18.0.2/24");
@@ -20,6 +19,7 @@ fn boot_status_shutdown(machine: Machine) {
         "implausible TSC rate {:?}",
         s.clock
     );
+    let mut client = mgmt(&lab, 0);
     assert_eq!(client.shutdown().expect("shutdown"), Body::ShuttingDown);
     let code = lab.appliances[0]
         .wait_exit(Duration::from_secs(10))

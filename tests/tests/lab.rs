@@ -2,7 +2,7 @@
 //! `ping` and with status queries; an idle appliance halts instead of spinning.
 
 use pias_qemu::{Lab, Machine};
-use pias_tests::{lab_with, mgmt};
+use pias_tests::{lab_with, status_of};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -18,7 +18,7 @@ fn two_appliances_answer_ping_and_status() {
             out.status.success() && text.contains("3 received"),
             "ping {ip}:\n{text}"
         );
-        let s = mgmt(&lab, n).status().unwrap();
+        let s = status_of(&lab, n);
         assert_eq!(s.node_id, 1 + n as u32);
         assert_eq!(s.interfaces[0].address.addr.to_string(), ip);
         assert!(s.net.rx_frames >= 3 && s.net.tx_frames >= 3, "{:?}", s.net);
@@ -40,7 +40,7 @@ fn idle_appliance_halts() {
         "idle appliance used {:.0}% of a core",
         share * 100.0
     );
-    let s = mgmt(&lab, 0).status().unwrap();
+    let s = status_of(&lab, 0);
     assert!(s.idle.halts > 0, "{:?}", s.idle);
     assert!(s.idle.polls < 10_000, "the loop spun: {:?}", s.idle);
 }

@@ -3,7 +3,7 @@
 
 use pias_qemu::client::Pinger;
 use pias_qemu::{Lab, Machine};
-use pias_tests::{lab_with, mgmt};
+use pias_tests::{lab_with, status_of};
 use std::time::Duration;
 
 /// A valid Ethernet + IPv4 + UDP frame to `dst` (checksums right), for mutation.
@@ -110,7 +110,7 @@ fn malformed_burst_is_counted_and_survived() {
         .unwrap();
     lab.exec(&["ip", "link", "set", "br0", "mtu", "2000"])
         .unwrap();
-    let before = mgmt(&lab, 0).status().unwrap().net;
+    let before = status_of(&lab, 0).net;
     let sent = lab
         .inside(move || {
             let ifc = pnet_datalink::interfaces()
@@ -139,7 +139,7 @@ fn malformed_burst_is_counted_and_survived() {
         .ping(Lab::appliance_ip(0), Duration::from_secs(2))
         .unwrap()
         .is_some());
-    let after = mgmt(&lab, 0).status().unwrap().net;
+    let after = status_of(&lab, 0).net;
     let dropped = after.rx_dropped() - before.rx_dropped();
     assert!(
         dropped >= count,
