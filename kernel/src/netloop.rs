@@ -169,7 +169,9 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                     break;
                 }
             }
-            time::spin_us(2000);
+            if !dev.nic_mut().flush_tx(500_000) {
+                log::warn!("shutdown: the device did not take every queued frame");
+            }
             exit::exit(pias::exit::SHUTDOWN);
         }
 

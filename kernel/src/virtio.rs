@@ -275,6 +275,24 @@ impl VirtioNic {
         }
     }
 
+    /// Notifies the device and waits (bounded by `timeout_us`) until it has
+    /// taken every queued frame, so nothing is lost when the appliance stops.
+    pub fn flush_tx(&mut self, timeout_us: u64) -> bool {
+        self.tx_queued = true;
+        self.kick();
+        let deadline = crate::time::uptime_us() + timeout_us;
+        loop {
+            self.reclaim_tx();
+            if self.tx_tokens.iter().all(Option::is_none) {
+                return true;
+            }
+            if crate::time::uptime_us() >= deadline {
+                return false;
+            }
+            core::hint::spin_loop();
+        }
+    }
+
     /// Whether a received frame is waiting.
     pub fn rx_pending(&self) -> bool {
         self.dev.poll_receive().is_some()

@@ -1,10 +1,316 @@
-//! Benchmarks: printed figures, not timed tests. Filled in below.
+//! `pias-qemu bench`: prints the appliance's boot and network figures (and
+//! writes them to out/bench.txt). Figures, not pass/fail: the machine is
+//! shared and noisy, so comparisons are ratios measured in the same run.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use pias::config::IdleMode;
+use pias::mgmt::{Body, Op};
+use pias_qemu::client::{MgmtClient, Pinger};
+use pias_qemu::{build, Accel, Lab, Machine, Spec};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Boots per machine/accelerator for the boot-time figures.
+    #[arg(long, default_value_t = 5)]
+    boots: usize,
+    /// Status requests per load run (bounded by --load-seconds too).
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    #[arg(long, default_value_t = 10)]
+    load_seconds: u64,
+    /// Seconds over which idle CPU is measured.
+    #[arg(long, default_value_t = 5)]
+    idle_seconds: u64,
+    /// Skip KVM rows even where /dev/kvm exists.
+    #[arg(long)]
+    no_kvm: bool,
+}
 
-pub fn run(_a: Args) -> Result<()> {
+struct Report(String);
+
+impl Report {
+    fn line(&mut self, s: impl AsRef<str>) {
+        println!("{}", s.as_ref());
+        let _ = writeln!(self.0, "{}", s.as_ref());
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn min_med_max(mut v: Vec<f64>) -> String {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return "-".into();
+    }
+    format!(
+        "{:.1} / {:.1} / {:.1}",
+        v[0],
+        v[v.len() / 2],
+        v[v.len() - 1]
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn blob(idle: IdleMode) -> Result<Vec<u8>> {
+    let mut cfg = Lab::config_for(0);
+    cfg.idle = idle;
+    pias_image::encode(&cfg)
+}
+
+/// Boots one appliance and returns (to first serial line, to first echo reply).
+fn boot_once(
+    kernel: &Path,
+    machine: Machine,
+    accel: Accel,
+    memory_mb: u32,
+) -> Result<(Duration, Duration)> {
+    let mut lab = Lab::new("bench")?;
+    // A static neighbour entry: the figure is the appliance's, not the host's ARP retry timer.
+    let ip = Lab::appliance_ip(0);
+    let mut spec = Spec::new(machine, accel, blob(IdleMode::Halt)?);
+    spec.memory_mb = memory_mb;
+    let mut pinger = Pinger::new(&lab)?;
+    let i = lab.boot(kernel, spec)?;
+    let started = lab.appliances[i].started;
+    let first_line = lab.appliances[i].wait_for("pias: starting", Duration::from_secs(30))?;
+    lab.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        &ip.to_string(),
+        "lladdr",
+        "52:54:00:00:00:02",
+        "dev",
+        "br0",
+        "nud",
+        "permanent",
+    ])?;
+    let reply = pinger.first_reply(
+        ip,
+        started,
+        Duration::from_millis(2),
+        Duration::from_secs(30),
+    )?;
+    Ok((first_line, reply))
+}
+
+/// Sequential status requests: (requests answered, seconds, sorted latencies).
+fn load(
+    client: &mut MgmtClient,
+    requests: usize,
+    seconds: u64,
+) -> Result<(usize, f64, Vec<Duration>)> {
+    let start = Instant::now();
+    let mut lat = Vec::with_capacity(requests);
+    let mut lost = 0;
+    while lat.len() < requests && start.elapsed() < Duration::from_secs(seconds) {
+        let t = Instant::now();
+        match client.request_once(Op::Status, Duration::from_millis(200)) {
+            Ok(r) if matches!(r.body, Body::Status(_)) => lat.push(t.elapsed()),
+            Ok(r) => bail!("unexpected reply {:?}", r.body),
+            Err(_) => lost += 1,
+        }
+        if lost > 100 {
+            bail!("more than 100 requests lost");
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    Ok((lat.len(), secs, lat))
+}
+
+fn cpu_share(lab: &Lab, seconds: u64) -> Result<f64> {
+    let a = &lab.appliances[0];
+    let c0 = a.cpu_time()?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    Ok((a.cpu_time()? - c0).as_secs_f64() / t0.elapsed().as_secs_f64())
+}
+
+fn answers(kernel: &Path, machine: Machine, accel: Accel, memory_mb: u32) -> bool {
+    boot_once(kernel, machine, accel, memory_mb).is_ok()
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let mut r = Report(String::new());
+    let host_cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()?;
+    let qemu = String::from_utf8_lossy(&qemu.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    r.line(format!(
+        "# PIAS appliance benchmark — {}",
+        chrono_free_now()
+    ));
+    r.line(format!(
+        "host: {} cores, {host_cpu}; {qemu}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    ));
+    if pvm {
+        r.line("note: /dev/kvm here is PVM (software nested virtualisation): KVM rows are PVM figures, not bare-metal KVM");
+    }
+
+    // Clean build time and image size.
+    let dir = tempfile::tempdir()?;
+    let t = Instant::now();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(build::workspace_root())
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "pias-kernel",
+            "--target",
+            "x86_64-unknown-none",
+            "--release",
+            "--target-dir",
+        ])
+        .arg(dir.path())
+        .status()?;
+    if !status.success() {
+        bail!("clean kernel build failed");
+    }
+    let build_s = t.elapsed().as_secs_f64();
+    let elf = dir.path().join("x86_64-unknown-none/release/pias-kernel");
+    let stripped = dir.path().join("pias-kernel.stripped");
+    let st = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&elf)
+        .status()
+        .context("running strip")?;
+    if !st.success() {
+        bail!("strip failed");
+    }
+    r.line(format!(
+        "clean kernel build (release, deps included): {build_s:.1} s; ELF {} bytes, stripped {} bytes",
+        std::fs::metadata(&elf)?.len(),
+        std::fs::metadata(&stripped)?.len()
+    ));
+    let kernel = build::kernel()?;
+
+    // Boot times.
+    let mut accels = vec![Accel::Tcg];
+    if !a.no_kvm && Accel::Kvm.available() {
+        accels.push(Accel::Kvm);
+    }
+    r.line(format!("boot (ms, min / median / max of {}): QEMU start -> first serial line | -> first echo reply", a.boots));
+    for &accel in &accels {
+        for machine in Machine::all() {
+            let mut serial = Vec::new();
+            let mut ping = Vec::new();
+            for _ in 0..a.boots {
+                let (s, p) = boot_once(&kernel, machine, accel, 64)?;
+                serial.push(ms(s));
+                ping.push(ms(p));
+            }
+            r.line(format!(
+                "  {machine:<10} {accel}: {:>22} | {:>22}",
+                min_med_max(serial),
+                min_med_max(ping)
+            ));
+        }
+    }
+
+    // Smallest memory that boots and answers.
+    for machine in Machine::all() {
+        let mut smallest = None;
+        for mb in [64, 32, 16, 8, 6, 5, 4, 3, 2, 1] {
+            if answers(&kernel, machine, Accel::Tcg, mb) {
+                smallest = Some(mb);
+            } else {
+                break;
+            }
+        }
+        r.line(format!(
+            "smallest -m that boots and answers ping ({machine}, TCG): {}",
+            smallest.map_or("none of 64..1 MiB".into(), |m| format!("{m} MiB"))
+        ));
+    }
+
+    // Idle CPU and status load, halting versus pure polling, same run.
+    for machine in Machine::all() {
+        let mut rows = Vec::new();
+        for idle in [IdleMode::Halt, IdleMode::Poll] {
+            let mut lab = Lab::new("bench")?;
+            lab.boot(&kernel, Spec::new(machine, Accel::Tcg, blob(idle)?))?;
+            lab.appliances[0].wait_for("ready:", Duration::from_secs(30))?;
+            lab.wait_carrier(0, Duration::from_secs(5))?;
+            let mut client = MgmtClient::new(&lab, Lab::appliance_ip(0), 7001)?;
+            client.status()?;
+            let cpu = cpu_share(&lab, a.idle_seconds)?;
+            let (n, secs, lat) = load(&mut client, a.requests, a.load_seconds)?;
+            let s = client.status()?;
+            rows.push((
+                idle,
+                cpu,
+                n,
+                secs,
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.99),
+                s.idle.halts,
+            ));
+        }
+        r.line(format!(
+            "{machine}, TCG: idle host CPU and sequential status requests from the lab namespace"
+        ));
+        for (idle, cpu, n, secs, p50, p99, halts) in &rows {
+            r.line(format!(
+                "  idle={idle:?}: idle CPU {:.1}% of a core; {n} requests in {secs:.1} s = {:.0}/s; p50 {:.0} us, p99 {:.0} us; halts {halts}",
+                cpu * 100.0,
+                *n as f64 / secs,
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6
+            ));
+        }
+        if let [h, p] = rows.as_slice() {
+            r.line(format!(
+                "  halt/poll ratios: idle CPU {:.3}, p50 {:.2}, p99 {:.2}, rate {:.2}",
+                h.1 / p.1.max(1e-9),
+                h.4.as_secs_f64() / p.4.as_secs_f64().max(1e-9),
+                h.5.as_secs_f64() / p.5.as_secs_f64().max(1e-9),
+                (h.2 as f64 / h.3) / (p.2 as f64 / p.3).max(1e-9)
+            ));
+        }
+    }
+
+    std::fs::create_dir_all(build::workspace_root().join("out"))?;
+    let out = build::workspace_root().join("out/bench.txt");
+    std::fs::write(&out, &r.0)?;
+    println!("written to {}", out.display());
     Ok(())
+}
+
+fn chrono_free_now() -> String {
+    let out = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
