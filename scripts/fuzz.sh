@@ -8,6 +8,12 @@ secs="${1:-20}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 for t in $(cargo +nightly fuzz list); do
   echo "fuzz: $t for ${secs}s"
-  cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 3
-  test "${PIPESTATUS[0]}" -eq 0
+  log="$(mktemp)"
+  if ! cargo +nightly fuzz run "$t" -- -max_total_time="$secs" -rss_limit_mb=2048 >"$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "fuzz: $t FAILED (input saved under fuzz/artifacts/$t)"
+    exit 1
+  fi
+  grep -E '^Done' "$log" || true
+  rm -f "$log"
 done
