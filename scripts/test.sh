@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Sets up what is missing, then runs every test: a short fuzzing pass over each
 # decoder (nightly, cargo-fuzz), the host unit and property tests, and the QEMU
-# lab tests (they need root for network namespaces).
+# lab tests (they need root for network namespaces). Ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash scripts/fuzz.sh "${PIAS_FUZZ_SECONDS:-10}"
-exec cargo test --workspace --exclude pias-kernel --exclude pias-boot "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --exclude pias-kernel --exclude pias-boot "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -oE '^test result: .*' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -oE '^test result: .*' "$log" | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo "tests: $passed passed, $failed failed"
+exit "$status"

@@ -50,14 +50,7 @@ impl MgmtClient {
             self.sock.set_read_timeout(Some(left))?;
             let (len, from) = match self.sock.recv_from(&mut reply) {
                 Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if timed_out(&e) => continue,
                 Err(e) => return Err(e.into()),
             };
             if from != self.target {
@@ -152,14 +145,7 @@ impl Pinger {
             self.sock.set_read_timeout(Some(left))?;
             let n = match (&self.sock).read(&mut buf) {
                 Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if timed_out(&e) => continue,
                 Err(e) => return Err(e.into()),
             };
             let bytes = &buf[..n];
@@ -196,4 +182,12 @@ impl Pinger {
         }
         bail!("no echo reply from {to} within {timeout:?}")
     }
+}
+
+/// Whether a socket read ended by its read timeout (not by an error).
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }

@@ -7,6 +7,7 @@ pub mod build;
 pub mod client;
 pub mod lab;
 pub mod machine;
+pub mod report;
 
 pub use lab::{Appliance, ConfigDelivery, Lab, Spec};
 pub use machine::{Accel, Machine};

@@ -113,7 +113,10 @@ fn boot_lab(b: &Boot, count: usize) -> Result<()> {
             }
         }
         let status = MgmtClient::new(&lab, ip, port)?.status()?;
-        println!("  status of {ip}:{port}:\n{status:#?}");
+        print!(
+            "  status of {ip}:{port}:\n{}",
+            pias_qemu::report::status_text(&status)
+        );
     }
     println!("console logs: {}", lab.path("").display());
     if b.seconds == 0 {

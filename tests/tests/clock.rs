@@ -1,13 +1,17 @@
 //! The guest's monotonic clock agrees with the host's within 10% on both
 //! machine types (the appliance's uptime across two status queries).
 
-use pias_qemu::Machine;
-use pias_tests::{lab_with, mgmt};
+use pias_qemu::{Accel, Lab, Machine, Spec};
+use pias_tests::{kernel, lab_with, mgmt};
 use std::time::{Duration, Instant};
 
 fn check(machine: Machine) {
     let lab = lab_with(&format!("clock-{}", machine).replace('+', "-"), machine, 1);
-    let mut client = mgmt(&lab, 0);
+    measure(&lab, machine);
+}
+
+fn measure(lab: &Lab, machine: Machine) {
+    let mut client = mgmt(lab, 0);
     let t0 = Instant::now();
     let a = client.status().unwrap().uptime_ms;
     let host_a = t0.elapsed();
@@ -35,4 +39,23 @@ fn microvm_clock_matches_host() {
 #[test]
 fn q35_clock_matches_host() {
     check(Machine::Q35);
+}
+
+#[test]
+fn kvm_clock_matches_host_when_the_host_has_kvm() {
+    if !Accel::Kvm.available() {
+        eprintln!("no usable /dev/kvm: KVM clock not exercised on this host");
+        return;
+    }
+    for machine in Machine::all() {
+        let mut lab = Lab::new("clock-kvm").unwrap();
+        let blob = pias_image::encode(&Lab::config_for(0)).unwrap();
+        lab.boot(&kernel(), Spec::new(machine, Accel::Kvm, blob))
+            .unwrap();
+        lab.appliances[0]
+            .wait_for("ready:", Duration::from_secs(60))
+            .unwrap();
+        lab.wait_carrier(0, Duration::from_secs(5)).unwrap();
+        measure(&lab, machine);
+    }
 }

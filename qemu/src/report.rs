@@ -1,0 +1,52 @@
+//! Human-readable status, for the demo and the lab commands.
+
+use pias::status::Status;
+use std::fmt::Write;
+
+pub fn status_text(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "node {} \"{}\", up {:.3} s, clock {:?} at {} kHz",
+        s.node_id,
+        s.name,
+        s.uptime_ms as f64 / 1e3,
+        s.clock.source,
+        s.clock.tsc_khz
+    );
+    for i in &s.interfaces {
+        let m = i.mac;
+        let gw = i.gateway.map_or("-".to_string(), |g| g.to_string());
+        let _ = writeln!(
+            o,
+            "  {} {} gw {gw} mtu {} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            i.name, i.address, i.mtu, m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+    }
+    let n = &s.net;
+    let _ = writeln!(
+        o,
+        "  rx {} frames / {} bytes, tx {} frames / {} bytes, dropped {}",
+        n.rx_frames,
+        n.rx_bytes,
+        n.tx_frames,
+        n.tx_bytes,
+        n.rx_dropped()
+    );
+    let _ = writeln!(
+        o,
+        "  drops: runt {} oversized {} not-for-us {} unsupported {} bad-arp {} bad-ipv4 {} bad-ip-csum {} bad-l4 {} bad-l4-csum {}; driver rx {} tx {}; tx ring full {}",
+        n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full
+    );
+    let m = &s.mgmt;
+    let _ = writeln!(o, "  management: {} requests, {} refused (source), {} refused (shutdown), {} bad, {} reply failures", m.requests, m.refused_source, m.refused_shutdown, m.bad_requests, m.reply_failures);
+    let _ = writeln!(
+        o,
+        "  loop: {} polls, {} halts, {} wake-ups",
+        s.idle.polls, s.idle.halts, s.idle.wakeups
+    );
+    for t in &s.tables {
+        let _ = writeln!(o, "  table {}: {} / {}", t.name, t.used, t.capacity);
+    }
+    o
+}
