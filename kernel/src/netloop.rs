@@ -17,6 +17,8 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 
 const SOCKETS: usize = 4;
+/// How long the loop keeps polling after the last frame before it halts.
+const IDLE_SPIN_US: u64 = 200;
 const MGMT_SLOTS: usize = 16;
 const MGMT_RX_BYTES: usize = 16 * MAX_REQUEST;
 const MGMT_TX_BYTES: usize = 16 * MAX_RESPONSE;
@@ -93,6 +95,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     let mut request = [0u8; MAX_REQUEST + 1];
     let mut reply = [0u8; MAX_RESPONSE];
     let mut shutting_down = false;
+    let mut last_work_us = 0u64;
     loop {
         let before = (dev.counters.rx_frames, dev.counters.tx_frames);
         iface.poll(now(), &mut dev, &mut sockets);
@@ -177,7 +180,13 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
 
         dev.nic_mut().kick();
         let worked = served || (dev.counters.rx_frames, dev.counters.tx_frames) != before;
-        if worked || cfg.idle == IdleMode::Poll {
+        if worked {
+            last_work_us = time::uptime_us();
+        }
+        // Keep polling briefly after the last frame: a request/response peer
+        // usually sends again within a round trip, and catching that by polling
+        // is cheaper than a halt and an interrupt (NAPI-style busy polling).
+        if worked || cfg.idle == IdleMode::Poll || time::uptime_us() - last_work_us < IDLE_SPIN_US {
             continue;
         }
         let delay = iface.poll_delay(now(), &sockets);
