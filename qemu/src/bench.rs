@@ -368,6 +368,19 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
 
+    for &accel in accels.iter().filter(|a| **a == Accel::Kvm) {
+        for machine in Machine::all() {
+            let mut lab = Lab::new("bench")?;
+            lab.boot(&kernel, Spec::new(machine, accel, blob(IdleMode::Halt)?))?;
+            lab.appliances[0].wait_for("ready:", Duration::from_secs(60))?;
+            let cpu = cpu_share(&lab, a.idle_seconds)?;
+            r.line(format!(
+                "{machine}, {accel}: idle host CPU {:.1}% of a core",
+                cpu * 100.0
+            ));
+        }
+    }
+
     std::fs::create_dir_all(build::workspace_root().join("out"))?;
     let out = build::workspace_root().join("out/bench.txt");
     std::fs::write(&out, &r.0)?;
