@@ -282,3 +282,50 @@ mod tests {
         assert!(postcard::from_bytes::<Ipv4Prefix>(&[1, 2, 3, 4, 40]).is_err());
     }
 }
+
+/// Transport protocol of a group or endpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// An IPv4 transport endpoint (a target's `AT:r`, a client's source).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: Ipv4,
+    pub port: u16,
+}
+
+/// An anycast group: the transport address `AA:g` inside an anycast prefix.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct Group {
+    pub ip: Ipv4,
+    pub port: u16,
+    pub transport: Transport,
+}
+
+impl Group {
+    /// 7 bytes that identify the group, hashed for RAP placement.
+    pub fn key_bytes(&self) -> [u8; 7] {
+        let [a, b, c, d] = self.ip.0;
+        let [p, q] = self.port.to_be_bytes();
+        [a, b, c, d, p, q, self.transport as u8]
+    }
+}
+
+impl fmt::Display for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = match self.transport {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        };
+        write!(f, "{}:{}/{t}", self.ip, self.port)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.ip, self.port)
+    }
+}

@@ -6,12 +6,17 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod addr;
 pub mod blob;
 pub mod config;
 pub mod exit;
+pub mod fixed;
 pub mod mgmt;
+pub mod ring;
 pub mod status;
+pub mod wire;
 
-pub use addr::{Ipv4, Ipv4Prefix};
+pub use addr::{Endpoint, Group, Ipv4, Ipv4Prefix, Transport};
 pub use config::Config;

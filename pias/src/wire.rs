@@ -1,0 +1,584 @@
+//! The PIAS wire protocol (docs/protocol.md): a 16-byte header (magic, version,
+//! kind, sender, sequence), a postcard body, and a 16-byte HMAC-SHA256 tag over
+//! both. `parse` is total: any bytes give a `Parsed` message or a `WireError`;
+//! the caller then checks the tag with the right key (`Parsed::verify`) and the
+//! sequence against a `ReplayWindow`.
+
+use crate::addr::{Endpoint, Group};
+use core::fmt;
+use heapless::Vec;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+pub type ProxyId = u32;
+
+pub const MAGIC: [u8; 2] = *b"PX";
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 16;
+pub const TAG_LEN: usize = 16;
+/// The largest message: fits one UDP datagram on a 1500-byte MTU with room for tunnelling.
+pub const MAX_MESSAGE: usize = 1400;
+/// The largest client packet carried inside `Lookup` or `Forward`.
+pub const MAX_CARRIED: usize = 1300;
+/// JAPs in one ranked list.
+pub const MAX_RANKED: usize = 8;
+
+const OFF_VERSION: usize = 2;
+const OFF_KIND: usize = 3;
+const OFF_SENDER: usize = 4;
+const OFF_SEQ: usize = 8;
+
+/// A 256-bit HMAC key. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Key(pub [u8; 32]);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+/// Why a join or leave was refused.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackReason {
+    /// A table is full; existing members are unaffected.
+    Capacity,
+    /// The tag did not verify with the group's key, or the request was stale or replayed.
+    Auth,
+    /// No such group is configured.
+    UnknownGroup,
+    /// Malformed or contradictory request.
+    BadRequest,
+    /// This proxy does not serve that group or address.
+    NotResponsible,
+}
+
+/// A target's registration: `join(AA:g, AT:r)` / `leave(AA:g, AT:r)`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    pub group: Group,
+    pub target: Endpoint,
+    /// The target's clock, ms since the Unix epoch; must be within the freshness window.
+    pub timestamp_ms: u64,
+    /// Random per request; a repeated nonce is a replay.
+    pub nonce: u64,
+}
+
+/// One JAP in a RAP's answer, best first.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankedJap {
+    pub jap: ProxyId,
+    /// The approximate member count the RAP holds for it.
+    pub count: u32,
+}
+
+/// Every message. The header's kind is the variant's index.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Target -> JAP (group key).
+    Join(Registration),
+    /// Target -> JAP (group key).
+    Leave(Registration),
+    /// JAP -> target (group key): the join or leave with this nonce took effect.
+    Ack {
+        group: Group,
+        target: Endpoint,
+        nonce: u64,
+    },
+    /// JAP -> target (group key).
+    Nack {
+        group: Group,
+        target: Endpoint,
+        nonce: u64,
+        reason: NackReason,
+    },
+    /// JAP -> target health check (group key).
+    Ping {
+        group: Group,
+        target: Endpoint,
+        nonce: u64,
+    },
+    /// Target -> JAP answer (group key).
+    Pong {
+        group: Group,
+        target: Endpoint,
+        nonce: u64,
+    },
+    /// JAP -> RAP: approximately `count` live targets of `group` here.
+    CountReport {
+        group: Group,
+        count: u32,
+    },
+    /// RAP -> JAP: report again when the count leaves +-`band_pct`% of the last value.
+    ReportAck {
+        group: Group,
+        count: u32,
+        band_pct: u8,
+    },
+    /// IAP -> RAP: unknown group; carries the client's first packet.
+    Lookup {
+        group: Group,
+        client: Endpoint,
+        packet: &'a [u8],
+    },
+    /// RAP -> IAP: JAPs for the group, best first, to cache for `ttl_s`.
+    JapList {
+        group: Group,
+        japs: Vec<RankedJap, MAX_RANKED>,
+        ttl_s: u32,
+    },
+    /// IAP or RAP -> JAP: a client packet to deliver; `iap` is the client's ingress proxy.
+    Forward {
+        group: Group,
+        client: Endpoint,
+        iap: ProxyId,
+        packet: &'a [u8],
+    },
+    /// JAP -> IAP: this JAP no longer serves the group; drop it from the cache.
+    Invalidate {
+        group: Group,
+    },
+    /// Proxy -> proxy liveness.
+    Heartbeat {
+        cluster: u32,
+    },
+    /// Flooded up/down news about `subject`, first said by `origin` as its `news_seq`.
+    News {
+        origin: ProxyId,
+        news_seq: u32,
+        subject: ProxyId,
+        up: bool,
+    },
+    /// RTT measurement between clusters.
+    RttProbe {
+        nonce: u64,
+    },
+    RttReply {
+        nonce: u64,
+    },
+}
+
+impl Message<'_> {
+    /// The header kind of this message.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Message::Join(_) => 0,
+            Message::Leave(_) => 1,
+            Message::Ack { .. } => 2,
+            Message::Nack { .. } => 3,
+            Message::Ping { .. } => 4,
+            Message::Pong { .. } => 5,
+            Message::CountReport { .. } => 6,
+            Message::ReportAck { .. } => 7,
+            Message::Lookup { .. } => 8,
+            Message::JapList { .. } => 9,
+            Message::Forward { .. } => 10,
+            Message::Invalidate { .. } => 11,
+            Message::Heartbeat { .. } => 12,
+            Message::News { .. } => 13,
+            Message::RttProbe { .. } => 14,
+            Message::RttReply { .. } => 15,
+        }
+    }
+
+    /// Messages between a target and its JAP are signed with the group's key;
+    /// the rest with the deployment key. Returns the group for the former.
+    pub fn target_group(&self) -> Option<Group> {
+        match self {
+            Message::Join(r) | Message::Leave(r) => Some(r.group),
+            Message::Ack { group, .. }
+            | Message::Nack { group, .. }
+            | Message::Ping { group, .. }
+            | Message::Pong { group, .. } => Some(*group),
+            _ => None,
+        }
+    }
+}
+
+/// Why bytes were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    TooShort,
+    TooLong,
+    BadMagic,
+    UnsupportedVersion(u8),
+    /// The body is not a message, or its kind differs from the header's.
+    Malformed,
+    /// A carried packet or list exceeds its bound.
+    Oversized,
+    /// The tag does not verify.
+    BadTag,
+    /// The sequence number was seen already.
+    Replay,
+    /// The sequence number is too far behind the newest seen.
+    Stale,
+    /// Output buffer too small.
+    NoSpace,
+}
+
+/// A message whose framing is valid; its tag is not yet checked.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    pub kind: u8,
+    pub sender: ProxyId,
+    pub seq: u64,
+    pub message: Message<'a>,
+    signed: &'a [u8],
+    tag: &'a [u8],
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// HMAC accepts keys of any length, so this does not fail in practice; if it
+/// did, the message is treated as unverifiable rather than panicking.
+fn mac(key: &Key) -> Result<HmacSha256, WireError> {
+    HmacSha256::new_from_slice(&key.0).map_err(|_| WireError::BadTag)
+}
+
+impl<'a> Parsed<'a> {
+    /// Checks the tag with `key`.
+    pub fn verify(&self, key: &Key) -> Result<(), WireError> {
+        let mut m = mac(key)?;
+        m.update(self.signed);
+        m.verify_truncated_left(self.tag)
+            .map_err(|_| WireError::BadTag)
+    }
+}
+
+/// Splits and decodes a datagram; total over any input.
+pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, WireError> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err(WireError::TooLong);
+    }
+    if bytes.len() < HEADER_LEN + TAG_LEN {
+        return Err(WireError::TooShort);
+    }
+    if bytes[..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if bytes[OFF_VERSION] != VERSION {
+        return Err(WireError::UnsupportedVersion(bytes[OFF_VERSION]));
+    }
+    let kind = bytes[OFF_KIND];
+    let sender = u32::from_le_bytes([
+        bytes[OFF_SENDER],
+        bytes[OFF_SENDER + 1],
+        bytes[OFF_SENDER + 2],
+        bytes[OFF_SENDER + 3],
+    ]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&bytes[OFF_SEQ..HEADER_LEN]);
+    let seq = u64::from_le_bytes(seq);
+    let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
+    let (message, rest) = postcard::take_from_bytes::<Message>(&signed[HEADER_LEN..])
+        .map_err(|_| WireError::Malformed)?;
+    if !rest.is_empty() || message.kind() != kind {
+        return Err(WireError::Malformed);
+    }
+    check_bounds(&message)?;
+    Ok(Parsed {
+        kind,
+        sender,
+        seq,
+        message,
+        signed,
+        tag,
+    })
+}
+
+fn check_bounds(m: &Message) -> Result<(), WireError> {
+    match m {
+        Message::Lookup { packet, .. } | Message::Forward { packet, .. }
+            if packet.len() > MAX_CARRIED =>
+        {
+            Err(WireError::Oversized)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Encodes and signs a message into `out`; returns its length.
+pub fn encode(
+    sender: ProxyId,
+    seq: u64,
+    message: &Message,
+    key: &Key,
+    out: &mut [u8],
+) -> Result<usize, WireError> {
+    check_bounds(message)?;
+    let limit = out.len().min(MAX_MESSAGE);
+    if limit < HEADER_LEN + TAG_LEN {
+        return Err(WireError::NoSpace);
+    }
+    let out = &mut out[..limit];
+    out[..2].copy_from_slice(&MAGIC);
+    out[OFF_VERSION] = VERSION;
+    out[OFF_KIND] = message.kind();
+    out[OFF_SENDER..OFF_SEQ].copy_from_slice(&sender.to_le_bytes());
+    out[OFF_SEQ..HEADER_LEN].copy_from_slice(&seq.to_le_bytes());
+    let body_room = limit - HEADER_LEN - TAG_LEN;
+    let body = postcard::to_slice(message, &mut out[HEADER_LEN..HEADER_LEN + body_room])
+        .map_err(|_| WireError::NoSpace)?
+        .len();
+    let signed_len = HEADER_LEN + body;
+    let mut m = mac(key)?;
+    m.update(&out[..signed_len]);
+    let tag = m.finalize().into_bytes();
+    out[signed_len..signed_len + TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
+    Ok(signed_len + TAG_LEN)
+}
+
+/// Anti-replay for one sender's sequence numbers: the newest seen and a
+/// 64-wide window below it (as IPsec does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayWindow {
+    newest: u64,
+    seen: u64,
+}
+
+impl ReplayWindow {
+    pub const WIDTH: u64 = 64;
+
+    /// Whether `seq` would be accepted (does not record it).
+    pub fn check(&self, seq: u64) -> Result<(), WireError> {
+        if seq == 0 {
+            return Err(WireError::Stale);
+        }
+        if seq > self.newest {
+            return Ok(());
+        }
+        let back = self.newest - seq;
+        if back >= Self::WIDTH {
+            return Err(WireError::Stale);
+        }
+        if self.seen & (1 << back) != 0 {
+            return Err(WireError::Replay);
+        }
+        Ok(())
+    }
+
+    /// Records `seq` after its message verified. Call `check` first.
+    pub fn record(&mut self, seq: u64) {
+        if seq > self.newest {
+            let shift = seq - self.newest;
+            self.seen = if shift >= Self::WIDTH {
+                0
+            } else {
+                self.seen << shift
+            };
+            self.seen |= 1;
+            self.newest = seq;
+        } else {
+            let back = self.newest - seq;
+            if back < Self::WIDTH {
+                self.seen |= 1 << back;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::{Ipv4, Transport};
+    use proptest::prelude::*;
+
+    fn group() -> Group {
+        Group {
+            ip: Ipv4([203, 0, 113, 1]),
+            port: 53,
+            transport: Transport::Udp,
+        }
+    }
+
+    fn ep(last: u8, port: u16) -> Endpoint {
+        Endpoint {
+            ip: Ipv4([198, 18, 1, last]),
+            port,
+        }
+    }
+
+    const K: Key = Key([7; 32]);
+
+    fn all_messages(packet: &[u8]) -> std::vec::Vec<Message<'_>> {
+        let reg = Registration {
+            group: group(),
+            target: ep(5, 5353),
+            timestamp_ms: 1_700_000_000_000,
+            nonce: 99,
+        };
+        let mut japs = Vec::new();
+        japs.push(RankedJap { jap: 4, count: 10 }).unwrap();
+        vec![
+            Message::Join(reg),
+            Message::Leave(reg),
+            Message::Ack {
+                group: group(),
+                target: ep(5, 1),
+                nonce: 1,
+            },
+            Message::Nack {
+                group: group(),
+                target: ep(5, 1),
+                nonce: 1,
+                reason: NackReason::Capacity,
+            },
+            Message::Ping {
+                group: group(),
+                target: ep(5, 1),
+                nonce: 2,
+            },
+            Message::Pong {
+                group: group(),
+                target: ep(5, 1),
+                nonce: 2,
+            },
+            Message::CountReport {
+                group: group(),
+                count: 12,
+            },
+            Message::ReportAck {
+                group: group(),
+                count: 12,
+                band_pct: 25,
+            },
+            Message::Lookup {
+                group: group(),
+                client: ep(9, 4000),
+                packet,
+            },
+            Message::JapList {
+                group: group(),
+                japs,
+                ttl_s: 3600,
+            },
+            Message::Forward {
+                group: group(),
+                client: ep(9, 4000),
+                iap: 3,
+                packet,
+            },
+            Message::Invalidate { group: group() },
+            Message::Heartbeat { cluster: 2 },
+            Message::News {
+                origin: 1,
+                news_seq: 5,
+                subject: 8,
+                up: false,
+            },
+            Message::RttProbe { nonce: 3 },
+            Message::RttReply { nonce: 3 },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_verifies() {
+        let payload = [0xabu8; 100];
+        for (i, m) in all_messages(&payload).iter().enumerate() {
+            assert_eq!(usize::from(m.kind()), i, "kinds are the variant order");
+            let mut out = [0u8; MAX_MESSAGE];
+            let n = encode(17, 1000 + i as u64, m, &K, &mut out).unwrap();
+            let p = parse(&out[..n]).unwrap();
+            assert_eq!((&p.message, p.sender, p.seq), (m, 17, 1000 + i as u64));
+            p.verify(&K).unwrap();
+            assert_eq!(p.verify(&Key([8; 32])), Err(WireError::BadTag));
+        }
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let m = Message::CountReport {
+            group: group(),
+            count: 12,
+        };
+        let mut out = [0u8; MAX_MESSAGE];
+        let n = encode(1, 1, &m, &K, &mut out).unwrap();
+        for i in 0..n {
+            let mut b = out[..n].to_vec();
+            b[i] ^= 0x01;
+            if let Ok(p) = parse(&b) {
+                assert_eq!(
+                    p.verify(&K),
+                    Err(WireError::BadTag),
+                    "flip at byte {i} went unnoticed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn framing_errors_are_named() {
+        let m = Message::Heartbeat { cluster: 1 };
+        let mut out = [0u8; MAX_MESSAGE];
+        let n = encode(1, 1, &m, &K, &mut out).unwrap();
+        let good = out[..n].to_vec();
+        assert_eq!(parse(&good[..10]).unwrap_err(), WireError::TooShort);
+        let mut b = good.clone();
+        b[0] = b'Q';
+        assert_eq!(parse(&b).unwrap_err(), WireError::BadMagic);
+        let mut b = good.clone();
+        b[2] = 9;
+        assert_eq!(parse(&b).unwrap_err(), WireError::UnsupportedVersion(9));
+        let mut b = good.clone();
+        b[3] = 11;
+        assert_eq!(parse(&b).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            parse(&[0u8; MAX_MESSAGE + 1]).unwrap_err(),
+            WireError::TooLong
+        );
+        let big = [0u8; MAX_CARRIED + 1];
+        let m = Message::Forward {
+            group: group(),
+            client: ep(1, 1),
+            iap: 1,
+            packet: &big,
+        };
+        assert_eq!(
+            encode(1, 1, &m, &K, &mut out).unwrap_err(),
+            WireError::Oversized
+        );
+    }
+
+    #[test]
+    fn keys_are_never_printed() {
+        assert_eq!(format!("{:?}", Key([0x41; 32])), "Key(<redacted>)");
+    }
+
+    #[test]
+    fn replay_window() {
+        let mut w = ReplayWindow::default();
+        assert_eq!(w.check(0), Err(WireError::Stale));
+        for s in [5, 3, 4, 70] {
+            w.check(s).unwrap();
+            w.record(s);
+        }
+        assert_eq!(w.check(70), Err(WireError::Replay));
+        assert_eq!(w.check(3), Err(WireError::Stale)); // 67 behind: outside the window
+        w.check(69).unwrap();
+        w.record(69);
+        assert_eq!(w.check(69), Err(WireError::Replay));
+        w.check(10).unwrap();
+    }
+
+    proptest! {
+        #[test]
+        fn parse_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+            if let Ok(p) = parse(&bytes) {
+                let _ = p.verify(&K);
+            }
+        }
+
+        #[test]
+        fn replay_window_accepts_each_seq_once(seqs in proptest::collection::vec(1u64..200, 1..100)) {
+            let mut w = ReplayWindow::default();
+            let mut accepted = std::collections::HashSet::new();
+            for s in seqs {
+                if w.check(s).is_ok() {
+                    prop_assert!(accepted.insert(s), "seq {} accepted twice", s);
+                    w.record(s);
+                }
+            }
+        }
+    }
+}
