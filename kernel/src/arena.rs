@@ -127,3 +127,21 @@ pub fn fill() -> (usize, usize) {
     let a = ARENA.lock();
     (a.used(), a.capacity())
 }
+
+/// The global allocator: the same arena. The PIAS tables reserve their
+/// capacity once at boot (`pias::fixed`) and never give it back, so freeing is
+/// a no-op and the arena never has to manage holes.
+pub struct ArenaAllocator;
+
+// SAFETY: `alloc` hands out disjoint, suitably aligned ranges of arena RAM
+// that is used by nothing else, or null when the arena is exhausted.
+unsafe impl core::alloc::GlobalAlloc for ArenaAllocator {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        match ARENA.lock().take(layout.size(), layout.align()) {
+            Ok(at) => at as *mut u8,
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
+}

@@ -20,6 +20,9 @@ mod time;
 mod virtio;
 
 use core::fmt::Write;
+
+#[global_allocator]
+static ALLOCATOR: arena::ArenaAllocator = arena::ArenaAllocator;
 use log::{error, info, LevelFilter};
 
 #[no_mangle]

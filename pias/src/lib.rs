@@ -14,6 +14,8 @@ pub mod config;
 pub mod exit;
 pub mod fixed;
 pub mod mgmt;
+pub mod proximity;
+pub mod proxy;
 pub mod ring;
 pub mod status;
 pub mod wire;

@@ -74,7 +74,7 @@ pub struct RankedJap {
 }
 
 /// Every message. The header's kind is the variant's index.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum Message<'a> {
     /// Target -> JAP (group key).
     Join(Registration),
@@ -109,6 +109,7 @@ pub enum Message<'a> {
     CountReport {
         group: Group,
         count: u32,
+        coord: Coord,
     },
     /// RAP -> JAP: report again when the count leaves +-`band_pct`% of the last value.
     ReportAck {
@@ -120,6 +121,7 @@ pub enum Message<'a> {
     Lookup {
         group: Group,
         client: Endpoint,
+        iap_coord: Coord,
         packet: &'a [u8],
     },
     /// RAP -> IAP: JAPs for the group, best first, to cache for `ttl_s`.
@@ -135,13 +137,18 @@ pub enum Message<'a> {
         iap: ProxyId,
         packet: &'a [u8],
     },
-    /// JAP -> IAP: this JAP no longer serves the group; drop it from the cache.
+    /// JAP -> IAP: this JAP has no live target for the group any more; drop it
+    /// from the cache. Carries back the client packet that found no target (may
+    /// be empty) so that the IAP can fail over without losing it.
     Invalidate {
         group: Group,
+        client: Endpoint,
+        packet: &'a [u8],
     },
-    /// Proxy -> proxy liveness.
+    /// Proxy -> proxy liveness, with the sender's network coordinate.
     Heartbeat {
         cluster: u32,
+        coord: Coord,
     },
     /// Flooded up/down news about `subject`, first said by `origin` as its `news_seq`.
     News {
@@ -150,13 +157,25 @@ pub enum Message<'a> {
         subject: ProxyId,
         up: bool,
     },
-    /// RTT measurement between clusters.
+    /// RTT measurement: the reply echoes the probe's nonce and carries the
+    /// replier's coordinate.
     RttProbe {
         nonce: u64,
     },
     RttReply {
         nonce: u64,
+        coord: Coord,
     },
+}
+
+/// A network coordinate (Vivaldi: 2-D position plus height, in milliseconds,
+/// and the node's own relative error estimate).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Default)]
+pub struct Coord {
+    pub x: f32,
+    pub y: f32,
+    pub h: f32,
+    pub err: f32,
 }
 
 impl Message<'_> {
@@ -289,7 +308,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, WireError> {
 
 fn check_bounds(m: &Message) -> Result<(), WireError> {
     match m {
-        Message::Lookup { packet, .. } | Message::Forward { packet, .. }
+        Message::Lookup { packet, .. }
+        | Message::Forward { packet, .. }
+        | Message::Invalidate { packet, .. }
             if packet.len() > MAX_CARRIED =>
         {
             Err(WireError::Oversized)
@@ -437,6 +458,7 @@ mod tests {
             Message::CountReport {
                 group: group(),
                 count: 12,
+                coord: Coord::default(),
             },
             Message::ReportAck {
                 group: group(),
@@ -446,6 +468,7 @@ mod tests {
             Message::Lookup {
                 group: group(),
                 client: ep(9, 4000),
+                iap_coord: Coord::default(),
                 packet,
             },
             Message::JapList {
@@ -459,8 +482,20 @@ mod tests {
                 iap: 3,
                 packet,
             },
-            Message::Invalidate { group: group() },
-            Message::Heartbeat { cluster: 2 },
+            Message::Invalidate {
+                group: group(),
+                client: ep(9, 4000),
+                packet,
+            },
+            Message::Heartbeat {
+                cluster: 2,
+                coord: Coord {
+                    x: 1.0,
+                    y: -2.0,
+                    h: 0.5,
+                    err: 0.3,
+                },
+            },
             Message::News {
                 origin: 1,
                 news_seq: 5,
@@ -468,7 +503,10 @@ mod tests {
                 up: false,
             },
             Message::RttProbe { nonce: 3 },
-            Message::RttReply { nonce: 3 },
+            Message::RttReply {
+                nonce: 3,
+                coord: Coord::default(),
+            },
         ]
     }
 
@@ -491,6 +529,7 @@ mod tests {
         let m = Message::CountReport {
             group: group(),
             count: 12,
+            coord: Coord::default(),
         };
         let mut out = [0u8; MAX_MESSAGE];
         let n = encode(1, 1, &m, &K, &mut out).unwrap();
@@ -509,7 +548,10 @@ mod tests {
 
     #[test]
     fn framing_errors_are_named() {
-        let m = Message::Heartbeat { cluster: 1 };
+        let m = Message::Heartbeat {
+            cluster: 1,
+            coord: Coord::default(),
+        };
         let mut out = [0u8; MAX_MESSAGE];
         let n = encode(1, 1, &m, &K, &mut out).unwrap();
         let good = out[..n].to_vec();

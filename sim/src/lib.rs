@@ -1,0 +1,594 @@
+//! A deterministic, in-process network for `pias::proxy::Proxy` state
+//! machines. Proxies sit in clusters on a plane (distance = RTT in ms); targets
+//! and clients are simulated hosts placed on the same plane. Native anycast
+//! delivers a host's packet to the nearest live proxy. Messages between proxies
+//! take the one-way delay of their distance, may be lost (seeded), cut by a
+//! partition between clusters, or vanish into a crashed proxy.
+
+use pias::addr::{Endpoint, Group, Ipv4};
+use pias::proxy::{Instant, PeerInfo, Proxy, ProxyConfig, Transmit, MS};
+use pias::ring::mix64;
+use pias::wire::{self, Key, Message, ProxyId, Registration};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+
+/// Where something sits: a point on the plane, in ms of RTT.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pos(pub f64, pub f64);
+
+impl Pos {
+    pub fn rtt_ms(&self, o: &Pos) -> f64 {
+        ((self.0 - o.0).powi(2) + (self.1 - o.1).powi(2)).sqrt() + 0.2
+    }
+}
+
+/// A simulated anycast target (group member).
+pub struct Target {
+    pub ep: Endpoint,
+    pub group: Group,
+    pub key: Key,
+    pub pos: Pos,
+    /// A dead target answers nothing (pings included).
+    pub alive: bool,
+    /// Whether it answers client packets (through its JAP).
+    pub echo: bool,
+    /// (client, packet) received.
+    pub received: Vec<(Endpoint, Vec<u8>)>,
+    pub acks: u32,
+    pub nacks: Vec<wire::NackReason>,
+}
+
+/// A simulated client.
+pub struct Client {
+    pub ep: Endpoint,
+    pub pos: Pos,
+    /// Replies received (group, packet).
+    pub replies: Vec<(Group, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+enum Event {
+    /// Bytes for proxy `to` from source endpoint `src`.
+    ToProxy {
+        to: ProxyId,
+        src: Endpoint,
+        bytes: Vec<u8>,
+    },
+    /// A client packet arriving by anycast at proxy `to`.
+    ClientPacket {
+        to: ProxyId,
+        group: Group,
+        client: Endpoint,
+        packet: Vec<u8>,
+    },
+    /// A target's reply reaching its JAP `to`.
+    TargetReply {
+        to: ProxyId,
+        group: Group,
+        target: Endpoint,
+        client: Endpoint,
+        packet: Vec<u8>,
+    },
+    /// Bytes from proxy `from` for target index `target`.
+    ToTarget {
+        target: usize,
+        from: ProxyId,
+        bytes: Vec<u8>,
+    },
+    /// A data packet for target index `target`, delivered by JAP `from`.
+    Deliver {
+        target: usize,
+        from: ProxyId,
+        group: Group,
+        client: Endpoint,
+        packet: Vec<u8>,
+    },
+    /// A reply for client index `client`.
+    ToClient {
+        client: usize,
+        group: Group,
+        packet: Vec<u8>,
+    },
+}
+
+struct Node {
+    proxy: Option<Proxy>,
+    cluster: u32,
+    pos: Pos,
+    cfg: ProxyConfig,
+}
+
+pub struct Sim {
+    pub now: Instant,
+    nodes: Vec<Node>,
+    peers: Vec<PeerInfo>,
+    pub targets: Vec<Target>,
+    pub clients: Vec<Client>,
+    queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    events: Vec<Option<Event>>,
+    seq: u64,
+    rng: u64,
+    /// Probability (0..1) that a proxy-to-proxy message is lost.
+    pub loss: f64,
+    partitions: HashSet<(u32, u32)>,
+    /// Messages lost to loss, partitions or crashed proxies.
+    pub dropped: u64,
+}
+
+pub fn proxy_ip(id: ProxyId) -> Ipv4 {
+    Ipv4([198, 18, (id >> 8) as u8, id as u8])
+}
+
+impl Sim {
+    /// `clusters[i]` = (position, proxies in it). Proxy ids start at 1.
+    /// `tune` adjusts each proxy's config (groups, timers) before it starts.
+    pub fn new(seed: u64, clusters: &[(Pos, usize)], tune: impl Fn(&mut ProxyConfig)) -> Sim {
+        let key = Key([0x42; 32]);
+        let mut nodes = Vec::new();
+        let mut peers = Vec::new();
+        let mut id = 1;
+        for (c, &(pos, n)) in clusters.iter().enumerate() {
+            for i in 0..n {
+                let mut cfg = ProxyConfig::new(id, c as u32, key.clone());
+                tune(&mut cfg);
+                // Proxies of one cluster share a POP: a little apart so anycast picks one.
+                let p = Pos(pos.0 + i as f64 * 0.01, pos.1);
+                nodes.push(Node {
+                    proxy: None,
+                    cluster: c as u32,
+                    pos: p,
+                    cfg,
+                });
+                peers.push(PeerInfo {
+                    id,
+                    cluster: c as u32,
+                });
+                id += 1;
+            }
+        }
+        let mut sim = Sim {
+            now: 1_700_000_000 * 1_000_000,
+            nodes,
+            peers,
+            targets: Vec::new(),
+            clients: Vec::new(),
+            queue: BinaryHeap::new(),
+            events: Vec::new(),
+            seq: 0,
+            rng: seed,
+            loss: 0.0,
+            partitions: HashSet::new(),
+            dropped: 0,
+        };
+        for i in 0..sim.nodes.len() {
+            sim.start(i as ProxyId + 1);
+        }
+        sim
+    }
+
+    pub fn proxies(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn proxy(&self, id: ProxyId) -> Option<&Proxy> {
+        self.nodes
+            .get(id as usize - 1)
+            .and_then(|n| n.proxy.as_ref())
+    }
+
+    pub fn cluster_of(&self, id: ProxyId) -> u32 {
+        self.nodes[id as usize - 1].cluster
+    }
+
+    /// True RTT in ms between two proxies.
+    pub fn rtt_ms(&self, a: ProxyId, b: ProxyId) -> f64 {
+        self.nodes[a as usize - 1]
+            .pos
+            .rtt_ms(&self.nodes[b as usize - 1].pos)
+    }
+
+    /// Starts (or restarts, with empty state) proxy `id`.
+    pub fn start(&mut self, id: ProxyId) {
+        let i = id as usize - 1;
+        let cfg = self.nodes[i].cfg.clone();
+        self.nodes[i].proxy = Some(Proxy::new(cfg, &self.peers, self.now));
+    }
+
+    pub fn crash(&mut self, id: ProxyId) {
+        self.nodes[id as usize - 1].proxy = None;
+    }
+
+    pub fn partition(&mut self, a: u32, b: u32) {
+        self.partitions.insert((a.min(b), a.max(b)));
+    }
+
+    pub fn heal(&mut self) {
+        self.partitions.clear();
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng = mix64(self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15));
+        self.rng
+    }
+
+    fn schedule(&mut self, delay: Instant, e: Event) {
+        self.seq += 1;
+        let slot = self.events.len();
+        self.events.push(Some(e));
+        self.queue
+            .push(Reverse((self.now + delay.max(1), self.seq, slot)));
+    }
+
+    fn one_way(a: &Pos, b: &Pos) -> Instant {
+        (a.rtt_ms(b) / 2.0 * MS as f64) as Instant
+    }
+
+    /// The live proxy nearest `pos`: native anycast.
+    pub fn anycast(&self, pos: &Pos) -> Option<ProxyId> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.proxy.is_some())
+            .min_by(|a, b| a.1.pos.rtt_ms(pos).total_cmp(&b.1.pos.rtt_ms(pos)))
+            .map(|(i, _)| i as ProxyId + 1)
+    }
+
+    pub fn add_target(&mut self, group: Group, key: Key, pos: Pos) -> usize {
+        let n = self.targets.len();
+        self.targets.push(Target {
+            ep: Endpoint {
+                ip: Ipv4([198, 19, (n >> 8) as u8, n as u8]),
+                port: 5000,
+            },
+            group,
+            key,
+            pos,
+            alive: true,
+            echo: true,
+            received: Vec::new(),
+            acks: 0,
+            nacks: Vec::new(),
+        });
+        n
+    }
+
+    pub fn add_client(&mut self, pos: Pos) -> usize {
+        let n = self.clients.len();
+        self.clients.push(Client {
+            ep: Endpoint {
+                ip: Ipv4([198, 19, 200 + (n >> 8) as u8, n as u8]),
+                port: 40000,
+            },
+            pos,
+            replies: Vec::new(),
+        });
+        n
+    }
+
+    fn registration_bytes(&mut self, t: usize, join: bool) -> Vec<u8> {
+        let nonce = self.random();
+        let tg = &self.targets[t];
+        let r = Registration {
+            group: tg.group,
+            target: tg.ep,
+            timestamp_ms: self.now / MS,
+            nonce,
+        };
+        let msg = if join {
+            Message::Join(r)
+        } else {
+            Message::Leave(r)
+        };
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        let n = wire::encode(0, 1, &msg, &tg.key, &mut buf).expect("registration encodes");
+        buf.truncate(n);
+        buf
+    }
+
+    /// Target `t` sends join (or leave) to the anycast registration address.
+    pub fn register(&mut self, t: usize, join: bool) {
+        let bytes = self.registration_bytes(t, join);
+        self.send_from_target(t, bytes);
+    }
+
+    /// Sends raw bytes from target `t` by anycast (for forged and replayed input).
+    pub fn send_from_target(&mut self, t: usize, bytes: Vec<u8>) {
+        let pos = self.targets[t].pos;
+        let src = self.targets[t].ep;
+        if let Some(to) = self.anycast(&pos) {
+            let d = Self::one_way(&pos, &self.nodes[to as usize - 1].pos);
+            self.schedule(d, Event::ToProxy { to, src, bytes });
+        }
+    }
+
+    /// Client `c` sends a packet to `group` by anycast; returns the IAP.
+    pub fn client_send(&mut self, c: usize, group: Group, packet: &[u8]) -> Option<ProxyId> {
+        let pos = self.clients[c].pos;
+        let client = self.clients[c].ep;
+        let to = self.anycast(&pos)?;
+        let d = Self::one_way(&pos, &self.nodes[to as usize - 1].pos);
+        self.schedule(
+            d,
+            Event::ClientPacket {
+                to,
+                group,
+                client,
+                packet: packet.to_vec(),
+            },
+        );
+        Some(to)
+    }
+
+    /// Target `t` (as a client of its own group, P2P) sends a packet.
+    pub fn target_send(&mut self, t: usize, group: Group, packet: &[u8]) -> Option<ProxyId> {
+        let pos = self.targets[t].pos;
+        let client = self.targets[t].ep;
+        let to = self.anycast(&pos)?;
+        let d = Self::one_way(&pos, &self.nodes[to as usize - 1].pos);
+        self.schedule(
+            d,
+            Event::ClientPacket {
+                to,
+                group,
+                client,
+                packet: packet.to_vec(),
+            },
+        );
+        Some(to)
+    }
+
+    fn drain(&mut self, id: ProxyId) {
+        let i = id as usize - 1;
+        let mut out = Vec::new();
+        if let Some(p) = self.nodes[i].proxy.as_mut() {
+            while let Some(t) = p.poll_transmit() {
+                out.push(t);
+            }
+        }
+        let from_pos = self.nodes[i].pos;
+        let from_cluster = self.nodes[i].cluster;
+        for t in out {
+            match t {
+                Transmit::Proxy { to, bytes } => {
+                    let Some(dest) = self.nodes.get(to as usize - 1) else {
+                        continue;
+                    };
+                    let (dest_cluster, dest_pos) = (dest.cluster, dest.pos);
+                    let (a, b) = (
+                        from_cluster.min(dest_cluster),
+                        from_cluster.max(dest_cluster),
+                    );
+                    let lost =
+                        self.loss > 0.0 && (self.random() % 1_000_000) as f64 / 1e6 < self.loss;
+                    if lost || self.partitions.contains(&(a, b)) {
+                        self.dropped += 1;
+                        continue;
+                    }
+                    let d = Self::one_way(&from_pos, &dest_pos);
+                    let src = Endpoint {
+                        ip: proxy_ip(id),
+                        port: 7002,
+                    };
+                    self.schedule(
+                        d,
+                        Event::ToProxy {
+                            to,
+                            src,
+                            bytes: bytes.to_vec(),
+                        },
+                    );
+                }
+                Transmit::Target { to, bytes } => {
+                    if let Some(t) = self.targets.iter().position(|x| x.ep == to) {
+                        let d = Self::one_way(&from_pos, &self.targets[t].pos);
+                        self.schedule(
+                            d,
+                            Event::ToTarget {
+                                target: t,
+                                from: id,
+                                bytes: bytes.to_vec(),
+                            },
+                        );
+                    }
+                }
+                Transmit::Deliver {
+                    group,
+                    client,
+                    target,
+                    packet,
+                } => {
+                    if let Some(t) = self.targets.iter().position(|x| x.ep == target) {
+                        let d = Self::one_way(&from_pos, &self.targets[t].pos);
+                        self.schedule(
+                            d,
+                            Event::Deliver {
+                                target: t,
+                                from: id,
+                                group,
+                                client,
+                                packet: packet.to_vec(),
+                            },
+                        );
+                    }
+                }
+                Transmit::ToClient {
+                    group,
+                    client,
+                    packet,
+                } => {
+                    if let Some(c) = self.clients.iter().position(|x| x.ep == client) {
+                        let d = Self::one_way(&from_pos, &self.clients[c].pos);
+                        self.schedule(
+                            d,
+                            Event::ToClient {
+                                client: c,
+                                group,
+                                packet: packet.to_vec(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn target_event(&mut self, t: usize, from: ProxyId, bytes: &[u8]) {
+        if !self.targets[t].alive {
+            return;
+        }
+        let Ok(p) = wire::parse(bytes) else { return };
+        if p.verify(&self.targets[t].key).is_err() {
+            return;
+        }
+        match p.message {
+            Message::Ack { .. } => self.targets[t].acks += 1,
+            Message::Nack { reason, .. } => self.targets[t].nacks.push(reason),
+            Message::Ping {
+                group,
+                target,
+                nonce,
+            } => {
+                let pong = Message::Pong {
+                    group,
+                    target,
+                    nonce,
+                };
+                let mut buf = vec![0u8; wire::MAX_MESSAGE];
+                let n = wire::encode(0, 1, &pong, &self.targets[t].key, &mut buf)
+                    .expect("pong encodes");
+                buf.truncate(n);
+                let _ = from;
+                self.send_from_target(t, buf);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs until `until`, handling events and proxy timers in time order.
+    pub fn run_until(&mut self, until: Instant) {
+        loop {
+            let next_event = self.queue.peek().map(|Reverse((t, _, _))| *t);
+            let next_timer = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| {
+                    n.proxy
+                        .as_ref()
+                        .and_then(|p| p.poll_timeout())
+                        .map(|t| (t, i))
+                })
+                .min();
+            let t_event = next_event.unwrap_or(Instant::MAX);
+            let t_timer = next_timer.map_or(Instant::MAX, |(t, _)| t);
+            let t = t_event.min(t_timer);
+            if t > until {
+                self.now = until;
+                return;
+            }
+            self.now = self.now.max(t);
+            if t_timer <= t_event {
+                let (_, i) = next_timer.expect("timer chosen");
+                if let Some(p) = self.nodes[i].proxy.as_mut() {
+                    p.handle_timeout(self.now);
+                }
+                self.drain(i as ProxyId + 1);
+                continue;
+            }
+            let Some(Reverse((_, _, slot))) = self.queue.pop() else {
+                continue;
+            };
+            let Some(e) = self.events[slot].take() else {
+                continue;
+            };
+            self.handle(e);
+        }
+    }
+
+    pub fn run_for(&mut self, d: Instant) {
+        self.run_until(self.now + d);
+    }
+
+    fn handle(&mut self, e: Event) {
+        match e {
+            Event::ToProxy { to, src, bytes } => {
+                let now = self.now;
+                match self.nodes[to as usize - 1].proxy.as_mut() {
+                    Some(p) => p.handle_message(now, src, &bytes),
+                    None => {
+                        self.dropped += 1;
+                        return;
+                    }
+                }
+                self.drain(to);
+            }
+            Event::ClientPacket {
+                to,
+                group,
+                client,
+                packet,
+            } => {
+                let now = self.now;
+                let Some(p) = self.nodes[to as usize - 1].proxy.as_mut() else {
+                    self.dropped += 1;
+                    return;
+                };
+                p.handle_client_packet(now, group, client, &packet);
+                self.drain(to);
+            }
+            Event::TargetReply {
+                to,
+                group,
+                target,
+                client,
+                packet,
+            } => {
+                let now = self.now;
+                let Some(p) = self.nodes[to as usize - 1].proxy.as_mut() else {
+                    self.dropped += 1;
+                    return;
+                };
+                p.handle_target_packet(now, group, target, client, &packet);
+                self.drain(to);
+            }
+            Event::ToTarget {
+                target,
+                from,
+                bytes,
+            } => self.target_event(target, from, &bytes),
+            Event::Deliver {
+                target,
+                from,
+                group,
+                client,
+                packet,
+            } => {
+                let tg = &mut self.targets[target];
+                if !tg.alive {
+                    return;
+                }
+                tg.received.push((client, packet.clone()));
+                if tg.echo {
+                    let ep = tg.ep;
+                    let pos = tg.pos;
+                    let d = Self::one_way(&pos, &self.nodes[from as usize - 1].pos);
+                    self.schedule(
+                        d,
+                        Event::TargetReply {
+                            to: from,
+                            group,
+                            target: ep,
+                            client,
+                            packet,
+                        },
+                    );
+                }
+            }
+            Event::ToClient {
+                client,
+                group,
+                packet,
+            } => self.clients[client].replies.push((group, packet)),
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The paper's scenarios end to end, over the in-process network.
+
+use pias::addr::{Group, Ipv4, Transport};
+use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
+use pias::wire::{Key, NackReason};
+use pias_sim::{Pos, Sim};
+
+const KEY: Key = Key([9; 32]);
+
+fn group() -> Group {
+    Group {
+        ip: Ipv4([203, 0, 113, 10]),
+        port: 53,
+        transport: Transport::Udp,
+    }
+}
+
+fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
+    move |cfg: &mut ProxyConfig| {
+        cfg.groups.push(GroupConfig {
+            group: group(),
+            key: KEY,
+            policy,
+            band_pct: 10,
+        });
+        cfg.heartbeat = 100 * MS;
+        cfg.peer_dead = 350 * MS;
+        cfg.target_ping = 200 * MS;
+        cfg.lookup_timeout = 150 * MS;
+        cfg.rtt_probe = 200 * MS;
+        cfg.passive_timeout = 100 * MS;
+    }
+}
+
+/// Five POPs, two proxies each.
+fn clusters() -> Vec<(Pos, usize)> {
+    vec![
+        (Pos(0.0, 0.0), 2),
+        (Pos(50.0, 0.0), 2),
+        (Pos(100.0, 0.0), 2),
+        (Pos(0.0, 50.0), 2),
+        (Pos(50.0, 50.0), 2),
+    ]
+}
+
+fn sim(policy: Policy) -> Sim {
+    let mut s = Sim::new(7, &clusters(), tune(policy));
+    s.run_for(2 * SEC); // heartbeats and a few RTT probes
+    s
+}
+
+#[test]
+fn join_reaches_the_jap_and_its_raps() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(t, true);
+    s.run_for(SEC);
+    assert_eq!(s.targets[t].acks, 1);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 1);
+    let raps = s.proxy(jap).unwrap().raps_of(&group());
+    assert_eq!(raps.len(), 4);
+    for r in raps {
+        assert_eq!(
+            s.proxy(r).unwrap().rap_entries(&group()),
+            vec![(jap, 1)],
+            "RAP {r}"
+        );
+    }
+}
+
+#[test]
+fn first_packet_via_rap_then_straight_to_the_jap() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(t, true);
+    s.run_for(SEC);
+    let c = s.add_client(Pos(99.0, 1.0));
+    let iap = s.client_send(c, group(), b"first").unwrap();
+    s.run_for(SEC);
+    assert_eq!(
+        s.targets[t].received.len(),
+        1,
+        "the first packet arrives, once"
+    );
+    assert_eq!(s.clients[c].replies.len(), 1, "and the reply comes back");
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let p = s.proxy(iap).unwrap();
+    assert_eq!(p.counters.lookups_sent, 1);
+    assert_eq!(p.cached_japs(&group()), vec![jap]);
+    for i in 0..5u8 {
+        s.client_send(c, group(), &[i]);
+    }
+    s.run_for(SEC);
+    assert_eq!(s.targets[t].received.len(), 6);
+    assert_eq!(
+        s.proxy(iap).unwrap().counters.lookups_sent,
+        1,
+        "later packets skip the RAP"
+    );
+}
+
+#[test]
+fn a_dead_target_gets_nothing_once_detected() {
+    let mut s = sim(Policy::Proximity);
+    let t0 = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    let t1 = s.add_target(group(), KEY, Pos(1.0, 2.0));
+    s.register(t0, true);
+    s.register(t1, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 2);
+    s.targets[t0].alive = false;
+    s.run_for(2 * SEC); // 3 missed pings at 200 ms
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 1);
+    let before = s.targets[t0].received.len();
+    for i in 0..10 {
+        let c = s.add_client(Pos(60.0 + i as f64, 0.0));
+        s.client_send(c, group(), b"x");
+    }
+    s.run_for(2 * SEC);
+    assert_eq!(s.targets[t0].received.len(), before);
+    assert_eq!(s.targets[t1].received.len(), 10);
+}
+
+#[test]
+fn jap_failure_fails_over_to_another_jap() {
+    let mut s = sim(Policy::Proximity);
+    let near = s.add_target(group(), KEY, Pos(99.0, 2.0)); // JAP in POP 2
+    let far = s.add_target(group(), KEY, Pos(1.0, 49.0)); // JAP in POP 3
+    s.register(near, true);
+    s.register(far, true);
+    s.run_for(SEC);
+    let c = s.add_client(Pos(98.0, 0.0));
+    s.client_send(c, group(), b"a");
+    s.run_for(SEC);
+    assert_eq!(
+        s.targets[near].received.len(),
+        1,
+        "proximity picks the JAP beside the client"
+    );
+    let jap = s.anycast(&Pos(99.0, 2.0)).unwrap();
+    s.crash(jap);
+    s.run_for(2 * SEC); // detection and news
+    s.client_send(c, group(), b"b");
+    s.run_for(SEC);
+    assert_eq!(
+        s.targets[far].received.len(),
+        1,
+        "after the JAP died the other JAP serves"
+    );
+}
+
+#[test]
+fn rap_failure_retries_the_next_rap_and_japs_re_report() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(t, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let raps = s.proxy(jap).unwrap().raps_of(&group());
+    let doomed: Vec<_> = raps.iter().copied().filter(|&r| r != jap).take(2).collect();
+    for &r in &doomed {
+        s.crash(r);
+    }
+    // Immediately: the IAP may still ask a dead RAP; it must retry, not drop.
+    let c = s.add_client(Pos(50.0, 49.0));
+    s.client_send(c, group(), b"q");
+    s.run_for(3 * SEC);
+    assert_eq!(s.targets[t].received.len(), 1);
+    let new_raps = s.proxy(jap).unwrap().raps_of(&group());
+    assert!(doomed.iter().all(|d| !new_raps.contains(d)));
+    for r in new_raps {
+        assert_eq!(
+            s.proxy(r).unwrap().rap_entries(&group()),
+            vec![(jap, 1)],
+            "RAP {r} learned the JAP"
+        );
+    }
+}
+
+#[test]
+fn client_hash_keeps_a_flow_on_its_target_when_the_iap_changes() {
+    let mut s = sim(Policy::ClientHash);
+    let a = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    let b = s.add_target(group(), KEY, Pos(99.0, 1.0));
+    s.register(a, true);
+    s.register(b, true);
+    s.run_for(SEC);
+    let c = s.add_client(Pos(50.0, 1.0));
+    let iap1 = s.client_send(c, group(), b"1").unwrap();
+    s.run_for(SEC);
+    let first = if s.targets[a].received.len() == 1 {
+        a
+    } else {
+        b
+    };
+    s.clients[c].pos = Pos(1.0, 50.0); // routing change: another IAP
+    let iap2 = s.client_send(c, group(), b"2").unwrap();
+    assert_ne!(iap1, iap2);
+    s.run_for(SEC);
+    assert_eq!(
+        s.targets[first].received.len(),
+        2,
+        "both packets on one target"
+    );
+}
+
+#[test]
+fn a_member_sending_to_its_own_group_reaches_another_member() {
+    let mut s = sim(Policy::Proximity);
+    let t0 = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    let t1 = s.add_target(group(), KEY, Pos(2.0, 1.0));
+    s.register(t0, true);
+    s.register(t1, true);
+    s.run_for(SEC);
+    for _ in 0..5 {
+        s.target_send(t0, group(), b"peer?");
+    }
+    s.run_for(SEC);
+    assert_eq!(s.targets[t0].received.len(), 0, "never the sender");
+    assert_eq!(s.targets[t1].received.len(), 5);
+}
+
+#[test]
+fn forged_and_replayed_joins_are_refused() {
+    let mut s = sim(Policy::Proximity);
+    let honest = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    let forger = s.add_target(group(), Key([1; 32]), Pos(1.0, 2.0));
+    s.register(forger, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 0);
+    assert!(s.proxy(jap).unwrap().counters.bad_tag >= 1);
+    s.register(honest, true);
+    s.run_for(SEC);
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 1);
+    // Replay: the same join bytes again are refused.
+    let seen_nacks = s.targets[honest].nacks.len();
+    let _ = seen_nacks;
+    let replayed_before = s.proxy(jap).unwrap().counters.replayed;
+    s.targets[honest].nacks.clear();
+    // Craft one join and send it twice.
+    let r = pias::wire::Registration {
+        group: group(),
+        target: s.targets[honest].ep,
+        timestamp_ms: s.now / MS,
+        nonce: 12345,
+    };
+    let mut buf = vec![0u8; pias::wire::MAX_MESSAGE];
+    let n = pias::wire::encode(0, 1, &pias::wire::Message::Join(r), &KEY, &mut buf).unwrap();
+    buf.truncate(n);
+    s.send_from_target(honest, buf.clone());
+    s.send_from_target(honest, buf);
+    s.run_for(SEC);
+    assert_eq!(s.proxy(jap).unwrap().counters.replayed, replayed_before + 1);
+    assert_eq!(s.targets[honest].nacks, vec![NackReason::Auth]);
+}
+
+#[test]
+fn a_full_target_table_says_capacity_and_keeps_its_members() {
+    let mut s = Sim::new(3, &clusters(), |cfg| {
+        tune(Policy::Proximity)(cfg);
+        cfg.max_targets_per_group = 2;
+    });
+    s.run_for(SEC);
+    let ts: Vec<_> = (0..3)
+        .map(|i| s.add_target(group(), KEY, Pos(1.0, 1.0 + i as f64 * 0.1)))
+        .collect();
+    for &t in &ts {
+        s.register(t, true);
+        s.run_for(200 * MS);
+    }
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 2);
+    assert_eq!(s.targets[ts[2]].nacks, vec![NackReason::Capacity]);
+    assert_eq!(s.proxy(jap).unwrap().counters.nack_capacity, 1);
+}
