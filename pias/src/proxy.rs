@@ -240,6 +240,15 @@ struct Pending {
     packet: HVec<u8, MAX_CARRIED>,
 }
 
+/// A `Lookup` as the RAP handles it.
+struct LookupArgs<'p> {
+    group: Group,
+    client: Endpoint,
+    iap_coord: Coord,
+    exclude: ProxyId,
+    packet: &'p [u8],
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Flow {
     target: Endpoint,
@@ -397,7 +406,7 @@ impl Proxy {
         for (_, j) in self.jap.iter() {
             for target in j.targets.iter() {
                 t = t.min(target.next_ping);
-                if let Some(a) = target.awaiting_since {
+                if let (Some(a), false) = (target.awaiting_since, target.ping_outstanding) {
                     t = t.min(a + self.cfg.passive_timeout);
                 }
             }
@@ -833,8 +842,19 @@ impl Proxy {
                 group,
                 client,
                 iap_coord,
+                exclude,
                 packet,
-            } => self.rap_lookup(now, from, group, client, iap_coord, packet),
+            } => self.rap_lookup(
+                now,
+                from,
+                LookupArgs {
+                    group,
+                    client,
+                    iap_coord,
+                    exclude,
+                    packet,
+                },
+            ),
             Message::JapList {
                 group,
                 ref japs,
@@ -849,13 +869,16 @@ impl Proxy {
             Message::Invalidate {
                 group,
                 client,
+                gone,
                 packet,
             } => {
                 self.counters.invalidations_received += 1;
-                if let Some(c) = self.cache.get_mut(&group) {
-                    c.japs.retain(|r| r.jap != from);
-                    if c.japs.is_empty() {
-                        self.cache.remove(&group);
+                if gone {
+                    if let Some(c) = self.cache.get_mut(&group) {
+                        c.japs.retain(|r| r.jap != from);
+                        if c.japs.is_empty() {
+                            self.cache.remove(&group);
+                        }
                     }
                 }
                 if !packet.is_empty() {
@@ -1087,17 +1110,14 @@ impl Proxy {
         let target = self.choose_target(now, group, client);
         let Some(target) = target else {
             self.counters.invalidations_sent += 1;
+            let gone = self.live_targets(&group) == 0;
             let msg = Message::Invalidate {
                 group,
                 client,
+                gone,
                 packet,
             };
-            if iap == self.cfg.id {
-                self.cache.remove(&group);
-                self.counters.no_member_drops += 1;
-            } else {
-                self.send_proxy(now, iap, &msg);
-            }
+            self.send_proxy(now, iap, &msg);
             return;
         };
         let Ok(buf) = Buf::from_slice(packet) else {
@@ -1280,15 +1300,14 @@ impl Proxy {
         );
     }
 
-    fn rap_lookup(
-        &mut self,
-        now: Instant,
-        iap: ProxyId,
-        group: Group,
-        client: Endpoint,
-        iap_coord: Coord,
-        packet: &[u8],
-    ) {
+    fn rap_lookup(&mut self, now: Instant, iap: ProxyId, args: LookupArgs) {
+        let LookupArgs {
+            group,
+            client,
+            iap_coord,
+            exclude,
+            packet,
+        } = args;
         let policy = self
             .group_cfg(&group)
             .map_or(Policy::Proximity, |g| g.policy);
@@ -1318,7 +1337,7 @@ impl Proxy {
             })
             .collect();
         let ttl_s = (self.cfg.cache_ttl / SEC) as u32;
-        if let Some(first) = japs.first().map(|r| r.jap) {
+        if let Some(first) = japs.iter().map(|r| r.jap).find(|&j| j != exclude) {
             self.counters.forwards_sent += 1;
             self.send_proxy(
                 now,
@@ -1394,6 +1413,7 @@ impl Proxy {
             group,
             client,
             iap_coord: self.coord,
+            exclude: not.unwrap_or(0),
             packet,
         };
         self.send_proxy(now, rap, &msg);

@@ -117,11 +117,13 @@ pub enum Message<'a> {
         count: u32,
         band_pct: u8,
     },
-    /// IAP -> RAP: unknown group; carries the client's first packet.
+    /// IAP -> RAP: unknown group; carries the client's first packet. The RAP
+    /// forwards it to a JAP other than `exclude` (0: none), which just bounced it.
     Lookup {
         group: Group,
         client: Endpoint,
         iap_coord: Coord,
+        exclude: ProxyId,
         packet: &'a [u8],
     },
     /// RAP -> IAP: JAPs for the group, best first, to cache for `ttl_s`.
@@ -137,12 +139,15 @@ pub enum Message<'a> {
         iap: ProxyId,
         packet: &'a [u8],
     },
-    /// JAP -> IAP: this JAP has no live target for the group any more; drop it
-    /// from the cache. Carries back the client packet that found no target (may
-    /// be empty) so that the IAP can fail over without losing it.
+    /// JAP -> IAP: this JAP found no target for the packet it carries back (may
+    /// be empty), so that the IAP can send it elsewhere without losing it.
+    /// `gone`: the JAP has no live target for the group at all, drop it from the
+    /// cache; otherwise only this client has none there (its one target is the
+    /// client itself, P2P).
     Invalidate {
         group: Group,
         client: Endpoint,
+        gone: bool,
         packet: &'a [u8],
     },
     /// Proxy -> proxy liveness, with the sender's network coordinate.
@@ -332,16 +337,46 @@ pub fn encode(
     if limit < HEADER_LEN + TAG_LEN {
         return Err(WireError::NoSpace);
     }
-    let out = &mut out[..limit];
-    out[..2].copy_from_slice(&MAGIC);
-    out[OFF_VERSION] = VERSION;
-    out[OFF_KIND] = message.kind();
-    out[OFF_SENDER..OFF_SEQ].copy_from_slice(&sender.to_le_bytes());
-    out[OFF_SEQ..HEADER_LEN].copy_from_slice(&seq.to_le_bytes());
     let body_room = limit - HEADER_LEN - TAG_LEN;
     let body = postcard::to_slice(message, &mut out[HEADER_LEN..HEADER_LEN + body_room])
         .map_err(|_| WireError::NoSpace)?
         .len();
+    finish(sender, seq, message.kind(), body, key, out)
+}
+
+/// Frames and signs an already-encoded body (any bytes) as a message of
+/// `kind`: for tools and fuzzing, which need validly signed input whose body
+/// may be anything. `out` holds the whole message.
+pub fn seal(
+    sender: ProxyId,
+    seq: u64,
+    kind: u8,
+    body: &[u8],
+    key: &Key,
+    out: &mut [u8],
+) -> Result<usize, WireError> {
+    let limit = out.len().min(MAX_MESSAGE);
+    if HEADER_LEN + body.len() + TAG_LEN > limit {
+        return Err(WireError::NoSpace);
+    }
+    out[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
+    finish(sender, seq, kind, body.len(), key, out)
+}
+
+/// Writes the header before a body already at `out[HEADER_LEN..]`, then the tag.
+fn finish(
+    sender: ProxyId,
+    seq: u64,
+    kind: u8,
+    body: usize,
+    key: &Key,
+    out: &mut [u8],
+) -> Result<usize, WireError> {
+    out[..2].copy_from_slice(&MAGIC);
+    out[OFF_VERSION] = VERSION;
+    out[OFF_KIND] = kind;
+    out[OFF_SENDER..OFF_SEQ].copy_from_slice(&sender.to_le_bytes());
+    out[OFF_SEQ..HEADER_LEN].copy_from_slice(&seq.to_le_bytes());
     let signed_len = HEADER_LEN + body;
     let mut m = mac(key)?;
     m.update(&out[..signed_len]);
@@ -469,6 +504,7 @@ mod tests {
                 group: group(),
                 client: ep(9, 4000),
                 iap_coord: Coord::default(),
+                exclude: 0,
                 packet,
             },
             Message::JapList {
@@ -485,6 +521,7 @@ mod tests {
             Message::Invalidate {
                 group: group(),
                 client: ep(9, 4000),
+                gone: true,
                 packet,
             },
             Message::Heartbeat {

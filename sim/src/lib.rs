@@ -491,6 +491,14 @@ impl Sim {
                 let (_, i) = next_timer.expect("timer chosen");
                 if let Some(p) = self.nodes[i].proxy.as_mut() {
                     p.handle_timeout(self.now);
+                    // A timer still due after being handled would spin for ever.
+                    let again = p.poll_timeout().unwrap_or(Instant::MAX);
+                    assert!(
+                        again > self.now,
+                        "proxy {} asks for a timeout at {again} <= now {}",
+                        i + 1,
+                        self.now
+                    );
                 }
                 self.drain(i as ProxyId + 1);
                 continue;
