@@ -86,11 +86,11 @@ proptest! {
             }
         }
         for id in 0..sent {
-            prop_assert_eq!(seen.get(&id.to_be_bytes().to_vec()).copied(), Some(1), "packet {} not delivered exactly once", id);
+            prop_assert_eq!(seen.get(id.to_be_bytes().as_slice()).copied(), Some(1), "packet {} not delivered exactly once", id);
         }
         if p2p {
             for round in 0..3u32 {
-                prop_assert_eq!(seen.get(&(1_000_000 + round).to_be_bytes().to_vec()).copied(), Some(1));
+                prop_assert_eq!(seen.get((1_000_000 + round).to_be_bytes().as_slice()).copied(), Some(1));
             }
         }
     }
