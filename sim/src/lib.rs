@@ -48,6 +48,8 @@ pub struct Client {
 
 #[derive(Debug)]
 enum Event {
+    /// Proxy `node`'s timer, valid while its generation is `gen`.
+    Timer { node: usize, gen: u64 },
     /// Bytes for proxy `to` from source endpoint `src`.
     ToProxy {
         to: ProxyId,
@@ -93,6 +95,8 @@ enum Event {
 
 struct Node {
     proxy: Option<Proxy>,
+    /// Bumped whenever the proxy's timer is re-armed; older Timer events are stale.
+    timer_gen: u64,
     cluster: u32,
     pos: Pos,
     cfg: ProxyConfig,
@@ -135,6 +139,7 @@ impl Sim {
                 let p = Pos(pos.0 + i as f64 * 0.01, pos.1);
                 nodes.push(Node {
                     proxy: None,
+                    timer_gen: 0,
                     cluster: c as u32,
                     pos: p,
                     cfg,
@@ -192,6 +197,20 @@ impl Sim {
         let i = id as usize - 1;
         let cfg = self.nodes[i].cfg.clone();
         self.nodes[i].proxy = Some(Proxy::new(cfg, &self.peers, self.now));
+        self.rearm(i);
+    }
+
+    /// Schedules proxy `i`'s next timeout (replacing any earlier one).
+    fn rearm(&mut self, i: usize) {
+        self.nodes[i].timer_gen += 1;
+        let gen = self.nodes[i].timer_gen;
+        if let Some(t) = self.nodes[i].proxy.as_ref().and_then(|p| p.poll_timeout()) {
+            let delay = t.saturating_sub(self.now);
+            self.seq += 1;
+            let slot = self.events.len();
+            self.events.push(Some(Event::Timer { node: i, gen }));
+            self.queue.push(Reverse((self.now + delay, self.seq, slot)));
+        }
     }
 
     pub fn crash(&mut self, id: ProxyId) {
@@ -345,6 +364,7 @@ impl Sim {
                 out.push(t);
             }
         }
+        self.rearm(i);
         let from_pos = self.nodes[i].pos;
         let from_cluster = self.nodes[i].cluster;
         for t in out {
@@ -466,51 +486,18 @@ impl Sim {
 
     /// Runs until `until`, handling events and proxy timers in time order.
     pub fn run_until(&mut self, until: Instant) {
-        loop {
-            let next_event = self.queue.peek().map(|Reverse((t, _, _))| *t);
-            let next_timer = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| {
-                    n.proxy
-                        .as_ref()
-                        .and_then(|p| p.poll_timeout())
-                        .map(|t| (t, i))
-                })
-                .min();
-            let t_event = next_event.unwrap_or(Instant::MAX);
-            let t_timer = next_timer.map_or(Instant::MAX, |(t, _)| t);
-            let t = t_event.min(t_timer);
+        while let Some(&Reverse((t, _, slot))) = self.queue.peek() {
             if t > until {
-                self.now = until;
-                return;
+                break;
             }
+            self.queue.pop();
             self.now = self.now.max(t);
-            if t_timer <= t_event {
-                let (_, i) = next_timer.expect("timer chosen");
-                if let Some(p) = self.nodes[i].proxy.as_mut() {
-                    p.handle_timeout(self.now);
-                    // A timer still due after being handled would spin for ever.
-                    let again = p.poll_timeout().unwrap_or(Instant::MAX);
-                    assert!(
-                        again > self.now,
-                        "proxy {} asks for a timeout at {again} <= now {}",
-                        i + 1,
-                        self.now
-                    );
-                }
-                self.drain(i as ProxyId + 1);
-                continue;
-            }
-            let Some(Reverse((_, _, slot))) = self.queue.pop() else {
-                continue;
-            };
             let Some(e) = self.events[slot].take() else {
                 continue;
             };
             self.handle(e);
         }
+        self.now = until;
     }
 
     pub fn run_for(&mut self, d: Instant) {
@@ -597,6 +584,24 @@ impl Sim {
                 group,
                 packet,
             } => self.clients[client].replies.push((group, packet)),
+            Event::Timer { node, gen } => {
+                if self.nodes[node].timer_gen != gen {
+                    return;
+                }
+                let now = self.now;
+                let Some(p) = self.nodes[node].proxy.as_mut() else {
+                    return;
+                };
+                p.handle_timeout(now);
+                // A timer still due after being handled would spin for ever.
+                let again = p.poll_timeout().unwrap_or(Instant::MAX);
+                assert!(
+                    again > now,
+                    "proxy {} asks for a timeout at {again} <= now {now}",
+                    node + 1
+                );
+                self.drain(node as ProxyId + 1);
+            }
         }
     }
 }
