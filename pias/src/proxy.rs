@@ -393,6 +393,24 @@ impl Proxy {
         ]
     }
 
+    /// Bytes per entry of each table (the entry itself; hash tables add about
+    /// one control byte per slot and keep 1/8 of slots free).
+    pub fn entry_sizes() -> [(&'static str, usize); 7] {
+        use core::mem::size_of;
+        [
+            (
+                "peer",
+                size_of::<(ProxyId, Peer)>() + crate::ring::VNODES * size_of::<(u64, ProxyId)>(),
+            ),
+            ("jap group", size_of::<(Group, JapGroup)>()),
+            ("target", size_of::<TargetEntry>()),
+            ("flow", size_of::<((Group, Endpoint), Flow)>()),
+            ("rap group", size_of::<(Group, FixedVec<JapEntry>)>()),
+            ("rap jap", size_of::<JapEntry>()),
+            ("iap cache", size_of::<(Group, CacheEntry)>()),
+        ]
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.tx.pop_front()
     }
