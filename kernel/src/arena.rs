@@ -1,21 +1,18 @@
-//! The boot-time arena: one range of RAM after the image and the boot modules,
-//! handed out by a bump allocator. Tables and DMA rings are reserved from it
-//! once at boot and never freed or grown.
+//! The arena: one range of RAM after the image and the boot modules, managed
+//! by a linked-list allocator (linked_list_allocator: small, no_std, proven in
+//! hobby and research kernels). Boot-time tables and DMA rings are taken from
+//! it once and never returned; the PIAS tables reserve their capacity once and
+//! never grow; only short-lived temporaries are ever freed.
 
 use crate::bootinfo::BootInfo;
-use core::mem::{align_of, size_of, MaybeUninit};
+use core::alloc::Layout;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+use linked_list_allocator::LockedHeap;
 
-pub struct Arena {
-    next: usize,
-    end: usize,
-    start: usize,
-}
-
-pub static ARENA: spin::Mutex<Arena> = spin::Mutex::new(Arena {
-    next: 0,
-    end: 0,
-    start: 0,
-});
+/// The global allocator: the whole arena.
+#[global_allocator]
+pub static HEAP: LockedHeap = LockedHeap::empty();
 
 /// The arena never takes more than this, so tests with large `-m` stay cheap.
 const ARENA_MAX: u64 = 64 << 20;
@@ -66,82 +63,62 @@ pub fn init(info: &BootInfo) -> usize {
         }
     }
     let end = (end & !4095).max(start);
-    let mut a = ARENA.lock();
-    a.start = start as usize;
-    a.next = start as usize;
-    a.end = end as usize;
+    if end > start {
+        // SAFETY: [start, end) is RAM from the memory map, inside the identity
+        // map, after the image and every boot module, and used by nothing else.
+        unsafe {
+            HEAP.lock()
+                .init(start as usize as *mut u8, (end - start) as usize)
+        };
+    }
     (end - start) as usize
 }
 
-impl Arena {
-    fn take(&mut self, size: usize, align: usize) -> Result<usize, OutOfMemory> {
-        let left = self.end - self.next;
-        let at = (self.next + align - 1) & !(align - 1);
-        match at.checked_add(size) {
-            Some(end) if end <= self.end => {
-                self.next = end;
-                Ok(at)
-            }
-            _ => Err(OutOfMemory { wanted: size, left }),
-        }
-    }
-
-    pub fn used(&self) -> usize {
-        self.next - self.start
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.end - self.start
-    }
+fn take(layout: Layout) -> Result<NonNull<u8>, OutOfMemory> {
+    let mut heap = HEAP.lock();
+    let left = heap.free();
+    heap.allocate_first_fit(layout).map_err(|_| OutOfMemory {
+        wanted: layout.size(),
+        left,
+    })
 }
 
-/// Reserves zeroed, page-aligned pages (for DMA).
+/// Reserves zeroed, page-aligned pages (for DMA), for good.
 pub fn alloc_pages(pages: usize) -> Result<usize, OutOfMemory> {
-    let bytes = pages * 4096;
-    let at = ARENA.lock().take(bytes, 4096)?;
-    // SAFETY: [at, at+bytes) was just reserved from RAM that nothing else uses.
-    unsafe { core::ptr::write_bytes(at as *mut u8, 0, bytes) };
-    Ok(at)
-}
-
-/// Reserves a slice of `n` values, each initialised by `init`.
-pub fn alloc_slice<T>(n: usize, init: impl Fn() -> T) -> Result<&'static mut [T], OutOfMemory> {
-    let bytes = size_of::<T>().checked_mul(n).ok_or(OutOfMemory {
+    let bytes = pages.checked_mul(4096).ok_or(OutOfMemory {
         wanted: usize::MAX,
         left: 0,
     })?;
-    let at = ARENA.lock().take(bytes, align_of::<T>().max(8))?;
-    // SAFETY: the reserved range is RAM owned by nobody else, aligned for T and
-    // large enough for n values; every element is written before the slice is
-    // handed out, and the arena never reuses it.
+    let layout = Layout::from_size_align(bytes, 4096).map_err(|_| OutOfMemory {
+        wanted: bytes,
+        left: 0,
+    })?;
+    let at = take(layout)?;
+    // SAFETY: the range was just allocated for us alone.
+    unsafe { core::ptr::write_bytes(at.as_ptr(), 0, bytes) };
+    Ok(at.as_ptr() as usize)
+}
+
+/// Reserves a slice of `n` values, each initialised by `init`, for good.
+pub fn alloc_slice<T>(n: usize, init: impl Fn() -> T) -> Result<&'static mut [T], OutOfMemory> {
+    let layout = Layout::array::<T>(n).map_err(|_| OutOfMemory {
+        wanted: usize::MAX,
+        left: 0,
+    })?;
+    let at = take(layout.align_to(8).unwrap_or(layout))?;
+    // SAFETY: the allocation is ours alone, aligned and sized for n values of T;
+    // every element is written before the slice is handed out, and it is never freed.
     unsafe {
-        let s = core::slice::from_raw_parts_mut(at as *mut MaybeUninit<T>, n);
+        let s = core::slice::from_raw_parts_mut(at.as_ptr() as *mut MaybeUninit<T>, n);
         for slot in s.iter_mut() {
             slot.write(init());
         }
-        Ok(core::slice::from_raw_parts_mut(at as *mut T, n))
+        Ok(core::slice::from_raw_parts_mut(at.as_ptr() as *mut T, n))
     }
 }
 
+/// (bytes in use, arena size)
 pub fn fill() -> (usize, usize) {
-    let a = ARENA.lock();
-    (a.used(), a.capacity())
-}
-
-/// The global allocator: the same arena. The PIAS tables reserve their
-/// capacity once at boot (`pias::fixed`) and never give it back, so freeing is
-/// a no-op and the arena never has to manage holes.
-pub struct ArenaAllocator;
-
-// SAFETY: `alloc` hands out disjoint, suitably aligned ranges of arena RAM
-// that is used by nothing else, or null when the arena is exhausted.
-unsafe impl core::alloc::GlobalAlloc for ArenaAllocator {
-    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        match ARENA.lock().take(layout.size(), layout.align()) {
-            Ok(at) => at as *mut u8,
-            Err(_) => core::ptr::null_mut(),
-        }
-    }
-
-    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: core::alloc::Layout) {}
+    let h = HEAP.lock();
+    (h.used(), h.size())
 }

@@ -21,8 +21,6 @@ mod virtio;
 
 use core::fmt::Write;
 
-#[global_allocator]
-static ALLOCATOR: arena::ArenaAllocator = arena::ArenaAllocator;
 use log::{error, info, LevelFilter};
 
 #[no_mangle]
