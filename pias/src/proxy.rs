@@ -214,6 +214,8 @@ struct TargetEntry {
 #[derive(Clone, Debug)]
 struct JapGroup {
     targets: FixedVec<TargetEntry>,
+    /// IAPs that sent this group's packets here (newest last), told when the group empties.
+    iaps: HVec<ProxyId, MAX_IAPS_PER_GROUP>,
     reported: Option<u32>,
     reported_to: HVec<ProxyId, MAX_K>,
     band_pct: u8,
@@ -281,6 +283,9 @@ pub struct Proxy {
 }
 
 const RECENT_NONCES: usize = 1024;
+/// IAPs remembered per JAP group for proactive invalidation; older ones learn
+/// on their next packet instead.
+const MAX_IAPS_PER_GROUP: usize = 16;
 const MAX_PROBES: usize = 16;
 
 /// How long a target may stay down before it is treated as having left.
@@ -1011,6 +1016,7 @@ impl Proxy {
             .jap
             .get_or_insert_with(r.group, || JapGroup {
                 targets: FixedVec::with_capacity(cap),
+                iaps: HVec::new(),
                 reported: None,
                 reported_to: HVec::new(),
                 band_pct: band,
@@ -1113,7 +1119,23 @@ impl Proxy {
             self.send_proxy(now, to, &msg);
         }
         if count == 0 {
-            self.jap.remove(&g);
+            // No target left: tell the IAPs that use this JAP for the group now,
+            // rather than at their next packet.
+            let iaps = self.jap.remove(&g).map(|j| j.iaps).unwrap_or_default();
+            let unspecified = Endpoint {
+                ip: crate::addr::Ipv4::UNSPECIFIED,
+                port: 0,
+            };
+            for iap in iaps {
+                self.counters.invalidations_sent += 1;
+                let msg = Message::Invalidate {
+                    group: g,
+                    client: unspecified,
+                    gone: true,
+                    packet: &[],
+                };
+                self.send_proxy(now, iap, &msg);
+            }
         }
     }
 
@@ -1147,6 +1169,12 @@ impl Proxy {
                 if t.awaiting_since.is_none() {
                     t.awaiting_since = Some(now);
                 }
+            }
+            if !j.iaps.contains(&iap) {
+                if j.iaps.is_full() {
+                    j.iaps.remove(0);
+                }
+                let _ = j.iaps.push(iap);
             }
         }
         self.counters.delivered += 1;

@@ -277,3 +277,28 @@ fn a_full_target_table_says_capacity_and_keeps_its_members() {
     assert_eq!(s.targets[ts[2]].nacks, vec![NackReason::Capacity]);
     assert_eq!(s.proxy(jap).unwrap().counters.nack_capacity, 1);
 }
+
+#[test]
+fn iaps_are_told_when_a_jap_loses_its_last_target() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(t, true);
+    s.run_for(SEC);
+    let c = s.add_client(Pos(99.0, 1.0));
+    let iap = s.client_send(c, group(), b"hi").unwrap();
+    s.run_for(SEC);
+    assert_eq!(s.proxy(iap).unwrap().cached_japs(&group()).len(), 1);
+    s.register(t, false);
+    s.run_for(SEC);
+    assert!(
+        s.proxy(iap).unwrap().cached_japs(&group()).is_empty(),
+        "the IAP dropped the JAP without sending a packet"
+    );
+    let raps = s.proxy(iap).unwrap().raps_of(&group());
+    for r in raps {
+        assert!(
+            s.proxy(r).unwrap().rap_entries(&group()).is_empty(),
+            "RAP {r} forgot the JAP"
+        );
+    }
+}
