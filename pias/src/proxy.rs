@@ -295,25 +295,25 @@ impl Proxy {
     /// A proxy that knows `peers` (itself may be among them) and starts at `now`.
     /// All tables are reserved here, once.
     pub fn new(cfg: ProxyConfig, peers: &[PeerInfo], now: Instant) -> Proxy {
-        let mut ring = Ring::with_capacity(cfg.max_peers + 1);
         let mut peer_map = FixedMap::with_capacity(cfg.max_peers);
-        let _ = ring.add(cfg.id);
         for p in peers.iter().filter(|p| p.id != cfg.id && p.id != 0) {
-            if ring.add(p.id).is_ok() {
-                let _ = peer_map.insert(
-                    p.id,
-                    Peer {
-                        cluster: p.cluster,
-                        up: true,
-                        watched: false,
-                        watcher: false,
-                        last_heard: now,
-                        coord: None,
-                        replay: ReplayWindow::default(),
-                    },
-                );
-            }
+            // Beyond max_peers the rest are refused (and absent from the ring).
+            let _ = peer_map.insert(
+                p.id,
+                Peer {
+                    cluster: p.cluster,
+                    up: true,
+                    watched: false,
+                    watcher: false,
+                    last_heard: now,
+                    coord: None,
+                    replay: ReplayWindow::default(),
+                },
+            );
         }
+        let ids = core::iter::once(cfg.id).chain(peer_map.iter().map(|(id, _)| *id));
+        let ring =
+            Ring::from_proxies(cfg.max_peers + 1, ids).unwrap_or_else(|_| Ring::with_capacity(0));
         let mut proxy = Proxy {
             seq: now.max(1),
             coord: proximity::fresh(),
@@ -1552,5 +1552,156 @@ impl Proxy {
                 p.deadline = now + self.cfg.lookup_timeout;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::{Ipv4, Transport};
+
+    const DK: Key = Key([1; 32]);
+    const GK: Key = Key([2; 32]);
+    const T0: Instant = 1_700_000_000 * SEC;
+
+    fn g() -> Group {
+        Group {
+            ip: Ipv4([203, 0, 113, 7]),
+            port: 53,
+            transport: Transport::Udp,
+        }
+    }
+
+    fn proxy(id: ProxyId, peers: u32) -> Proxy {
+        let mut cfg = ProxyConfig::new(id, 0, DK);
+        cfg.groups.push(GroupConfig {
+            group: g(),
+            key: GK,
+            policy: Policy::Proximity,
+            band_pct: 10,
+        });
+        let list: Vec<PeerInfo> = (1..=peers)
+            .map(|id| PeerInfo {
+                id,
+                cluster: id % 4,
+            })
+            .collect();
+        Proxy::new(cfg, &list, T0)
+    }
+
+    fn signed(sender: ProxyId, seq: u64, msg: &Message, key: &Key) -> Vec<u8> {
+        let mut out = vec![0u8; MAX_MESSAGE];
+        let n = wire::encode(sender, seq, msg, key, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    fn target(i: u8) -> Endpoint {
+        Endpoint {
+            ip: Ipv4([198, 19, 0, i]),
+            port: 5000,
+        }
+    }
+
+    fn join(p: &mut Proxy, i: u8, nonce: u64) {
+        let r = Registration {
+            group: g(),
+            target: target(i),
+            timestamp_ms: T0 / MS,
+            nonce,
+        };
+        p.handle_message(T0, target(i), &signed(0, 1, &Message::Join(r), &GK));
+    }
+
+    fn reports(p: &mut Proxy) -> Vec<(ProxyId, u32)> {
+        let mut out = Vec::new();
+        while let Some(t) = p.poll_transmit() {
+            if let Transmit::Proxy { to, bytes } = t {
+                if let Ok(parsed) = wire::parse(&bytes) {
+                    if let Message::CountReport { count, .. } = parsed.message {
+                        out.push((to, count));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn jap_reports_the_first_member_then_only_outside_the_band() {
+        let mut p = proxy(1, 12);
+        join(&mut p, 1, 1);
+        let first = reports(&mut p);
+        assert_eq!(first.len(), 4, "the first member goes to all four RAPs");
+        assert!(first.iter().all(|&(_, c)| c == 1));
+        // 1 -> 2 leaves a 10% band around 1 (which is empty): report again.
+        join(&mut p, 2, 2);
+        assert_eq!(reports(&mut p).len(), 4);
+        // The RAPs widen the band to 100%: 3 and 4 stay inside [0, 4] of 2.
+        for (rap, _) in p.raps_of(&g()).iter().map(|r| (*r, ())) {
+            let ack = Message::ReportAck {
+                group: g(),
+                count: 2,
+                band_pct: 100,
+            };
+            p.handle_message(T0 + 1, target(0), &signed(rap, T0 + 5, &ack, &DK));
+        }
+        join(&mut p, 3, 3);
+        join(&mut p, 4, 4);
+        assert!(reports(&mut p).is_empty(), "inside the band: no report");
+        join(&mut p, 5, 5);
+        assert_eq!(reports(&mut p).len(), 4, "5 is outside [0, 4]");
+    }
+
+    #[test]
+    fn rap_band_widens_as_its_table_fills() {
+        let mut p = proxy(1, 4);
+        let cap = p.rap.capacity();
+        assert_eq!(p.band_for_load(&g()), 10);
+        for i in 0..cap * 6 / 10 {
+            let grp = Group {
+                ip: Ipv4([203, 0, 113, 1]),
+                port: i as u16,
+                transport: Transport::Tcp,
+            };
+            let _ = p.rap.insert(grp, FixedVec::with_capacity(1));
+        }
+        assert_eq!(p.band_for_load(&g()), 20);
+    }
+
+    #[test]
+    fn stale_and_forged_proxy_messages_change_nothing() {
+        let mut p = proxy(1, 4);
+        let hb = Message::Heartbeat {
+            cluster: 2,
+            coord: Coord::default(),
+        };
+        let good = signed(2, T0 + 100, &hb, &DK);
+        p.handle_message(T0, target(0), &good);
+        p.handle_message(T0, target(0), &good);
+        assert_eq!(p.counters.replayed, 1);
+        p.handle_message(T0, target(0), &signed(2, T0 + 101, &hb, &Key([9; 32])));
+        assert_eq!(p.counters.bad_tag, 1);
+        p.handle_message(T0, target(0), &signed(99, T0 + 102, &hb, &DK));
+        assert_eq!(p.counters.unknown_sender, 1);
+        p.handle_message(T0, target(0), &signed(2, 5, &hb, &DK));
+        assert_eq!(p.counters.stale, 1);
+    }
+
+    #[test]
+    fn knows_twenty_thousand_proxies() {
+        let mut cfg = ProxyConfig::new(1, 0, DK);
+        cfg.max_peers = 20_000;
+        cfg.max_groups = 16;
+        cfg.max_flows = 16;
+        let list: Vec<PeerInfo> = (1..=20_000)
+            .map(|id| PeerInfo {
+                id,
+                cluster: id / 4,
+            })
+            .collect();
+        let p = Proxy::new(cfg, &list, T0);
+        assert_eq!(p.table_fill()[0], ("peers", 19_999, 20_000));
+        assert_eq!(p.raps_of(&g()).len(), 4);
     }
 }
