@@ -322,35 +322,34 @@ impl Sim {
 
     /// Client `c` sends a packet to `group` by anycast; returns the IAP.
     pub fn client_send(&mut self, c: usize, group: Group, packet: &[u8]) -> Option<ProxyId> {
-        let pos = self.clients[c].pos;
-        let client = self.clients[c].ep;
-        let to = self.anycast(&pos)?;
-        let d = Self::one_way(&pos, &self.nodes[to as usize - 1].pos);
-        self.schedule(
-            d,
-            Event::ClientPacket {
-                to,
-                group,
-                client,
-                packet: packet.to_vec(),
-            },
-        );
-        Some(to)
+        let (pos, ep) = (self.clients[c].pos, self.clients[c].ep);
+        self.send_to_group(pos, ep, group, packet)
     }
 
     /// Target `t` (as a client of its own group, P2P) sends a packet.
     pub fn target_send(&mut self, t: usize, group: Group, packet: &[u8]) -> Option<ProxyId> {
-        let pos = self.targets[t].pos;
-        let client = self.targets[t].ep;
+        let (pos, ep) = (self.targets[t].pos, self.targets[t].ep);
+        self.send_to_group(pos, ep, group, packet)
+    }
+
+    /// A packet from a host at `pos` with address `client` to `group`, by anycast.
+    fn send_to_group(
+        &mut self,
+        pos: Pos,
+        client: Endpoint,
+        group: Group,
+        packet: &[u8],
+    ) -> Option<ProxyId> {
         let to = self.anycast(&pos)?;
         let d = Self::one_way(&pos, &self.nodes[to as usize - 1].pos);
+        let packet = packet.to_vec();
         self.schedule(
             d,
             Event::ClientPacket {
                 to,
                 group,
                 client,
-                packet: packet.to_vec(),
+                packet,
             },
         );
         Some(to)
