@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build, boot and test the appliance:
-# QEMU (Debian's qemu-system-x86, which brings qboot.rom), ping, iproute2,
+# QEMU (Debian's qemu-system-x86, which brings qboot.rom), ping, iproute2, GRUB's ISO tools,
 # and the Rust target x86_64-unknown-none. Idempotent; needs root for apt.
 set -euo pipefail
 need=()
@@ -8,6 +8,11 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 [ -f /usr/share/qemu/qboot.rom ] || need+=(qemu-system-x86)
 command -v ping >/dev/null || need+=(iputils-ping)
 command -v ip >/dev/null || need+=(iproute2)
+# GRUB ISO builds (multiboot2 boot test): grub-mkrescue needs these.
+command -v grub-mkrescue >/dev/null || need+=(grub-pc-bin grub-common)
+[ -d /usr/lib/grub/i386-pc ] || need+=(grub-pc-bin)
+command -v xorriso >/dev/null || need+=(xorriso)
+command -v mformat >/dev/null || need+=(mtools)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -33,39 +33,41 @@ impl core::fmt::Display for OutOfMemory {
     }
 }
 
-/// Places the arena in the RAM region holding the image: from the image's end
-/// up to the next boot module (QEMU puts an initrd at the top of low memory,
-/// GRUB right after the image, in which case the arena starts after it).
-/// Returns its size in bytes.
+/// Places the arena in the RAM region holding the image, in the largest gap
+/// after the image that no boot module occupies. Returns its size in bytes.
 pub fn init(info: &BootInfo) -> usize {
-    let mut start = pias_boot::image_end() as u64;
-    // Skip modules that cover the start (repeat: they may be back to back).
-    loop {
-        let covering = info
-            .modules
-            .iter()
-            .find(|m| m.start <= start && start < m.start.saturating_add(m.len));
-        match covering {
-            Some(m) => start = m.start.saturating_add(m.len),
-            None => break,
-        }
-    }
-    let start = (start + 4095) & !4095;
-    let mut end = info
+    let image_end = pias_boot::image_end() as u64;
+    let region_end = info
         .ram
         .iter()
-        .find(|r| r.start <= start && start < r.end)
-        .map_or(start, |r| r.end.min(crate::phys::MAPPED_LIMIT))
-        .min(start + ARENA_MAX);
-    for m in info.modules.iter() {
-        if m.start >= start {
-            end = end.min(m.start);
+        .find(|r| r.start <= image_end && image_end < r.end)
+        .map_or(image_end, |r| r.end.min(crate::phys::MAPPED_LIMIT));
+    // The free gaps between the image's end, the boot modules and the region's
+    // end; the arena is the largest (QEMU puts an initrd at the top of RAM,
+    // GRUB puts modules right after the image).
+    let mut modules: heapless::Vec<(u64, u64), { crate::bootinfo::MAX_MODULES }> = info
+        .modules
+        .iter()
+        .map(|m| (m.start, m.start.saturating_add(m.len)))
+        .collect();
+    modules.sort_unstable();
+    let mut best = (0u64, 0u64);
+    let mut lo = image_end;
+    for &(m_start, m_end) in modules
+        .iter()
+        .chain(core::iter::once(&(region_end, region_end)))
+    {
+        let gap_start = (lo + 4095) & !4095;
+        let gap_end = m_start.min(region_end) & !4095;
+        if gap_end > gap_start && gap_end - gap_start > best.1 - best.0 {
+            best = (gap_start, gap_end);
         }
+        lo = lo.max(m_end);
     }
-    let end = (end & !4095).max(start);
+    let (start, end) = (best.0, best.1.min(best.0 + ARENA_MAX));
     if end > start {
         // SAFETY: [start, end) is RAM from the memory map, inside the identity
-        // map, after the image and every boot module, and used by nothing else.
+        // map, after the image, overlapping no boot module, and used by nothing else.
         unsafe {
             HEAP.lock()
                 .init(start as usize as *mut u8, (end - start) as usize)

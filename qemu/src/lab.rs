@@ -78,6 +78,9 @@ pub struct Spec {
     pub delivery: ConfigDelivery,
     /// Attach a virtio-net device on a new tap in the lab's bridge.
     pub nic: bool,
+    /// Boot this ISO (GRUB, multiboot2; the config is inside it) from the
+    /// machine's own BIOS instead of `-kernel`.
+    pub iso: Option<PathBuf>,
 }
 
 impl Spec {
@@ -89,6 +92,7 @@ impl Spec {
             blob: Some(blob),
             delivery: ConfigDelivery::FwCfg,
             nic: true,
+            iso: None,
         }
     }
 }
@@ -283,7 +287,11 @@ impl Lab {
         let n = self.appliances.len();
         let serial = self.path(&format!("serial-{n}.log"));
         File::create(&serial)?;
-        let mut args: Vec<String> = spec.machine.qemu_args();
+        let mut args: Vec<String> = match &spec.iso {
+            // GRUB boots from the machine's default BIOS (qboot cannot boot a CD).
+            Some(_) => vec!["-M".into(), spec.machine.qemu_type().into()],
+            None => spec.machine.qemu_args(),
+        };
         args.extend(spec.accel.qemu_args());
         args.extend(
             [
@@ -297,14 +305,16 @@ impl Lab {
                 "none",
                 "-serial",
                 &format!("file:{}", serial.display()),
-                "-kernel",
-                &kernel.display().to_string(),
                 "-device",
                 "isa-debug-exit,iobase=0xf4,iosize=0x04",
             ]
             .map(String::from),
         );
-        if let Some(blob) = &spec.blob {
+        match &spec.iso {
+            Some(iso) => args.extend(["-cdrom".to_string(), iso.display().to_string()]),
+            None => args.extend(["-kernel".to_string(), kernel.display().to_string()]),
+        }
+        if let (Some(blob), None) = (&spec.blob, &spec.iso) {
             let path = self.path(&format!("config-{n}.blob"));
             std::fs::write(&path, blob)?;
             match spec.delivery {

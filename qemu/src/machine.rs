@@ -28,6 +28,14 @@ impl Machine {
         }
     }
 
+    /// QEMU's name for the machine type.
+    pub fn qemu_type(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+
     pub fn qemu_args(self) -> Vec<String> {
         match self {
             Machine::Microvm => vec!["-M".into(), "microvm".into()],
