@@ -119,6 +119,18 @@ pub struct Sim {
     pub dropped: u64,
 }
 
+/// Timers scaled down for simulations that must detect failures within a few
+/// simulated seconds (heartbeats every 100 ms, a peer dead after 350 ms, a
+/// target pinged every 200 ms).
+pub fn fast_timers(cfg: &mut ProxyConfig) {
+    cfg.heartbeat = 100 * MS;
+    cfg.peer_dead = 350 * MS;
+    cfg.target_ping = 200 * MS;
+    cfg.lookup_timeout = 150 * MS;
+    cfg.rtt_probe = 250 * MS;
+    cfg.passive_timeout = 100 * MS;
+}
+
 pub fn proxy_ip(id: ProxyId) -> Ipv4 {
     Ipv4([198, 18, (id >> 8) as u8, id as u8])
 }

@@ -25,12 +25,7 @@ fn tune(cfg: &mut ProxyConfig) {
         policy: Policy::Proximity,
         band_pct: 20,
     });
-    cfg.heartbeat = 100 * MS;
-    cfg.peer_dead = 350 * MS;
-    cfg.target_ping = 200 * MS;
-    cfg.lookup_timeout = 150 * MS;
-    cfg.rtt_probe = 300 * MS;
-    cfg.passive_timeout = 100 * MS;
+    pias_sim::fast_timers(cfg);
 }
 
 fn world(seed: u64) -> Sim {

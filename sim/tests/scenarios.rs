@@ -23,12 +23,7 @@ fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
             policy,
             band_pct: 10,
         });
-        cfg.heartbeat = 100 * MS;
-        cfg.peer_dead = 350 * MS;
-        cfg.target_ping = 200 * MS;
-        cfg.lookup_timeout = 150 * MS;
-        cfg.rtt_probe = 200 * MS;
-        cfg.passive_timeout = 100 * MS;
+        pias_sim::fast_timers(cfg);
     }
 }
 
