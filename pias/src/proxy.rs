@@ -882,7 +882,7 @@ impl Proxy {
                 group,
                 ref japs,
                 ttl_s,
-            } => self.iap_install(now, from, group, japs, ttl_s),
+            } => self.iap_install(now, group, japs, ttl_s),
             Message::Forward {
                 group,
                 client,
@@ -1493,27 +1493,12 @@ impl Proxy {
         Some(order[index % order.len()].1)
     }
 
-    fn iap_install(
-        &mut self,
-        now: Instant,
-        from: ProxyId,
-        group: Group,
-        japs: &[RankedJap],
-        ttl_s: u32,
-    ) {
-        let Some(p) = self.pending.remove(&group) else {
-            // An answer nobody waits for (late or duplicate): still a valid list to cache.
-            if japs.is_empty() {
-                return;
-            }
+    fn iap_install(&mut self, now: Instant, group: Group, japs: &[RankedJap], ttl_s: u32) {
+        // The lookup is answered; a late or duplicate answer is still a valid list.
+        self.pending.remove(&group);
+        if !japs.is_empty() {
             self.install(now, group, japs, ttl_s);
-            return;
-        };
-        let _ = (from, p);
-        if japs.is_empty() {
-            return;
         }
-        self.install(now, group, japs, ttl_s);
     }
 
     fn install(&mut self, now: Instant, group: Group, japs: &[RankedJap], ttl_s: u32) {

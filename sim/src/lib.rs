@@ -71,12 +71,8 @@ enum Event {
         client: Endpoint,
         packet: Vec<u8>,
     },
-    /// Bytes from proxy `from` for target index `target`.
-    ToTarget {
-        target: usize,
-        from: ProxyId,
-        bytes: Vec<u8>,
-    },
+    /// Bytes from a proxy for target index `target`.
+    ToTarget { target: usize, bytes: Vec<u8> },
     /// A data packet for target index `target`, delivered by JAP `from`.
     Deliver {
         target: usize,
@@ -416,7 +412,6 @@ impl Sim {
                             d,
                             Event::ToTarget {
                                 target: t,
-                                from: id,
                                 bytes: bytes.to_vec(),
                             },
                         );
@@ -463,7 +458,7 @@ impl Sim {
         }
     }
 
-    fn target_event(&mut self, t: usize, from: ProxyId, bytes: &[u8]) {
+    fn target_event(&mut self, t: usize, bytes: &[u8]) {
         if !self.targets[t].alive {
             return;
         }
@@ -488,7 +483,6 @@ impl Sim {
                 let n = wire::encode(0, 1, &pong, &self.targets[t].key, &mut buf)
                     .expect("pong encodes");
                 buf.truncate(n);
-                let _ = from;
                 self.send_from_target(t, buf);
             }
             _ => {}
@@ -557,11 +551,7 @@ impl Sim {
                 p.handle_target_packet(now, group, target, client, &packet);
                 self.drain(to);
             }
-            Event::ToTarget {
-                target,
-                from,
-                bytes,
-            } => self.target_event(target, from, &bytes),
+            Event::ToTarget { target, bytes } => self.target_event(target, &bytes),
             Event::Deliver {
                 target,
                 from,

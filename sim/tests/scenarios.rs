@@ -231,8 +231,6 @@ fn forged_and_replayed_joins_are_refused() {
     s.run_for(SEC);
     assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 1);
     // Replay: the same join bytes again are refused.
-    let seen_nacks = s.targets[honest].nacks.len();
-    let _ = seen_nacks;
     let replayed_before = s.proxy(jap).unwrap().counters.replayed;
     s.targets[honest].nacks.clear();
     // Craft one join and send it twice.
