@@ -3,4 +3,5 @@
 //! POP-level graphs, checked for connectivity, with clear errors naming the
 //! file and the line or node at fault.
 
+pub mod internet;
 pub mod topology;

@@ -1,0 +1,91 @@
+//! The stretch experiment's machinery on Rocketfuel ISPs: a connected
+//! multi-ISP internet, routed path lengths, and stretch that is exactly 1 with
+//! a proxy in every POP and ordered, >= 1 percentiles with fewer.
+
+use pias_eval::internet::Internet;
+use pias_eval::topology::{load_cch, load_cities, Unlocated};
+use std::path::{Path, PathBuf};
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/topologies")
+        .join(rel)
+}
+
+fn internet() -> Internet {
+    let cities = load_cities(&data("rocketfuel/derived/city_locations.txt")).unwrap();
+    let topos = ["7018", "3356", "2914", "1239"]
+        .iter()
+        .map(|asn| {
+            load_cch(
+                &data(&format!("rocketfuel/maps/{asn}.r0.cch")),
+                &cities,
+                asn,
+                Unlocated::Drop,
+            )
+            .unwrap()
+            .0
+        })
+        .collect();
+    Internet::build(topos).unwrap()
+}
+
+fn lcg(x: &mut u64) -> usize {
+    *x = x
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (*x >> 33) as usize
+}
+
+#[test]
+fn every_pop_reaches_every_pop() {
+    let net = internet();
+    assert!(net.pops.len() > 250, "{} POPs", net.pops.len());
+    let mut r = 1;
+    for _ in 0..500 {
+        let (a, b) = (lcg(&mut r) % net.pops.len(), lcg(&mut r) % net.pops.len());
+        assert!(
+            net.path_km(a, b).is_finite(),
+            "{} -> {}",
+            net.pops[a].city,
+            net.pops[b].city
+        );
+    }
+}
+
+#[test]
+fn stretch_is_one_with_a_proxy_everywhere_and_ordered_otherwise() {
+    let net = internet();
+    let everywhere: Vec<usize> = (0..net.pops.len()).collect();
+    let mut r = 7;
+    for _ in 0..50 {
+        let (c, t) = (lcg(&mut r) % net.pops.len(), lcg(&mut r) % net.pops.len());
+        if let Some(s) = net.stretch(c, t, &everywhere) {
+            assert!(
+                (s - 1.0).abs() < 1e-9,
+                "stretch {s} with a proxy in every POP"
+            );
+        }
+    }
+    let mut proxies: Vec<usize> = (0..net.pops.len()).collect();
+    for i in (1..proxies.len()).rev() {
+        proxies.swap(i, lcg(&mut r) % (i + 1));
+    }
+    proxies.truncate(30);
+    let mut stretches: Vec<f64> = (0..400)
+        .filter_map(|_| {
+            net.stretch(
+                lcg(&mut r) % net.pops.len(),
+                lcg(&mut r) % net.pops.len(),
+                &proxies,
+            )
+        })
+        .collect();
+    stretches.sort_by(f64::total_cmp);
+    let p = |q: f64| stretches[((stretches.len() - 1) as f64 * q) as usize];
+    println!("30 proxies: stretch p50 {:.2} p90 {:.2}", p(0.5), p(0.9));
+    assert!(p(0.1) <= p(0.5) && p(0.5) <= p(0.9));
+    // Hot-potato routing can make the detour via proxies shorter than the
+    // direct policy path, but not by much.
+    assert!(p(0.0) > 0.5, "min stretch {}", p(0.0));
+}
