@@ -40,9 +40,15 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-#[derive(PartialEq, PartialOrd)]
+/// A distance ordered by `total_cmp`, for the Dijkstra heap.
+#[derive(PartialEq)]
 struct Dist(f64);
 impl Eq for Dist {}
+impl PartialOrd for Dist {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
 impl Ord for Dist {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&o.0)
