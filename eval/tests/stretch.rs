@@ -89,3 +89,48 @@ fn stretch_is_one_with_a_proxy_everywhere_and_ordered_otherwise() {
     // direct policy path, but not by much.
     assert!(p(0.0) > 0.5, "min stretch {}", p(0.0));
 }
+
+#[test]
+fn the_stretch_command_writes_ordered_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stretch.csv");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pias-eval"))
+        .args([
+            "stretch",
+            "--pairs",
+            "300",
+            "--proxies",
+            "10,100",
+            "--isps",
+            "7018,3356,2914",
+        ])
+        .arg("--data")
+        .arg(data(""))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(
+            r[2..].windows(2).all(|w| w[0] <= w[1]),
+            "percentiles out of order: {r:?}"
+        );
+        assert!(
+            r[4] >= 0.9,
+            "median stretch {} below any sensible bound",
+            r[4]
+        );
+    }
+    assert!(
+        rows[1][4] <= rows[0][4],
+        "more proxies must not raise the median stretch: {rows:?}"
+    );
+}
