@@ -115,6 +115,18 @@ pub struct Sim {
     pub dropped: u64,
 }
 
+/// The group key the simulation tests give their groups and targets.
+pub const GROUP_KEY: Key = Key([9; 32]);
+
+/// The group `203.0.113.<last>:53/udp` (the anycast prefix of the examples).
+pub fn udp_group(last: u8) -> Group {
+    Group {
+        ip: Ipv4([203, 0, 113, last]),
+        port: 53,
+        transport: pias::addr::Transport::Udp,
+    }
+}
+
 /// Timers scaled down for simulations that must detect failures within a few
 /// simulated seconds (heartbeats every 100 ms, a peer dead after 350 ms, a
 /// target pinged every 200 ms).

@@ -2,20 +2,16 @@
 //! live target, never to the sender, nothing for a target detected down, RAP
 //! counts within the band of the truth, and no input sequence panics.
 
-use pias::addr::{Group, Ipv4, Transport};
+use pias::addr::Group;
 use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
 use pias::wire::Key;
 use pias_sim::{Pos, Sim};
 use proptest::prelude::*;
 
-const KEY: Key = Key([9; 32]);
+const KEY: Key = pias_sim::GROUP_KEY;
 
 fn group() -> Group {
-    Group {
-        ip: Ipv4([203, 0, 113, 10]),
-        port: 53,
-        transport: Transport::Udp,
-    }
+    pias_sim::udp_group(10)
 }
 
 fn tune(cfg: &mut ProxyConfig) {

@@ -1,20 +1,16 @@
 //! Larger deployments: 1,000 proxies end to end, and the prediction error of
 //! the Vivaldi coordinates against the simulated RTTs.
 
-use pias::addr::{Group, Ipv4, Transport};
+use pias::addr::Group;
 use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
 use pias::ring::mix64;
 use pias::wire::Key;
 use pias_sim::{Pos, Sim};
 
-const KEY: Key = Key([9; 32]);
+const KEY: Key = pias_sim::GROUP_KEY;
 
 fn group(i: u8) -> Group {
-    Group {
-        ip: Ipv4([203, 0, 113, i]),
-        port: 53,
-        transport: Transport::Udp,
-    }
+    pias_sim::udp_group(i)
 }
 
 fn small(cfg: &mut ProxyConfig) {

@@ -1,18 +1,14 @@
 //! The paper's scenarios end to end, over the in-process network.
 
-use pias::addr::{Group, Ipv4, Transport};
+use pias::addr::Group;
 use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
 use pias::wire::{Key, NackReason};
 use pias_sim::{Pos, Sim};
 
-const KEY: Key = Key([9; 32]);
+const KEY: Key = pias_sim::GROUP_KEY;
 
 fn group() -> Group {
-    Group {
-        ip: Ipv4([203, 0, 113, 10]),
-        port: 53,
-        transport: Transport::Udp,
-    }
+    pias_sim::udp_group(10)
 }
 
 fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
