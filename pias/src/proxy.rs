@@ -279,6 +279,9 @@ pub struct Proxy {
     next_heartbeat: Instant,
     next_probe: Instant,
     next_sweep: Instant,
+    /// The earliest target ping or passive check over all JAP groups; kept up
+    /// to date on every change so no timer query has to scan the targets.
+    target_deadline: Instant,
     pub counters: Counters,
 }
 
@@ -334,6 +337,7 @@ impl Proxy {
             next_heartbeat: now,
             next_probe: now + cfg.rtt_probe / 4,
             next_sweep: now + cfg.flow_idle / 2,
+            target_deadline: Instant::MAX,
             counters: Counters::default(),
             cfg,
         };
@@ -425,15 +429,8 @@ impl Proxy {
         let mut t = self
             .next_heartbeat
             .min(self.next_probe)
-            .min(self.next_sweep);
-        for (_, j) in self.jap.iter() {
-            for target in j.targets.iter() {
-                t = t.min(target.next_ping);
-                if let (Some(a), false) = (target.awaiting_since, target.ping_outstanding) {
-                    t = t.min(a + self.cfg.passive_timeout);
-                }
-            }
-        }
+            .min(self.next_sweep)
+            .min(self.target_deadline);
         for (_, p) in self.pending.iter() {
             t = t.min(p.deadline);
         }
@@ -606,7 +603,9 @@ impl Proxy {
             self.send_heartbeats(now);
             self.detect_dead_peers(now);
         }
-        self.target_timers(now);
+        if now >= self.target_deadline {
+            self.target_timers(now);
+        }
         self.pending_timers(now);
         if now >= self.next_probe {
             self.next_probe = now + self.cfg.rtt_probe;
@@ -1050,6 +1049,7 @@ impl Proxy {
             })
             .map_err(|_| NackReason::Capacity)?;
         self.counters.joins += 1;
+        self.target_deadline = self.target_deadline.min(now + ping);
         Ok(())
     }
 
@@ -1168,6 +1168,10 @@ impl Proxy {
             if let Some(t) = j.targets.as_mut_slice().iter_mut().find(|t| t.ep == target) {
                 if t.awaiting_since.is_none() {
                     t.awaiting_since = Some(now);
+                    if !t.ping_outstanding {
+                        self.target_deadline =
+                            self.target_deadline.min(now + self.cfg.passive_timeout);
+                    }
                 }
             }
             if !j.iaps.contains(&iap) {
@@ -1234,6 +1238,7 @@ impl Proxy {
         let mut pings: Vec<(Group, Endpoint, u64)> = Vec::new();
         let mut changed: Vec<Group> = Vec::new();
         let mut went_down: Vec<(Group, Endpoint)> = Vec::new();
+        let mut deadline = Instant::MAX;
         let mut seed = self.next_random();
         for (g, j) in self.jap.iter_mut() {
             let mut group_changed = false;
@@ -1270,7 +1275,14 @@ impl Proxy {
             if group_changed || j.targets.len() != before {
                 changed.push(*g);
             }
+            for t in j.targets.iter() {
+                deadline = deadline.min(t.next_ping);
+                if let (Some(a), false) = (t.awaiting_since, t.ping_outstanding) {
+                    deadline = deadline.min(a + passive);
+                }
+            }
         }
+        self.target_deadline = deadline;
         for (g, ep) in went_down {
             self.counters.targets_down += 1;
             self.flows
