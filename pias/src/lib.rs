@@ -17,6 +17,7 @@ pub mod mgmt;
 pub mod proximity;
 pub mod proxy;
 pub mod ring;
+pub mod roster;
 pub mod status;
 pub mod wire;
 

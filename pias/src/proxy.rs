@@ -8,12 +8,14 @@
 use crate::addr::{Endpoint, Group};
 use crate::fixed::{FixedMap, FixedVec};
 use crate::proximity;
-use crate::ring::{mix64, Ring};
+use crate::ring::mix64;
+use crate::roster::Roster;
 use crate::wire::{
     self, Coord, Key, Message, NackReason, ProxyId, RankedJap, Registration, ReplayWindow,
     MAX_CARRIED, MAX_MESSAGE, MAX_RANKED,
 };
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use heapless::Vec as HVec;
 
@@ -185,16 +187,26 @@ pub enum Health {
 }
 
 #[derive(Clone, Debug)]
+/// What this proxy has learnt about another. A roster member without an
+/// entry is up and has not been heard from; entries are made on first contact
+/// or news, so a proxy of a large deployment holds state only for the peers it
+/// talks to (its watched peers, the RAPs and JAPs of its groups).
 struct Peer {
-    cluster: u32,
     up: bool,
-    /// We monitor it (its cluster is ours or one of the next `watch_clusters`).
-    watched: bool,
-    /// It monitors us: we send it heartbeats.
-    watcher: bool,
     last_heard: Instant,
     coord: Option<Coord>,
     replay: ReplayWindow,
+}
+
+impl Peer {
+    fn fresh(now: Instant) -> Peer {
+        Peer {
+            up: true,
+            last_heard: now,
+            coord: None,
+            replay: ReplayWindow::default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -263,8 +275,12 @@ pub struct Proxy {
     seq: u64,
     coord: Coord,
     rng: u64,
-    ring: Ring,
+    roster: Arc<Roster>,
     peers: FixedMap<ProxyId, Peer>,
+    /// Peers we monitor (our cluster and the next `watch_clusters`).
+    watched: Vec<ProxyId>,
+    /// Peers that monitor us: we send them heartbeats.
+    watchers: Vec<ProxyId>,
     news_seen: FixedMap<ProxyId, u32>,
     news_seq: u32,
     jap: FixedMap<Group, JapGroup>,
@@ -296,34 +312,45 @@ const DOWN_FORGET_PINGS: u64 = 30;
 
 impl Proxy {
     /// A proxy that knows `peers` (itself may be among them) and starts at `now`.
-    /// All tables are reserved here, once.
+    /// All tables are reserved here, once. Beyond `max_peers` the rest are
+    /// refused (absent from the ring) and counted in `capacity_refusals`.
     pub fn new(cfg: ProxyConfig, peers: &[PeerInfo], now: Instant) -> Proxy {
-        let mut peer_map = FixedMap::with_capacity(cfg.max_peers);
-        for p in peers.iter().filter(|p| p.id != cfg.id && p.id != 0) {
-            // Beyond max_peers the rest are refused (and absent from the ring).
-            let _ = peer_map.insert(
-                p.id,
-                Peer {
-                    cluster: p.cluster,
-                    up: true,
-                    watched: false,
-                    watcher: false,
-                    last_heard: now,
-                    coord: None,
-                    replay: ReplayWindow::default(),
-                },
-            );
+        let me = PeerInfo {
+            id: cfg.id,
+            cluster: cfg.cluster,
+        };
+        let others: Vec<PeerInfo> = peers.iter().copied().filter(|p| p.id != cfg.id).collect();
+        // The proxy itself first, so a full roster never leaves it out.
+        let mut all = Vec::with_capacity(others.len() + 1);
+        all.push(me);
+        all.extend(others.iter().take(cfg.max_peers).copied());
+        let refused = others.len().saturating_sub(cfg.max_peers);
+        let roster = Roster::new(&all, cfg.max_peers + 1);
+        let mut proxy = Proxy::with_roster(cfg, Arc::new(roster), now);
+        proxy.counters.capacity_refusals += refused as u64;
+        proxy
+    }
+
+    /// A proxy of a deployment whose members are `roster` (shared with the
+    /// other proxies of this process; it must include this proxy's id, or the
+    /// proxy never counts itself as a RAP). The peer table holds up to one
+    /// entry per roster member, reserved here.
+    pub fn with_roster(cfg: ProxyConfig, roster: Arc<Roster>, now: Instant) -> Proxy {
+        let (watched, watchers) = watch_sets(&roster, &cfg);
+        let mut peer_map = FixedMap::with_capacity(roster.len());
+        for &p in &watched {
+            // Capacity is the roster's size, so this cannot be refused.
+            let _ = peer_map.insert(p, Peer::fresh(now));
         }
-        let ids = core::iter::once(cfg.id).chain(peer_map.iter().map(|(id, _)| *id));
-        let ring =
-            Ring::from_proxies(cfg.max_peers + 1, ids).unwrap_or_else(|_| Ring::with_capacity(0));
-        let mut proxy = Proxy {
+        Proxy {
             seq: now.max(1),
             coord: proximity::fresh(),
             rng: mix64(u64::from(cfg.id) ^ now),
-            ring,
             peers: peer_map,
-            news_seen: FixedMap::with_capacity(cfg.max_peers + 1),
+            watched,
+            watchers,
+            news_seen: FixedMap::with_capacity(roster.len() + 1),
+            roster,
             news_seq: 0,
             jap: FixedMap::with_capacity(cfg.max_groups),
             flows: FixedMap::with_capacity(cfg.max_flows),
@@ -340,9 +367,7 @@ impl Proxy {
             target_deadline: Instant::MAX,
             counters: Counters::default(),
             cfg,
-        };
-        proxy.mark_watched();
-        proxy
+        }
     }
 
     pub fn id(&self) -> ProxyId {
@@ -355,7 +380,7 @@ impl Proxy {
 
     /// Whether this proxy believes `p` is up (itself always is).
     pub fn peer_up(&self, p: ProxyId) -> bool {
-        p == self.cfg.id || self.peers.get(&p).is_some_and(|x| x.up)
+        p == self.cfg.id || (self.roster.contains(p) && self.peers.get(&p).is_none_or(|x| x.up))
     }
 
     /// Live targets this proxy holds as JAP for `g`.
@@ -386,14 +411,22 @@ impl Proxy {
     pub fn raps_of(&self, g: &Group) -> HVec<ProxyId, MAX_K> {
         let mut out = [0; MAX_K];
         let k = self.cfg.k_raps.min(MAX_K);
-        let n = self.ring.raps(g, k, |p| self.peer_up(p), &mut out[..k]);
+        let n = self
+            .roster
+            .ring()
+            .raps(g, k, |p| self.peer_up(p), &mut out[..k]);
         out[..n].iter().copied().collect()
     }
 
     /// Table fill, for the status report: (name, used, capacity).
-    pub fn table_fill(&self) -> [(&'static str, usize, usize); 6] {
+    pub fn table_fill(&self) -> [(&'static str, usize, usize); 7] {
         [
-            ("peers", self.peers.len(), self.peers.capacity()),
+            (
+                "peers",
+                self.roster.len().saturating_sub(1),
+                self.cfg.max_peers.max(self.roster.len().saturating_sub(1)),
+            ),
+            ("peer_state", self.peers.len(), self.peers.capacity()),
             ("jap_groups", self.jap.len(), self.jap.capacity()),
             ("rap_groups", self.rap.len(), self.rap.capacity()),
             ("iap_cache", self.cache.len(), self.cache.capacity()),
@@ -409,7 +442,9 @@ impl Proxy {
         [
             (
                 "peer",
-                size_of::<(ProxyId, Peer)>() + crate::ring::VNODES * size_of::<(u64, ProxyId)>(),
+                size_of::<(ProxyId, Peer)>()
+                    + crate::ring::VNODES * size_of::<(u64, ProxyId)>()
+                    + 3 * size_of::<ProxyId>(),
             ),
             ("jap group", size_of::<(Group, JapGroup)>()),
             ("target", size_of::<TargetEntry>()),
@@ -524,7 +559,7 @@ impl Proxy {
             return;
         }
         let sender = parsed.sender;
-        if !self.peers.contains_key(&sender) {
+        if sender == self.cfg.id || !self.roster.contains(sender) {
             self.counters.unknown_sender += 1;
             return;
         }
@@ -532,7 +567,12 @@ impl Proxy {
             self.counters.bad_tag += 1;
             return;
         }
-        if let Some(peer) = self.peers.get_mut(&sender) {
+        let Ok(peer) = self.peers.get_or_insert_with(sender, || Peer::fresh(now)) else {
+            // Cannot happen (one entry per roster member fits); refuse rather than skip the replay check.
+            self.counters.capacity_refusals += 1;
+            return;
+        };
+        {
             match peer.replay.check(parsed.seq) {
                 Ok(()) => peer.replay.record(parsed.seq),
                 Err(wire::WireError::Replay) => {
@@ -625,38 +665,13 @@ impl Proxy {
 
     // ------------------------------------------------------- membership
 
-    fn mark_watched(&mut self) {
-        let mut clusters: Vec<u32> = self.peers.iter().map(|(_, p)| p.cluster).collect();
-        clusters.push(self.cfg.cluster);
-        clusters.sort_unstable();
-        clusters.dedup();
-        let n = clusters.len();
-        let mine = clusters
-            .iter()
-            .position(|&c| c == self.cfg.cluster)
-            .unwrap_or(0);
-        let w = self.cfg.watch_clusters.min(n.saturating_sub(1));
-        // Cluster i watches clusters i+1..=i+w (cyclically), so it is watched by i-w..=i-1.
-        let watched: Vec<u32> = (0..=w).map(|i| clusters[(mine + i) % n]).collect();
-        let watchers: Vec<u32> = (0..=w).map(|i| clusters[(mine + n - i) % n]).collect();
-        for (_, p) in self.peers.iter_mut() {
-            p.watched = watched.contains(&p.cluster);
-            p.watcher = watchers.contains(&p.cluster);
-        }
-    }
-
     fn send_heartbeats(&mut self, now: Instant) {
-        let targets: Vec<ProxyId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.watcher)
-            .map(|(id, _)| *id)
-            .collect();
         let msg = Message::Heartbeat {
             cluster: self.cfg.cluster,
             coord: self.coord,
         };
-        for to in targets {
+        for i in 0..self.watchers.len() {
+            let to = self.watchers[i];
             self.send_proxy(now, to, &msg);
         }
     }
@@ -664,10 +679,14 @@ impl Proxy {
     fn detect_dead_peers(&mut self, now: Instant) {
         let dead_after = self.cfg.peer_dead;
         let dead: Vec<ProxyId> = self
-            .peers
+            .watched
             .iter()
-            .filter(|(_, p)| p.watched && p.up && now.saturating_sub(p.last_heard) > dead_after)
-            .map(|(id, _)| *id)
+            .copied()
+            .filter(|p| {
+                self.peers
+                    .get(p)
+                    .is_some_and(|x| x.up && now.saturating_sub(x.last_heard) > dead_after)
+            })
             .collect();
         for p in dead {
             self.announce(now, p, false);
@@ -693,20 +712,22 @@ impl Proxy {
             subject,
             up,
         };
-        let all: Vec<ProxyId> = self
-            .peers
-            .iter()
-            .filter(|(id, p)| p.up && **id != subject)
-            .map(|(id, _)| *id)
-            .collect();
-        for to in all {
+        let roster = self.roster.clone();
+        for &to in roster.ids() {
+            if to == subject || to == self.cfg.id || !self.peer_up(to) {
+                continue;
+            }
             self.counters.news_sent += 1;
             self.send_proxy(now, to, &msg);
         }
     }
 
     fn apply_news(&mut self, now: Instant, subject: ProxyId, up: bool) {
-        let Some(peer) = self.peers.get_mut(&subject) else {
+        if subject == self.cfg.id || !self.roster.contains(subject) {
+            return;
+        }
+        let Ok(peer) = self.peers.get_or_insert_with(subject, || Peer::fresh(now)) else {
+            self.counters.capacity_refusals += 1;
             return;
         };
         if peer.up == up {
@@ -768,33 +789,23 @@ impl Proxy {
             subject,
             up,
         };
-        let cluster = self.cfg.cluster;
-        let locals: Vec<ProxyId> = self
-            .peers
-            .iter()
-            .filter(|(id, p)| {
-                p.up && p.cluster == cluster && **id != from && **id != origin && **id != subject
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for to in locals {
-            self.send_proxy(now, to, &msg);
+        let roster = self.roster.clone();
+        for &(_, to) in roster.cluster_members(self.cfg.cluster) {
+            if to == from || to == origin || to == subject || to == self.cfg.id {
+                continue;
+            }
+            if self.peer_up(to) {
+                self.send_proxy(now, to, &msg);
+            }
         }
     }
 
     // --------------------------------------------------------- proximity
 
     fn send_probe(&mut self, now: Instant) {
-        let up: Vec<ProxyId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.up)
-            .map(|(id, _)| *id)
-            .collect();
-        if up.is_empty() {
+        let Some(to) = self.random_live_peer() else {
             return;
-        }
-        let to = up[(self.next_random() % up.len() as u64) as usize];
+        };
         let nonce = self.next_random();
         if self.probes.insert(nonce, (to, now)).is_err() {
             return;
@@ -802,6 +813,27 @@ impl Proxy {
         self.send_proxy(now, to, &Message::RttProbe { nonce });
     }
 
+    /// A live peer other than ourselves, uniformly at random: a few random
+    /// draws, then the first live one after the last draw.
+    fn random_live_peer(&mut self) -> Option<ProxyId> {
+        let n = self.roster.len();
+        if n == 0 {
+            return None;
+        }
+        let mut i = 0;
+        for _ in 0..8 {
+            i = (self.next_random() % n as u64) as usize;
+            let p = self.roster.ids()[i];
+            if p != self.cfg.id && self.peer_up(p) {
+                return Some(p);
+            }
+        }
+        (0..n)
+            .map(|k| self.roster.ids()[(i + k) % n])
+            .find(|&p| p != self.cfg.id && self.peer_up(p))
+    }
+
+    /// Heard only from a verified message, so the sender has an entry.
     fn learn_coord(&mut self, p: ProxyId, c: Coord) {
         if let Some(peer) = self.peers.get_mut(&p) {
             peer.coord = Some(c);
@@ -856,7 +888,8 @@ impl Proxy {
             } => {
                 if let Some(j) = self.jap.get_mut(&group) {
                     if j.reported == Some(count) {
-                        j.band_pct = band_pct.clamp(1, 100);
+                        // 0 means exact counts (every change is reported).
+                        j.band_pct = band_pct.min(100);
                     }
                 }
             }
@@ -1488,11 +1521,7 @@ impl Proxy {
             .map(|&r| {
                 let score = if r == self.cfg.id {
                     0
-                } else if self
-                    .peers
-                    .get(&r)
-                    .is_some_and(|p| p.cluster == self.cfg.cluster)
-                {
+                } else if self.roster.cluster_of(r) == Some(self.cfg.cluster) {
                     1
                 } else {
                     self.predicted_rtt_ms(r)
@@ -1550,6 +1579,30 @@ impl Proxy {
             }
         }
     }
+}
+
+/// (watched, watchers) of a proxy: with its deployment's clusters in a cycle,
+/// cluster i watches clusters i..=i+w and is watched by i-w..=i.
+fn watch_sets(roster: &Roster, cfg: &ProxyConfig) -> (Vec<ProxyId>, Vec<ProxyId>) {
+    let clusters = roster.clusters();
+    let n = clusters.len();
+    let Ok(mine) = clusters.binary_search(&cfg.cluster) else {
+        // Our cluster is not in the roster: we watch, and are watched by, no one.
+        return (Vec::new(), Vec::new());
+    };
+    let w = cfg.watch_clusters.min(n.saturating_sub(1));
+    let members = |offsets: &mut dyn Iterator<Item = usize>| -> Vec<ProxyId> {
+        let mut v: Vec<ProxyId> = offsets
+            .flat_map(|c| roster.cluster_members(clusters[c]).iter().map(|&(_, p)| p))
+            .filter(|&p| p != cfg.id)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let watched = members(&mut (0..=w).map(|i| (mine + i) % n));
+    let watchers = members(&mut (0..=w).map(|i| (mine + n - i) % n));
+    (watched, watchers)
 }
 
 #[cfg(test)]
@@ -1699,6 +1752,17 @@ mod tests {
             .collect();
         let p = Proxy::new(cfg, &list, T0);
         assert_eq!(p.table_fill()[0], ("peers", 19_999, 20_000));
+        // State only for the watched peers (own cluster and the next two).
+        let (_, state, cap) = p.table_fill()[1];
+        assert!(state <= 12, "{state} peer states");
+        assert_eq!(cap, 20_000);
         assert_eq!(p.raps_of(&g()).len(), 4);
+        let mut bigger: Vec<PeerInfo> = list.clone();
+        bigger.extend((20_001..=20_002).map(|id| PeerInfo { id, cluster: 0 }));
+        let mut cfg = ProxyConfig::new(1, 0, DK);
+        cfg.max_peers = 20_000;
+        let p = Proxy::new(cfg, &bigger, T0);
+        assert_eq!(p.counters.capacity_refusals, 1);
+        assert_eq!(p.table_fill()[0].1, 20_000);
     }
 }

@@ -80,6 +80,11 @@ impl Ring {
         self.points.len() / VNODES
     }
 
+    /// Heap bytes reserved for the points.
+    pub fn heap_bytes(&self) -> usize {
+        self.points.capacity() * core::mem::size_of::<(u64, ProxyId)>()
+    }
+
     /// Writes the first `k` distinct proxies for which `live` holds, walking
     /// clockwise from the group's hash, into `out`; returns how many were found.
     pub fn raps(

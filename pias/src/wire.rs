@@ -183,6 +183,29 @@ pub struct Coord {
     pub err: f32,
 }
 
+/// Number of message kinds; kinds are 0..KINDS.
+pub const KINDS: usize = 16;
+
+/// Names of the kinds, indexed by kind (for counters and reports).
+pub const KIND_NAMES: [&str; KINDS] = [
+    "join",
+    "leave",
+    "ack",
+    "nack",
+    "ping",
+    "pong",
+    "count_report",
+    "report_ack",
+    "lookup",
+    "jap_list",
+    "forward",
+    "invalidate",
+    "heartbeat",
+    "news",
+    "rtt_probe",
+    "rtt_reply",
+];
+
 impl Message<'_> {
     /// The header kind of this message.
     pub fn kind(&self) -> u8 {
@@ -268,6 +291,13 @@ impl<'a> Parsed<'a> {
         m.verify_truncated_left(self.tag)
             .map_err(|_| WireError::BadTag)
     }
+}
+
+/// The header's kind byte of a datagram that starts like a PIAS message
+/// (magic and version), without decoding or verifying it: for counters.
+pub fn peek_kind(bytes: &[u8]) -> Option<u8> {
+    (bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC && bytes[OFF_VERSION] == VERSION)
+        .then(|| bytes[OFF_KIND])
 }
 
 /// Splits and decodes a datagram; total over any input.
@@ -552,6 +582,10 @@ mod tests {
         let payload = [0xabu8; 100];
         for (i, m) in all_messages(&payload).iter().enumerate() {
             assert_eq!(usize::from(m.kind()), i, "kinds are the variant order");
+            let mut out = [0u8; MAX_MESSAGE];
+            let n = encode(17, 1, m, &K, &mut out).unwrap();
+            assert_eq!(peek_kind(&out[..n]), Some(i as u8));
+            assert!(KIND_NAMES[i].len() > 2);
             let mut out = [0u8; MAX_MESSAGE];
             let n = encode(17, 1000 + i as u64, m, &K, &mut out).unwrap();
             let p = parse(&out[..n]).unwrap();

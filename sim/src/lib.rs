@@ -8,9 +8,11 @@
 use pias::addr::{Endpoint, Group, Ipv4};
 use pias::proxy::{Instant, PeerInfo, Proxy, ProxyConfig, Transmit, MS};
 use pias::ring::mix64;
-use pias::wire::{self, Key, Message, ProxyId, Registration};
+use pias::roster::Roster;
+use pias::wire::{self, Key, Message, ProxyId, Registration, KINDS};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Where something sits: a point on the plane, in ms of RTT.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,6 +38,12 @@ pub struct Target {
     pub received: Vec<(Endpoint, Vec<u8>)>,
     pub acks: u32,
     pub nacks: Vec<wire::NackReason>,
+    /// Pins the target's anycast catchment to one proxy (while it is up),
+    /// instead of the nearest: for workloads that spread members evenly.
+    pub via: Option<ProxyId>,
+    /// A quiet target only counts what its JAP sends it (acks, nacks) and
+    /// answers nothing: for large workloads whose health checks are off.
+    pub quiet: bool,
 }
 
 /// A simulated client.
@@ -93,6 +101,10 @@ struct Node {
     proxy: Option<Proxy>,
     /// Bumped whenever the proxy's timer is re-armed; older Timer events are stale.
     timer_gen: u64,
+    /// The deadline of the live Timer event (Instant::MAX: none).
+    armed_at: Instant,
+    /// Proxy-to-proxy messages this node has sent.
+    sent: u64,
     cluster: u32,
     pos: Pos,
     cfg: ProxyConfig,
@@ -101,11 +113,17 @@ struct Node {
 pub struct Sim {
     pub now: Instant,
     nodes: Vec<Node>,
-    peers: Vec<PeerInfo>,
+    roster: Arc<Roster>,
     pub targets: Vec<Target>,
+    target_index: HashMap<Endpoint, usize>,
     pub clients: Vec<Client>,
+    client_index: HashMap<Endpoint, usize>,
     queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     events: Vec<Option<Event>>,
+    /// Event slots free for reuse.
+    free: Vec<usize>,
+    /// Proxy-to-proxy messages sent, by kind (lost ones included).
+    pub sent_by_kind: [u64; KINDS],
     seq: u64,
     rng: u64,
     /// Probability (0..1) that a proxy-to-proxy message is lost.
@@ -160,6 +178,8 @@ impl Sim {
                 nodes.push(Node {
                     proxy: None,
                     timer_gen: 0,
+                    armed_at: Instant::MAX,
+                    sent: 0,
                     cluster: c as u32,
                     pos: p,
                     cfg,
@@ -171,14 +191,20 @@ impl Sim {
                 id += 1;
             }
         }
+        // One roster for all: every proxy knows the whole deployment.
+        let roster = Arc::new(Roster::new(&peers, peers.len()));
         let mut sim = Sim {
             now: 1_700_000_000 * 1_000_000,
             nodes,
-            peers,
+            roster,
             targets: Vec::new(),
+            target_index: HashMap::new(),
             clients: Vec::new(),
+            client_index: HashMap::new(),
             queue: BinaryHeap::new(),
             events: Vec::new(),
+            free: Vec::new(),
+            sent_by_kind: [0; KINDS],
             seq: 0,
             rng: seed,
             loss: 0.0,
@@ -216,25 +242,60 @@ impl Sim {
     pub fn start(&mut self, id: ProxyId) {
         let i = id as usize - 1;
         let cfg = self.nodes[i].cfg.clone();
-        self.nodes[i].proxy = Some(Proxy::new(cfg, &self.peers, self.now));
+        self.nodes[i].proxy = Some(Proxy::with_roster(cfg, self.roster.clone(), self.now));
+        self.nodes[i].armed_at = Instant::MAX;
         self.rearm(i);
     }
 
-    /// Schedules proxy `i`'s next timeout (replacing any earlier one).
+    /// Schedules proxy `i`'s next timeout (replacing any earlier one; an
+    /// unchanged deadline keeps its event).
     fn rearm(&mut self, i: usize) {
+        let next = self.nodes[i].proxy.as_ref().and_then(|p| p.poll_timeout());
+        let at = next.map_or(Instant::MAX, |t| t.max(self.now));
+        if at == self.nodes[i].armed_at {
+            return;
+        }
         self.nodes[i].timer_gen += 1;
+        self.nodes[i].armed_at = at;
         let gen = self.nodes[i].timer_gen;
-        if let Some(t) = self.nodes[i].proxy.as_ref().and_then(|p| p.poll_timeout()) {
-            let delay = t.saturating_sub(self.now);
+        if at != Instant::MAX {
             self.seq += 1;
-            let slot = self.events.len();
-            self.events.push(Some(Event::Timer { node: i, gen }));
-            self.queue.push(Reverse((self.now + delay, self.seq, slot)));
+            let slot = self.slot(Event::Timer { node: i, gen });
+            self.queue.push(Reverse((at, self.seq, slot)));
+        }
+    }
+
+    fn slot(&mut self, e: Event) -> usize {
+        match self.free.pop() {
+            Some(s) => {
+                self.events[s] = Some(e);
+                s
+            }
+            None => {
+                self.events.push(Some(e));
+                self.events.len() - 1
+            }
         }
     }
 
     pub fn crash(&mut self, id: ProxyId) {
         self.nodes[id as usize - 1].proxy = None;
+        self.nodes[id as usize - 1].armed_at = Instant::MAX;
+    }
+
+    /// Proxy-to-proxy messages proxy `id` has sent.
+    pub fn sent_by(&self, id: ProxyId) -> u64 {
+        self.nodes.get(id as usize - 1).map_or(0, |n| n.sent)
+    }
+
+    /// The roster every proxy of this simulation shares.
+    pub fn roster(&self) -> &Arc<Roster> {
+        &self.roster
+    }
+
+    /// Events waiting in the queue (stale timers included).
+    pub fn pending_events(&self) -> usize {
+        self.queue.len()
     }
 
     pub fn partition(&mut self, a: u32, b: u32) {
@@ -252,8 +313,7 @@ impl Sim {
 
     fn schedule(&mut self, delay: Instant, e: Event) {
         self.seq += 1;
-        let slot = self.events.len();
-        self.events.push(Some(e));
+        let slot = self.slot(e);
         self.queue
             .push(Reverse((self.now + delay.max(1), self.seq, slot)));
     }
@@ -274,11 +334,14 @@ impl Sim {
 
     pub fn add_target(&mut self, group: Group, key: Key, pos: Pos) -> usize {
         let n = self.targets.len();
+        // 51,200 addresses in 198.19.0.0-198.19.199.255, then the next port.
+        let ep = Endpoint {
+            ip: Ipv4([198, 19, ((n >> 8) % 200) as u8, n as u8]),
+            port: 5000 + (n / 51_200) as u16,
+        };
+        self.target_index.insert(ep, n);
         self.targets.push(Target {
-            ep: Endpoint {
-                ip: Ipv4([198, 19, (n >> 8) as u8, n as u8]),
-                port: 5000,
-            },
+            ep,
             group,
             key,
             pos,
@@ -287,17 +350,21 @@ impl Sim {
             received: Vec::new(),
             acks: 0,
             nacks: Vec::new(),
+            via: None,
+            quiet: false,
         });
         n
     }
 
     pub fn add_client(&mut self, pos: Pos) -> usize {
         let n = self.clients.len();
+        let ep = Endpoint {
+            ip: Ipv4([198, 19, 200 + ((n >> 8) % 56) as u8, n as u8]),
+            port: 40000 + (n / 14_336) as u16,
+        };
+        self.client_index.insert(ep, n);
         self.clients.push(Client {
-            ep: Endpoint {
-                ip: Ipv4([198, 19, 200 + (n >> 8) as u8, n as u8]),
-                port: 40000,
-            },
+            ep,
             pos,
             replies: Vec::new(),
         });
@@ -334,7 +401,11 @@ impl Sim {
     pub fn send_from_target(&mut self, t: usize, bytes: Vec<u8>) {
         let pos = self.targets[t].pos;
         let src = self.targets[t].ep;
-        if let Some(to) = self.anycast(&pos) {
+        let pinned = self.targets[t]
+            .via
+            .filter(|&p| self.proxy(p).is_some())
+            .or_else(|| self.anycast(&pos));
+        if let Some(to) = pinned {
             let d = Self::one_way(&pos, &self.nodes[to as usize - 1].pos);
             self.schedule(d, Event::ToProxy { to, src, bytes });
         }
@@ -389,7 +460,12 @@ impl Sim {
         for t in out {
             match t {
                 Transmit::Proxy { to, bytes } => {
-                    let Some(dest) = self.nodes.get(to as usize - 1) else {
+                    if let Some(k) = wire::peek_kind(&bytes) {
+                        self.sent_by_kind[usize::from(k) % KINDS] += 1;
+                    }
+                    self.nodes[i].sent += 1;
+                    let Some(dest) = (to as usize).checked_sub(1).and_then(|j| self.nodes.get(j))
+                    else {
                         continue;
                     };
                     let (dest_cluster, dest_pos) = (dest.cluster, dest.pos);
@@ -418,7 +494,11 @@ impl Sim {
                     );
                 }
                 Transmit::Target { to, bytes } => {
-                    if let Some(t) = self.targets.iter().position(|x| x.ep == to) {
+                    if let Some(&t) = self.target_index.get(&to) {
+                        if self.targets[t].quiet {
+                            self.quiet_target(t, &bytes);
+                            continue;
+                        }
                         let d = Self::one_way(&from_pos, &self.targets[t].pos);
                         self.schedule(
                             d,
@@ -435,7 +515,7 @@ impl Sim {
                     target,
                     packet,
                 } => {
-                    if let Some(t) = self.targets.iter().position(|x| x.ep == target) {
+                    if let Some(&t) = self.target_index.get(&target) {
                         let d = Self::one_way(&from_pos, &self.targets[t].pos);
                         self.schedule(
                             d,
@@ -454,7 +534,7 @@ impl Sim {
                     client,
                     packet,
                 } => {
-                    if let Some(c) = self.clients.iter().position(|x| x.ep == client) {
+                    if let Some(&c) = self.client_index.get(&client) {
                         let d = Self::one_way(&from_pos, &self.clients[c].pos);
                         self.schedule(
                             d,
@@ -465,6 +545,22 @@ impl Sim {
                             },
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// What a quiet target counts: the kind from the header (its JAP signed it).
+    fn quiet_target(&mut self, t: usize, bytes: &[u8]) {
+        match wire::peek_kind(bytes) {
+            Some(2) => self.targets[t].acks += 1,
+            _ => {
+                if let Ok(wire::Parsed {
+                    message: Message::Nack { reason, .. },
+                    ..
+                }) = wire::parse(bytes)
+                {
+                    self.targets[t].nacks.push(reason);
                 }
             }
         }
@@ -512,6 +608,7 @@ impl Sim {
             let Some(e) = self.events[slot].take() else {
                 continue;
             };
+            self.free.push(slot);
             self.handle(e);
         }
         self.now = until;
@@ -601,6 +698,7 @@ impl Sim {
                 if self.nodes[node].timer_gen != gen {
                     return;
                 }
+                self.nodes[node].armed_at = Instant::MAX;
                 let now = self.now;
                 let Some(p) = self.nodes[node].proxy.as_mut() else {
                     return;
