@@ -269,6 +269,17 @@ struct Flow {
     last: Instant,
 }
 
+/// News being sent to every live peer, one message per `poll_transmit` once
+/// the queue is empty: a flood to 20,000 peers needs no 20,000-slot queue.
+#[derive(Clone, Copy, Debug)]
+struct Flood {
+    news_seq: u32,
+    subject: ProxyId,
+    up: bool,
+    /// Next roster position to send to.
+    next: usize,
+}
+
 /// One proxy.
 pub struct Proxy {
     cfg: ProxyConfig,
@@ -292,6 +303,7 @@ pub struct Proxy {
     probes: FixedMap<u64, (ProxyId, Instant)>,
     tx: VecDeque<Transmit>,
     tx_cap: usize,
+    floods: FixedVec<Flood>,
     next_heartbeat: Instant,
     next_probe: Instant,
     next_sweep: Instant,
@@ -306,6 +318,9 @@ const RECENT_NONCES: usize = 1024;
 /// on their next packet instead.
 const MAX_IAPS_PER_GROUP: usize = 16;
 const MAX_PROBES: usize = 16;
+/// Floods of our own news in progress at once (a mass failure of more
+/// watched peers than this is refused past it, and counted).
+const MAX_FLOODS: usize = 256;
 
 /// How long a target may stay down before it is treated as having left.
 const DOWN_FORGET_PINGS: u64 = 30;
@@ -361,6 +376,7 @@ impl Proxy {
             probes: FixedMap::with_capacity(MAX_PROBES),
             tx: VecDeque::with_capacity(cfg.tx_queue),
             tx_cap: cfg.tx_queue,
+            floods: FixedVec::with_capacity(MAX_FLOODS),
             next_heartbeat: now,
             next_probe: now + cfg.rtt_probe / 4,
             next_sweep: now + cfg.flow_idle / 2,
@@ -455,8 +471,47 @@ impl Proxy {
         ]
     }
 
+    /// The next datagram to send: the queue first, then our news floods.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.tx.pop_front()
+        if let Some(t) = self.tx.pop_front() {
+            return Some(t);
+        }
+        self.next_flood_message()
+    }
+
+    /// Whether anything is waiting for `poll_transmit`.
+    pub fn has_transmit(&self) -> bool {
+        !self.tx.is_empty() || !self.floods.is_empty()
+    }
+
+    fn next_flood_message(&mut self) -> Option<Transmit> {
+        while let Some(f) = self.floods.as_slice().first().copied() {
+            let ids = self.roster.ids();
+            let found = (f.next..ids.len()).find(|&i| {
+                let p = ids[i];
+                p != f.subject && p != self.cfg.id && self.peer_up(p)
+            });
+            let Some(i) = found else {
+                self.floods.retain(|x| x.news_seq != f.news_seq);
+                continue;
+            };
+            let to = ids[i];
+            if let Some(first) = self.floods.as_mut_slice().first_mut() {
+                first.next = i + 1;
+            }
+            let msg = Message::News {
+                origin: self.cfg.id,
+                news_seq: f.news_seq,
+                subject: f.subject,
+                up: f.up,
+            };
+            let key = self.cfg.deployment_key.clone();
+            if let Some(bytes) = self.encode(&msg, &key, self.cfg.id) {
+                self.counters.news_sent += 1;
+                return Some(Transmit::Proxy { to, bytes });
+            }
+        }
+        None
     }
 
     /// When `handle_timeout` must next be called.
@@ -706,19 +761,14 @@ impl Proxy {
         let seq = self.news_seq;
         let _ = self.news_seen.insert(self.cfg.id, seq);
         self.apply_news(now, subject, up);
-        let msg = Message::News {
-            origin: self.cfg.id,
+        let flood = Flood {
             news_seq: seq,
             subject,
             up,
+            next: 0,
         };
-        let roster = self.roster.clone();
-        for &to in roster.ids() {
-            if to == subject || to == self.cfg.id || !self.peer_up(to) {
-                continue;
-            }
-            self.counters.news_sent += 1;
-            self.send_proxy(now, to, &msg);
+        if self.floods.push(flood).is_err() {
+            self.counters.capacity_refusals += 1;
         }
     }
 
@@ -1764,5 +1814,50 @@ mod tests {
         let p = Proxy::new(cfg, &bigger, T0);
         assert_eq!(p.counters.capacity_refusals, 1);
         assert_eq!(p.table_fill()[0].1, 20_000);
+    }
+
+    #[test]
+    fn news_floods_every_live_peer_through_a_small_queue() {
+        let mut cfg = ProxyConfig::new(1, 0, DK);
+        cfg.max_peers = 2000;
+        // Room for one heartbeat round (29 watchers), not for a flood (55,188).
+        cfg.tx_queue = 64;
+        cfg.max_groups = 4;
+        cfg.max_flows = 4;
+        let list: Vec<PeerInfo> = (1..=2000)
+            .map(|id| PeerInfo {
+                id,
+                cluster: id / 10,
+            })
+            .collect();
+        let mut p = Proxy::new(cfg, &list, T0);
+        p.handle_timeout(T0);
+        while p.poll_transmit().is_some() {}
+        // The 28 watched peers (clusters 0, 1, 2 but ourselves) stay silent.
+        p.handle_timeout(T0 + 4 * SEC);
+        let mut per_subject: alloc::collections::BTreeMap<ProxyId, Vec<ProxyId>> =
+            Default::default();
+        while let Some(t) = p.poll_transmit() {
+            if let Transmit::Proxy { to, bytes } = t {
+                if let Ok(Message::News { subject, up, .. }) =
+                    wire::parse(&bytes).map(|x| x.message)
+                {
+                    assert!(!up);
+                    per_subject.entry(subject).or_default().push(to);
+                }
+            }
+        }
+        assert_eq!(per_subject.len(), 28);
+        for (subject, to) in per_subject {
+            assert!((2..=29).contains(&subject));
+            assert_eq!(to.len(), 2000 - 1 - 28, "news of {subject}");
+            assert!(
+                to.iter().all(|&x| x >= 30),
+                "news of {subject} to a dead peer"
+            );
+        }
+        assert_eq!(p.counters.tx_queue_full, 0);
+        assert_eq!(p.counters.capacity_refusals, 0);
+        assert!(!p.has_transmit());
     }
 }
