@@ -1,7 +1,13 @@
-//! The evaluation of the paper's section 4: topology input (GraphML with
-//! Latitude/Longitude, Rocketfuel `.cch` maps with a city table) turned into
-//! POP-level graphs, checked for connectivity, with clear errors naming the
-//! file and the line or node at fault.
+//! The evaluation of the paper's section 4 and beyond: topology input
+//! (GraphML, Rocketfuel) and the stretch graph (`topology`, `internet`), the
+//! simulated experiments over unchanged `pias::Proxy` machines (`groupdyn`,
+//! `overhead`, `failover`), and their CSV/SVG output (`experiments`, `plot`).
 
+pub mod experiments;
+pub mod failover;
+pub mod groupdyn;
 pub mod internet;
+pub mod overhead;
+pub mod par;
+pub mod plot;
 pub mod topology;

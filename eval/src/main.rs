@@ -1,157 +1,251 @@
-//! `pias-eval`: the evaluation experiments. So far: `stretch` (paper §4.3).
+//! `pias-eval`: regenerates the paper's section 4 figures and ours beyond it,
+//! driving unchanged `pias::Proxy` state machines over `pias-sim`.
 //!
-//! `pias-eval stretch` builds the multi-ISP POP graph from the Rocketfuel maps,
-//! places proxies at random POPs for each proxy count, and prints percentiles
-//! of PIAS path length / direct path length over random client–target pairs,
-//! writing them to out/stretch.csv.
+//! `pias-eval all` runs every experiment (CSV + SVG into `--out`); each one
+//! can also be run alone. `--smoke` shrinks every experiment for the tests.
 
-use pias_eval::internet::Internet;
-use pias_eval::topology::{load_cch, load_cities, load_graphml, Unlocated};
+use clap::{Args, Parser, Subcommand};
+use pias_eval::experiments::{self, GroupPlan, OverheadPlan, Res, Settings};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: pias-eval stretch [--data DIR] [--isps 7018,3356,...] [--graphml FILE]... \\\n         [--proxies 10,30,100] [--pairs N] [--seed S] [--out FILE]"
-    );
-    std::process::exit(2)
+/// The system allocator, counting the bytes currently allocated (for the
+/// memory-per-proxy figure).
+struct Counting;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged and only adds bookkeeping, so `System`'s guarantees carry over.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is; the caller upholds `alloc`'s contract.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded as is; `ptr` came from this allocator with `layout`.
+        unsafe { System.dealloc(ptr, layout) };
+        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded as is.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded as is; `ptr` came from this allocator with `layout`.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+            ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+        }
+        p
+    }
 }
 
-fn lcg(x: &mut u64) -> usize {
-    *x = x
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (*x >> 33) as usize
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn heap_bytes() -> usize {
+    ALLOCATED.load(Ordering::Relaxed)
+}
+
+#[derive(Parser)]
+#[command(
+    name = "pias-eval",
+    about = "The PIAS evaluation: the paper's section 4 figures over the real proxy state machines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every experiment below, in one go (about 10 minutes on 2 cores).
+    All(Common),
+    /// Fig 8: stretch on the multi-ISP POP graph.
+    Stretch {
+        #[command(flatten)]
+        common: Common,
+        /// Proxy counts.
+        #[arg(long, value_delimiter = ',', default_value = "10,20,30,50,100,200")]
+        proxies: Vec<usize>,
+        /// Client–target pairs per proxy count.
+        #[arg(long, default_value_t = 10_000)]
+        pairs: usize,
+    },
+    /// Figs 6 and 7: JAP→RAP messages of one large churning group.
+    Groups(Common),
+    /// Membership and proximity overhead at 1,000–20,000 proxies.
+    Overhead(Common),
+    /// Failover time seen by clients when a JAP or a RAP dies.
+    Failover {
+        #[command(flatten)]
+        common: Common,
+        /// Runs per victim kind.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Directory for the CSV and SVG files.
+    #[arg(long, default_value = "out/eval")]
+    out: PathBuf,
+    /// Topology data (the folder holding rocketfuel/ and topologyzoo/).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/topologies"))]
+    data: PathBuf,
+    /// Rocketfuel ISPs (AS numbers) of the stretch graph; empty for none.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "7018,3356,2914,1239,3967,6461"
+    )]
+    isps: Vec<String>,
+    /// GraphML maps (Latitude/Longitude per node) to add to the stretch graph.
+    #[arg(long)]
+    graphml: Vec<PathBuf>,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Base seed; runs use seed, seed+1, ...
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Reduced sizes (the test suite's smoke run).
+    #[arg(long)]
+    smoke: bool,
+    /// No progress bars or tables.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl Common {
+    fn settings(&self) -> Settings {
+        let isps = self
+            .isps
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        Settings {
+            out: self.out.clone(),
+            data: self.data.clone(),
+            isps,
+            graphml: self.graphml.clone(),
+            threads: self
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            seed: self.seed,
+            smoke: self.smoke,
+            quiet: self.quiet,
+        }
+    }
+}
+
+fn stretch_args(s: &Settings) -> (Vec<usize>, usize) {
+    if s.smoke {
+        (vec![10, 30, 100], 400)
+    } else {
+        (vec![10, 20, 30, 50, 100, 200], 10_000)
+    }
+}
+
+fn groups(s: &Settings) -> Res<()> {
+    let plan = if s.smoke {
+        GroupPlan::smoke()
+    } else {
+        GroupPlan::full()
+    };
+    experiments::group_dynamics(s, &plan).map(|_| ())
+}
+
+fn overhead(s: &Settings) -> Res<()> {
+    let plan = if s.smoke {
+        OverheadPlan::smoke()
+    } else {
+        OverheadPlan::full()
+    };
+    experiments::overhead(s, &plan, &heap_bytes).map(|_| ())
+}
+
+fn failover(s: &Settings, runs: usize) -> Res<()> {
+    experiments::failover(s, if s.smoke { runs.min(2) } else { runs }).map(|_| ())
+}
+
+fn run(cmd: Cmd) -> Res<()> {
+    let started = std::time::Instant::now();
+    let quiet = match &cmd {
+        Cmd::All(c) | Cmd::Groups(c) | Cmd::Overhead(c) => c.quiet,
+        Cmd::Stretch { common, .. } | Cmd::Failover { common, .. } => common.quiet,
+    };
+    let out = match cmd {
+        Cmd::All(c) => {
+            let s = c.settings();
+            let (proxies, pairs) = stretch_args(&s);
+            experiments::stretch(&s, &proxies, pairs)?;
+            groups(&s)?;
+            failover(&s, 10)?;
+            // Last: the most memory-hungry, and it refuses on a small host.
+            overhead(&s)?;
+            s.out
+        }
+        Cmd::Stretch {
+            common,
+            proxies,
+            pairs,
+        } => {
+            let s = common.settings();
+            let (p, n) = if s.smoke {
+                stretch_args(&s)
+            } else {
+                (proxies, pairs)
+            };
+            experiments::stretch(&s, &p, n)?;
+            s.out
+        }
+        Cmd::Groups(c) => {
+            let s = c.settings();
+            groups(&s)?;
+            s.out
+        }
+        Cmd::Overhead(c) => {
+            let s = c.settings();
+            overhead(&s)?;
+            s.out
+        }
+        Cmd::Failover { common, runs } => {
+            let s = common.settings();
+            failover(&s, runs)?;
+            s.out
+        }
+    };
+    if !quiet {
+        println!(
+            "done in {:.0} s; CSV and SVG in {}",
+            started.elapsed().as_secs_f64(),
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() != Some("stretch") {
-        usage();
-    }
-    let mut data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/topologies");
-    let mut isps = vec!["7018", "3356", "2914", "1239", "3967", "6461"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-    let mut graphml: Vec<PathBuf> = Vec::new();
-    let mut proxies = vec![10usize, 30, 100];
-    let mut pairs = 10_000usize;
-    let mut seed = 1u64;
-    let mut out = PathBuf::from("out/stretch.csv");
-    while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| usage());
-        match a.as_str() {
-            "--data" => data = PathBuf::from(val()),
-            "--isps" => isps = val().split(',').map(String::from).collect(),
-            "--graphml" => graphml.push(PathBuf::from(val())),
-            "--proxies" => {
-                proxies = val()
-                    .split(',')
-                    .map(|s| s.parse().unwrap_or_else(|_| usage()))
-                    .collect()
-            }
-            "--pairs" => pairs = val().parse().unwrap_or_else(|_| usage()),
-            "--seed" => seed = val().parse().unwrap_or_else(|_| usage()),
-            "--out" => out = PathBuf::from(val()),
-            _ => usage(),
-        }
-    }
-    if let Err(e) = run(&data, &isps, &graphml, &proxies, pairs, seed, &out) {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli.cmd) {
         eprintln!("pias-eval: {e}");
         std::process::exit(1);
     }
-}
-
-fn run(
-    data: &std::path::Path,
-    isps: &[String],
-    graphml: &[PathBuf],
-    proxies: &[usize],
-    pairs: usize,
-    seed: u64,
-    out: &std::path::Path,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let mut topos = Vec::new();
-    if !isps.is_empty() && graphml.is_empty() {
-        let cities = load_cities(&data.join("rocketfuel/derived/city_locations.txt"))?;
-        for asn in isps {
-            let file = data.join(format!("rocketfuel/maps/{asn}.r0.cch"));
-            let (t, dropped) = load_cch(&file, &cities, asn, Unlocated::Drop)?;
-            eprintln!(
-                "AS{asn}: {} POPs, {} links; {} cities without coordinates left out",
-                t.pops.len(),
-                t.links.len(),
-                dropped.len()
-            );
-            topos.push(t);
-        }
-    }
-    for file in graphml {
-        let name = file
-            .file_stem()
-            .map_or("graphml".into(), |s| s.to_string_lossy().into_owned());
-        let (t, dropped) = load_graphml(file, &name, Unlocated::Drop)?;
-        eprintln!(
-            "{name}: {} POPs, {} links; {} nodes without coordinates left out",
-            t.pops.len(),
-            t.links.len(),
-            dropped.len()
-        );
-        topos.push(t);
-    }
-    let net = Internet::build(topos)?;
-    let n = net.pops.len();
-    let mut rng = seed;
-    let mut csv = String::from("proxies,pairs,p5,p25,p50,p75,p90,p95\n");
-    println!(
-        "stretch over {n} POPs of {} ISPs, {pairs} pairs per proxy count (seed {seed})",
-        net.isps.len()
-    );
-    println!(
-        "{:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "proxies", "p25", "p50", "p75", "p90", "p95"
-    );
-    for &k in proxies {
-        let mut order: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            order.swap(i, lcg(&mut rng) % (i + 1));
-        }
-        let chosen = &order[..k.min(n)];
-        let mut s: Vec<f64> = Vec::with_capacity(pairs);
-        let mut tries = 0;
-        while s.len() < pairs && tries < pairs * 4 {
-            tries += 1;
-            if let Some(x) = net.stretch(lcg(&mut rng) % n, lcg(&mut rng) % n, chosen) {
-                s.push(x);
-            }
-        }
-        s.sort_by(f64::total_cmp);
-        let p = |q: f64| s[((s.len() - 1) as f64 * q) as usize];
-        println!(
-            "{:>8} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
-            k.min(n),
-            p(0.25),
-            p(0.5),
-            p(0.75),
-            p(0.9),
-            p(0.95)
-        );
-        csv.push_str(&format!(
-            "{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}\n",
-            k.min(n),
-            s.len(),
-            p(0.05),
-            p(0.25),
-            p(0.5),
-            p(0.75),
-            p(0.9),
-            p(0.95)
-        ));
-    }
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(out, csv)?;
-    println!("written to {}", out.display());
-    Ok(())
 }

@@ -91,12 +91,12 @@ fn stretch_is_one_with_a_proxy_everywhere_and_ordered_otherwise() {
 }
 
 #[test]
-fn the_stretch_command_writes_ordered_percentiles() {
+fn the_stretch_command_writes_ordered_percentiles_and_a_plot() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("stretch.csv");
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_pias-eval"))
         .args([
             "stretch",
+            "--quiet",
             "--pairs",
             "300",
             "--proxies",
@@ -107,11 +107,11 @@ fn the_stretch_command_writes_ordered_percentiles() {
         .arg("--data")
         .arg(data(""))
         .arg("--out")
-        .arg(&out)
+        .arg(dir.path())
         .status()
         .unwrap();
     assert!(status.success());
-    let csv = std::fs::read_to_string(&out).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("stretch.csv")).unwrap();
     let rows: Vec<Vec<f64>> = csv
         .lines()
         .skip(1)
@@ -119,6 +119,7 @@ fn the_stretch_command_writes_ordered_percentiles() {
         .collect();
     assert_eq!(rows.len(), 2);
     for r in &rows {
+        assert_eq!(r[1], 300.0, "pairs per proxy count");
         assert!(
             r[2..].windows(2).all(|w| w[0] <= w[1]),
             "percentiles out of order: {r:?}"
@@ -132,5 +133,31 @@ fn the_stretch_command_writes_ordered_percentiles() {
     assert!(
         rows[1][4] <= rows[0][4],
         "more proxies must not raise the median stretch: {rows:?}"
+    );
+    let svg = std::fs::read_to_string(dir.path().join("stretch.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{}",
+        &svg[..svg.len().min(200)]
+    );
+}
+
+#[test]
+fn a_missing_topology_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pias-eval"))
+        .args(["stretch", "--quiet", "--isps", "7018"])
+        .arg("--data")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("city_locations.txt"), "{err}");
+    assert!(
+        !dir.path().join("stretch.csv").exists(),
+        "no partial output"
     );
 }

@@ -193,6 +193,8 @@ pub enum Health {
 /// talks to (its watched peers, the RAPs and JAPs of its groups).
 struct Peer {
     up: bool,
+    /// Highest sequence of news this peer originated that we have seen.
+    news_seen: u32,
     last_heard: Instant,
     coord: Option<Coord>,
     replay: ReplayWindow,
@@ -202,6 +204,7 @@ impl Peer {
     fn fresh(now: Instant) -> Peer {
         Peer {
             up: true,
+            news_seen: 0,
             last_heard: now,
             coord: None,
             replay: ReplayWindow::default(),
@@ -292,7 +295,6 @@ pub struct Proxy {
     watched: Vec<ProxyId>,
     /// Peers that monitor us: we send them heartbeats.
     watchers: Vec<ProxyId>,
-    news_seen: FixedMap<ProxyId, u32>,
     news_seq: u32,
     jap: FixedMap<Group, JapGroup>,
     flows: FixedMap<(Group, Endpoint), Flow>,
@@ -364,7 +366,6 @@ impl Proxy {
             peers: peer_map,
             watched,
             watchers,
-            news_seen: FixedMap::with_capacity(roster.len() + 1),
             roster,
             news_seq: 0,
             jap: FixedMap::with_capacity(cfg.max_groups),
@@ -759,7 +760,6 @@ impl Proxy {
     fn announce(&mut self, now: Instant, subject: ProxyId, up: bool) {
         self.news_seq += 1;
         let seq = self.news_seq;
-        let _ = self.news_seen.insert(self.cfg.id, seq);
         self.apply_news(now, subject, up);
         let flood = Flood {
             news_seq: seq,
@@ -816,14 +816,21 @@ impl Proxy {
         subject: ProxyId,
         up: bool,
     ) {
-        let seen = self.news_seen.get(&origin).copied().unwrap_or(0);
-        if news_seq <= seen {
+        // Our own news coming back is a duplicate; other origins are roster
+        // members (the sender was checked), each with an entry made on contact.
+        if origin == self.cfg.id || !self.roster.contains(origin) {
             self.counters.news_duplicates += 1;
             return;
         }
-        if self.news_seen.insert(origin, news_seq).is_err() {
+        let Ok(entry) = self.peers.get_or_insert_with(origin, || Peer::fresh(now)) else {
             self.counters.capacity_refusals += 1;
+            return;
+        };
+        if news_seq <= entry.news_seen {
+            self.counters.news_duplicates += 1;
+            return;
         }
+        entry.news_seen = news_seq;
         if subject == self.cfg.id {
             if !up {
                 // Others think we are down: refute.

@@ -1,0 +1,670 @@
+//! The experiments as the `pias-eval` command runs them: parameters (full or
+//! smoke), parallel runs, CSV files, SVG plots and a printed summary.
+
+use crate::internet::Internet;
+use crate::plot::{self, Chart, Series};
+use crate::topology::{load_cch, load_cities, load_graphml, Unlocated};
+use crate::{failover, groupdyn, overhead, par};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::error::Error;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub type Res<T> = Result<T, Box<dyn Error>>;
+
+/// What every experiment is run with.
+pub struct Settings {
+    pub out: PathBuf,
+    pub data: PathBuf,
+    pub isps: Vec<String>,
+    pub graphml: Vec<PathBuf>,
+    pub threads: usize,
+    pub seed: u64,
+    /// Reduced sizes for the test suite: same code, minutes → seconds.
+    pub smoke: bool,
+    pub quiet: bool,
+}
+
+impl Settings {
+    fn file(&self, name: &str) -> PathBuf {
+        self.out.join(name)
+    }
+
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            println!("{line}");
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) -> Res<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()).into())
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+// ------------------------------------------------------------------ stretch
+
+/// Builds the multi-ISP graph the settings name (Rocketfuel ISPs and/or GraphML files).
+pub fn internet(s: &Settings) -> Res<Internet> {
+    let mut topos = Vec::new();
+    if !s.isps.is_empty() {
+        let cities = load_cities(&s.data.join("rocketfuel/derived/city_locations.txt"))?;
+        for asn in &s.isps {
+            let file = s.data.join(format!("rocketfuel/maps/{asn}.r0.cch"));
+            let (t, dropped) = load_cch(&file, &cities, asn, Unlocated::Drop)?;
+            s.say(&format!(
+                "AS{asn}: {} POPs, {} links; {} cities without coordinates left out",
+                t.pops.len(),
+                t.links.len(),
+                dropped.len()
+            ));
+            topos.push(t);
+        }
+    }
+    for file in &s.graphml {
+        let name = file
+            .file_stem()
+            .map_or("graphml".into(), |x| x.to_string_lossy().into_owned());
+        let (t, dropped) = load_graphml(file, &name, Unlocated::Drop)?;
+        s.say(&format!(
+            "{name}: {} POPs, {} links; {} nodes without coordinates left out",
+            t.pops.len(),
+            t.links.len(),
+            dropped.len()
+        ));
+        topos.push(t);
+    }
+    Ok(Internet::build(topos)?)
+}
+
+/// Fig 8: stretch percentiles per proxy count. Returns (proxies, p50, p90) rows.
+pub fn stretch(s: &Settings, proxies: &[usize], pairs: usize) -> Res<Vec<(usize, f64, f64)>> {
+    let net = internet(s)?;
+    let n = net.pops.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    let mut csv = String::from("proxies,pairs,p5,p25,p50,p75,p90,p95\n");
+    s.say(&format!(
+        "stretch over {n} POPs of {} ISPs, {pairs} pairs per proxy count (seed {})",
+        net.isps.len(),
+        s.seed
+    ));
+    s.say(&format!(
+        "{:>8} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "proxies", "p25", "p50", "p75", "p90", "p95"
+    ));
+    let quantiles = [0.05, 0.25, 0.5, 0.75, 0.9, 0.95];
+    let mut lines: Vec<Series> = ["median", "75th", "90th", "95th"]
+        .iter()
+        .map(|n| Series {
+            name: format!("{n} percentile"),
+            points: Vec::new(),
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for &k in proxies {
+        let k = k.min(n);
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let chosen = &order[..k];
+        let mut v: Vec<f64> = Vec::with_capacity(pairs);
+        let mut tries = 0;
+        while v.len() < pairs && tries < pairs * 4 {
+            tries += 1;
+            let (c, t) = (rng.random_range(0..n), rng.random_range(0..n));
+            if let Some(x) = net.stretch(c, t, chosen) {
+                v.push(x);
+            }
+        }
+        let v = sorted(&v);
+        let p: Vec<f64> = quantiles.iter().map(|&q| percentile(&v, q)).collect();
+        s.say(&format!(
+            "{k:>8} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            p[1], p[2], p[3], p[4], p[5]
+        ));
+        let _ = writeln!(
+            csv,
+            "{k},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}",
+            v.len(),
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            p[5]
+        );
+        for (line, q) in lines.iter_mut().zip([p[2], p[3], p[4], p[5]]) {
+            line.points.push((k as f64, q));
+        }
+        rows.push((k, p[2], p[4]));
+    }
+    write(&s.file("stretch.csv"), &csv)?;
+    plot::line_chart(
+        &s.file("stretch.svg"),
+        &Chart {
+            title: "Fig 8: stretch (PIAS path / direct path)",
+            x_label: "proxies",
+            y_label: "stretch",
+            log_y: false,
+        },
+        &lines,
+    )?;
+    Ok(rows)
+}
+
+// ----------------------------------------------------------- group dynamics
+
+/// One point of Fig 7, averaged over seeds.
+#[derive(Clone, Debug)]
+pub struct GroupPoint {
+    pub proxies: usize,
+    pub max_group: usize,
+    pub inaccuracy: u8,
+    pub mean_per_s: f64,
+    pub std_per_s: f64,
+    pub seeds: usize,
+    pub nacks: u64,
+    pub peak_size: usize,
+    /// Largest |RAP's sum of counts − true size| / size at the end, over seeds.
+    pub worst_rap_error: f64,
+}
+
+pub struct GroupPlan {
+    pub proxies: Vec<usize>,
+    pub groups: Vec<usize>,
+    pub inaccuracies: Vec<u8>,
+    pub seeds: usize,
+    pub workload: fn(usize) -> groupdyn::Workload,
+    /// Proxies and group bound of the Fig 6 timeline, and its inaccuracies.
+    pub timeline: (usize, usize),
+    pub timeline_inaccuracies: Vec<u8>,
+}
+
+impl GroupPlan {
+    pub fn full() -> GroupPlan {
+        GroupPlan {
+            proxies: vec![100, 1000, 10_000],
+            groups: vec![90_000, 30_000],
+            inaccuracies: (0..=10).map(|i| i * 10).collect(),
+            seeds: 3,
+            workload: groupdyn::Workload::paper,
+            timeline: (1000, 90_000),
+            timeline_inaccuracies: vec![0, 10, 20, 50, 100],
+        }
+    }
+
+    pub fn smoke() -> GroupPlan {
+        GroupPlan {
+            proxies: vec![20, 80],
+            groups: vec![1800, 60],
+            inaccuracies: vec![0, 50, 100],
+            seeds: 2,
+            workload: |g| {
+                let mut w = groupdyn::Workload::reduced(6, 50.0);
+                w.max_group = g;
+                w
+            },
+            timeline: (80, 1800),
+            timeline_inaccuracies: vec![0, 50, 100],
+        }
+    }
+}
+
+/// Figs 6 and 7. Returns Fig 7's points.
+pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
+    let mut jobs = Vec::new();
+    for &p in &plan.proxies {
+        for &g in &plan.groups {
+            for &i in &plan.inaccuracies {
+                for seed in 0..plan.seeds as u64 {
+                    jobs.push((p, g, i, s.seed + seed));
+                }
+            }
+        }
+    }
+    // Largest deployments first, so the last jobs are short and both threads finish together.
+    jobs.sort_by_key(|&(p, _, i, _)| (std::cmp::Reverse(p), i));
+    let pb = par::bar(jobs.len(), "groups", s.quiet);
+    let results = par::map(&jobs, s.threads, &pb, |&(p, g, i, seed)| {
+        groupdyn::run(p, i, &(plan.workload)(g), seed)
+    });
+    let mut points = Vec::new();
+    let mut csv = String::from(
+        "proxies,max_group,inaccuracy_pct,seeds,mean_msgs_per_s,std_msgs_per_s,mean_per_rap_msgs_per_s,joins,leaves,peak_size,nacks,worst_rap_error\n",
+    );
+    for &p in &plan.proxies {
+        for &g in &plan.groups {
+            for &i in &plan.inaccuracies {
+                let runs: Vec<&groupdyn::RunResult> = jobs
+                    .iter()
+                    .zip(&results)
+                    .filter(|(j, _)| j.0 == p && j.1 == g && j.2 == i)
+                    .map(|(_, r)| r)
+                    .collect();
+                let n = runs.len().max(1) as f64;
+                let rates: Vec<f64> = runs.iter().map(|r| r.mean_per_sec()).collect();
+                let mean = rates.iter().sum::<f64>() / n;
+                let var = rates.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+                let point = GroupPoint {
+                    proxies: p,
+                    max_group: g,
+                    inaccuracy: i,
+                    mean_per_s: mean,
+                    std_per_s: var.sqrt(),
+                    seeds: runs.len(),
+                    nacks: runs.iter().map(|r| r.nacks).sum(),
+                    peak_size: runs
+                        .iter()
+                        .flat_map(|r| r.size_per_minute.iter().copied())
+                        .max()
+                        .unwrap_or(0),
+                    worst_rap_error: runs
+                        .iter()
+                        .map(|r| {
+                            (r.rap_total as f64 - r.final_size as f64).abs()
+                                / r.final_size.max(1) as f64
+                        })
+                        .fold(0.0, f64::max),
+                };
+                let raps = runs.first().map_or(4, |r| r.raps.max(1)) as f64;
+                let joins: usize = runs.iter().map(|r| r.joins).sum::<usize>() / runs.len().max(1);
+                let leaves: usize =
+                    runs.iter().map(|r| r.leaves).sum::<usize>() / runs.len().max(1);
+                let _ = writeln!(
+                    csv,
+                    "{p},{g},{i},{},{:.4},{:.4},{:.4},{joins},{leaves},{},{},{:.4}",
+                    point.seeds,
+                    point.mean_per_s,
+                    point.std_per_s,
+                    point.mean_per_s / raps,
+                    point.peak_size,
+                    point.nacks,
+                    point.worst_rap_error
+                );
+                points.push(point);
+            }
+        }
+    }
+    write(&s.file("fig7_group_messages.csv"), &csv)?;
+    let series: Vec<Series> = plan
+        .proxies
+        .iter()
+        .flat_map(|&p| plan.groups.iter().map(move |&g| (p, g)))
+        .map(|(p, g)| Series {
+            name: format!("{p} proxies, group ≤ {g}"),
+            points: points
+                .iter()
+                .filter(|x| x.proxies == p && x.max_group == g)
+                .map(|x| (f64::from(x.inaccuracy), x.mean_per_s))
+                .collect(),
+        })
+        .collect();
+    plot::line_chart(
+        &s.file("fig7_group_messages.svg"),
+        &Chart {
+            title: "Fig 7: JAP→RAP messages/s (to all 4 RAPs) vs inaccuracy",
+            x_label: "inaccuracy (%)",
+            y_label: "messages per second",
+            log_y: true,
+        },
+        &series,
+    )?;
+    s.say("Fig 7: mean JAP→RAP messages/s (all 4 RAPs; per RAP = /4), averaged over seeds");
+    let mut header = format!("{:>8} {:>8}", "proxies", "group≤");
+    for i in &plan.inaccuracies {
+        let _ = write!(header, " {:>8}", format!("{i}%"));
+    }
+    s.say(&header);
+    for &p in &plan.proxies {
+        for &g in &plan.groups {
+            let mut line = format!("{p:>8} {g:>8}");
+            for x in points.iter().filter(|x| x.proxies == p && x.max_group == g) {
+                let _ = write!(line, " {:>8.2}", x.mean_per_s);
+            }
+            s.say(&line);
+        }
+    }
+    timeline(s, plan, &jobs, &results)?;
+    Ok(points)
+}
+
+/// Fig 6: messages per minute over the event for a few inaccuracies, averaged over seeds.
+fn timeline(
+    s: &Settings,
+    plan: &GroupPlan,
+    jobs: &[(usize, usize, u8, u64)],
+    results: &[groupdyn::RunResult],
+) -> Res<()> {
+    let (p, g) = plan.timeline;
+    let pick = |i: u8| -> Vec<&groupdyn::RunResult> {
+        jobs.iter()
+            .zip(results)
+            .filter(|(j, _)| j.0 == p && j.1 == g && j.2 == i)
+            .map(|(_, r)| r)
+            .collect()
+    };
+    let minutes = (plan.workload)(g).minutes();
+    let avg = |runs: &[&groupdyn::RunResult], f: &dyn Fn(&groupdyn::RunResult, usize) -> f64| {
+        (0..minutes)
+            .map(|m| runs.iter().map(|r| f(r, m)).sum::<f64>() / runs.len().max(1) as f64)
+            .collect::<Vec<f64>>()
+    };
+    let inacc: Vec<u8> = plan
+        .timeline_inaccuracies
+        .iter()
+        .copied()
+        .filter(|i| plan.inaccuracies.contains(i))
+        .collect();
+    let base = pick(inacc.first().copied().unwrap_or(0));
+    let size = avg(&base, &|r, m| {
+        r.size_per_minute.get(m).copied().unwrap_or(0) as f64
+    });
+    let per: Vec<Vec<f64>> = inacc
+        .iter()
+        .map(|&i| {
+            avg(&pick(i), &|r, m| {
+                r.reports_per_minute.get(m).copied().unwrap_or(0) as f64
+            })
+        })
+        .collect();
+    let mut csv = String::from("minute,group_size");
+    for i in &inacc {
+        let _ = write!(csv, ",msgs_per_min_inaccuracy_{i}");
+    }
+    csv.push('\n');
+    for m in 0..minutes {
+        let _ = write!(csv, "{},{:.1}", m + 1, size[m]);
+        for v in &per {
+            let _ = write!(csv, ",{:.1}", v[m]);
+        }
+        csv.push('\n');
+    }
+    write(&s.file("fig6_messages_over_time.csv"), &csv)?;
+    let mut series = vec![Series {
+        name: "group size".into(),
+        points: size
+            .iter()
+            .enumerate()
+            .map(|(m, &v)| ((m + 1) as f64, v))
+            .collect(),
+    }];
+    for (i, v) in inacc.iter().zip(&per) {
+        series.push(Series {
+            name: format!("{i}% inaccuracy"),
+            points: v
+                .iter()
+                .enumerate()
+                .map(|(m, &x)| ((m + 1) as f64, x))
+                .collect(),
+        });
+    }
+    let title = format!("Fig 6: JAP→RAP messages per minute, {p} proxies, group ≤ {g}");
+    plot::line_chart(
+        &s.file("fig6_messages_over_time.svg"),
+        &Chart {
+            title: &title,
+            x_label: "minute of the event",
+            y_label: "messages per minute (and group size)",
+            log_y: true,
+        },
+        &series,
+    )?;
+    s.say(&format!(
+        "Fig 6 ({p} proxies, group ≤ {g}): mean JAP→RAP messages per minute over the event"
+    ));
+    for (i, v) in inacc.iter().zip(&per) {
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        s.say(&format!(
+            "  {i:>3}% inaccuracy: {mean:>9.1}/min to all RAPs ({:.1}/min per RAP); first minute {:.0}, last {:.0}",
+            mean / 4.0,
+            v.first().copied().unwrap_or(0.0),
+            v.last().copied().unwrap_or(0.0)
+        ));
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------- overhead
+
+/// Resident memory per simulated proxy in the overhead run (measured: 8.0 GB
+/// for 20,000 proxies), with a margin.
+const RESIDENT_PER_PROXY: usize = 450 * 1024;
+
+/// MemAvailable from /proc/meminfo, bytes (None where there is none).
+fn mem_available() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub struct OverheadPlan {
+    pub proxies: Vec<usize>,
+    pub cluster_size: usize,
+    pub steady_secs: u64,
+}
+
+impl OverheadPlan {
+    pub fn full() -> OverheadPlan {
+        OverheadPlan {
+            proxies: vec![1000, 2000, 5000, 10_000, 20_000],
+            cluster_size: 10,
+            steady_secs: 10,
+        }
+    }
+
+    pub fn smoke() -> OverheadPlan {
+        OverheadPlan {
+            proxies: vec![100, 300],
+            cluster_size: 10,
+            steady_secs: 3,
+        }
+    }
+}
+
+/// Membership and proximity overhead, one deployment at a time (they are the
+/// memory-hungry runs, and the heap counter must see one at a time).
+pub fn overhead(
+    s: &Settings,
+    plan: &OverheadPlan,
+    heap_bytes: &dyn Fn() -> usize,
+) -> Res<Vec<overhead::Overhead>> {
+    // Fail before the first run rather than after the host starts swapping.
+    let largest = plan.proxies.iter().copied().max().unwrap_or(0);
+    let need = largest * RESIDENT_PER_PROXY;
+    if let Some(avail) = mem_available() {
+        if need > avail {
+            return Err(format!(
+                "the overhead run at {largest} proxies needs about {} MiB of memory and {} MiB are available; \
+                 run `pias-eval overhead` on a larger host, or the other experiments alone",
+                need >> 20,
+                avail >> 20
+            )
+            .into());
+        }
+    }
+    let pb = par::bar(plan.proxies.len(), "overhead", s.quiet);
+    let mut rows = Vec::new();
+    for &n in &plan.proxies {
+        pb.set_message(format!("{n} proxies"));
+        rows.push(overhead::run(
+            n,
+            plan.cluster_size,
+            plan.steady_secs,
+            s.seed,
+            heap_bytes,
+        ));
+        par::release_free_memory();
+        pb.inc(1);
+    }
+    pb.finish();
+    let mut csv = String::from(
+        "proxies,cluster_size,heartbeat_msgs_per_s,rtt_msgs_per_s,news_msgs_per_failure,informed,informed_within_s,reserved_bytes_per_proxy,shared_bytes,refusals\n",
+    );
+    s.say("membership and proximity overhead per proxy (default timers; POPs of 10 proxies)");
+    s.say(&format!(
+        "{:>8} {:>12} {:>10} {:>14} {:>16} {:>14} {:>12}",
+        "proxies",
+        "heartbeat/s",
+        "rtt/s",
+        "news/failure",
+        "informed (s)",
+        "reserved KiB",
+        "shared KiB"
+    ));
+    for o in &rows {
+        let _ = writeln!(
+            csv,
+            "{},{},{:.3},{:.4},{:.2},{},{:.2},{:.0},{},{}",
+            o.proxies,
+            o.cluster_size,
+            o.heartbeat_per_s,
+            o.rtt_per_s,
+            o.news_per_failure,
+            o.informed,
+            o.informed_within_s,
+            o.reserved_per_proxy,
+            o.shared_bytes,
+            o.refusals
+        );
+        s.say(&format!(
+            "{:>8} {:>12.2} {:>10.3} {:>14.1} {:>9}/{:<6} {:>14.0} {:>12.0}",
+            o.proxies,
+            o.heartbeat_per_s,
+            o.rtt_per_s,
+            o.news_per_failure,
+            o.informed,
+            format!("{:.1}", o.informed_within_s),
+            o.reserved_per_proxy / 1024.0,
+            o.shared_bytes as f64 / 1024.0
+        ));
+    }
+    write(&s.file("overhead.csv"), &csv)?;
+    let pts = |f: &dyn Fn(&overhead::Overhead) -> f64| -> Vec<(f64, f64)> {
+        rows.iter().map(|o| (o.proxies as f64, f(o))).collect()
+    };
+    plot::line_chart(
+        &s.file("overhead.svg"),
+        &Chart {
+            title: "Membership and proximity overhead per proxy",
+            x_label: "proxies",
+            y_label: "messages (per s, or per failure) / KiB",
+            log_y: true,
+        },
+        &[
+            Series {
+                name: "heartbeats sent per s".into(),
+                points: pts(&|o| o.heartbeat_per_s),
+            },
+            Series {
+                name: "RTT probes+replies per s".into(),
+                points: pts(&|o| o.rtt_per_s),
+            },
+            Series {
+                name: "news messages per failure".into(),
+                points: pts(&|o| o.news_per_failure),
+            },
+            Series {
+                name: "heap reserved, KiB".into(),
+                points: pts(&|o| o.reserved_per_proxy / 1024.0),
+            },
+        ],
+    )?;
+    Ok(rows)
+}
+
+// ----------------------------------------------------------------- failover
+
+/// Client-seen failover over `seeds` runs of each victim kind.
+pub fn failover(s: &Settings, seeds: usize) -> Res<(failover::Failover, failover::Failover)> {
+    let jobs: Vec<(failover::Victim, u64)> = [failover::Victim::Jap, failover::Victim::Rap]
+        .iter()
+        .flat_map(|&v| (0..seeds as u64).map(move |i| (v, s.seed + i)))
+        .collect();
+    let pb = par::bar(jobs.len(), "failover", s.quiet);
+    let results = par::map(&jobs, s.threads, &pb, |&(v, seed)| failover::run(v, seed));
+    let mut jap = failover::Failover::default();
+    let mut rap = failover::Failover::default();
+    let mut csv = String::from("measure,seed,seconds\n");
+    for ((v, seed), r) in jobs.iter().zip(&results) {
+        let into = if *v == failover::Victim::Jap {
+            &mut jap
+        } else {
+            &mut rap
+        };
+        for (name, vals) in [
+            ("jap_death_outage", &r.outages),
+            ("rap_death_first_reply", &r.first_reply_after),
+            ("no_death_first_reply", &r.first_reply_before),
+        ] {
+            for x in vals.iter() {
+                let _ = writeln!(csv, "{name},{seed},{x:.3}");
+            }
+        }
+        into.outages.extend(&r.outages);
+        into.first_reply_after.extend(&r.first_reply_after);
+        into.first_reply_before.extend(&r.first_reply_before);
+        into.never += r.never;
+    }
+    write(&s.file("failover.csv"), &csv)?;
+    plot::line_chart(
+        &s.file("failover.svg"),
+        &Chart {
+            title: "Failover seen by clients (CDF)",
+            x_label: "seconds",
+            y_label: "fraction of clients",
+            log_y: false,
+        },
+        &[
+            plot::cdf("outage when their JAP dies", &jap.outages),
+            plot::cdf(
+                "first reply, new client, RAP just died",
+                &rap.first_reply_after,
+            ),
+            plot::cdf("first reply, new client, no death", &rap.first_reply_before),
+        ],
+    )?;
+    let summary = |name: &str, v: &[f64]| {
+        let v = sorted(v);
+        s.say(&format!(
+            "  {name:<44} n={:<4} p10 {:.2}  median {:.2}  p90 {:.2}  max {:.2} s",
+            v.len(),
+            percentile(&v, 0.1),
+            percentile(&v, 0.5),
+            percentile(&v, 0.9),
+            v.last().copied().unwrap_or(f64::NAN)
+        ))
+    };
+    s.say("failover seen by clients (default timers: heartbeat 1 s, dead after 3.5 s, lookup timeout 300 ms)");
+    summary("outage of clients whose JAP died", &jap.outages);
+    summary(
+        "first reply of new clients, a RAP just died",
+        &rap.first_reply_after,
+    );
+    summary(
+        "first reply of new clients, no death",
+        &rap.first_reply_before,
+    );
+    s.say(&format!(
+        "  clients never answered: {} (JAP runs), {} (RAP runs)",
+        jap.never, rap.never
+    ));
+    Ok((jap, rap))
+}

@@ -1,0 +1,320 @@
+//! Group dynamics (paper §4.2, Figs 6 and 7): one large churning group over N
+//! unchanged `pias::Proxy` state machines in `pias-sim`, counting JAP→RAP reports.
+//!
+//! The workload's trace is not public; every parameter here is an assumption,
+//! stated in `Workload` and docs/evaluation.md.
+
+use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
+use pias::wire::ProxyId;
+use pias_sim::{udp_group, Pos, Sim, GROUP_KEY};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp, LogNormal};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// Header kind of a count report (JAP→RAP) and of its acknowledgement.
+const COUNT_REPORT: usize = 6;
+const REPORT_ACK: usize = 7;
+
+/// The churning group: a flash crowd, then steady arrivals, heavy-tailed sessions.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload {
+    /// Poisson arrival rate during the flash crowd, joins/s.
+    pub flash_rate: f64,
+    pub flash_secs: u64,
+    /// Poisson arrival rate after the flash crowd, joins/s.
+    pub rate_after: f64,
+    /// Length of the event; sessions still open at the end never leave.
+    pub duration_secs: u64,
+    /// An arrival that finds the group this large is turned away.
+    pub max_group: usize,
+    /// Session lengths are log-normal with this median (s) and shape σ.
+    pub session_median_secs: f64,
+    pub session_sigma: f64,
+}
+
+impl Workload {
+    /// The assumptions we run the paper's experiment with: 100 joins/s for
+    /// 10 minutes, 40 joins/s for the remaining 50, sessions with a median of
+    /// 20 minutes and σ = 1.5 (mean ≈ 62 min, heavy right tail), group bounded
+    /// by `max_group`.
+    pub fn paper(max_group: usize) -> Workload {
+        Workload {
+            flash_rate: 100.0,
+            flash_secs: 600,
+            rate_after: 40.0,
+            duration_secs: 3600,
+            max_group,
+            session_median_secs: 1200.0,
+            session_sigma: 1.5,
+        }
+    }
+
+    /// The same shape over `minutes`, with every rate and the bound divided by `scale`.
+    pub fn reduced(minutes: u64, scale: f64) -> Workload {
+        let p = Workload::paper(90_000);
+        Workload {
+            flash_rate: p.flash_rate / scale,
+            flash_secs: (minutes * 60 / 6).max(60),
+            rate_after: p.rate_after / scale,
+            duration_secs: minutes * 60,
+            max_group: (p.max_group as f64 / scale) as usize,
+            session_median_secs: p.session_median_secs * minutes as f64 / 60.0,
+            session_sigma: p.session_sigma,
+        }
+    }
+
+    pub fn minutes(&self) -> usize {
+        self.duration_secs.div_ceil(60) as usize
+    }
+}
+
+/// One membership change, at `at` µs from the start of the event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Change {
+    pub at: u64,
+    pub member: usize,
+    pub join: bool,
+}
+
+/// The event's joins and leaves in time order, and how many arrivals the
+/// bound turned away. Deterministic for a seed.
+pub fn schedule(w: &Workload, seed: u64) -> (Vec<Change>, usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let end = w.duration_secs as f64;
+    let session = LogNormal::new(w.session_median_secs.ln(), w.session_sigma)
+        .unwrap_or_else(|_| LogNormal::new(0.0, 1.0).expect("constant parameters are valid"));
+    let mut arrivals = Vec::new();
+    let mut t = 0.0f64;
+    loop {
+        let rate = if t < w.flash_secs as f64 {
+            w.flash_rate
+        } else {
+            w.rate_after
+        };
+        if rate <= 0.0 {
+            if t < w.flash_secs as f64 {
+                t = w.flash_secs as f64;
+                continue;
+            }
+            break;
+        }
+        let gap = Exp::new(rate).map_or(f64::INFINITY, |e| e.sample(&mut rng));
+        t += gap;
+        if t >= end {
+            break;
+        }
+        arrivals.push((t, session.sample(&mut rng)));
+    }
+    let mut out = Vec::with_capacity(arrivals.len() * 2);
+    let mut departures: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    let mut size = 0usize;
+    let mut turned_away = 0;
+    let mut member = 0;
+    for (at, len) in arrivals {
+        let at_us = (at * 1e6) as u64;
+        while let Some(&Reverse((d, m))) = departures.peek() {
+            if d > at_us {
+                break;
+            }
+            departures.pop();
+            size -= 1;
+            out.push(Change {
+                at: d,
+                member: m,
+                join: false,
+            });
+        }
+        if size >= w.max_group {
+            turned_away += 1;
+            continue;
+        }
+        size += 1;
+        out.push(Change {
+            at: at_us,
+            member,
+            join: true,
+        });
+        let leave = at + len;
+        if leave < end {
+            departures.push(Reverse(((leave * 1e6) as u64, member)));
+        }
+        member += 1;
+    }
+    while let Some(Reverse((d, m))) = departures.pop() {
+        out.push(Change {
+            at: d,
+            member: m,
+            join: false,
+        });
+    }
+    (out, turned_away)
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct RunResult {
+    /// JAP→RAP count reports sent in each minute (every copy to every RAP).
+    pub reports_per_minute: Vec<u64>,
+    /// Group size at the end of each minute.
+    pub size_per_minute: Vec<usize>,
+    pub reports: u64,
+    pub report_acks: u64,
+    pub joins: usize,
+    pub leaves: usize,
+    pub turned_away: usize,
+    /// Members the JAPs acknowledged / refused.
+    pub acks: u64,
+    pub nacks: u64,
+    /// Sum of the counts the first RAP holds at the end, and the true size.
+    pub rap_total: u64,
+    pub final_size: usize,
+    pub raps: usize,
+}
+
+impl RunResult {
+    /// Mean JAP→RAP messages per second over the event.
+    pub fn mean_per_sec(&self) -> f64 {
+        self.reports as f64 / (self.reports_per_minute.len().max(1) as f64 * 60.0)
+    }
+}
+
+/// Configuration of every proxy in the experiment: one group with report
+/// band `inaccuracy_pct`, 4 RAPs, tables sized for the run, and membership,
+/// proximity and health-check timers beyond the event (their traffic is
+/// measured on its own in `overhead`; members leave explicitly).
+pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct: u8) {
+    let quiet = (w.duration_secs + 3600) * SEC;
+    cfg.groups = vec![GroupConfig {
+        group: udp_group(1),
+        key: GROUP_KEY,
+        policy: Policy::Load,
+        band_pct: inaccuracy_pct,
+    }];
+    cfg.k_raps = 4;
+    cfg.max_peers = proxies;
+    cfg.max_groups = 4;
+    cfg.max_flows = 16;
+    cfg.max_pending = 16;
+    cfg.tx_queue = 64;
+    cfg.max_japs_per_group = proxies;
+    // Room for four times the even share of the largest group, and never under 64.
+    cfg.max_targets_per_group = (4 * w.max_group / proxies.max(1)).max(64);
+    cfg.heartbeat = quiet;
+    cfg.peer_dead = quiet;
+    cfg.target_ping = quiet;
+    cfg.rtt_probe = quiet;
+    cfg.flow_idle = quiet;
+    cfg.lookup_timeout = 300 * MS;
+}
+
+/// Runs the group over `proxies` proxies (one per POP, POPs at random on a
+/// 100 ms × 100 ms plane), members spread uniformly over the JAPs.
+pub fn run(proxies: usize, inaccuracy_pct: u8, w: &Workload, seed: u64) -> RunResult {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6f75_7064_796e);
+    let pops: Vec<(Pos, usize)> = (0..proxies)
+        .map(|_| {
+            (
+                Pos(rng.random::<f64>() * 100.0, rng.random::<f64>() * 100.0),
+                1,
+            )
+        })
+        .collect();
+    let mut sim = Sim::new(seed, &pops, |cfg| tune(cfg, proxies, w, inaccuracy_pct));
+    let start = sim.now;
+    let group = udp_group(1);
+    let (changes, turned_away) = schedule(w, seed);
+    let mut target_of: Vec<usize> = Vec::new();
+    let mut r = RunResult {
+        turned_away,
+        ..RunResult::default()
+    };
+    let mut size = 0usize;
+    let mut next = 0;
+    let mut last_reports = 0;
+    for minute in 0..w.minutes() {
+        let end = start + ((minute as u64 + 1) * 60 * SEC).min(w.duration_secs * SEC);
+        while let Some(c) = changes.get(next).filter(|c| start + c.at < end) {
+            next += 1;
+            sim.run_until(start + c.at);
+            if c.join {
+                let jap = rng.random_range(0..proxies);
+                let t = sim.add_target(group, GROUP_KEY, pops[jap].0);
+                sim.targets[t].via = Some(jap as ProxyId + 1);
+                sim.targets[t].quiet = true;
+                debug_assert_eq!(target_of.len(), c.member);
+                target_of.push(t);
+                sim.register(t, true);
+                size += 1;
+                r.joins += 1;
+            } else if let Some(&t) = target_of.get(c.member) {
+                sim.register(t, false);
+                size -= 1;
+                r.leaves += 1;
+            }
+        }
+        sim.run_until(end);
+        let total = sim.sent_by_kind[COUNT_REPORT];
+        r.reports_per_minute.push(total - last_reports);
+        r.size_per_minute.push(size);
+        last_reports = total;
+    }
+    // Let the last reports land before reading the RAP's table.
+    sim.run_for(SEC);
+    r.reports = r.reports_per_minute.iter().sum();
+    r.report_acks = sim.sent_by_kind[REPORT_ACK];
+    r.acks = sim.targets.iter().map(|t| u64::from(t.acks)).sum();
+    r.nacks = sim.targets.iter().map(|t| t.nacks.len() as u64).sum();
+    r.final_size = size;
+    if let Some(p) = sim.proxy(1) {
+        let raps = p.raps_of(&group);
+        r.raps = raps.len();
+        if let Some(rap) = raps.first().and_then(|&id| sim.proxy(id)) {
+            r.rap_total = rap
+                .rap_entries(&group)
+                .iter()
+                .map(|&(_, c)| u64::from(c))
+                .sum();
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_deterministic_ordered_and_bounded() {
+        let w = Workload::reduced(6, 50.0);
+        let (a, away) = schedule(&w, 3);
+        let (b, _) = schedule(&w, 3);
+        assert_eq!(a, b);
+        assert!(a.windows(2).all(|p| p[0].at <= p[1].at));
+        let mut size = 0i64;
+        let mut max = 0;
+        for c in &a {
+            size += if c.join { 1 } else { -1 };
+            assert!(size >= 0);
+            max = max.max(size);
+        }
+        assert!(max as usize <= w.max_group);
+        assert!(a.iter().filter(|c| c.join).count() > 100, "{away} away");
+        let (c, _) = schedule(&w, 4);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_tight_bound_turns_arrivals_away() {
+        let mut w = Workload::reduced(6, 50.0);
+        w.max_group = 20;
+        let (changes, away) = schedule(&w, 1);
+        assert!(away > 0);
+        let mut size = 0i64;
+        for c in &changes {
+            size += if c.join { 1 } else { -1 };
+            assert!(size <= 20);
+        }
+    }
+}
