@@ -760,7 +760,7 @@ impl Proxy {
     fn announce(&mut self, now: Instant, subject: ProxyId, up: bool) {
         self.news_seq += 1;
         let seq = self.news_seq;
-        self.apply_news(now, subject, up);
+        let _ = self.apply_news(now, subject, up);
         let flood = Flood {
             news_seq: seq,
             subject,
@@ -772,16 +772,17 @@ impl Proxy {
         }
     }
 
-    fn apply_news(&mut self, now: Instant, subject: ProxyId, up: bool) {
+    /// Applies news to our view; returns whether it changed it.
+    fn apply_news(&mut self, now: Instant, subject: ProxyId, up: bool) -> bool {
         if subject == self.cfg.id || !self.roster.contains(subject) {
-            return;
+            return false;
         }
         let Ok(peer) = self.peers.get_or_insert_with(subject, || Peer::fresh(now)) else {
             self.counters.capacity_refusals += 1;
-            return;
+            return false;
         };
         if peer.up == up {
-            return;
+            return false;
         }
         peer.up = up;
         if up {
@@ -805,6 +806,7 @@ impl Proxy {
         for g in groups {
             self.report_if_needed(now, g, false);
         }
+        true
     }
 
     fn on_news(
@@ -838,8 +840,12 @@ impl Proxy {
             }
             return;
         }
-        self.apply_news(now, subject, up);
-        // Re-flood inside our cluster so one lost copy does not leave a cluster unaware.
+        // Re-flood inside our cluster so one lost copy does not leave a cluster
+        // unaware, but only news that was news to us: the same death announced
+        // by each of its watchers is re-flooded once, not once per watcher.
+        if !self.apply_news(now, subject, up) {
+            return;
+        }
         let msg = Message::News {
             origin,
             news_seq,

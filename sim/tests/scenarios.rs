@@ -291,3 +291,23 @@ fn iaps_are_told_when_a_jap_loses_its_last_target() {
         );
     }
 }
+
+#[test]
+fn a_death_reaches_everyone_and_each_proxy_refloods_it_at_most_once() {
+    let pops: Vec<(Pos, usize)> = (0..8).map(|i| (Pos(f64::from(i) * 10.0, 0.0), 5)).collect();
+    let mut s = Sim::new(3, &pops, pias_sim::fast_timers);
+    s.run_for(2 * SEC);
+    let news_before = s.sent_by_kind[13];
+    s.crash(1);
+    s.run_for(2 * SEC);
+    for p in 2..=40 {
+        assert!(
+            !s.proxy(p).unwrap().peer_up(1),
+            "proxy {p} still thinks 1 is up"
+        );
+    }
+    // At most the 14 watchers of proxy 1 flood the 38 others, and every proxy
+    // re-floods to its 4 cluster mates once: 14 * 38 + 39 * 4.
+    let news = s.sent_by_kind[13] - news_before;
+    assert!(news > 0 && news <= 14 * 38 + 39 * 4, "{news} news messages");
+}
