@@ -466,7 +466,8 @@ impl OverheadPlan {
         OverheadPlan {
             proxies: vec![1000, 2000, 5000, 10_000, 20_000],
             cluster_size: 10,
-            steady_secs: 10,
+            // One full RTT-probe period (30 s), so every proxy probes once.
+            steady_secs: 30,
         }
     }
 

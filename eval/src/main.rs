@@ -73,7 +73,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every experiment below, in one go (about 10 minutes on 2 cores).
+    /// Every experiment below, in one go (about 7 minutes on 2 cores, 8 GB of memory).
     All(Common),
     /// Fig 8: stretch on the multi-ISP POP graph.
     Stretch {

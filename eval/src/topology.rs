@@ -171,9 +171,18 @@ pub fn load_graphml(
     isp: &str,
     unlocated: Unlocated,
 ) -> Result<(Topology, Vec<String>), TopoError> {
-    let text = read(path)?;
+    parse_graphml(&read(path)?, path, isp, unlocated)
+}
+
+/// `load_graphml` on text already read; `path` names it in errors.
+pub fn parse_graphml(
+    text: &str,
+    path: &Path,
+    isp: &str,
+    unlocated: Unlocated,
+) -> Result<(Topology, Vec<String>), TopoError> {
     let file = path.to_path_buf();
-    let doc = roxmltree::Document::parse(&text).map_err(|e| TopoError::Xml {
+    let doc = roxmltree::Document::parse(text).map_err(|e| TopoError::Xml {
         file: file.clone(),
         msg: e.to_string(),
     })?;
@@ -268,7 +277,11 @@ pub fn load_graphml(
 
 /// `City, ST<TAB>lat<TAB>lon` lines (Rocketfuel's derived city table).
 pub fn load_cities(path: &Path) -> Result<HashMap<String, (f64, f64)>, TopoError> {
-    let text = read(path)?;
+    parse_cities(&read(path)?, path)
+}
+
+/// `load_cities` on text already read; `path` names it in errors.
+pub fn parse_cities(text: &str, path: &Path) -> Result<HashMap<String, (f64, f64)>, TopoError> {
     let mut out = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() || line.starts_with('#') {
@@ -307,7 +320,17 @@ pub fn load_cch(
     isp: &str,
     unlocated: Unlocated,
 ) -> Result<(Topology, Vec<String>), TopoError> {
-    let text = read(path)?;
+    parse_cch(&read(path)?, path, cities, isp, unlocated)
+}
+
+/// `load_cch` on text already read; `path` names it in errors.
+pub fn parse_cch(
+    text: &str,
+    path: &Path,
+    cities: &HashMap<String, (f64, f64)>,
+    isp: &str,
+    unlocated: Unlocated,
+) -> Result<(Topology, Vec<String>), TopoError> {
     let mut city_of_router: HashMap<i64, String> = HashMap::new();
     let mut router_links: Vec<(i64, i64)> = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -1801,18 +1801,24 @@ mod tests {
         assert_eq!(p.counters.stale, 1);
     }
 
-    #[test]
-    fn knows_twenty_thousand_proxies() {
+    /// Proxy 1's config and the list of `n` proxies in clusters of `per_cluster`.
+    fn deployment(n: u32, per_cluster: u32) -> (ProxyConfig, Vec<PeerInfo>) {
         let mut cfg = ProxyConfig::new(1, 0, DK);
-        cfg.max_peers = 20_000;
+        cfg.max_peers = n as usize;
         cfg.max_groups = 16;
         cfg.max_flows = 16;
-        let list: Vec<PeerInfo> = (1..=20_000)
+        let list = (1..=n)
             .map(|id| PeerInfo {
                 id,
-                cluster: id / 4,
+                cluster: id / per_cluster,
             })
             .collect();
+        (cfg, list)
+    }
+
+    #[test]
+    fn knows_twenty_thousand_proxies() {
+        let (cfg, list) = deployment(20_000, 4);
         let p = Proxy::new(cfg, &list, T0);
         assert_eq!(p.table_fill()[0], ("peers", 19_999, 20_000));
         // State only for the watched peers (own cluster and the next two).
@@ -1822,8 +1828,7 @@ mod tests {
         assert_eq!(p.raps_of(&g()).len(), 4);
         let mut bigger: Vec<PeerInfo> = list.clone();
         bigger.extend((20_001..=20_002).map(|id| PeerInfo { id, cluster: 0 }));
-        let mut cfg = ProxyConfig::new(1, 0, DK);
-        cfg.max_peers = 20_000;
+        let (cfg, _) = deployment(20_000, 4);
         let p = Proxy::new(cfg, &bigger, T0);
         assert_eq!(p.counters.capacity_refusals, 1);
         assert_eq!(p.table_fill()[0].1, 20_000);
@@ -1831,18 +1836,9 @@ mod tests {
 
     #[test]
     fn news_floods_every_live_peer_through_a_small_queue() {
-        let mut cfg = ProxyConfig::new(1, 0, DK);
-        cfg.max_peers = 2000;
+        let (mut cfg, list) = deployment(2000, 10);
         // Room for one heartbeat round (29 watchers), not for a flood (55,188).
         cfg.tx_queue = 64;
-        cfg.max_groups = 4;
-        cfg.max_flows = 4;
-        let list: Vec<PeerInfo> = (1..=2000)
-            .map(|id| PeerInfo {
-                id,
-                cluster: id / 10,
-            })
-            .collect();
         let mut p = Proxy::new(cfg, &list, T0);
         p.handle_timeout(T0);
         while p.poll_transmit().is_some() {}
