@@ -241,10 +241,15 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
     }
     // Largest deployments first, so the last jobs are short and both threads finish together.
     jobs.sort_by_key(|&(p, _, i, _)| (std::cmp::Reverse(p), i));
+    for &g in &plan.groups {
+        (plan.workload)(g).validate()?;
+    }
     let pb = par::bar(jobs.len(), "groups", s.quiet);
     let results = par::map(&jobs, s.threads, &pb, |&(p, g, i, seed)| {
         groupdyn::run(p, i, &(plan.workload)(g), seed)
-    });
+    })
+    .into_iter()
+    .collect::<Result<Vec<_>, String>>()?;
     let mut points = Vec::new();
     let mut csv = String::from(
         "proxies,max_group,inaccuracy_pct,seeds,mean_msgs_per_s,std_msgs_per_s,mean_per_rap_msgs_per_s,joins,leaves,peak_size,nacks,worst_rap_error\n",
@@ -511,7 +516,7 @@ pub fn overhead(
             plan.steady_secs,
             s.seed,
             heap_bytes,
-        ));
+        )?);
         par::release_free_memory();
         pb.inc(1);
     }

@@ -65,6 +65,33 @@ impl Workload {
         }
     }
 
+    /// Why these parameters describe no workload, if they do not.
+    pub fn validate(&self) -> Result<(), String> {
+        let rate_ok = |r: f64| r.is_finite() && r >= 0.0;
+        if !rate_ok(self.flash_rate) || !rate_ok(self.rate_after) {
+            return Err(format!(
+                "arrival rates must be finite and >= 0 (flash {}, after {})",
+                self.flash_rate, self.rate_after
+            ));
+        }
+        if self.duration_secs == 0 || self.max_group == 0 {
+            return Err("the event needs a length and room for a member".into());
+        }
+        if !(self.session_median_secs.is_finite() && self.session_median_secs > 0.0) {
+            return Err(format!(
+                "session median must be > 0 s (got {})",
+                self.session_median_secs
+            ));
+        }
+        if !(self.session_sigma.is_finite() && self.session_sigma >= 0.0) {
+            return Err(format!(
+                "session sigma must be finite and >= 0 (got {})",
+                self.session_sigma
+            ));
+        }
+        Ok(())
+    }
+
     pub fn minutes(&self) -> usize {
         self.duration_secs.div_ceil(60) as usize
     }
@@ -80,11 +107,12 @@ pub struct Change {
 
 /// The event's joins and leaves in time order, and how many arrivals the
 /// bound turned away. Deterministic for a seed.
-pub fn schedule(w: &Workload, seed: u64) -> (Vec<Change>, usize) {
+pub fn schedule(w: &Workload, seed: u64) -> Result<(Vec<Change>, usize), String> {
+    w.validate()?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let end = w.duration_secs as f64;
     let session = LogNormal::new(w.session_median_secs.ln(), w.session_sigma)
-        .unwrap_or_else(|_| LogNormal::new(0.0, 1.0).expect("constant parameters are valid"));
+        .map_err(|e| format!("session length distribution: {e}"))?;
     let mut arrivals = Vec::new();
     let mut t = 0.0f64;
     loop {
@@ -149,7 +177,7 @@ pub fn schedule(w: &Workload, seed: u64) -> (Vec<Change>, usize) {
             join: false,
         });
     }
-    (out, turned_away)
+    Ok((out, turned_away))
 }
 
 /// What one run measured.
@@ -211,7 +239,15 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
 
 /// Runs the group over `proxies` proxies (one per POP, POPs at random on a
 /// 100 ms × 100 ms plane), members spread uniformly over the JAPs.
-pub fn run(proxies: usize, inaccuracy_pct: u8, w: &Workload, seed: u64) -> RunResult {
+pub fn run(
+    proxies: usize,
+    inaccuracy_pct: u8,
+    w: &Workload,
+    seed: u64,
+) -> Result<RunResult, String> {
+    if proxies == 0 {
+        return Err("the group needs at least one proxy".into());
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6772_6f75_7064_796e);
     let pops: Vec<(Pos, usize)> = (0..proxies)
         .map(|_| {
@@ -224,7 +260,7 @@ pub fn run(proxies: usize, inaccuracy_pct: u8, w: &Workload, seed: u64) -> RunRe
     let mut sim = Sim::new(seed, &pops, |cfg| tune(cfg, proxies, w, inaccuracy_pct));
     let start = sim.now;
     let group = udp_group(1);
-    let (changes, turned_away) = schedule(w, seed);
+    let (changes, turned_away) = schedule(w, seed)?;
     let mut target_of: Vec<usize> = Vec::new();
     let mut r = RunResult {
         turned_away,
@@ -278,7 +314,7 @@ pub fn run(proxies: usize, inaccuracy_pct: u8, w: &Workload, seed: u64) -> RunRe
                 .sum();
         }
     }
-    r
+    Ok(r)
 }
 
 #[cfg(test)]
@@ -288,8 +324,8 @@ mod tests {
     #[test]
     fn schedule_is_deterministic_ordered_and_bounded() {
         let w = Workload::reduced(6, 50.0);
-        let (a, away) = schedule(&w, 3);
-        let (b, _) = schedule(&w, 3);
+        let (a, away) = schedule(&w, 3).unwrap();
+        let (b, _) = schedule(&w, 3).unwrap();
         assert_eq!(a, b);
         assert!(a.windows(2).all(|p| p[0].at <= p[1].at));
         let mut size = 0i64;
@@ -301,15 +337,26 @@ mod tests {
         }
         assert!(max as usize <= w.max_group);
         assert!(a.iter().filter(|c| c.join).count() > 100, "{away} away");
-        let (c, _) = schedule(&w, 4);
+        let (c, _) = schedule(&w, 4).unwrap();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn impossible_workloads_are_refused_with_the_reason() {
+        let mut w = Workload::reduced(6, 50.0);
+        w.session_sigma = -1.0;
+        assert!(schedule(&w, 1).unwrap_err().contains("sigma"));
+        let mut w = Workload::reduced(6, 50.0);
+        w.flash_rate = f64::NAN;
+        assert!(schedule(&w, 1).unwrap_err().contains("rates"));
+        assert!(run(0, 10, &Workload::reduced(6, 50.0), 1).is_err());
     }
 
     #[test]
     fn a_tight_bound_turns_arrivals_away() {
         let mut w = Workload::reduced(6, 50.0);
         w.max_group = 20;
-        let (changes, away) = schedule(&w, 1);
+        let (changes, away) = schedule(&w, 1).unwrap();
         assert!(away > 0);
         let mut size = 0i64;
         for c in &changes {

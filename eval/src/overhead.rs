@@ -70,7 +70,12 @@ pub fn run(
     steady_secs: u64,
     seed: u64,
     heap_bytes: &dyn Fn() -> usize,
-) -> Overhead {
+) -> Result<Overhead, String> {
+    if proxies < 2 {
+        return Err(format!(
+            "a failure needs at least 2 proxies (got {proxies})"
+        ));
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6f76_6572);
     let cluster_size = cluster_size.max(1);
     let pops: Vec<(Pos, usize)> = (0..proxies.div_ceil(cluster_size))
@@ -126,5 +131,5 @@ pub fn run(
         .filter_map(|p| sim.proxy(p))
         .map(|p| p.counters.capacity_refusals + p.counters.tx_queue_full)
         .sum();
-    o
+    Ok(o)
 }
