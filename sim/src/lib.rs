@@ -458,7 +458,8 @@ impl Sim {
         let from_pos = self.nodes[i].pos;
         let from_cluster = self.nodes[i].cluster;
         for t in out {
-            match t {
+            // Where the datagram goes and the event of its arrival; None: lost or nowhere.
+            let arrival: Option<(Pos, Event)> = match t {
                 Transmit::Proxy { to, bytes } => {
                     if let Some(k) = wire::peek_kind(&bytes) {
                         self.sent_by_kind[usize::from(k) % KINDS] += 1;
@@ -479,73 +480,54 @@ impl Sim {
                         self.dropped += 1;
                         continue;
                     }
-                    let d = Self::one_way(&from_pos, &dest_pos);
                     let src = Endpoint {
                         ip: proxy_ip(id),
                         port: 7002,
                     };
-                    self.schedule(
-                        d,
-                        Event::ToProxy {
-                            to,
-                            src,
-                            bytes: bytes.to_vec(),
-                        },
-                    );
+                    let bytes = bytes.to_vec();
+                    Some((dest_pos, Event::ToProxy { to, src, bytes }))
                 }
-                Transmit::Target { to, bytes } => {
-                    if let Some(&t) = self.target_index.get(&to) {
-                        if self.targets[t].quiet {
-                            self.quiet_target(t, &bytes);
-                            continue;
-                        }
-                        let d = Self::one_way(&from_pos, &self.targets[t].pos);
-                        self.schedule(
-                            d,
-                            Event::ToTarget {
-                                target: t,
-                                bytes: bytes.to_vec(),
-                            },
-                        );
+                Transmit::Target { to, bytes } => match self.target_index.get(&to) {
+                    Some(&t) if self.targets[t].quiet => {
+                        self.quiet_target(t, &bytes);
+                        None
                     }
-                }
+                    Some(&t) => {
+                        let bytes = bytes.to_vec();
+                        Some((self.targets[t].pos, Event::ToTarget { target: t, bytes }))
+                    }
+                    None => None,
+                },
                 Transmit::Deliver {
                     group,
                     client,
                     target,
                     packet,
-                } => {
-                    if let Some(&t) = self.target_index.get(&target) {
-                        let d = Self::one_way(&from_pos, &self.targets[t].pos);
-                        self.schedule(
-                            d,
-                            Event::Deliver {
-                                target: t,
-                                from: id,
-                                group,
-                                client,
-                                packet: packet.to_vec(),
-                            },
-                        );
-                    }
-                }
+                } => self.target_index.get(&target).map(|&t| {
+                    let event = Event::Deliver {
+                        target: t,
+                        from: id,
+                        group,
+                        client,
+                        packet: packet.to_vec(),
+                    };
+                    (self.targets[t].pos, event)
+                }),
                 Transmit::ToClient {
                     group,
                     client,
                     packet,
-                } => {
-                    if let Some(&c) = self.client_index.get(&client) {
-                        let d = Self::one_way(&from_pos, &self.clients[c].pos);
-                        self.schedule(
-                            d,
-                            Event::ToClient {
-                                client: c,
-                                group,
-                                packet: packet.to_vec(),
-                            },
-                        );
-                    }
-                }
+                } => self.client_index.get(&client).map(|&c| {
+                    let event = Event::ToClient {
+                        client: c,
+                        group,
+                        packet: packet.to_vec(),
+                    };
+                    (self.clients[c].pos, event)
+                }),
+            };
+            if let Some((pos, event)) = arrival {
+                self.schedule(Self::one_way(&from_pos, &pos), event);
             }
         }
     }
