@@ -31,7 +31,8 @@ pub struct Failover {
     /// its first packet to its first reply (s); and the same before the death.
     pub first_reply_after: Vec<f64>,
     pub first_reply_before: Vec<f64>,
-    /// Clients that never got a reply after the death.
+    /// Clients left without a reply: a dead JAP's clients that got none after
+    /// the death, or new clients unanswered within 3 s.
     pub never: usize,
 }
 
