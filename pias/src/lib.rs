@@ -13,12 +13,14 @@ pub mod blob;
 pub mod config;
 pub mod exit;
 pub mod fixed;
+pub mod ids;
 pub mod mgmt;
 pub mod proximity;
 pub mod proxy;
 pub mod ring;
 pub mod roster;
 pub mod status;
+pub mod time;
 pub mod wire;
 
 pub use addr::{Endpoint, Group, Ipv4, Ipv4Prefix, Transport};

@@ -2,7 +2,7 @@
 //! and the RAP ring. Immutable once built, so one `Arc<Roster>` serves every
 //! proxy of a process (the simulator runs thousands; the appliance runs one).
 
-use crate::proxy::PeerInfo;
+use crate::ids::PeerInfo;
 use crate::ring::Ring;
 use crate::wire::ProxyId;
 use alloc::vec::Vec;

@@ -11,7 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-pub type ProxyId = u32;
+pub use crate::ids::ProxyId;
 
 pub const MAGIC: [u8; 2] = *b"PX";
 pub const VERSION: u8 = 1;
