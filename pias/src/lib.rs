@@ -15,6 +15,7 @@ pub mod exit;
 pub mod fixed;
 pub mod ids;
 pub mod mgmt;
+pub mod pool;
 pub mod proximity;
 pub mod proxy;
 pub mod ring;
