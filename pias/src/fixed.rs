@@ -1,10 +1,9 @@
-//! Tables whose capacity is fixed when they are built: `FixedVec` and
-//! `FixedMap` reserve once and refuse (with `Full`) instead of growing, so the
-//! appliance's memory is decided at boot and a full table is an explicit answer.
+//! Tables whose capacity is fixed when they are built (`FixedVec`, `FixedMap`): they
+//! allocate once, answer `Full` instead of growing, and never allocate again.
 
 use alloc::vec::Vec;
+use core::fmt;
 use core::hash::{BuildHasher, Hash, Hasher};
-use hashbrown::HashMap;
 
 /// The table is at its capacity; nothing was changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +14,7 @@ pub struct Full;
 #[derive(Default, Clone, Copy)]
 pub struct FxBuild;
 
+/// The running state of one FxHash computation (built by [`FxBuild`]).
 pub struct FxHasher(u64);
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
@@ -55,13 +55,30 @@ impl BuildHasher for FxBuild {
 }
 
 /// A vector that never reallocates after `with_capacity`.
-#[derive(Debug, Clone)]
+///
+/// Every way in refuses at `cap` items, so the buffer reserved for `cap` items
+/// is never outgrown; a clone reserves its own `cap` items too.
+#[derive(Debug)]
 pub struct FixedVec<T> {
     items: Vec<T>,
     cap: usize,
 }
 
+impl<T: Clone> Clone for FixedVec<T> {
+    /// A copy with its own room for `capacity()` items (a derived clone would
+    /// keep only `len()` and reallocate on the next push).
+    fn clone(&self) -> Self {
+        let mut items = Vec::with_capacity(self.cap);
+        items.extend(self.items.iter().cloned());
+        FixedVec {
+            items,
+            cap: self.cap,
+        }
+    }
+}
+
 impl<T> FixedVec<T> {
+    /// An empty vector with room for `cap` items, allocated now and only now.
     pub fn with_capacity(cap: usize) -> Self {
         FixedVec {
             items: Vec::with_capacity(cap),
@@ -69,6 +86,7 @@ impl<T> FixedVec<T> {
         }
     }
 
+    /// Appends `v`; refuses when full.
     pub fn push(&mut self, v: T) -> Result<(), Full> {
         if self.items.len() >= self.cap {
             return Err(Full);
@@ -86,38 +104,49 @@ impl<T> FixedVec<T> {
         Ok(())
     }
 
+    /// The most items it will ever hold.
     pub fn capacity(&self) -> usize {
         self.cap
     }
 
+    /// The items, in order.
     pub fn as_slice(&self) -> &[T] {
         &self.items
     }
 
+    /// The items, in order, mutably (the length cannot change through it).
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         &mut self.items
     }
 
+    /// How many items it holds.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Whether it holds no items.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
+    /// Keeps only the items `f` accepts, in order.
     pub fn retain(&mut self, f: impl FnMut(&T) -> bool) {
         self.items.retain(f);
     }
 
+    /// Removes item `i`, moving the last item into its place.
+    ///
+    /// Panics if `i >= len()`, as `Vec::swap_remove` does: callers check.
     pub fn swap_remove(&mut self, i: usize) -> T {
         self.items.swap_remove(i)
     }
 
+    /// Removes every item (the room stays).
     pub fn clear(&mut self) {
         self.items.clear();
     }
 
+    /// Sorts in place by `f`'s key, without allocating.
     pub fn sort_unstable_by_key<K: Ord>(&mut self, f: impl FnMut(&T) -> K) {
         self.items.sort_unstable_by_key(f);
     }
@@ -130,84 +159,251 @@ impl<T> core::ops::Deref for FixedVec<T> {
     }
 }
 
-/// A hash map that never grows past the capacity it was built with.
-#[derive(Debug, Clone)]
+/// A hash map that never grows past the capacity it was built with, and never
+/// allocates after `with_capacity`.
+///
+/// Open addressing with linear probing over one slot array allocated by
+/// `with_capacity`: `cap + cap/7 + 1` slots rounded up to a power of two, so
+/// at most 7/8 of the slots are ever full and every probe run ends at an empty
+/// slot. `remove` (and `retain`) shift the rest of the run back into the hole
+/// (backward-shift deletion), so there are no tombstones and nothing ever
+/// needs a rehash or a bigger array. Iteration order is unspecified.
+#[derive(Clone)]
 pub struct FixedMap<K, V> {
-    map: HashMap<K, V, FxBuild>,
+    /// `mask + 1` slots (a power of two); an entry sits in the run starting
+    /// at its home slot, with no empty slot between home and entry.
+    slots: Vec<Option<(K, V)>>,
+    /// Slot count minus one.
+    mask: usize,
+    /// Entries held.
+    len: usize,
+    /// Entries allowed (less than 7/8 of the slots).
     cap: usize,
 }
 
+/// Where a probe for a key ended.
+enum Probe {
+    /// The key is in this slot.
+    Found(usize),
+    /// The key is absent; this empty slot ends its run.
+    Vacant(usize),
+    /// No empty slot was met (cannot happen while `len < slots`).
+    Lost,
+}
+
+impl<K, V> FixedMap<K, V> {
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most entries it will ever hold.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The entries, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.as_ref().map(|(k, v)| (k, v)))
+    }
+
+    /// The entries with mutable values, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.as_mut().map(|(k, v)| (&*k, v)))
+    }
+
+    /// The next slot along a run (wrapping at the end of the array).
+    fn after(&self, i: usize) -> usize {
+        i.wrapping_add(1) & self.mask
+    }
+}
+
 impl<K: Hash + Eq, V> FixedMap<K, V> {
+    /// An empty map with room for `cap` entries; its slot array is allocated
+    /// here and never again.
     pub fn with_capacity(cap: usize) -> Self {
+        let want = cap.saturating_add(cap / 7).saturating_add(1);
+        let slots = want
+            .checked_next_power_of_two()
+            .unwrap_or(1 << (usize::BITS - 1));
+        let mut array = Vec::with_capacity(slots);
+        array.resize_with(slots, || None);
         FixedMap {
-            map: HashMap::with_capacity_and_hasher(cap, FxBuild),
-            cap,
+            slots: array,
+            mask: slots - 1,
+            len: 0,
+            cap: cap.min(slots - 1),
         }
     }
 
     /// Inserts or replaces; refuses a new key when full.
     pub fn insert(&mut self, k: K, v: V) -> Result<Option<V>, Full> {
-        if let Some(slot) = self.map.get_mut(&k) {
-            return Ok(Some(core::mem::replace(slot, v)));
+        match self.probe(&k) {
+            Probe::Found(i) => match self.slots.get_mut(i) {
+                Some(Some((_, old))) => Ok(Some(core::mem::replace(old, v))),
+                _ => Err(Full),
+            },
+            Probe::Vacant(i) if self.len < self.cap => match self.slots.get_mut(i) {
+                Some(slot) => {
+                    *slot = Some((k, v));
+                    self.len += 1;
+                    Ok(None)
+                }
+                None => Err(Full),
+            },
+            Probe::Vacant(_) | Probe::Lost => Err(Full),
         }
-        if self.map.len() >= self.cap {
-            return Err(Full);
-        }
-        Ok(self.map.insert(k, v))
     }
 
     /// The value for `k`, inserting `make()` if absent; `Full` if absent and full.
     pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> Result<&mut V, Full> {
-        if !self.map.contains_key(&k) && self.map.len() >= self.cap {
-            return Err(Full);
+        let i = match self.probe(&k) {
+            Probe::Found(i) => i,
+            Probe::Vacant(i) if self.len < self.cap => {
+                let slot = self.slots.get_mut(i).ok_or(Full)?;
+                *slot = Some((k, make()));
+                self.len += 1;
+                i
+            }
+            Probe::Vacant(_) | Probe::Lost => return Err(Full),
+        };
+        match self.slots.get_mut(i) {
+            Some(Some((_, v))) => Ok(v),
+            _ => Err(Full),
         }
-        Ok(self.map.entry(k).or_insert_with(make))
     }
 
+    /// The value for `k`, if present.
     pub fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k)
+        match self.probe(k) {
+            Probe::Found(i) => self.slots.get(i)?.as_ref().map(|(_, v)| v),
+            Probe::Vacant(_) | Probe::Lost => None,
+        }
     }
 
+    /// The value for `k`, mutably, if present.
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
-        self.map.get_mut(k)
+        match self.probe(k) {
+            Probe::Found(i) => self.slots.get_mut(i)?.as_mut().map(|(_, v)| v),
+            Probe::Vacant(_) | Probe::Lost => None,
+        }
     }
 
+    /// Removes `k`, returning its value if it was present.
     pub fn remove(&mut self, k: &K) -> Option<V> {
-        self.map.remove(k)
+        let Probe::Found(i) = self.probe(k) else {
+            return None;
+        };
+        let (_, v) = self.slots.get_mut(i)?.take()?;
+        self.len -= 1;
+        self.close_hole(i);
+        Some(v)
     }
 
+    /// Whether `k` is present.
     pub fn contains_key(&self, k: &K) -> bool {
-        self.map.contains_key(k)
+        matches!(self.probe(k), Probe::Found(_))
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
+    /// Keeps only the entries `f` accepts; `f` sees each entry exactly once.
+    ///
+    /// The walk starts just after an empty slot and goes once round the array.
+    /// A removal only pulls entries back from later in the same run (a run
+    /// never crosses an empty slot, and the starting one stays empty), so an
+    /// entry pulled into the current slot has not been seen yet and is looked
+    /// at next, and no seen entry moves.
+    pub fn retain(&mut self, mut f: impl FnMut(&K, &mut V) -> bool) {
+        let Some(start) = self.slots.iter().position(Option::is_none) else {
+            return;
+        };
+        let mut i = self.after(start);
+        let mut left = self.mask; // every slot but `start`
+        while left > 0 {
+            let keep = match self.slots.get_mut(i) {
+                Some(Some((k, v))) => f(k, v),
+                _ => true,
+            };
+            if keep {
+                i = self.after(i);
+                left -= 1;
+            } else if let Some(slot) = self.slots.get_mut(i) {
+                *slot = None;
+                self.len -= 1;
+                self.close_hole(i);
+            } else {
+                return;
+            }
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+    /// The slot where `k`'s run starts: the hash's top bits, scaled to the array.
+    fn home(&self, k: &K) -> usize {
+        let h = FxBuild.hash_one(k);
+        let slots = (self.mask as u128) + 1;
+        ((u128::from(h) * slots) >> 64) as usize
     }
 
-    pub fn capacity(&self) -> usize {
-        self.cap
+    fn probe(&self, k: &K) -> Probe {
+        let mut i = self.home(k);
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i) {
+                Some(Some((key, _))) if key == k => return Probe::Found(i),
+                Some(Some(_)) => i = self.after(i),
+                Some(None) => return Probe::Vacant(i),
+                None => break,
+            }
+        }
+        Probe::Lost
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.map.iter()
+    /// Refills the just-emptied slot `hole` from later in its run: an entry
+    /// moves back into the hole unless its home lies after the hole (then it
+    /// would sit before its home), and the entry's old slot is the new hole.
+    /// Stops at the empty slot that ends the run.
+    fn close_hole(&mut self, mut hole: usize) {
+        let mut j = hole;
+        for _ in 0..self.mask {
+            j = self.after(j);
+            let home = match self.slots.get(j) {
+                Some(Some((k, _))) => self.home(k),
+                _ => return,
+            };
+            let from_home = j.wrapping_sub(home) & self.mask;
+            let from_hole = j.wrapping_sub(hole) & self.mask;
+            if from_home >= from_hole {
+                let moved = self.slots.get_mut(j).and_then(Option::take);
+                if let Some(slot) = self.slots.get_mut(hole) {
+                    *slot = moved;
+                }
+                hole = j;
+            }
+        }
     }
+}
 
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
-        self.map.iter_mut()
-    }
-
-    pub fn retain(&mut self, f: impl FnMut(&K, &mut V) -> bool) {
-        self.map.retain(f);
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for FixedMap<K, V> {
+    /// The entries as a map, like `HashMap`'s.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::format;
+    use std::vec;
 
     #[test]
     fn full_tables_refuse_and_keep_their_entries() {
@@ -222,5 +418,255 @@ mod tests {
         v.push(1).unwrap();
         assert_eq!(v.push(2), Err(Full));
         assert_eq!(v.as_slice(), &[1]);
+    }
+
+    /// A key whose hash is chosen by the test: `Clash::at(target, id)` hashes
+    /// to exactly `target`, so keys can be put on the same home slot or at
+    /// the end of the array (runs that wrap round to slot 0).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Clash {
+        word: u64,
+        id: u64,
+    }
+
+    impl Hash for Clash {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            state.write_u64(self.word);
+        }
+    }
+
+    impl Clash {
+        fn at(target: u64, id: u64) -> Self {
+            // FxHash of one u64 `w` from a fresh state is `w * SEED`; SEED is
+            // odd, so multiplying by its inverse picks the hash.
+            let mut inv = SEED;
+            for _ in 0..6 {
+                inv = inv.wrapping_mul(2u64.wrapping_sub(SEED.wrapping_mul(inv)));
+            }
+            Clash {
+                word: target.wrapping_mul(inv),
+                id,
+            }
+        }
+    }
+
+    /// The table's own promises: slots a power of two with `cap` under 7/8 of
+    /// them, `len` counts the full slots, and no empty slot sits between an
+    /// entry and its home (else a lookup would stop short).
+    fn check_layout<K: Hash + Eq, V>(m: &FixedMap<K, V>) {
+        let n = m.slots.len();
+        assert!(n.is_power_of_two());
+        assert_eq!(m.mask, n - 1);
+        assert!(m.cap + m.cap / 7 < n, "cap {} in {n} slots", m.cap);
+        assert!(m.len <= m.cap);
+        assert_eq!(m.slots.iter().filter(|s| s.is_some()).count(), m.len);
+        for (p, s) in m.slots.iter().enumerate() {
+            if let Some((k, _)) = s {
+                let home = m.home(k);
+                let mut i = home;
+                while i != p {
+                    assert!(
+                        m.slots[i].is_some(),
+                        "hole at {i} between home {home} and {p}"
+                    );
+                    i = (i + 1) & m.mask;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chosen_hashes_land_where_asked() {
+        let m: FixedMap<Clash, ()> = FixedMap::with_capacity(7);
+        assert_eq!(m.slots.len(), 16);
+        assert_eq!(m.home(&Clash::at(u64::MAX, 0)), 15);
+        assert_eq!(m.home(&Clash::at(0, 0)), 0);
+        assert_eq!(m.home(&Clash::at(u64::MAX / 2, 0)), 7);
+    }
+
+    #[test]
+    fn removal_in_a_run_that_wraps_keeps_every_key_reachable() {
+        // 7 entries fit in 16 slots; five share home 15, so they take 15, 0..4,
+        // and a key at home 0 lands after them.
+        let mut m = FixedMap::with_capacity(7);
+        for id in 0..5 {
+            assert_eq!(m.insert(Clash::at(u64::MAX, id), id), Ok(None));
+        }
+        let zero = Clash::at(0, 99);
+        assert_eq!(m.insert(zero, 99), Ok(None));
+        assert_eq!(m.slots[4].as_ref().map(|e| e.1), Some(99));
+        check_layout(&m);
+        assert_eq!(m.remove(&Clash::at(u64::MAX, 0)), Some(0));
+        check_layout(&m);
+        // Everything moved back one slot, across the wrap.
+        assert_eq!(m.slots[15].as_ref().map(|e| e.1), Some(1));
+        assert_eq!(m.slots[3].as_ref().map(|e| e.1), Some(99));
+        assert!(m.slots[4].is_none());
+        for id in 1..5 {
+            assert_eq!(m.get(&Clash::at(u64::MAX, id)), Some(&id));
+        }
+        assert_eq!(m.get(&zero), Some(&99));
+        // Retain across the wrap: drop the odd ids, each entry seen once.
+        let mut seen = vec![];
+        m.retain(|k, _| {
+            seen.push(k.id);
+            k.id % 2 == 0
+        });
+        seen.sort_unstable();
+        assert_eq!(seen, vec![1, 2, 3, 4, 99]);
+        check_layout(&m);
+        let mut left: Vec<u64> = m.iter().map(|(k, _)| k.id).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec![2, 4]);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn zero_capacity_refuses_everything() {
+        let mut m: FixedMap<u64, u64> = FixedMap::with_capacity(0);
+        assert_eq!(m.insert(1, 1), Err(Full));
+        assert_eq!(m.get_or_insert_with(1, || 1), Err(Full));
+        assert_eq!(m.get(&1), None);
+        assert_eq!(m.remove(&1), None);
+        m.retain(|_, _| false);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn cloned_fixed_vec_keeps_its_room() {
+        let mut v = FixedVec::with_capacity(8);
+        v.push(1u32).unwrap();
+        let mut c = v.clone();
+        let before = c.as_slice().as_ptr();
+        for i in 2..=8 {
+            c.push(i).unwrap();
+        }
+        assert_eq!(c.push(9), Err(Full));
+        assert_eq!(c.as_slice().as_ptr(), before, "clone reallocated");
+        assert_eq!(c.as_slice(), &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(v.as_slice(), &[1]);
+    }
+
+    #[test]
+    fn debug_shows_the_entries() {
+        let mut m = FixedMap::with_capacity(3);
+        m.insert(5u8, 'x').unwrap();
+        assert_eq!(format!("{m:?}"), "{5: 'x'}");
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op<K> {
+        Insert(K, u32),
+        GetOrInsert(K, u32),
+        Remove(K),
+        Get(K),
+        AddToAll(u32),
+        Retain(u32),
+    }
+
+    fn ops<K: Clone + core::fmt::Debug>(
+        key: impl Strategy<Value = K> + Clone,
+    ) -> impl Strategy<Value = Vec<Op<K>>> {
+        let op = prop_oneof![
+            4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            2 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::GetOrInsert(k, v)),
+            4 => key.clone().prop_map(Op::Remove),
+            2 => key.prop_map(Op::Get),
+            1 => any::<u32>().prop_map(Op::AddToAll),
+            1 => (1u32..5).prop_map(Op::Retain),
+        ];
+        proptest::collection::vec(op, 0..300)
+    }
+
+    /// Runs `ops` on a `FixedMap` and on a std `HashMap` limited to `cap`
+    /// keys by hand; every answer and, after every step, the contents match.
+    fn run_model<K: Hash + Eq + Clone + core::fmt::Debug>(cap: usize, ops: Vec<Op<K>>) {
+        let mut m: FixedMap<K, u32> = FixedMap::with_capacity(cap);
+        let mut model: HashMap<K, u32> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(k, v) => {
+                    let want = if let Some(old) = model.get_mut(&k) {
+                        Ok(Some(core::mem::replace(old, v)))
+                    } else if model.len() >= cap {
+                        Err(Full)
+                    } else {
+                        model.insert(k.clone(), v);
+                        Ok(None)
+                    };
+                    assert_eq!(m.insert(k, v), want);
+                }
+                Op::GetOrInsert(k, v) => {
+                    let want = if let Some(old) = model.get(&k) {
+                        Ok(*old)
+                    } else if model.len() >= cap {
+                        Err(Full)
+                    } else {
+                        model.insert(k.clone(), v);
+                        Ok(v)
+                    };
+                    let got = m.get_or_insert_with(k, || v).map(|x| *x);
+                    assert_eq!(got, want);
+                }
+                Op::Remove(k) => assert_eq!(m.remove(&k), model.remove(&k)),
+                Op::Get(k) => {
+                    assert_eq!(m.get(&k), model.get(&k));
+                    assert_eq!(m.contains_key(&k), model.contains_key(&k));
+                    if let Some(v) = m.get_mut(&k) {
+                        *v ^= 1;
+                    }
+                    if let Some(v) = model.get_mut(&k) {
+                        *v ^= 1;
+                    }
+                }
+                Op::AddToAll(d) => {
+                    for (_, v) in m.iter_mut() {
+                        *v = v.wrapping_add(d);
+                    }
+                    for v in model.values_mut() {
+                        *v = v.wrapping_add(d);
+                    }
+                }
+                Op::Retain(modulus) => {
+                    let mut calls = 0;
+                    m.retain(|_, v| {
+                        calls += 1;
+                        *v = v.wrapping_add(1);
+                        *v % modulus != 0
+                    });
+                    assert_eq!(calls, model.len(), "retain must see each entry once");
+                    model.retain(|_, v| {
+                        *v = v.wrapping_add(1);
+                        *v % modulus != 0
+                    });
+                }
+            }
+            check_layout(&m);
+            assert_eq!(m.len(), model.len());
+            assert_eq!(m.is_empty(), model.is_empty());
+            let got: HashMap<K, u32> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            assert_eq!(got, model);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn fixed_map_matches_hash_map_on_plain_keys(cap in 0usize..48, ops in ops(0u64..96)) {
+            run_model(cap, ops);
+        }
+
+        /// Few distinct hashes, some at the array's end: long runs that wrap.
+        #[test]
+        fn fixed_map_matches_hash_map_on_clashing_keys(
+            cap in 0usize..24,
+            ops in ops((0usize..5, 0u64..12).prop_map(|(h, id)| {
+                let target = [0, u64::MAX, u64::MAX - u64::MAX / 8, u64::MAX / 2, 1 << 60][h];
+                Clash::at(target, id)
+            })),
+        ) {
+            run_model(cap, ops);
+        }
     }
 }
