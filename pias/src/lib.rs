@@ -18,6 +18,7 @@ pub mod mgmt;
 pub mod pool;
 pub mod proximity;
 pub mod proxy;
+pub mod replay;
 pub mod ring;
 pub mod roster;
 pub mod status;

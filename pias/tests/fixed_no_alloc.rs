@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use pias::fixed::{FixedMap, Full};
+use pias::replay::{nonce_capacity, NonceCache, NonceError, SeqWindow};
 
 /// Allocations (alloc, alloc_zeroed, realloc) made by a thread while it is counting.
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -139,5 +140,48 @@ fn fixed_map_churn_at_full_occupancy_never_allocates() {
     assert_eq!(
         allocations, 0,
         "FixedMap allocated {allocations} times after construction"
+    );
+}
+
+#[test]
+fn nonce_cache_churn_through_expiry_never_allocates() {
+    const SEC: u64 = 1_000_000;
+    const FRESH: u64 = 30 * SEC;
+    const TICK: u64 = SEC / 100; // 100 registrations/s
+    let mut cache = NonceCache::with_capacity(nonce_capacity(100, FRESH));
+    let mut window = SeqWindow::default();
+    let mut rng = 0xdead_beef_cafe_f00du64;
+    let mut most = 0;
+    let allocations = allocations_during(|| {
+        for i in 0..100_000u64 {
+            let now = 2 * FRESH + i * TICK;
+            // Timestamps anywhere in the freshness window.
+            let ts = now - FRESH + next(&mut rng) % (2 * FRESH + 1);
+            let nonce = next(&mut rng);
+            assert_eq!(cache.insert(nonce, ts + FRESH, now), Ok(()));
+            assert_eq!(
+                cache.insert(nonce, ts + FRESH, now),
+                Err(NonceError::Replayed)
+            );
+            if i % 1_000 == 0 {
+                cache.expire(now);
+            }
+            most = most.max(cache.len());
+            // A peer's reordered sequence numbers, while we are at it.
+            let seq = i + 1 + next(&mut rng) % 64;
+            if window.check(seq).is_ok() {
+                window.record(seq);
+            }
+        }
+    });
+    // The cache cycled through its capacity many times over.
+    assert!(
+        most > cache.capacity() / 3,
+        "only {most} remembered at once"
+    );
+    assert!(cache.len() <= cache.capacity());
+    assert_eq!(
+        allocations, 0,
+        "NonceCache allocated {allocations} times after construction"
     );
 }
