@@ -121,7 +121,7 @@ fn jap_death(seed: u64) -> Failover {
     drive(&mut sim, 5, &mut replies, &mut seen);
     // The busiest JAP: the proxy that delivered the most packets to targets.
     let Some(jap) = (1..=sim.proxies() as ProxyId)
-        .filter_map(|p| sim.proxy(p).map(|x| (x.counters.delivered, p)))
+        .filter_map(|p| sim.proxy(p).map(|x| (x.counters().jap.delivered, p)))
         .max()
         .filter(|&(d, _)| d > 0)
         .map(|(_, p)| p)

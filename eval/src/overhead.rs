@@ -129,7 +129,10 @@ pub fn run(
     o.by_kind = sim.sent_by_kind;
     o.refusals = (1..=proxies as u32)
         .filter_map(|p| sim.proxy(p))
-        .map(|p| p.counters.capacity_refusals + p.counters.tx_queue_full)
+        .map(|p| {
+            let c = p.counters();
+            c.membership.floods_refused + c.membership.peers_refused + c.wire.tx_queue_full
+        })
         .sum();
     Ok(o)
 }

@@ -1,12 +1,12 @@
 //! Any datagram to a proxy: parse is total, and a proxy fed it never panics.
 //! The input is also sealed with the deployment key (and, as a target
 //! message, the group key) under each kind, so handlers see arbitrary bodies
-//! that pass authentication.
+//! that pass authentication, from a peer in its first life and after a restart.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use pias::addr::{Endpoint, Group, Ipv4, Transport};
 use pias::proxy::{GroupConfig, PeerInfo, Policy, Proxy, ProxyConfig};
-use pias::wire::{self, Key};
+use pias::wire::{self, Key, Sender, KINDS};
 
 const DEPLOYMENT: Key = Key([1; 32]);
 const GROUP_KEY: Key = Key([2; 32]);
@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
     cfg.max_groups = 8;
     cfg.max_flows = 8;
     cfg.max_pending = 4;
+    cfg.max_targets = 16;
+    cfg.max_rap_entries = 16;
     cfg.tx_queue = 64;
     cfg.groups.push(GroupConfig {
         group: Group { ip: Ipv4([203, 0, 113, 1]), port: 53, transport: Transport::Udp },
@@ -30,12 +32,19 @@ fuzz_target!(|data: &[u8]| {
     let mut now = 2_000_000;
     proxy.handle_message(now, src, data);
     let (kind, body) = match data.split_first() {
-        Some((k, b)) => (k % 16, b),
+        Some((k, b)) => (k % KINDS as u8, b),
         None => (0, data),
     };
     let mut out = [0u8; wire::MAX_MESSAGE];
-    for (seq, key) in [(10u64, &DEPLOYMENT), (11, &GROUP_KEY)] {
-        if let Ok(n) = wire::seal(2, seq, kind, body, key, &mut out) {
+    let first = Sender::Proxy { id: 2, boot: 500_000 };
+    let restarted = Sender::Proxy { id: 2, boot: 1_500_000 };
+    for (sender, seq, key) in [
+        (first, 10u64, &DEPLOYMENT),
+        (Sender::Target, 1, &GROUP_KEY),
+        (restarted, 1, &DEPLOYMENT),
+        (first, 11, &DEPLOYMENT),
+    ] {
+        if let Ok(n) = wire::seal(sender, seq, kind, body, key, &mut out) {
             now += 1_000;
             proxy.handle_message(now, src, &out[..n]);
         }

@@ -1,8 +1,8 @@
-//! The PIAS wire protocol (docs/protocol.md): a 16-byte header (magic, version,
-//! kind, sender, sequence), a postcard body, and a 16-byte HMAC-SHA256 tag over
-//! both. `parse` is total: any bytes give a `Parsed` message or a `WireError`;
-//! the caller then checks the tag with the right key (`Parsed::verify`) and the
-//! sequence against a `ReplayWindow`.
+//! The PIAS wire protocol (docs/protocol.md): a 24-byte header (magic, version,
+//! kind, sender, the sender's boot, sequence), a postcard body, and a 16-byte
+//! HMAC-SHA256 tag over both. `parse` is total: any bytes give a `Parsed`
+//! message or a `WireError`; the caller then checks the tag with the right key
+//! (`Parsed::verify`) and the sequence against its replay state.
 
 use crate::addr::{Endpoint, Group};
 use core::fmt;
@@ -11,11 +11,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-pub use crate::ids::ProxyId;
+pub use crate::ids::{Incarnation, ProxyId};
 
 pub const MAGIC: [u8; 2] = *b"PX";
-pub const VERSION: u8 = 1;
-pub const HEADER_LEN: usize = 16;
+/// The protocol version; a receiver refuses any other.
+pub const VERSION: u8 = 2;
+/// Bytes before the body.
+pub const HEADER_LEN: usize = 24;
+/// Bytes of the truncated HMAC-SHA256 tag at the end.
 pub const TAG_LEN: usize = 16;
 /// The largest message: fits one UDP datagram on a 1500-byte MTU with room for tunnelling.
 pub const MAX_MESSAGE: usize = 1400;
@@ -23,11 +26,31 @@ pub const MAX_MESSAGE: usize = 1400;
 pub const MAX_CARRIED: usize = 1300;
 /// JAPs in one ranked list.
 pub const MAX_RANKED: usize = 8;
+/// JAPs a carried packet has already been offered to (it is offered to each at most once).
+pub const MAX_TRIED: usize = MAX_RANKED;
 
 const OFF_VERSION: usize = 2;
 const OFF_KIND: usize = 3;
 const OFF_SENDER: usize = 4;
-const OFF_SEQ: usize = 8;
+const OFF_BOOT: usize = 8;
+const OFF_SEQ: usize = 16;
+
+/// Who signed a message, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A target (group member) or its agent: id 0 on the wire, no boot.
+    Target,
+    /// A proxy, in the life that began at `boot` (its clock, µs, at start).
+    Proxy {
+        /// The proxy's id (never 0).
+        id: ProxyId,
+        /// When this life of the proxy began: a restart gives a larger value.
+        boot: u64,
+    },
+}
+
+/// The JAPs a carried packet has been offered to, oldest first.
+pub type Tried = Vec<ProxyId, MAX_TRIED>;
 
 /// A 256-bit HMAC key. Its `Debug` never shows the bytes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +86,28 @@ pub struct Registration {
     pub timestamp_ms: u64,
     /// Random per request; a repeated nonce is a replay.
     pub nonce: u64,
+    /// What the target asks of its JAP (ignored in a leave).
+    pub options: JoinOptions,
+}
+
+/// The options of a join (the paper's `join(AA:g, AT:r, options)`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// The target's capacity relative to its group's other members (1..=1000):
+    /// it gets new flows in proportion, and its JAP's reported count is the
+    /// sum of its live targets' weights. 0 is refused.
+    pub weight: u16,
+}
+
+impl JoinOptions {
+    /// The largest weight a join may carry.
+    pub const MAX_WEIGHT: u16 = 1000;
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        JoinOptions { weight: 1 }
+    }
 }
 
 /// One JAP in a RAP's answer, best first.
@@ -117,14 +162,16 @@ pub enum Message<'a> {
         count: u32,
         band_pct: u8,
     },
-    /// IAP -> RAP: unknown group; carries the client's first packet. The RAP
-    /// forwards it to a JAP other than `exclude` (0: none), which just bounced it.
+    /// IAP -> RAP: unknown group; may carry the client's packet, which the
+    /// RAP forwards to a JAP not in `tried` (JAPs that already bounced it). A
+    /// retry after a timeout carries none: the first may have been delivered.
     Lookup {
         group: Group,
         client: Endpoint,
         iap_coord: Coord,
-        exclude: ProxyId,
-        packet: &'a [u8],
+        tried: Tried,
+        #[serde(borrow)]
+        packet: Option<&'a [u8]>,
     },
     /// RAP -> IAP: JAPs for the group, best first, to cache for `ttl_s`.
     JapList {
@@ -132,34 +179,35 @@ pub enum Message<'a> {
         japs: Vec<RankedJap, MAX_RANKED>,
         ttl_s: u32,
     },
-    /// IAP or RAP -> JAP: a client packet to deliver; `iap` is the client's ingress proxy.
+    /// IAP or RAP -> JAP: a client packet to deliver; `iap` is the client's
+    /// ingress proxy; `tried` the JAPs that bounced it before.
     Forward {
         group: Group,
         client: Endpoint,
         iap: ProxyId,
+        tried: Tried,
         packet: &'a [u8],
     },
-    /// JAP -> IAP: this JAP found no target for the packet it carries back (may
-    /// be empty), so that the IAP can send it elsewhere without losing it.
-    /// `gone`: the JAP has no live target for the group at all, drop it from the
-    /// cache; otherwise only this client has none there (its one target is the
-    /// client itself, P2P).
+    /// JAP -> IAP: this JAP has no target for the group's clients (`gone`:
+    /// no live target at all, drop it from the cache) or for one client (its
+    /// one target is the client itself, P2P). `bounced` returns the packet
+    /// that found none, so the IAP can offer it to a JAP not yet tried.
     Invalidate {
         group: Group,
-        client: Endpoint,
         gone: bool,
-        packet: &'a [u8],
+        #[serde(borrow)]
+        bounced: Option<Bounced<'a>>,
     },
     /// Proxy -> proxy liveness, with the sender's network coordinate.
     Heartbeat {
         cluster: u32,
         coord: Coord,
     },
-    /// Flooded up/down news about `subject`, first said by `origin` as its `news_seq`.
+    /// Flooded up/down news about `subject` in its life `incarnation`
+    /// (SWIM's order: a later incarnation wins; at the same one, down wins).
     News {
-        origin: ProxyId,
-        news_seq: u32,
         subject: ProxyId,
+        incarnation: Incarnation,
         up: bool,
     },
     /// RTT measurement: the reply echoes the probe's nonce and carries the
@@ -171,6 +219,24 @@ pub enum Message<'a> {
         nonce: u64,
         coord: Coord,
     },
+    /// JAP -> target (group key): this proxy does not hold the target (its
+    /// JAP died and anycast brought its pong here): register again.
+    Rejoin {
+        group: Group,
+        target: Endpoint,
+        nonce: u64,
+    },
+}
+
+/// A client packet that a JAP sends back to its IAP.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Bounced<'a> {
+    /// The client it came from.
+    pub client: Endpoint,
+    /// The JAPs it has been offered to, the bouncing one included.
+    pub tried: Tried,
+    /// The packet.
+    pub packet: &'a [u8],
 }
 
 /// A network coordinate (Vivaldi: 2-D position plus height, in milliseconds,
@@ -184,7 +250,7 @@ pub struct Coord {
 }
 
 /// Number of message kinds; kinds are 0..KINDS.
-pub const KINDS: usize = 16;
+pub const KINDS: usize = 17;
 
 /// Names of the kinds, indexed by kind (for counters and reports).
 pub const KIND_NAMES: [&str; KINDS] = [
@@ -204,6 +270,7 @@ pub const KIND_NAMES: [&str; KINDS] = [
     "news",
     "rtt_probe",
     "rtt_reply",
+    "rejoin",
 ];
 
 impl Message<'_> {
@@ -226,7 +293,16 @@ impl Message<'_> {
             Message::News { .. } => 13,
             Message::RttProbe { .. } => 14,
             Message::RttReply { .. } => 15,
+            Message::Rejoin { .. } => 16,
         }
+    }
+
+    /// Whether only a target sends this (join, leave, pong); the rest are a proxy's.
+    pub fn from_target(&self) -> bool {
+        matches!(
+            self,
+            Message::Join(_) | Message::Leave(_) | Message::Pong { .. }
+        )
     }
 
     /// Messages between a target and its JAP are signed with the group's key;
@@ -237,7 +313,8 @@ impl Message<'_> {
             Message::Ack { group, .. }
             | Message::Nack { group, .. }
             | Message::Ping { group, .. }
-            | Message::Pong { group, .. } => Some(*group),
+            | Message::Pong { group, .. }
+            | Message::Rejoin { group, .. } => Some(*group),
             _ => None,
         }
     }
@@ -250,16 +327,14 @@ pub enum WireError {
     TooLong,
     BadMagic,
     UnsupportedVersion(u8),
-    /// The body is not a message, or its kind differs from the header's.
+    /// The body is not a message, its kind differs from the header's, or a
+    /// field is out of its domain (a coordinate that is not finite, a target
+    /// message with a proxy sender).
     Malformed,
     /// A carried packet or list exceeds its bound.
     Oversized,
     /// The tag does not verify.
     BadTag,
-    /// The sequence number was seen already.
-    Replay,
-    /// The sequence number is too far behind the newest seen.
-    Stale,
     /// Output buffer too small.
     NoSpace,
 }
@@ -267,9 +342,13 @@ pub enum WireError {
 /// A message whose framing is valid; its tag is not yet checked.
 #[derive(Debug)]
 pub struct Parsed<'a> {
+    /// The header's kind.
     pub kind: u8,
-    pub sender: ProxyId,
+    /// Who signed it (not yet verified).
+    pub sender: Sender,
+    /// The sender's sequence number within its life.
     pub seq: u64,
+    /// The decoded body.
     pub message: Message<'a>,
     signed: &'a [u8],
     tag: &'a [u8],
@@ -315,15 +394,20 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, WireError> {
         return Err(WireError::UnsupportedVersion(bytes[OFF_VERSION]));
     }
     let kind = bytes[OFF_KIND];
-    let sender = u32::from_le_bytes([
-        bytes[OFF_SENDER],
-        bytes[OFF_SENDER + 1],
-        bytes[OFF_SENDER + 2],
-        bytes[OFF_SENDER + 3],
-    ]);
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&bytes[OFF_SENDER..OFF_BOOT]);
+    let id = u32::from_le_bytes(id);
+    let mut boot = [0u8; 8];
+    boot.copy_from_slice(&bytes[OFF_BOOT..OFF_SEQ]);
+    let boot = u64::from_le_bytes(boot);
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&bytes[OFF_SEQ..HEADER_LEN]);
     let seq = u64::from_le_bytes(seq);
+    let sender = match (id, boot) {
+        (0, 0) => Sender::Target,
+        (0, _) => return Err(WireError::Malformed),
+        (id, boot) => Sender::Proxy { id, boot },
+    };
     let (signed, tag) = bytes.split_at(bytes.len() - TAG_LEN);
     let (message, rest) = postcard::take_from_bytes::<Message>(&signed[HEADER_LEN..])
         .map_err(|_| WireError::Malformed)?;
@@ -331,6 +415,9 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, WireError> {
         return Err(WireError::Malformed);
     }
     check_bounds(&message)?;
+    if message.from_target() != (sender == Sender::Target) {
+        return Err(WireError::Malformed);
+    }
     Ok(Parsed {
         kind,
         sender,
@@ -341,22 +428,46 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, WireError> {
     })
 }
 
+/// Carried packets within `MAX_CARRIED`; coordinates finite (a NaN would
+/// rank as any distance); weights within their range.
 fn check_bounds(m: &Message) -> Result<(), WireError> {
-    match m {
-        Message::Lookup { packet, .. }
-        | Message::Forward { packet, .. }
-        | Message::Invalidate { packet, .. }
-            if packet.len() > MAX_CARRIED =>
-        {
-            Err(WireError::Oversized)
+    let carried = match m {
+        Message::Lookup { packet, .. } => packet.map_or(0, <[u8]>::len),
+        Message::Forward { packet, .. } => packet.len(),
+        Message::Invalidate { bounced, .. } => bounced.as_ref().map_or(0, |b| b.packet.len()),
+        _ => 0,
+    };
+    if carried > MAX_CARRIED {
+        return Err(WireError::Oversized);
+    }
+    let coord = match m {
+        Message::CountReport { coord, .. }
+        | Message::Heartbeat { coord, .. }
+        | Message::RttReply { coord, .. } => Some(coord),
+        Message::Lookup { iap_coord, .. } => Some(iap_coord),
+        _ => None,
+    };
+    if coord.is_some_and(|c| !c.is_finite()) {
+        return Err(WireError::Malformed);
+    }
+    if let Message::Join(r) = m {
+        if r.options.weight == 0 || r.options.weight > JoinOptions::MAX_WEIGHT {
+            return Err(WireError::Malformed);
         }
-        _ => Ok(()),
+    }
+    Ok(())
+}
+
+impl Coord {
+    /// Whether every field is a finite number.
+    pub fn is_finite(&self) -> bool {
+        self.x.is_finite() && self.y.is_finite() && self.h.is_finite() && self.err.is_finite()
     }
 }
 
 /// Encodes and signs a message into `out`; returns its length.
 pub fn encode(
-    sender: ProxyId,
+    sender: Sender,
     seq: u64,
     message: &Message,
     key: &Key,
@@ -378,7 +489,7 @@ pub fn encode(
 /// `kind`: for tools and fuzzing, which need validly signed input whose body
 /// may be anything. `out` holds the whole message.
 pub fn seal(
-    sender: ProxyId,
+    sender: Sender,
     seq: u64,
     kind: u8,
     body: &[u8],
@@ -395,7 +506,7 @@ pub fn seal(
 
 /// Writes the header before a body already at `out[HEADER_LEN..]`, then the tag.
 fn finish(
-    sender: ProxyId,
+    sender: Sender,
     seq: u64,
     kind: u8,
     body: usize,
@@ -405,7 +516,12 @@ fn finish(
     out[..2].copy_from_slice(&MAGIC);
     out[OFF_VERSION] = VERSION;
     out[OFF_KIND] = kind;
-    out[OFF_SENDER..OFF_SEQ].copy_from_slice(&sender.to_le_bytes());
+    let (id, boot) = match sender {
+        Sender::Target => (0u32, 0u64),
+        Sender::Proxy { id, boot } => (id, boot),
+    };
+    out[OFF_SENDER..OFF_BOOT].copy_from_slice(&id.to_le_bytes());
+    out[OFF_BOOT..OFF_SEQ].copy_from_slice(&boot.to_le_bytes());
     out[OFF_SEQ..HEADER_LEN].copy_from_slice(&seq.to_le_bytes());
     let signed_len = HEADER_LEN + body;
     let mut m = mac(key)?;
@@ -413,55 +529,6 @@ fn finish(
     let tag = m.finalize().into_bytes();
     out[signed_len..signed_len + TAG_LEN].copy_from_slice(&tag[..TAG_LEN]);
     Ok(signed_len + TAG_LEN)
-}
-
-/// Anti-replay for one sender's sequence numbers: the newest seen and a
-/// 64-wide window below it (as IPsec does).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReplayWindow {
-    newest: u64,
-    seen: u64,
-}
-
-impl ReplayWindow {
-    pub const WIDTH: u64 = 64;
-
-    /// Whether `seq` would be accepted (does not record it).
-    pub fn check(&self, seq: u64) -> Result<(), WireError> {
-        if seq == 0 {
-            return Err(WireError::Stale);
-        }
-        if seq > self.newest {
-            return Ok(());
-        }
-        let back = self.newest - seq;
-        if back >= Self::WIDTH {
-            return Err(WireError::Stale);
-        }
-        if self.seen & (1 << back) != 0 {
-            return Err(WireError::Replay);
-        }
-        Ok(())
-    }
-
-    /// Records `seq` after its message verified. Call `check` first.
-    pub fn record(&mut self, seq: u64) {
-        if seq > self.newest {
-            let shift = seq - self.newest;
-            self.seen = if shift >= Self::WIDTH {
-                0
-            } else {
-                self.seen << shift
-            };
-            self.seen |= 1;
-            self.newest = seq;
-        } else {
-            let back = self.newest - seq;
-            if back < Self::WIDTH {
-                self.seen |= 1 << back;
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -486,6 +553,7 @@ mod tests {
     }
 
     const K: Key = Key([7; 32]);
+    const PROXY: Sender = Sender::Proxy { id: 17, boot: 99 };
 
     fn all_messages(packet: &[u8]) -> std::vec::Vec<Message<'_>> {
         let reg = Registration {
@@ -493,7 +561,10 @@ mod tests {
             target: ep(5, 5353),
             timestamp_ms: 1_700_000_000_000,
             nonce: 99,
+            options: JoinOptions { weight: 3 },
         };
+        let mut tried = Tried::new();
+        tried.push(6).unwrap();
         let mut japs = Vec::new();
         japs.push(RankedJap { jap: 4, count: 10 }).unwrap();
         vec![
@@ -534,8 +605,8 @@ mod tests {
                 group: group(),
                 client: ep(9, 4000),
                 iap_coord: Coord::default(),
-                exclude: 0,
-                packet,
+                tried: tried.clone(),
+                packet: Some(packet),
             },
             Message::JapList {
                 group: group(),
@@ -546,13 +617,17 @@ mod tests {
                 group: group(),
                 client: ep(9, 4000),
                 iap: 3,
+                tried: tried.clone(),
                 packet,
             },
             Message::Invalidate {
                 group: group(),
-                client: ep(9, 4000),
                 gone: true,
-                packet,
+                bounced: Some(Bounced {
+                    client: ep(9, 4000),
+                    tried,
+                    packet,
+                }),
             },
             Message::Heartbeat {
                 cluster: 2,
@@ -564,9 +639,11 @@ mod tests {
                 },
             },
             Message::News {
-                origin: 1,
-                news_seq: 5,
                 subject: 8,
+                incarnation: Incarnation {
+                    boot: 17,
+                    refutation: 2,
+                },
                 up: false,
             },
             Message::RttProbe { nonce: 3 },
@@ -574,22 +651,34 @@ mod tests {
                 nonce: 3,
                 coord: Coord::default(),
             },
+            Message::Rejoin {
+                group: group(),
+                target: ep(5, 1),
+                nonce: 4,
+            },
         ]
     }
 
     #[test]
     fn every_message_round_trips_and_verifies() {
         let payload = [0xabu8; 100];
-        for (i, m) in all_messages(&payload).iter().enumerate() {
+        let messages = all_messages(&payload);
+        assert_eq!(messages.len(), KINDS);
+        for (i, m) in messages.iter().enumerate() {
             assert_eq!(usize::from(m.kind()), i, "kinds are the variant order");
+            let sender = if m.from_target() {
+                Sender::Target
+            } else {
+                PROXY
+            };
             let mut out = [0u8; MAX_MESSAGE];
-            let n = encode(17, 1, m, &K, &mut out).unwrap();
+            let n = encode(sender, 1, m, &K, &mut out).unwrap();
             assert_eq!(peek_kind(&out[..n]), Some(i as u8));
             assert!(KIND_NAMES[i].len() > 2);
             let mut out = [0u8; MAX_MESSAGE];
-            let n = encode(17, 1000 + i as u64, m, &K, &mut out).unwrap();
+            let n = encode(sender, 1000 + i as u64, m, &K, &mut out).unwrap();
             let p = parse(&out[..n]).unwrap();
-            assert_eq!((&p.message, p.sender, p.seq), (m, 17, 1000 + i as u64));
+            assert_eq!((&p.message, p.sender, p.seq), (m, sender, 1000 + i as u64));
             p.verify(&K).unwrap();
             assert_eq!(p.verify(&Key([8; 32])), Err(WireError::BadTag));
         }
@@ -603,7 +692,7 @@ mod tests {
             coord: Coord::default(),
         };
         let mut out = [0u8; MAX_MESSAGE];
-        let n = encode(1, 1, &m, &K, &mut out).unwrap();
+        let n = encode(PROXY, 1, &m, &K, &mut out).unwrap();
         for i in 0..n {
             let mut b = out[..n].to_vec();
             b[i] ^= 0x01;
@@ -624,7 +713,7 @@ mod tests {
             coord: Coord::default(),
         };
         let mut out = [0u8; MAX_MESSAGE];
-        let n = encode(1, 1, &m, &K, &mut out).unwrap();
+        let n = encode(PROXY, 1, &m, &K, &mut out).unwrap();
         let good = out[..n].to_vec();
         assert_eq!(parse(&good[..10]).unwrap_err(), WireError::TooShort);
         let mut b = good.clone();
@@ -645,10 +734,11 @@ mod tests {
             group: group(),
             client: ep(1, 1),
             iap: 1,
+            tried: Tried::new(),
             packet: &big,
         };
         assert_eq!(
-            encode(1, 1, &m, &K, &mut out).unwrap_err(),
+            encode(PROXY, 1, &m, &K, &mut out).unwrap_err(),
             WireError::Oversized
         );
     }
@@ -658,20 +748,72 @@ mod tests {
         assert_eq!(format!("{:?}", Key([0x41; 32])), "Key(<redacted>)");
     }
 
+    /// Frames `m` as `sender` without `encode`'s checks (which refuse it).
+    fn sealed(sender: Sender, m: &Message) -> std::vec::Vec<u8> {
+        let body = postcard::to_allocvec(m).unwrap();
+        let mut out = [0u8; MAX_MESSAGE];
+        let n = seal(sender, 1, m.kind(), &body, &K, &mut out).unwrap();
+        out[..n].to_vec()
+    }
+
     #[test]
-    fn replay_window() {
-        let mut w = ReplayWindow::default();
-        assert_eq!(w.check(0), Err(WireError::Stale));
-        for s in [5, 3, 4, 70] {
-            w.check(s).unwrap();
-            w.record(s);
+    fn out_of_domain_fields_and_mismatched_senders_are_malformed() {
+        let nan = Message::Heartbeat {
+            cluster: 1,
+            coord: Coord {
+                x: f32::NAN,
+                ..Coord::default()
+            },
+        };
+        let inf = Message::CountReport {
+            group: group(),
+            count: 1,
+            coord: Coord {
+                h: f32::INFINITY,
+                ..Coord::default()
+            },
+        };
+        let mut reg = Registration {
+            group: group(),
+            target: ep(5, 5353),
+            timestamp_ms: 1,
+            nonce: 1,
+            options: JoinOptions { weight: 0 },
+        };
+        let mut out = [0u8; MAX_MESSAGE];
+        for (sender, m) in [
+            (PROXY, nan),
+            (PROXY, inf),
+            (Sender::Target, Message::Join(reg)),
+        ] {
+            assert_eq!(
+                encode(sender, 1, &m, &K, &mut out).unwrap_err(),
+                WireError::Malformed,
+                "{m:?}"
+            );
+            assert_eq!(
+                parse(&sealed(sender, &m)).unwrap_err(),
+                WireError::Malformed
+            );
         }
-        assert_eq!(w.check(70), Err(WireError::Replay));
-        assert_eq!(w.check(3), Err(WireError::Stale)); // 67 behind: outside the window
-        w.check(69).unwrap();
-        w.record(69);
-        assert_eq!(w.check(69), Err(WireError::Replay));
-        w.check(10).unwrap();
+        reg.options.weight = JoinOptions::MAX_WEIGHT;
+        assert!(parse(&sealed(Sender::Target, &Message::Join(reg))).is_ok());
+        reg.options.weight = JoinOptions::MAX_WEIGHT + 1;
+        assert!(parse(&sealed(Sender::Target, &Message::Join(reg))).is_err());
+        // A join signed as a proxy, a heartbeat as a target: refused.
+        reg.options.weight = 1;
+        assert_eq!(
+            parse(&sealed(PROXY, &Message::Join(reg))).unwrap_err(),
+            WireError::Malformed
+        );
+        let hb = Message::Heartbeat {
+            cluster: 1,
+            coord: Coord::default(),
+        };
+        assert_eq!(
+            parse(&sealed(Sender::Target, &hb)).unwrap_err(),
+            WireError::Malformed
+        );
     }
 
     proptest! {
@@ -682,16 +824,5 @@ mod tests {
             }
         }
 
-        #[test]
-        fn replay_window_accepts_each_seq_once(seqs in proptest::collection::vec(1u64..200, 1..100)) {
-            let mut w = ReplayWindow::default();
-            let mut accepted = std::collections::HashSet::new();
-            for s in seqs {
-                if w.check(s).is_ok() {
-                    prop_assert!(accepted.insert(s), "seq {} accepted twice", s);
-                    w.record(s);
-                }
-            }
-        }
     }
 }

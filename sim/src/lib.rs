@@ -9,7 +9,7 @@ use pias::addr::{Endpoint, Group, Ipv4};
 use pias::proxy::{Instant, PeerInfo, Proxy, ProxyConfig, Transmit, MS};
 use pias::ring::mix64;
 use pias::roster::Roster;
-use pias::wire::{self, Key, Message, ProxyId, Registration, KINDS};
+use pias::wire::{self, JoinOptions, Key, Message, ProxyId, Registration, Sender, KINDS};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +44,18 @@ pub struct Target {
     /// A quiet target only counts what its JAP sends it (acks, nacks) and
     /// answers nothing: for large workloads whose health checks are off.
     pub quiet: bool,
+    /// Its capacity relative to the group's other members (join option).
+    pub weight: u16,
+    /// When it last heard a ping, and the nonce of that ping.
+    pub last_ping: Option<(Instant, u64)>,
+    /// Without a ping for this long, it sends its last pong again by anycast
+    /// (its JAP may have died: another proxy then asks it to rejoin).
+    pub watchdog: Option<Instant>,
+    /// Rejoin requests it received.
+    pub rejoins: u32,
+    /// It wants to be a member (joined and not left): only then does it
+    /// answer a rejoin request.
+    pub member: bool,
 }
 
 /// A simulated client.
@@ -95,6 +107,8 @@ enum Event {
         group: Group,
         packet: Vec<u8>,
     },
+    /// Target `target`'s watchdog looks at when it last heard a ping.
+    TargetWatchdog { target: usize },
 }
 
 struct Node {
@@ -352,8 +366,20 @@ impl Sim {
             nacks: Vec::new(),
             via: None,
             quiet: false,
+            weight: 1,
+            last_ping: None,
+            watchdog: None,
+            rejoins: 0,
+            member: false,
         });
         n
+    }
+
+    /// Arms target `t`'s watchdog: every `period` without a ping it sends its
+    /// last pong again to the anycast registration address.
+    pub fn set_watchdog(&mut self, t: usize, period: Instant) {
+        self.targets[t].watchdog = Some(period);
+        self.schedule(period, Event::TargetWatchdog { target: t });
     }
 
     pub fn add_client(&mut self, pos: Pos) -> usize {
@@ -379,6 +405,7 @@ impl Sim {
             target: tg.ep,
             timestamp_ms: self.now / MS,
             nonce,
+            options: JoinOptions { weight: tg.weight },
         };
         let msg = if join {
             Message::Join(r)
@@ -386,13 +413,15 @@ impl Sim {
             Message::Leave(r)
         };
         let mut buf = vec![0u8; wire::MAX_MESSAGE];
-        let n = wire::encode(0, 1, &msg, &tg.key, &mut buf).expect("registration encodes");
+        let n =
+            wire::encode(Sender::Target, 1, &msg, &tg.key, &mut buf).expect("registration encodes");
         buf.truncate(n);
         buf
     }
 
     /// Target `t` sends join (or leave) to the anycast registration address.
     pub fn register(&mut self, t: usize, join: bool) {
+        self.targets[t].member = join;
         let bytes = self.registration_bytes(t, join);
         self.send_from_target(t, bytes);
     }
@@ -487,7 +516,7 @@ impl Sim {
                     let bytes = bytes.to_vec();
                     Some((dest_pos, Event::ToProxy { to, src, bytes }))
                 }
-                Transmit::Target { to, bytes } => match self.target_index.get(&to) {
+                Transmit::Target { to, bytes, .. } => match self.target_index.get(&to) {
                     Some(&t) if self.targets[t].quiet => {
                         self.quiet_target(t, &bytes);
                         None
@@ -564,19 +593,45 @@ impl Sim {
                 target,
                 nonce,
             } => {
-                let pong = Message::Pong {
-                    group,
-                    target,
-                    nonce,
-                };
-                let mut buf = vec![0u8; wire::MAX_MESSAGE];
-                let n = wire::encode(0, 1, &pong, &self.targets[t].key, &mut buf)
-                    .expect("pong encodes");
-                buf.truncate(n);
-                self.send_from_target(t, buf);
+                self.targets[t].last_ping = Some((self.now, nonce));
+                self.send_pong(t, group, target, nonce);
+            }
+            Message::Rejoin { .. } => {
+                self.targets[t].rejoins += 1;
+                if self.targets[t].member {
+                    self.register(t, true);
+                }
             }
             _ => {}
         }
+    }
+
+    fn send_pong(&mut self, t: usize, group: Group, target: Endpoint, nonce: u64) {
+        let pong = Message::Pong {
+            group,
+            target,
+            nonce,
+        };
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        let n = wire::encode(Sender::Target, 1, &pong, &self.targets[t].key, &mut buf)
+            .expect("pong encodes");
+        buf.truncate(n);
+        self.send_from_target(t, buf);
+    }
+
+    /// A target's watchdog: silent JAP, so the last pong goes out again.
+    fn watchdog(&mut self, t: usize) {
+        let Some(period) = self.targets[t].watchdog else {
+            return;
+        };
+        let tg = &self.targets[t];
+        let silent = tg.last_ping.is_none_or(|(at, _)| self.now - at >= period);
+        if tg.alive && silent {
+            let (group, ep) = (tg.group, tg.ep);
+            let nonce = tg.last_ping.map_or(0, |(_, n)| n);
+            self.send_pong(t, group, ep, nonce);
+        }
+        self.schedule(period, Event::TargetWatchdog { target: t });
     }
 
     /// Runs until `until`, handling events and proxy timers in time order.
@@ -676,6 +731,7 @@ impl Sim {
                 group,
                 packet,
             } => self.clients[client].replies.push((group, packet)),
+            Event::TargetWatchdog { target } => self.watchdog(target),
             Event::Timer { node, gen } => {
                 if self.nodes[node].timer_gen != gen {
                     return;

@@ -6,14 +6,17 @@ use crate::time::{MS, SEC};
 use crate::wire::{Key, ProxyId};
 use alloc::vec::Vec;
 
-/// How a RAP picks among a group's JAPs.
+/// How a group's packets are spread over its JAPs. The RAP ranks the JAPs it
+/// returns by it, and the IAP applies the same choice per client to its cached
+/// list (`select::pick`), so a client's flow stays on one JAP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
     /// The JAP nearest the client's IAP.
     Proximity,
-    /// The JAP with the most targets (capacity follows members).
+    /// Clients spread over the JAPs in proportion to their members' weights,
+    /// each client always to the same JAP (weighted rendezvous hashing).
     Load,
-    /// Any JAP, at random.
+    /// Any JAP, at random, but the same one for a client at one IAP.
     Random,
     /// A JAP chosen by the client's address, the same from every IAP (affinity).
     ClientHash,
@@ -22,43 +25,85 @@ pub enum Policy {
 /// A group this deployment serves.
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
+    /// The group's anycast transport address.
     pub group: Group,
     /// Key of the group's join/leave/ping messages.
     pub key: Key,
+    /// How its packets are spread over its JAPs.
     pub policy: Policy,
     /// Initial count-report band, percent.
     pub band_pct: u8,
 }
 
-/// Sizes and timers of one proxy.
+/// Sizes and timers of one proxy. Durations are in µs (`time::MS`, `time::SEC`).
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
+    /// This proxy's id (not 0).
     pub id: ProxyId,
+    /// Its cluster (POP).
     pub cluster: u32,
+    /// RAPs per group (at most `MAX_K`).
     pub k_raps: usize,
+    /// Other proxies of the deployment it can know.
     pub max_peers: usize,
+    /// Groups it can hold as JAP, as RAP and in its IAP cache (each).
     pub max_groups: usize,
+    /// Targets of one group it can hold as JAP.
     pub max_targets_per_group: usize,
+    /// Targets over all its groups (one pool, reserved at start).
+    pub max_targets: usize,
+    /// JAPs of one group it can hold as RAP.
     pub max_japs_per_group: usize,
+    /// JAP entries over all groups it is RAP for (one pool, reserved at start).
+    pub max_rap_entries: usize,
+    /// Client flows it can hold as JAP.
     pub max_flows: usize,
+    /// Lookups in progress at once as IAP.
     pub max_pending: usize,
+    /// Datagrams waiting for `poll_transmit`.
     pub tx_queue: usize,
+    /// Heartbeat period to the proxies watching this one.
     pub heartbeat: u64,
+    /// Silence after which a watched proxy is declared down.
     pub peer_dead: u64,
+    /// Declarations of one peer's death that it refuted, each doubling the
+    /// silence needed to declare it again (damps partial partitions).
+    pub max_flap_doublings: u8,
     /// Clusters each cluster watches besides itself.
     pub watch_clusters: usize,
+    /// Health-check period of a target.
     pub target_ping: u64,
+    /// Answers in a row that bring a down target back.
     pub target_rise: u8,
+    /// Unanswered pings in a row that make a target down.
     pub target_fall: u8,
     /// A delivered packet with no reply within this time triggers an early ping.
     pub passive_timeout: u64,
+    /// How long an IAP keeps a group's JAP list.
     pub cache_ttl: u64,
+    /// How long an IAP remembers that no RAP knows a member of a group (no
+    /// lookup for it meanwhile).
+    pub negative_ttl: u64,
+    /// Wait for a RAP's answer before asking the next.
     pub lookup_timeout: u64,
+    /// Period of the RTT probes behind the coordinates.
     pub rtt_probe: u64,
     /// Registrations whose timestamp is further than this from `now` are refused.
     pub freshness: u64,
+    /// Registrations per second the replay cache is sized for (over `2 ×
+    /// freshness`); past it joins are refused with `Capacity`, never replayable.
+    pub join_rate: u32,
+    /// An idle flow is forgotten after this.
     pub flow_idle: u64,
+    /// First wait for a RAP's acknowledgement of a count report (doubles per retry).
+    pub report_retry: u64,
+    /// Period at which a JAP re-sends its counts to its RAPs (soft state).
+    pub report_refresh: u64,
+    /// A RAP forgets a JAP's count not refreshed for this long.
+    pub report_expiry: u64,
+    /// The deployment's key (proxy-to-proxy messages).
     pub deployment_key: Key,
+    /// The groups it serves.
     pub groups: Vec<GroupConfig>,
 }
 
@@ -72,24 +117,37 @@ impl ProxyConfig {
             max_peers: 1024,
             max_groups: 4096,
             max_targets_per_group: 64,
+            max_targets: 16_384,
             max_japs_per_group: 64,
+            max_rap_entries: 16_384,
             max_flows: 16384,
             max_pending: 256,
             tx_queue: 256,
             heartbeat: SEC,
             peer_dead: 3500 * MS,
+            max_flap_doublings: 6,
             watch_clusters: 2,
             target_ping: 2 * SEC,
             target_rise: 2,
             target_fall: 3,
             passive_timeout: 500 * MS,
             cache_ttl: 3600 * SEC,
+            negative_ttl: SEC,
             lookup_timeout: 300 * MS,
             rtt_probe: 30 * SEC,
             freshness: 30 * SEC,
+            join_rate: 100,
             flow_idle: 120 * SEC,
+            report_retry: SEC,
+            report_refresh: 30 * SEC,
+            report_expiry: 100 * SEC,
             deployment_key,
             groups: Vec::new(),
         }
+    }
+
+    /// The configuration of group `g`, if this deployment serves it.
+    pub fn group(&self, g: &Group) -> Option<&GroupConfig> {
+        self.groups.iter().find(|c| c.group == *g)
     }
 }

@@ -1,27 +1,32 @@
-//! The JAP role: targets' registrations and health, count reports to the
-//! RAPs, and the choice of a target for each client flow.
+//! The JAP role: targets' registrations and health, the choice of a target
+//! for each client flow, and the soft-state count reports to the group's RAPs.
 
-use super::transmit::{Buf, Transmit};
-use super::MAX_K;
-use super::{Proxy, DOWN_FORGET_PINGS, MAX_IAPS_PER_GROUP, RECENT_NONCES};
+use super::timers::Timer;
+use super::{Proxy, MAX_K};
 use crate::addr::{Endpoint, Group};
-use crate::fixed::FixedVec;
+use crate::fixed::FixedMap;
+use crate::pool::{List, ListPool};
+use crate::replay::{NonceCache, NonceError};
 use crate::ring::mix64;
 use crate::time::{Instant, MS};
-use crate::wire::{Message, NackReason, ProxyId, Registration};
-use alloc::vec::Vec;
+use crate::wire::{Bounced, Message, NackReason, ProxyId, Registration, Tried};
 use heapless::Vec as HVec;
 
+/// A target's health as its JAP sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
+    /// Answering.
     Up,
+    /// Missed a ping; still gets its flows.
     Suspect,
+    /// Missed `target_fall` pings: no flows; pinged until it rises or is forgotten.
     Down,
 }
 
 #[derive(Clone, Debug)]
 pub(super) struct TargetEntry {
     pub(super) ep: Endpoint,
+    pub(super) weight: u16,
     pub(super) health: Health,
     pub(super) misses: u8,
     pub(super) good: u8,
@@ -30,17 +35,27 @@ pub(super) struct TargetEntry {
     pub(super) next_ping: Instant,
     pub(super) awaiting_since: Option<Instant>,
     pub(super) down_since: Option<Instant>,
+    /// Flows currently mapped to it (decremented when they end).
     pub(super) flows: u32,
 }
 
+/// The JAP's state for one group.
 #[derive(Clone, Debug)]
 pub(super) struct JapGroup {
-    pub(super) targets: FixedVec<TargetEntry>,
+    pub(super) targets: List,
     /// IAPs that sent this group's packets here (newest last), told when the group empties.
     pub(super) iaps: HVec<ProxyId, MAX_IAPS_PER_GROUP>,
-    pub(super) reported: Option<u32>,
-    pub(super) reported_to: HVec<ProxyId, MAX_K>,
     pub(super) band_pct: u8,
+    /// The count last sent to the RAPs (None: nothing yet).
+    pub(super) reported: Option<u32>,
+    /// The RAPs that count went to, and those that acknowledged it.
+    pub(super) raps: HVec<ProxyId, MAX_K>,
+    pub(super) acked: HVec<ProxyId, MAX_K>,
+    pub(super) retries: u8,
+    pub(super) retry_at: Option<Instant>,
+    pub(super) refresh_at: Instant,
+    /// Something changed (targets, RAP set): re-examine at the next report timer.
+    pub(super) dirty: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -49,49 +64,95 @@ pub(super) struct Flow {
     pub(super) last: Instant,
 }
 
-impl Proxy {
-    pub(super) fn nack(&mut self, r: &Registration, reason: NackReason) {
-        match reason {
-            NackReason::Capacity => self.counters.nack_capacity += 1,
-            NackReason::Auth => self.counters.nack_auth += 1,
-            _ => self.counters.nack_bad_request += 1,
+/// The JAP's tables, all reserved at start.
+pub(super) struct Jap {
+    pub(super) groups: FixedMap<Group, JapGroup>,
+    pub(super) targets: ListPool<TargetEntry>,
+    pub(super) flows: FixedMap<(Group, Endpoint), Flow>,
+    pub(super) nonces: NonceCache,
+}
+
+/// IAPs remembered per JAP group for proactive invalidation; older ones learn
+/// on their next packet instead.
+pub(super) const MAX_IAPS_PER_GROUP: usize = 16;
+/// How long a target may stay down (in pings) before it is treated as having left.
+const DOWN_FORGET_PINGS: u64 = 30;
+/// Groups handled per pass of a timer (a stack batch, so no allocation).
+const BATCH: usize = 32;
+
+impl Jap {
+    pub(super) fn new(cfg: &super::ProxyConfig) -> Jap {
+        let nonce_slots = crate::replay::nonce_capacity(cfg.join_rate, cfg.freshness);
+        Jap {
+            groups: FixedMap::with_capacity(cfg.max_groups),
+            targets: ListPool::with_capacity(cfg.max_targets),
+            flows: FixedMap::with_capacity(cfg.max_flows),
+            nonces: NonceCache::with_capacity(nonce_slots),
         }
-        let msg = Message::Nack {
-            group: r.group,
-            target: r.target,
-            nonce: r.nonce,
-            reason,
-        };
-        self.send_target(r.target, &r.group, &msg);
     }
 
+    /// The group's live (not down) targets' summed weights, and its entries.
+    pub(super) fn live_weight(&self, g: &Group) -> (u32, usize) {
+        self.groups.get(g).map_or((0, 0), |j| {
+            let live = self
+                .targets
+                .iter(&j.targets)
+                .filter(|t| t.health != Health::Down)
+                .map(|t| u32::from(t.weight))
+                .sum();
+            (live, j.targets.len())
+        })
+    }
+
+    /// Forgets `client`'s flow and gives its target one flow back.
+    fn end_flow(&mut self, g: &Group, client: &Endpoint) {
+        if let Some(f) = self.flows.remove(&(*g, *client)) {
+            if let Some(j) = self.groups.get(g) {
+                if let Some(t) = self.targets.find_mut(&j.targets, |t| t.ep == f.target) {
+                    t.flows = t.flows.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Forgets every flow of group `g` to `target`.
+    fn end_flows_to(&mut self, g: Group, target: Endpoint) {
+        self.flows
+            .retain(|(fg, _), f| !(*fg == g && f.target == target));
+    }
+}
+
+impl Proxy {
+    /// A verified target message: join, leave or pong. Nothing but a fresh,
+    /// first-seen registration from the target's own address gets an answer.
     pub(super) fn on_target_message(&mut self, now: Instant, src: Endpoint, msg: &Message) {
         match *msg {
             Message::Join(ref r) | Message::Leave(ref r) => {
-                let join = matches!(msg, Message::Join(_));
-                let age = now.abs_diff(r.timestamp_ms.saturating_mul(MS));
-                if age > self.cfg.freshness {
-                    self.counters.stale += 1;
-                    self.nack(r, NackReason::Auth);
-                    return;
-                }
-                if self.recent_nonces.iter().any(|&(n, _)| n == r.nonce) {
-                    self.counters.replayed += 1;
-                    self.nack(r, NackReason::Auth);
-                    return;
-                }
-                if self.recent_nonces.len() >= RECENT_NONCES {
-                    self.recent_nonces.swap_remove(0);
-                }
-                let _ = self.recent_nonces.push((r.nonce, now));
                 if src.ip != r.target.ip {
-                    self.nack(r, NackReason::BadRequest);
+                    self.counters.jap.wrong_source += 1;
                     return;
                 }
-                let result = if join {
+                let ts = r.timestamp_ms.saturating_mul(MS);
+                if now.abs_diff(ts) > self.cfg.freshness {
+                    self.counters.jap.stale_registrations += 1;
+                    return;
+                }
+                let expires = ts.saturating_add(self.cfg.freshness);
+                match self.jap.nonces.insert(r.nonce, expires, now) {
+                    Ok(()) => {}
+                    Err(NonceError::Replayed) => {
+                        self.counters.jap.replayed_registrations += 1;
+                        return;
+                    }
+                    Err(NonceError::Full) => {
+                        self.nack(r, NackReason::Capacity);
+                        return;
+                    }
+                }
+                let result = if matches!(msg, Message::Join(_)) {
                     self.jap_join(now, r)
                 } else {
-                    self.jap_leave(now, r)
+                    self.jap_leave(r)
                 };
                 match result {
                     Ok(()) => {
@@ -100,8 +161,8 @@ impl Proxy {
                             target: r.target,
                             nonce: r.nonce,
                         };
-                        self.send_target(r.target, &r.group, &ack);
-                        self.report_if_needed(now, r.group, false);
+                        self.send_target(r.group, r.target, &ack);
+                        self.jap_changed(now, r.group);
                     }
                     Err(reason) => self.nack(r, reason),
                 }
@@ -111,63 +172,111 @@ impl Proxy {
                 target,
                 nonce,
             } => {
-                let rise = self.cfg.target_rise;
-                let mut changed = false;
-                if let Some(j) = self.jap.get_mut(&group) {
-                    if let Some(t) = j.targets.as_mut_slice().iter_mut().find(|t| t.ep == target) {
-                        if t.ping_outstanding && t.ping_nonce == nonce {
-                            t.ping_outstanding = false;
-                            t.misses = 0;
-                            t.awaiting_since = None;
-                            t.good = t.good.saturating_add(1);
-                            if t.health == Health::Suspect
-                                || (t.health == Health::Down && t.good >= rise)
-                            {
-                                changed = t.health == Health::Down;
-                                t.health = Health::Up;
-                                t.down_since = None;
-                            }
-                        }
-                    }
+                if src.ip != target.ip {
+                    self.counters.jap.wrong_source += 1;
+                    return;
                 }
-                if changed {
-                    self.report_if_needed(now, group, false);
-                }
+                self.on_pong(now, group, target, nonce);
             }
-            _ => self.counters.malformed += 1,
+            _ => self.counters.wire.malformed += 1,
         }
     }
 
-    pub(super) fn jap_join(&mut self, now: Instant, r: &Registration) -> Result<(), NackReason> {
-        let cap = self.cfg.max_targets_per_group;
-        let band = self.group_cfg(&r.group).map_or(10, |g| g.band_pct);
+    fn on_pong(&mut self, now: Instant, group: Group, target: Endpoint, nonce: u64) {
+        let rise = self.cfg.target_rise;
+        let Some(j) = self.jap.groups.get(&group) else {
+            self.ask_rejoin(group, target, nonce);
+            return;
+        };
+        let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) else {
+            self.ask_rejoin(group, target, nonce);
+            return;
+        };
+        if !(t.ping_outstanding && t.ping_nonce == nonce) {
+            self.counters.jap.unexpected_pongs += 1;
+            return;
+        }
+        t.ping_outstanding = false;
+        t.misses = 0;
+        t.awaiting_since = None;
+        t.good = t.good.saturating_add(1);
+        let back = t.health == Health::Down && t.good >= rise;
+        if t.health == Health::Suspect || back {
+            t.health = Health::Up;
+            t.down_since = None;
+        }
+        if back {
+            self.jap_changed(now, group);
+        }
+    }
+
+    /// A pong from a target we do not hold: its JAP died and anycast brought
+    /// it here (paper §3.6.2). Ask it to register again (same size as the
+    /// pong, to the target named in its verified body only).
+    fn ask_rejoin(&mut self, group: Group, target: Endpoint, nonce: u64) {
+        self.counters.jap.rejoins_sent += 1;
+        let msg = Message::Rejoin {
+            group,
+            target,
+            nonce,
+        };
+        self.send_target(group, target, &msg);
+    }
+
+    fn nack(&mut self, r: &Registration, reason: NackReason) {
+        match reason {
+            NackReason::Capacity => self.counters.jap.nack_capacity += 1,
+            _ => self.counters.jap.nack_not_responsible += 1,
+        }
+        let msg = Message::Nack {
+            group: r.group,
+            target: r.target,
+            nonce: r.nonce,
+            reason,
+        };
+        self.send_target(r.group, r.target, &msg);
+    }
+
+    fn jap_join(&mut self, now: Instant, r: &Registration) -> Result<(), NackReason> {
+        let per_group = self.cfg.max_targets_per_group;
+        let band = self.cfg.group(&r.group).map_or(10, |g| g.band_pct);
         let ping = self.cfg.target_ping;
-        let entry = self
+        let Ok(entry) = self.jap.groups.get_or_insert_with(r.group, || JapGroup {
+            targets: List::default(),
+            iaps: HVec::new(),
+            band_pct: band,
+            reported: None,
+            raps: HVec::new(),
+            acked: HVec::new(),
+            retries: 0,
+            retry_at: None,
+            refresh_at: now,
+            dirty: false,
+        }) else {
+            self.counters.jap.groups_refused += 1;
+            return Err(NackReason::Capacity);
+        };
+        let weight = r.options.weight.max(1);
+        if let Some(t) = self
             .jap
-            .get_or_insert_with(r.group, || JapGroup {
-                targets: FixedVec::with_capacity(cap),
-                iaps: HVec::new(),
-                reported: None,
-                reported_to: HVec::new(),
-                band_pct: band,
-            })
-            .map_err(|_| NackReason::Capacity)?;
-        if let Some(t) = entry
             .targets
-            .as_mut_slice()
-            .iter_mut()
-            .find(|t| t.ep == r.target)
+            .find_mut(&entry.targets, |t| t.ep == r.target)
         {
+            t.weight = weight;
             t.health = Health::Up;
             t.misses = 0;
             t.down_since = None;
             return Ok(());
         }
-        let nonce = mix64(now ^ u64::from(r.target.port));
-        entry
-            .targets
-            .push(TargetEntry {
+        if entry.targets.len() >= per_group {
+            return Err(NackReason::Capacity);
+        }
+        let nonce = mix64(now ^ u64::from(r.target.port) ^ u64::from(r.target.ip.to_u32()));
+        let added = self.jap.targets.push(
+            &mut entry.targets,
+            TargetEntry {
                 ep: r.target,
+                weight,
                 health: Health::Up,
                 misses: 0,
                 good: 0,
@@ -177,131 +286,288 @@ impl Proxy {
                 awaiting_since: None,
                 down_since: None,
                 flows: 0,
-            })
-            .map_err(|_| NackReason::Capacity)?;
-        self.counters.joins += 1;
-        self.target_deadline = self.target_deadline.min(now + ping);
+            },
+        );
+        if added.is_err() {
+            if entry.targets.is_empty() {
+                self.jap.groups.remove(&r.group);
+            }
+            return Err(NackReason::Capacity);
+        }
+        self.counters.jap.joins += 1;
+        self.timers.set_earliest(Timer::Targets, now + ping);
         Ok(())
     }
 
-    pub(super) fn jap_leave(&mut self, _now: Instant, r: &Registration) -> Result<(), NackReason> {
-        let Some(j) = self.jap.get_mut(&r.group) else {
+    fn jap_leave(&mut self, r: &Registration) -> Result<(), NackReason> {
+        let Some(j) = self.jap.groups.get_mut(&r.group) else {
             return Err(NackReason::NotResponsible);
         };
         let before = j.targets.len();
-        j.targets.retain(|t| t.ep != r.target);
+        self.jap
+            .targets
+            .retain(&mut j.targets, |t| t.ep != r.target);
         if j.targets.len() == before {
             return Err(NackReason::NotResponsible);
         }
-        self.flows
-            .retain(|(g, _), f| !(*g == r.group && f.target == r.target));
-        self.counters.leaves += 1;
+        self.jap.end_flows_to(r.group, r.target);
+        self.counters.jap.leaves += 1;
         Ok(())
     }
 
-    /// Reports the group's live count to its RAPs when it left the band, when
-    /// it is the first report, or when the RAP set changed (`force` resends).
-    pub(super) fn report_if_needed(&mut self, now: Instant, g: Group, force: bool) {
-        let raps = self.raps_of(&g);
-        let Some(j) = self.jap.get(&g) else { return };
-        let live = j
-            .targets
-            .iter()
-            .filter(|t| t.health != Health::Down)
-            .count() as u32;
-        let out_of_band = match j.reported {
-            None => live > 0,
-            Some(last) => {
-                let band = u64::from(last) * u64::from(j.band_pct) / 100;
-                let lo = u64::from(last).saturating_sub(band);
-                let hi = u64::from(last) + band;
-                live == 0 || u64::from(live) < lo || u64::from(live) > hi
-            }
-        };
-        let new_raps: HVec<ProxyId, MAX_K> = raps
-            .iter()
-            .copied()
-            .filter(|r| !j.reported_to.contains(r))
-            .collect();
-        let send_to: HVec<ProxyId, MAX_K> = if force || out_of_band || j.reported.is_none() {
-            raps.clone()
-        } else {
-            new_raps
-        };
-        if send_to.is_empty() || (j.reported.is_none() && live == 0) {
+    /// The group's targets changed: report at once if the count left its band.
+    fn jap_changed(&mut self, now: Instant, g: Group) {
+        self.report_if_needed(now, g);
+    }
+
+    /// Every JAP group re-examines its RAP set at the next report timer
+    /// (membership changed).
+    pub(super) fn jap_raps_changed(&mut self, now: Instant) {
+        if self.jap.groups.is_empty() {
             return;
         }
-        let count = if out_of_band || j.reported.is_none() {
-            live
-        } else {
-            j.reported.unwrap_or(live)
-        };
-        if let Some(j) = self.jap.get_mut(&g) {
-            j.reported = Some(count);
-            j.reported_to = raps;
+        for (_, j) in self.jap.groups.iter_mut() {
+            j.dirty = true;
         }
-        let msg = Message::CountReport {
-            group: g,
-            count,
-            coord: self.coord,
-        };
-        for to in send_to {
-            self.counters.reports_sent += 1;
-            self.send_proxy(now, to, &msg);
-        }
-        if count == 0 {
-            // No target left: tell the IAPs that use this JAP for the group now,
-            // rather than at their next packet.
-            let iaps = self.jap.remove(&g).map(|j| j.iaps).unwrap_or_default();
-            let unspecified = Endpoint {
-                ip: crate::addr::Ipv4::UNSPECIFIED,
-                port: 0,
-            };
-            for iap in iaps {
-                self.counters.invalidations_sent += 1;
-                let msg = Message::Invalidate {
-                    group: g,
-                    client: unspecified,
-                    gone: true,
-                    packet: &[],
-                };
-                self.send_proxy(now, iap, &msg);
+        self.timers.set_earliest(Timer::Reports, now);
+    }
+
+    /// `p` restarted: if it is a RAP of ours it lost our counts; send them again.
+    pub(super) fn jap_peer_restarted(&mut self, now: Instant, p: ProxyId) {
+        let mut any = false;
+        for (_, j) in self.jap.groups.iter_mut() {
+            if j.raps.contains(&p) {
+                j.acked.retain(|r| *r != p);
+                j.raps.retain(|r| *r != p);
+                j.dirty = true;
+                any = true;
             }
+        }
+        if any {
+            self.timers.set_earliest(Timer::Reports, now);
         }
     }
 
+    /// Sends the group's count to its RAPs when it left the band (or became or
+    /// stopped being zero), and the current count to RAPs that do not have it
+    /// (the RAP set changed). Removes a group left without any target.
+    fn report_if_needed(&mut self, now: Instant, g: Group) {
+        let raps = self.raps_of(&g);
+        let (live, entries) = self.jap.live_weight(&g);
+        let Some(j) = self.jap.groups.get_mut(&g) else {
+            return;
+        };
+        j.dirty = false;
+        let out_of_band = match j.reported {
+            None => live > 0,
+            Some(last) if (last == 0) != (live == 0) => true,
+            Some(last) => {
+                let band = u64::from(last) * u64::from(j.band_pct) / 100;
+                let (lo, hi) = (u64::from(last).saturating_sub(band), u64::from(last) + band);
+                !(lo..=hi).contains(&u64::from(live))
+            }
+        };
+        let mut send_to: HVec<ProxyId, MAX_K> = HVec::new();
+        if out_of_band {
+            j.reported = Some(live);
+            j.acked.clear();
+            j.retries = 0;
+            send_to = raps.clone();
+        } else if j.reported.is_some_and(|c| c > 0) {
+            send_to = raps
+                .iter()
+                .copied()
+                .filter(|r| !j.raps.contains(r))
+                .collect();
+        }
+        j.acked.retain(|r| raps.contains(r));
+        j.raps = raps;
+        let count = j.reported.unwrap_or(0);
+        if !send_to.is_empty() {
+            j.retry_at = Some(now + self.cfg.report_retry);
+            j.refresh_at = now + self.cfg.report_refresh;
+            self.timers
+                .set_earliest(Timer::Reports, now + self.cfg.report_retry);
+        }
+        let emptied = out_of_band && live == 0;
+        let gone = entries == 0;
+        for to in send_to {
+            self.send_report(now, to, g, count);
+        }
+        if emptied || gone {
+            self.invalidate_iaps(now, g);
+        }
+        if gone {
+            // No target at all: nothing to ping or report; the RAPs have our 0
+            // (or forget us when their entries expire).
+            self.jap.groups.remove(&g);
+        }
+    }
+
+    fn send_report(&mut self, now: Instant, to: ProxyId, group: Group, count: u32) {
+        self.counters.jap.reports_sent += 1;
+        let msg = Message::CountReport {
+            group,
+            count,
+            coord: self.coord,
+        };
+        self.send_proxy(now, to, &msg);
+    }
+
+    /// No live target left: tell the IAPs that use this JAP for the group now,
+    /// rather than at their next packet.
+    fn invalidate_iaps(&mut self, now: Instant, g: Group) {
+        let Some(j) = self.jap.groups.get_mut(&g) else {
+            return;
+        };
+        let iaps = core::mem::take(&mut j.iaps);
+        for iap in iaps {
+            self.counters.jap.invalidations_sent += 1;
+            let msg = Message::Invalidate {
+                group: g,
+                gone: true,
+                bounced: None,
+            };
+            self.send_proxy(now, iap, &msg);
+        }
+    }
+
+    /// A RAP acknowledged our count for `group`, giving the band to use.
+    pub(super) fn on_report_ack(&mut self, from: ProxyId, group: Group, count: u32, band: u8) {
+        let Some(j) = self.jap.groups.get_mut(&group) else {
+            return;
+        };
+        if j.reported != Some(count) || !j.raps.contains(&from) {
+            return;
+        }
+        // 0 means exact counts (every change is reported).
+        j.band_pct = band.min(100);
+        if !j.acked.contains(&from) {
+            let _ = j.acked.push(from);
+        }
+        if j.raps.iter().all(|r| j.acked.contains(r)) {
+            j.retry_at = None;
+            j.retries = 0;
+        }
+    }
+
+    /// Report retries (RAPs that did not acknowledge), periodic refreshes,
+    /// and groups whose targets or RAPs changed.
+    pub(super) fn report_timers(&mut self, now: Instant) {
+        let mut next = Instant::MAX;
+        // Each pass handles up to BATCH due groups and makes them not due, so
+        // the passes end; the bound guards against a logic error looping.
+        for _ in 0..=self.jap.groups.len() / BATCH + 1 {
+            let due: HVec<Group, BATCH> = self
+                .jap
+                .groups
+                .iter()
+                .filter(|(_, j)| {
+                    j.dirty || j.retry_at.is_some_and(|t| t <= now) || j.refresh_at <= now
+                })
+                .map(|(g, _)| *g)
+                .take(BATCH)
+                .collect();
+            if due.is_empty() {
+                break;
+            }
+            for g in due {
+                self.report_due(now, g);
+            }
+        }
+        for (_, j) in self.jap.groups.iter() {
+            next = next.min(j.refresh_at);
+            if let Some(r) = j.retry_at {
+                next = next.min(r);
+            }
+            if j.dirty {
+                next = now;
+            }
+        }
+        if next == Instant::MAX {
+            self.timers.stop(Timer::Reports);
+        } else {
+            self.timers.set(Timer::Reports, next.max(now + 1));
+        }
+    }
+
+    fn report_due(&mut self, now: Instant, g: Group) {
+        let dirty = self.jap.groups.get(&g).is_some_and(|j| j.dirty);
+        if dirty {
+            self.report_if_needed(now, g);
+        }
+        let Some(j) = self.jap.groups.get_mut(&g) else {
+            return;
+        };
+        j.dirty = false;
+        let count = j.reported.unwrap_or(0);
+        let mut send_to: HVec<ProxyId, MAX_K> = HVec::new();
+        if j.refresh_at <= now {
+            j.refresh_at = now + self.cfg.report_refresh;
+            if count > 0 {
+                j.acked.clear();
+                j.retries = 0;
+                j.retry_at = Some(now + self.cfg.report_retry);
+                send_to = j.raps.clone();
+                self.counters.jap.report_refreshes += send_to.len() as u64;
+            }
+        } else if j.retry_at.is_some_and(|t| t <= now) {
+            send_to = j
+                .raps
+                .iter()
+                .copied()
+                .filter(|r| !j.acked.contains(r))
+                .collect();
+            j.retries = j.retries.saturating_add(1);
+            let backoff = self.cfg.report_retry << j.retries.min(16);
+            j.retry_at =
+                (!send_to.is_empty()).then_some(now + backoff.min(self.cfg.report_refresh));
+            self.counters.jap.report_retries += send_to.len() as u64;
+        }
+        for to in send_to {
+            self.send_report(now, to, g, count);
+        }
+    }
+
+    /// A client packet to deliver (from an IAP, or a RAP on a lookup).
     pub(super) fn jap_forward(
         &mut self,
         now: Instant,
         group: Group,
         client: Endpoint,
         iap: ProxyId,
+        tried: &Tried,
         packet: &[u8],
     ) {
-        let target = self.choose_target(now, group, client);
-        let Some(target) = target else {
-            self.counters.invalidations_sent += 1;
-            let gone = self.live_targets(&group) == 0;
+        let Some(target) = self.choose_target(now, group, client) else {
+            self.counters.jap.invalidations_sent += 1;
+            let gone = self.jap.live_weight(&group).0 == 0;
+            let mut tried = tried.clone();
+            let offered = tried.contains(&self.cfg.id) || tried.push(self.cfg.id).is_ok();
             let msg = Message::Invalidate {
                 group,
-                client,
                 gone,
-                packet,
+                // Offered to every JAP the list can name: drop it here.
+                bounced: offered.then_some(Bounced {
+                    client,
+                    tried,
+                    packet,
+                }),
             };
             self.send_proxy(now, iap, &msg);
             return;
         };
-        let Ok(buf) = Buf::from_slice(packet) else {
-            self.counters.oversized += 1;
+        let Ok(buf) = super::Buf::from_slice(packet) else {
+            self.counters.wire.oversized += 1;
             return;
         };
-        if let Some(j) = self.jap.get_mut(&group) {
-            if let Some(t) = j.targets.as_mut_slice().iter_mut().find(|t| t.ep == target) {
+        let passive = self.cfg.passive_timeout;
+        if let Some(j) = self.jap.groups.get_mut(&group) {
+            if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) {
                 if t.awaiting_since.is_none() {
                     t.awaiting_since = Some(now);
                     if !t.ping_outstanding {
-                        self.target_deadline =
-                            self.target_deadline.min(now + self.cfg.passive_timeout);
+                        self.timers.set_earliest(Timer::Targets, now + passive);
                     }
                 }
             }
@@ -312,8 +578,8 @@ impl Proxy {
                 let _ = j.iaps.push(iap);
             }
         }
-        self.counters.delivered += 1;
-        self.push(Transmit::Deliver {
+        self.counters.jap.delivered += 1;
+        self.out.push(super::Transmit::Deliver {
             group,
             client,
             target,
@@ -321,68 +587,107 @@ impl Proxy {
         });
     }
 
-    /// Affinity first, then the least-loaded live target; never the client itself.
-    pub(super) fn choose_target(
-        &mut self,
-        now: Instant,
-        group: Group,
-        client: Endpoint,
-    ) -> Option<Endpoint> {
-        let j = self.jap.get(&group)?;
-        if let Some(f) = self.flows.get(&(group, client)) {
+    /// Affinity first (the flow's target while it is up), then the up target
+    /// with the fewest current flows per unit of weight; never the client itself.
+    fn choose_target(&mut self, now: Instant, group: Group, client: Endpoint) -> Option<Endpoint> {
+        let j = self.jap.groups.get(&group)?;
+        if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
             let t = f.target;
-            if j.targets
-                .iter()
-                .any(|x| x.ep == t && x.health == Health::Up)
+            if self
+                .jap
+                .targets
+                .iter(&j.targets)
+                .any(|x| x.ep == t && x.health != Health::Down)
             {
-                if let Some(f) = self.flows.get_mut(&(group, client)) {
-                    f.last = now;
-                }
+                f.last = now;
                 return Some(t);
             }
         }
-        let best = j
+        // The old flow's target is down or gone: the flow starts over.
+        self.jap.end_flow(&group, &client);
+        let j = self.jap.groups.get(&group)?;
+        let best = self
+            .jap
             .targets
-            .iter()
+            .iter(&j.targets)
             .filter(|t| t.health == Health::Up && t.ep.ip != client.ip)
-            .min_by_key(|t| t.flows)
+            .min_by(|a, b| {
+                // a.flows / a.weight against b.flows / b.weight, exactly.
+                let l = u64::from(a.flows) * u64::from(b.weight);
+                let r = u64::from(b.flows) * u64::from(a.weight);
+                l.cmp(&r).then(b.weight.cmp(&a.weight))
+            })
             .map(|t| t.ep)?;
-        match self.flows.insert(
-            (group, client),
-            Flow {
-                target: best,
-                last: now,
-            },
-        ) {
+        let flow = Flow {
+            target: best,
+            last: now,
+        };
+        match self.jap.flows.insert((group, client), flow) {
             Ok(_) => {
-                if let Some(j) = self.jap.get_mut(&group) {
-                    if let Some(t) = j.targets.as_mut_slice().iter_mut().find(|t| t.ep == best) {
-                        t.flows = t.flows.saturating_add(1);
-                    }
+                if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == best) {
+                    t.flows = t.flows.saturating_add(1);
                 }
             }
-            Err(_) => self.counters.capacity_refusals += 1,
+            Err(_) => self.counters.jap.flows_refused += 1,
         }
         Some(best)
     }
 
+    /// A target's reply to a client: passive health, the flow stays fresh.
+    pub(super) fn jap_target_reply(
+        &mut self,
+        now: Instant,
+        group: Group,
+        target: Endpoint,
+        client: Endpoint,
+    ) {
+        if let Some(j) = self.jap.groups.get(&group) {
+            if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) {
+                t.awaiting_since = None;
+                if t.health == Health::Suspect {
+                    t.health = Health::Up;
+                    t.misses = 0;
+                }
+            }
+        }
+        if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
+            f.last = now;
+        }
+    }
+
+    /// Pings due targets, marks silent ones suspect then down, forgets targets
+    /// down too long; the groups that changed report at the next report timer.
     pub(super) fn target_timers(&mut self, now: Instant) {
         let ping_every = self.cfg.target_ping;
         let fall = self.cfg.target_fall;
         let passive = self.cfg.passive_timeout;
         let forget = ping_every * DOWN_FORGET_PINGS;
-        let mut pings: Vec<(Group, Endpoint, u64)> = Vec::new();
-        let mut changed: Vec<Group> = Vec::new();
-        let mut went_down: Vec<(Group, Endpoint)> = Vec::new();
-        let mut deadline = Instant::MAX;
         let mut seed = self.next_random();
-        for (g, j) in self.jap.iter_mut() {
+        let mut deadline = Instant::MAX;
+        let mut changed = false;
+        let Proxy {
+            jap,
+            out,
+            cfg,
+            counters,
+            ..
+        } = self;
+        let Jap {
+            groups,
+            targets,
+            flows,
+            ..
+        } = jap;
+        for (g, j) in groups.iter_mut() {
+            let Some(key) = cfg.group(g).map(|c| &c.key) else {
+                continue;
+            };
             let mut group_changed = false;
-            for t in j.targets.as_mut_slice().iter_mut() {
+            targets.for_each_mut(&j.targets, |t| {
                 let passive_due =
                     t.awaiting_since.is_some_and(|a| now >= a + passive) && !t.ping_outstanding;
                 if now < t.next_ping && !passive_due {
-                    continue;
+                    return;
                 }
                 if t.ping_outstanding {
                     t.misses = t.misses.saturating_add(1);
@@ -390,8 +695,11 @@ impl Proxy {
                     if t.misses >= fall && t.health != Health::Down {
                         t.health = Health::Down;
                         t.down_since = Some(now);
+                        t.flows = 0;
                         group_changed = true;
-                        went_down.push((*g, t.ep));
+                        counters.jap.targets_down += 1;
+                        let (fg, ep) = (*g, t.ep);
+                        flows.retain(|(k, _), f| !(*k == fg && f.target == ep));
                     } else if t.health == Health::Up {
                         t.health = Health::Suspect;
                     }
@@ -403,37 +711,58 @@ impl Proxy {
                 t.ping_nonce = seed;
                 t.ping_outstanding = true;
                 t.next_ping = now + ping_every;
-                pings.push((*g, t.ep, seed));
-            }
+                let ping = Message::Ping {
+                    group: *g,
+                    target: t.ep,
+                    nonce: seed,
+                };
+                out.queue_target(*g, t.ep, &ping, key);
+            });
             let before = j.targets.len();
-            j.targets
-                .retain(|t| t.down_since.is_none_or(|d| now.saturating_sub(d) < forget));
+            targets.retain(&mut j.targets, |t| {
+                t.down_since.is_none_or(|d| now.saturating_sub(d) < forget)
+            });
             if group_changed || j.targets.len() != before {
-                changed.push(*g);
+                j.dirty = true;
+                changed = true;
             }
-            for t in j.targets.iter() {
+            for t in targets.iter(&j.targets) {
                 deadline = deadline.min(t.next_ping);
                 if let (Some(a), false) = (t.awaiting_since, t.ping_outstanding) {
                     deadline = deadline.min(a + passive);
                 }
             }
         }
-        self.target_deadline = deadline;
-        for (g, ep) in went_down {
-            self.counters.targets_down += 1;
-            self.flows
-                .retain(|(fg, _), f| !(*fg == g && f.target == ep));
+        if deadline == Instant::MAX {
+            self.timers.stop(Timer::Targets);
+        } else {
+            self.timers.set(Timer::Targets, deadline.max(now + 1));
         }
-        for (g, ep, nonce) in pings {
-            let msg = Message::Ping {
-                group: g,
-                target: ep,
-                nonce,
-            };
-            self.send_target(ep, &g, &msg);
+        if changed {
+            self.timers.set_earliest(Timer::Reports, now);
         }
-        for g in changed {
-            self.report_if_needed(now, g, false);
-        }
+    }
+
+    /// Forgets idle flows, giving each its target's flow back.
+    pub(super) fn sweep_flows(&mut self, now: Instant) {
+        let idle = self.cfg.flow_idle;
+        let Jap {
+            groups,
+            targets,
+            flows,
+            nonces,
+        } = &mut self.jap;
+        flows.retain(|(g, _), f| {
+            let keep = now.saturating_sub(f.last) < idle;
+            if !keep {
+                if let Some(j) = groups.get(g) {
+                    if let Some(t) = targets.find_mut(&j.targets, |t| t.ep == f.target) {
+                        t.flows = t.flows.saturating_sub(1);
+                    }
+                }
+            }
+            keep
+        });
+        nonces.expire(now);
     }
 }

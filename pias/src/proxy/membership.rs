@@ -1,35 +1,50 @@
 //! Membership: who is up, by heartbeats inside and between watching clusters,
-//! news floods, and the RTT probes behind proximity.
+//! news floods ordered by incarnation (SWIM), flap damping, and RTT probes.
 
+use super::timers::Timer;
 use super::{Proxy, Transmit};
-use crate::addr::Group;
+use crate::ids::Incarnation;
 use crate::proximity;
-use crate::time::Instant;
-use crate::wire::{Coord, Message, ProxyId, ReplayWindow};
-use alloc::vec::Vec;
+use crate::replay::SeqWindow;
+use crate::time::{Instant, MS, SEC};
+use crate::wire::{Coord, Message, ProxyId};
 
-#[derive(Clone, Debug)]
 /// What this proxy has learnt about another. A roster member without an
 /// entry is up and has not been heard from; entries are made on first contact
 /// or news, so a proxy of a large deployment holds state only for the peers it
 /// talks to (its watched peers, the RAPs and JAPs of its groups).
+#[derive(Clone, Debug)]
 pub(super) struct Peer {
     pub(super) up: bool,
-    /// Highest sequence of news this peer originated that we have seen.
-    pub(super) news_seen: u32,
+    /// The life of the peer we know of (None: never heard of it).
+    pub(super) incarnation: Option<Incarnation>,
     pub(super) last_heard: Instant,
     pub(super) coord: Option<Coord>,
-    pub(super) replay: ReplayWindow,
+    /// Anti-replay over the sequence numbers of its current life.
+    pub(super) replay: SeqWindow,
+    /// We declared it down and it has not come back since.
+    pub(super) declared: bool,
+    /// Declarations of ours it refuted: each doubles the silence we need
+    /// before declaring it again (up to `max_flap_doublings`).
+    pub(super) flaps: u8,
+    /// When `flaps` last changed (it decays after a long calm).
+    pub(super) flapped_at: Instant,
+    /// A damped declaration was counted for the current silence.
+    pub(super) damping_noted: bool,
 }
 
 impl Peer {
     pub(super) fn fresh(now: Instant) -> Peer {
         Peer {
             up: true,
-            news_seen: 0,
+            incarnation: None,
             last_heard: now,
             coord: None,
-            replay: ReplayWindow::default(),
+            replay: SeqWindow::default(),
+            declared: false,
+            flaps: 0,
+            flapped_at: now,
+            damping_noted: false,
         }
     }
 }
@@ -38,14 +53,264 @@ impl Peer {
 /// the queue is empty: a flood to 20,000 peers needs no 20,000-slot queue.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Flood {
-    pub(super) news_seq: u32,
     pub(super) subject: ProxyId,
+    pub(super) incarnation: Incarnation,
     pub(super) up: bool,
     /// Next roster position to send to.
     pub(super) next: usize,
 }
 
+/// How a verified message's header compares with the sender's known life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Life {
+    /// The life we know (or the first we hear of).
+    Current,
+    /// A later life: the sender restarted.
+    Restarted,
+    /// An earlier life: a message from before its restart.
+    Old,
+}
+
+/// Calm periods (in units of the damped dead time) before a flap is forgiven.
+const FLAP_DECAY: u64 = 16;
+
 impl Proxy {
+    /// Where a message from `sender` in its life `boot` stands; records a new
+    /// life (and resets its replay window) only when `commit`.
+    pub(super) fn life_of(&mut self, now: Instant, sender: ProxyId, boot: u64) -> Option<Life> {
+        let Ok(peer) = self.peers.get_or_insert_with(sender, || Peer::fresh(now)) else {
+            self.counters.membership.peers_refused += 1;
+            return None;
+        };
+        Some(match peer.incarnation {
+            None => {
+                peer.incarnation = Some(Incarnation {
+                    boot,
+                    refutation: 0,
+                });
+                Life::Current
+            }
+            Some(k) if boot < k.boot => Life::Old,
+            Some(k) if boot > k.boot => Life::Restarted,
+            Some(_) => Life::Current,
+        })
+    }
+
+    /// A verified message from `p` in a life later than we knew: its state
+    /// (replay window, the RAP entries it held) starts over.
+    pub(super) fn peer_restarted(&mut self, now: Instant, p: ProxyId, boot: u64) {
+        self.counters.membership.restarts_seen += 1;
+        let inc = Incarnation {
+            boot,
+            refutation: 0,
+        };
+        self.apply_news(now, p, inc, true);
+        // Its watchers tell everyone, so that JAPs re-report to it at once.
+        if self.watched.binary_search(&p).is_ok() {
+            self.start_flood(p, inc, true);
+        }
+    }
+
+    /// A verified message in `p`'s current life: it is alive.
+    pub(super) fn heard_from(&mut self, now: Instant, p: ProxyId) {
+        let Some(peer) = self.peers.get_mut(&p) else {
+            return;
+        };
+        peer.last_heard = now;
+        peer.damping_noted = false;
+        if !peer.up {
+            // Direct evidence; the others learn from its own refutation.
+            self.set_up(now, p, true);
+        }
+    }
+
+    pub(super) fn send_heartbeats(&mut self) {
+        let msg = Message::Heartbeat {
+            cluster: self.cfg.cluster,
+            coord: self.coord,
+        };
+        for &to in &self.watchers {
+            self.out.queue_proxy(to, &msg, &self.cfg.deployment_key);
+        }
+    }
+
+    /// Declares down the watched peers silent for their (damped) dead time,
+    /// and forgives old flaps of peers that have been calm.
+    pub(super) fn detect_dead_peers(&mut self, now: Instant) {
+        let base = self.cfg.peer_dead;
+        for i in 0..self.watched.len() {
+            let p = self.watched[i];
+            let Some(peer) = self.peers.get_mut(&p) else {
+                continue;
+            };
+            if !peer.up {
+                continue;
+            }
+            let damped = base << peer.flaps.min(16);
+            let silent = now.saturating_sub(peer.last_heard);
+            if silent <= base {
+                if peer.flaps > 0 && now.saturating_sub(peer.flapped_at) > FLAP_DECAY * damped {
+                    peer.flaps -= 1;
+                    peer.flapped_at = now;
+                }
+                continue;
+            }
+            if silent <= damped {
+                if !peer.damping_noted {
+                    peer.damping_noted = true;
+                    self.counters.membership.damped += 1;
+                }
+                continue;
+            }
+            peer.declared = true;
+            let inc = peer.incarnation.unwrap_or_default();
+            self.announce(now, p, inc, false);
+        }
+    }
+
+    /// Applies and floods news that `subject` is up or down in life `inc`.
+    pub(super) fn announce(&mut self, now: Instant, subject: ProxyId, inc: Incarnation, up: bool) {
+        if subject != self.cfg.id {
+            self.apply_news(now, subject, inc, up);
+        }
+        self.start_flood(subject, inc, up);
+    }
+
+    /// Starts sending news to every live peer; it replaces a flood about the
+    /// same subject still in progress (the new news supersedes it).
+    fn start_flood(&mut self, subject: ProxyId, incarnation: Incarnation, up: bool) {
+        let flood = Flood {
+            subject,
+            incarnation,
+            up,
+            next: 0,
+        };
+        if let Some(f) = self
+            .floods
+            .as_mut_slice()
+            .iter_mut()
+            .find(|f| f.subject == subject)
+        {
+            *f = flood;
+        } else if self.floods.push(flood).is_err() {
+            self.counters.membership.floods_refused += 1;
+        }
+    }
+
+    /// Applies news to our view (SWIM's order: a later life or refutation
+    /// wins; in the same one, down wins); returns whether it changed it.
+    pub(super) fn apply_news(
+        &mut self,
+        now: Instant,
+        subject: ProxyId,
+        inc: Incarnation,
+        up: bool,
+    ) -> bool {
+        if subject == self.cfg.id || !self.roster.contains(subject) {
+            return false;
+        }
+        let Ok(peer) = self.peers.get_or_insert_with(subject, || Peer::fresh(now)) else {
+            self.counters.membership.peers_refused += 1;
+            return false;
+        };
+        match peer.incarnation {
+            Some(k) if inc < k => false,
+            Some(k) if inc == k => {
+                if !up && peer.up {
+                    self.set_up(now, subject, false);
+                    true
+                } else {
+                    false
+                }
+            }
+            known => {
+                let restarted = known.is_some_and(|k| inc.boot > k.boot);
+                peer.incarnation = Some(inc);
+                if restarted {
+                    peer.replay.reset();
+                }
+                if peer.up != up {
+                    self.set_up(now, subject, up);
+                }
+                if restarted {
+                    // Its RAP state is gone: our JAP groups report to it again.
+                    self.jap_peer_restarted(now, subject);
+                }
+                true
+            }
+        }
+    }
+
+    /// Marks `p` up or down and updates what depends on it.
+    fn set_up(&mut self, now: Instant, p: ProxyId, up: bool) {
+        let Some(peer) = self.peers.get_mut(&p) else {
+            return;
+        };
+        peer.up = up;
+        if up {
+            peer.last_heard = now;
+            if peer.declared {
+                // Our declaration was wrong (or it restarted): damp the next.
+                peer.declared = false;
+                peer.flaps = peer
+                    .flaps
+                    .saturating_add(1)
+                    .min(self.cfg.max_flap_doublings);
+                peer.flapped_at = now;
+            }
+            self.counters.membership.peers_up += 1;
+        } else {
+            self.counters.membership.peers_down += 1;
+            self.iap_forget_jap(p);
+            self.rap_forget_jap(p);
+        }
+        // RAP sets may have changed: every JAP group checks its RAPs.
+        self.jap_raps_changed(now);
+    }
+
+    pub(super) fn on_news(
+        &mut self,
+        now: Instant,
+        from: ProxyId,
+        subject: ProxyId,
+        inc: Incarnation,
+        up: bool,
+    ) {
+        if subject == self.cfg.id {
+            let me = self.incarnation;
+            if !up && inc.boot == me.boot && inc.refutation >= me.refutation {
+                // Others think we are down: refute with a later incarnation.
+                self.incarnation.refutation = inc.refutation.saturating_add(1);
+                self.counters.membership.refutations += 1;
+                let me = self.incarnation;
+                self.start_flood(self.cfg.id, me, true);
+            } else {
+                self.counters.membership.news_duplicates += 1;
+            }
+            return;
+        }
+        // Re-flood inside our cluster so one lost copy does not leave a cluster
+        // unaware, but only news that was news to us: the same death announced
+        // by each of its watchers is re-flooded once, not once per watcher.
+        if !self.apply_news(now, subject, inc, up) {
+            self.counters.membership.news_duplicates += 1;
+            return;
+        }
+        let msg = Message::News {
+            subject,
+            incarnation: inc,
+            up,
+        };
+        for &(_, to) in self.roster.cluster_members(self.cfg.cluster) {
+            if to == from || to == subject || to == self.cfg.id || !self.peer_up(to) {
+                continue;
+            }
+            self.counters.membership.news_sent += 1;
+            self.out.queue_proxy(to, &msg, &self.cfg.deployment_key);
+        }
+    }
+
+    /// The next message of the oldest flood in progress.
     pub(super) fn next_flood_message(&mut self) -> Option<Transmit> {
         while let Some(f) = self.floods.as_slice().first().copied() {
             let ids = self.roster.ids();
@@ -54,7 +319,7 @@ impl Proxy {
                 p != f.subject && p != self.cfg.id && self.peer_up(p)
             });
             let Some(i) = found else {
-                self.floods.retain(|x| x.news_seq != f.news_seq);
+                self.floods.retain(|x| x.subject != f.subject);
                 continue;
             };
             let to = ids[i];
@@ -62,160 +327,16 @@ impl Proxy {
                 first.next = i + 1;
             }
             let msg = Message::News {
-                origin: self.cfg.id,
-                news_seq: f.news_seq,
                 subject: f.subject,
+                incarnation: f.incarnation,
                 up: f.up,
             };
-            let key = self.cfg.deployment_key.clone();
-            if let Some(bytes) = self.encode(&msg, &key, self.cfg.id) {
-                self.counters.news_sent += 1;
+            if let Some(bytes) = self.out.sign(&msg, &self.cfg.deployment_key) {
+                self.counters.membership.news_sent += 1;
                 return Some(Transmit::Proxy { to, bytes });
             }
         }
         None
-    }
-
-    pub(super) fn send_heartbeats(&mut self, now: Instant) {
-        let msg = Message::Heartbeat {
-            cluster: self.cfg.cluster,
-            coord: self.coord,
-        };
-        for i in 0..self.watchers.len() {
-            let to = self.watchers[i];
-            self.send_proxy(now, to, &msg);
-        }
-    }
-
-    pub(super) fn detect_dead_peers(&mut self, now: Instant) {
-        let dead_after = self.cfg.peer_dead;
-        let dead: Vec<ProxyId> = self
-            .watched
-            .iter()
-            .copied()
-            .filter(|p| {
-                self.peers
-                    .get(p)
-                    .is_some_and(|x| x.up && now.saturating_sub(x.last_heard) > dead_after)
-            })
-            .collect();
-        for p in dead {
-            self.announce(now, p, false);
-        }
-    }
-
-    /// A verified message from `p`: if we thought it down, it is back.
-    pub(super) fn heard_from(&mut self, now: Instant, p: ProxyId) {
-        if self.peers.get(&p).is_some_and(|x| !x.up) {
-            self.announce(now, p, true);
-        }
-    }
-
-    /// Applies and floods news that `subject` is up or down.
-    pub(super) fn announce(&mut self, now: Instant, subject: ProxyId, up: bool) {
-        self.news_seq += 1;
-        let seq = self.news_seq;
-        let _ = self.apply_news(now, subject, up);
-        let flood = Flood {
-            news_seq: seq,
-            subject,
-            up,
-            next: 0,
-        };
-        if self.floods.push(flood).is_err() {
-            self.counters.capacity_refusals += 1;
-        }
-    }
-
-    /// Applies news to our view; returns whether it changed it.
-    pub(super) fn apply_news(&mut self, now: Instant, subject: ProxyId, up: bool) -> bool {
-        if subject == self.cfg.id || !self.roster.contains(subject) {
-            return false;
-        }
-        let Ok(peer) = self.peers.get_or_insert_with(subject, || Peer::fresh(now)) else {
-            self.counters.capacity_refusals += 1;
-            return false;
-        };
-        if peer.up == up {
-            return false;
-        }
-        peer.up = up;
-        if up {
-            peer.last_heard = now;
-            self.counters.peers_up += 1;
-        } else {
-            self.counters.peers_down += 1;
-            // IAP: a dead JAP leaves every cached list.
-            for (_, c) in self.cache.iter_mut() {
-                c.japs.retain(|r| r.jap != subject);
-            }
-            self.cache.retain(|_, c| !c.japs.is_empty());
-            // RAP: its reports no longer count.
-            for (_, v) in self.rap.iter_mut() {
-                v.retain(|e| e.jap != subject);
-            }
-            self.rap.retain(|_, v| !v.is_empty());
-        }
-        // JAP: RAP sets may have changed; report to any new RAP.
-        let groups: Vec<Group> = self.jap.iter().map(|(g, _)| *g).collect();
-        for g in groups {
-            self.report_if_needed(now, g, false);
-        }
-        true
-    }
-
-    pub(super) fn on_news(
-        &mut self,
-        now: Instant,
-        from: ProxyId,
-        origin: ProxyId,
-        news_seq: u32,
-        subject: ProxyId,
-        up: bool,
-    ) {
-        // Our own news coming back is a duplicate; other origins are roster
-        // members (the sender was checked), each with an entry made on contact.
-        if origin == self.cfg.id || !self.roster.contains(origin) {
-            self.counters.news_duplicates += 1;
-            return;
-        }
-        let Ok(entry) = self.peers.get_or_insert_with(origin, || Peer::fresh(now)) else {
-            self.counters.capacity_refusals += 1;
-            return;
-        };
-        if news_seq <= entry.news_seen {
-            self.counters.news_duplicates += 1;
-            return;
-        }
-        entry.news_seen = news_seq;
-        if subject == self.cfg.id {
-            if !up {
-                // Others think we are down: refute.
-                self.announce(now, self.cfg.id, true);
-            }
-            return;
-        }
-        // Re-flood inside our cluster so one lost copy does not leave a cluster
-        // unaware, but only news that was news to us: the same death announced
-        // by each of its watchers is re-flooded once, not once per watcher.
-        if !self.apply_news(now, subject, up) {
-            return;
-        }
-        let msg = Message::News {
-            origin,
-            news_seq,
-            subject,
-            up,
-        };
-        let roster = self.roster.clone();
-        for &(_, to) in roster.cluster_members(self.cfg.cluster) {
-            if to == from || to == origin || to == subject || to == self.cfg.id {
-                continue;
-            }
-            if self.peer_up(to) {
-                self.send_proxy(now, to, &msg);
-            }
-        }
     }
 
     pub(super) fn send_probe(&mut self, now: Instant) {
@@ -226,12 +347,30 @@ impl Proxy {
         if self.probes.insert(nonce, (to, now)).is_err() {
             return;
         }
-        self.send_proxy(now, to, &Message::RttProbe { nonce });
+        self.out
+            .queue_proxy(to, &Message::RttProbe { nonce }, &self.cfg.deployment_key);
+    }
+
+    pub(super) fn on_rtt_reply(&mut self, now: Instant, from: ProxyId, nonce: u64, coord: Coord) {
+        if let Some((to, sent)) = self.probes.remove(&nonce) {
+            if to == from {
+                let rtt_ms = (now.saturating_sub(sent)) as f32 / MS as f32;
+                let jitter = self.next_random();
+                proximity::update(&mut self.coord, &coord, rtt_ms.max(0.001), jitter);
+                self.learn_coord(from, coord);
+            }
+        }
+    }
+
+    /// Forgets probes that were never answered.
+    pub(super) fn sweep_probes(&mut self, now: Instant) {
+        self.probes
+            .retain(|_, (_, t)| now.saturating_sub(*t) < 10 * SEC);
     }
 
     /// A live peer other than ourselves, uniformly at random: a few random
     /// draws, then the first live one after the last draw.
-    pub(super) fn random_live_peer(&mut self) -> Option<ProxyId> {
+    fn random_live_peer(&mut self) -> Option<ProxyId> {
         let n = self.roster.len();
         if n == 0 {
             return None;
@@ -256,11 +395,16 @@ impl Proxy {
         }
     }
 
-    /// Predicted RTT (ms) to proxy `p`, if its coordinate is known.
-    pub fn predicted_rtt_ms(&self, p: ProxyId) -> Option<f32> {
-        self.peers
-            .get(&p)
-            .and_then(|x| x.coord)
-            .map(|c| proximity::distance(&self.coord, &c))
+    /// Arms the heartbeat and probe timers after they fired.
+    pub(super) fn membership_timers(&mut self, now: Instant) {
+        if self.timers.is_due(Timer::Heartbeat, now) {
+            self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
+            self.send_heartbeats();
+            self.detect_dead_peers(now);
+        }
+        if self.timers.is_due(Timer::Probe, now) {
+            self.timers.set(Timer::Probe, now + self.cfg.rtt_probe);
+            self.send_probe(now);
+        }
     }
 }

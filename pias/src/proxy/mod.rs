@@ -2,8 +2,13 @@
 //! composed as a sans-IO state machine (quinn-proto style). Inputs are
 //! `handle_message`, `handle_client_packet`, `handle_target_packet` and
 //! `handle_timeout`, each with `now`; outputs are drained with `poll_transmit`;
-//! `poll_timeout` says when to call `handle_timeout` next. Every table is sized
-//! in `ProxyConfig` and never grows; a full table refuses and counts it.
+//! `poll_timeout` says when to call `handle_timeout` next (`None`: never).
+//! Every table is sized in `ProxyConfig` and reserved in `Proxy::new`; a full
+//! table refuses and counts it, and no input allocates.
+//!
+//! One file per concern: `config`, `counters`, `timers`, `transmit`,
+//! `membership` (peers, news, probes), `jap`, `rap`, `iap`, and `select` (the
+//! JAP choice that the RAP and the IAP share).
 
 mod config;
 mod counters;
@@ -11,83 +16,75 @@ mod iap;
 mod jap;
 mod membership;
 mod rap;
+mod select;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod transmit;
 
 pub use self::config::{GroupConfig, Policy, ProxyConfig};
-pub use self::counters::Counters;
+pub use self::counters::{
+    Counters, IapCounters, JapCounters, MembershipCounters, RapCounters, WireCounters,
+};
 pub use self::jap::Health;
+pub use self::select::pick;
+pub use self::timers::Timer;
 pub use self::transmit::{Buf, Transmit};
-pub use crate::ids::PeerInfo;
+pub use crate::ids::{Incarnation, PeerInfo};
 pub use crate::time::{Instant, MS, SEC};
 
-use self::iap::{CacheEntry, Pending};
-use self::jap::{Flow, JapGroup, TargetEntry};
-use self::membership::{Flood, Peer};
-use self::rap::{JapEntry, LookupArgs};
+use self::iap::Iap;
+use self::jap::Jap;
+use self::membership::{Flood, Life, Peer};
+use self::rap::{LookupArgs, Rap};
+use self::timers::TimerTable;
+use self::transmit::Outbox;
 use crate::addr::{Endpoint, Group};
 use crate::fixed::{FixedMap, FixedVec};
 use crate::proximity;
+use crate::replay::SeqError;
 use crate::ring::mix64;
 use crate::roster::Roster;
-use crate::wire::{self, Coord, Message, NackReason, ProxyId, MAX_CARRIED};
-use alloc::collections::VecDeque;
+use crate::wire::{self, Coord, Message, ProxyId, Sender, Tried, MAX_CARRIED};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use heapless::Vec as HVec;
 
 /// RAPs per group, at most.
 pub const MAX_K: usize = 8;
+/// RTT probes outstanding at once.
+const MAX_PROBES: usize = 16;
+/// Floods of news in progress at once, one per subject (a mass failure of
+/// more watched peers than this is refused past it, and counted).
+const MAX_FLOODS: usize = 256;
 
 /// One proxy.
 pub struct Proxy {
     cfg: ProxyConfig,
-    seq: u64,
+    /// This life of the proxy.
+    incarnation: Incarnation,
     coord: Coord,
     rng: u64,
     roster: Arc<Roster>,
     peers: FixedMap<ProxyId, Peer>,
-    /// Peers we monitor (our cluster and the next `watch_clusters`).
+    /// Peers we monitor (our cluster and the next `watch_clusters`), sorted.
     watched: Vec<ProxyId>,
     /// Peers that monitor us: we send them heartbeats.
     watchers: Vec<ProxyId>,
-    news_seq: u32,
-    jap: FixedMap<Group, JapGroup>,
-    flows: FixedMap<(Group, Endpoint), Flow>,
-    recent_nonces: FixedVec<(u64, Instant)>,
-    rap: FixedMap<Group, FixedVec<JapEntry>>,
-    cache: FixedMap<Group, CacheEntry>,
-    pending: FixedMap<Group, Pending>,
-    probes: FixedMap<u64, (ProxyId, Instant)>,
-    tx: VecDeque<Transmit>,
-    tx_cap: usize,
     floods: FixedVec<Flood>,
-    next_heartbeat: Instant,
-    next_probe: Instant,
-    next_sweep: Instant,
-    /// The earliest target ping or passive check over all JAP groups; kept up
-    /// to date on every change so no timer query has to scan the targets.
-    target_deadline: Instant,
-    pub counters: Counters,
+    probes: FixedMap<u64, (ProxyId, Instant)>,
+    jap: Jap,
+    rap: Rap,
+    iap: Iap,
+    timers: TimerTable,
+    out: Outbox,
+    counters: Counters,
 }
-
-const RECENT_NONCES: usize = 1024;
-/// IAPs remembered per JAP group for proactive invalidation; older ones learn
-/// on their next packet instead.
-const MAX_IAPS_PER_GROUP: usize = 16;
-const MAX_PROBES: usize = 16;
-/// Floods of our own news in progress at once (a mass failure of more
-/// watched peers than this is refused past it, and counted).
-const MAX_FLOODS: usize = 256;
-
-/// How long a target may stay down before it is treated as having left.
-const DOWN_FORGET_PINGS: u64 = 30;
 
 impl Proxy {
     /// A proxy that knows `peers` (itself may be among them) and starts at `now`.
     /// All tables are reserved here, once. Beyond `max_peers` the rest are
-    /// refused (absent from the ring) and counted in `capacity_refusals`.
+    /// refused (absent from the ring) and counted in `peers_refused`.
     pub fn new(cfg: ProxyConfig, peers: &[PeerInfo], now: Instant) -> Proxy {
         let me = PeerInfo {
             id: cfg.id,
@@ -101,14 +98,15 @@ impl Proxy {
         let refused = others.len().saturating_sub(cfg.max_peers);
         let roster = Roster::new(&all, cfg.max_peers + 1);
         let mut proxy = Proxy::with_roster(cfg, Arc::new(roster), now);
-        proxy.counters.capacity_refusals += refused as u64;
+        proxy.counters.membership.peers_refused += refused as u64;
         proxy
     }
 
     /// A proxy of a deployment whose members are `roster` (shared with the
     /// other proxies of this process; it must include this proxy's id, or the
     /// proxy never counts itself as a RAP). The peer table holds up to one
-    /// entry per roster member, reserved here.
+    /// entry per roster member, reserved here. `now` is also this life's
+    /// boot: a proxy restarted later gets a later incarnation.
     pub fn with_roster(cfg: ProxyConfig, roster: Arc<Roster>, now: Instant) -> Proxy {
         let (watched, watchers) = watch_sets(&roster, &cfg);
         let mut peer_map = FixedMap::with_capacity(roster.len());
@@ -116,40 +114,55 @@ impl Proxy {
             // Capacity is the roster's size, so this cannot be refused.
             let _ = peer_map.insert(p, Peer::fresh(now));
         }
+        let boot = now.max(1);
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Heartbeat, now);
+        timers.set(Timer::Probe, now + cfg.rtt_probe / 4);
+        timers.set(Timer::Sweep, now + cfg.flow_idle / 2);
         Proxy {
-            seq: now.max(1),
+            incarnation: Incarnation {
+                boot,
+                refutation: 0,
+            },
             coord: proximity::fresh(),
             rng: mix64(u64::from(cfg.id) ^ now),
             peers: peer_map,
             watched,
             watchers,
             roster,
-            news_seq: 0,
-            jap: FixedMap::with_capacity(cfg.max_groups),
-            flows: FixedMap::with_capacity(cfg.max_flows),
-            recent_nonces: FixedVec::with_capacity(RECENT_NONCES),
-            rap: FixedMap::with_capacity(cfg.max_groups),
-            cache: FixedMap::with_capacity(cfg.max_groups),
-            pending: FixedMap::with_capacity(cfg.max_pending),
-            probes: FixedMap::with_capacity(MAX_PROBES),
-            tx: VecDeque::with_capacity(cfg.tx_queue),
-            tx_cap: cfg.tx_queue,
             floods: FixedVec::with_capacity(MAX_FLOODS),
-            next_heartbeat: now,
-            next_probe: now + cfg.rtt_probe / 4,
-            next_sweep: now + cfg.flow_idle / 2,
-            target_deadline: Instant::MAX,
+            probes: FixedMap::with_capacity(MAX_PROBES),
+            jap: Jap::new(&cfg),
+            rap: Rap::new(&cfg),
+            iap: Iap::new(&cfg),
+            timers,
+            out: Outbox::new(cfg.id, boot, cfg.tx_queue),
             counters: Counters::default(),
             cfg,
         }
     }
 
+    /// This proxy's id.
     pub fn id(&self) -> ProxyId {
         self.cfg.id
     }
 
+    /// This proxy's life: its boot and refutations so far.
+    pub fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    /// Its network coordinate.
     pub fn coord(&self) -> Coord {
         self.coord
+    }
+
+    /// Everything counted so far.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        c.wire.tx_queue_full = self.out.full;
+        c.wire.oversized += self.out.oversized;
+        c
     }
 
     /// Whether this proxy believes `p` is up (itself always is).
@@ -157,28 +170,36 @@ impl Proxy {
         p == self.cfg.id || (self.roster.contains(p) && self.peers.get(&p).is_none_or(|x| x.up))
     }
 
-    /// Live targets this proxy holds as JAP for `g`.
+    /// The incarnation this proxy knows for `p`, if it heard of one.
+    pub fn peer_incarnation(&self, p: ProxyId) -> Option<Incarnation> {
+        self.peers.get(&p).and_then(|x| x.incarnation)
+    }
+
+    /// Live targets (not down) this proxy holds as JAP for `g`.
     pub fn live_targets(&self, g: &Group) -> usize {
-        self.jap.get(g).map_or(0, |j| {
-            j.targets
-                .iter()
+        self.jap.groups.get(g).map_or(0, |j| {
+            self.jap
+                .targets
+                .iter(&j.targets)
                 .filter(|t| t.health != Health::Down)
                 .count()
         })
     }
 
-    /// The JAPs and counts this proxy holds as RAP for `g`.
-    pub fn rap_entries(&self, g: &Group) -> Vec<(ProxyId, u32)> {
-        self.rap
-            .get(g)
-            .map_or(Vec::new(), |v| v.iter().map(|e| (e.jap, e.count)).collect())
+    /// Targets (any health) this proxy holds as JAP for `g`.
+    pub fn targets_held(&self, g: &Group) -> usize {
+        self.jap.groups.get(g).map_or(0, |j| j.targets.len())
     }
 
-    /// The IAP's cached JAP list for `g`.
-    pub fn cached_japs(&self, g: &Group) -> Vec<ProxyId> {
-        self.cache
-            .get(g)
-            .map_or(Vec::new(), |c| c.japs.iter().map(|r| r.jap).collect())
+    /// Flows currently mapped to each target of `g` (target, weight, flows).
+    pub fn target_flows(&self, g: &Group) -> Vec<(Endpoint, u16, u32)> {
+        self.jap.groups.get(g).map_or(Vec::new(), |j| {
+            self.jap
+                .targets
+                .iter(&j.targets)
+                .map(|t| (t.ep, t.weight, t.flows))
+                .collect()
+        })
     }
 
     /// The live RAPs of `g` as this proxy sees the membership.
@@ -192,26 +213,44 @@ impl Proxy {
         out[..n].iter().copied().collect()
     }
 
-    /// Table fill, for the status report: (name, used, capacity).
-    pub fn table_fill(&self) -> [(&'static str, usize, usize); 7] {
+    /// Table fill, for the status report: (name, used, capacity). Targets
+    /// count every entry, down ones included.
+    pub fn table_fill(&self) -> [(&'static str, usize, usize); 11] {
+        let roster_peers = self.roster.len().saturating_sub(1);
         [
-            (
-                "peers",
-                self.roster.len().saturating_sub(1),
-                self.cfg.max_peers.max(self.roster.len().saturating_sub(1)),
-            ),
+            ("peers", roster_peers, self.cfg.max_peers.max(roster_peers)),
             ("peer_state", self.peers.len(), self.peers.capacity()),
-            ("jap_groups", self.jap.len(), self.jap.capacity()),
-            ("rap_groups", self.rap.len(), self.rap.capacity()),
-            ("iap_cache", self.cache.len(), self.cache.capacity()),
-            ("flows", self.flows.len(), self.flows.capacity()),
-            ("pending", self.pending.len(), self.pending.capacity()),
+            (
+                "jap_groups",
+                self.jap.groups.len(),
+                self.jap.groups.capacity(),
+            ),
+            (
+                "targets",
+                self.jap.targets.len(),
+                self.jap.targets.capacity(),
+            ),
+            ("flows", self.jap.flows.len(), self.jap.flows.capacity()),
+            ("nonces", self.jap.nonces.len(), self.jap.nonces.capacity()),
+            (
+                "rap_groups",
+                self.rap.groups.len(),
+                self.rap.groups.capacity(),
+            ),
+            ("rap_entries", self.rap.japs.len(), self.rap.japs.capacity()),
+            ("iap_cache", self.iap.cache.len(), self.iap.cache.capacity()),
+            (
+                "pending",
+                self.iap.pending.len(),
+                self.iap.pending.capacity(),
+            ),
+            ("floods", self.floods.len(), self.floods.capacity()),
         ]
     }
 
     /// Bytes per entry of each table (the entry itself; hash tables add about
     /// one control byte per slot and keep 1/8 of slots free).
-    pub fn entry_sizes() -> [(&'static str, usize); 7] {
+    pub fn entry_sizes() -> [(&'static str, usize); 8] {
         use core::mem::size_of;
         [
             (
@@ -220,26 +259,40 @@ impl Proxy {
                     + crate::ring::VNODES * size_of::<(u64, ProxyId)>()
                     + 3 * size_of::<ProxyId>(),
             ),
-            ("jap group", size_of::<(Group, JapGroup)>()),
-            ("target", size_of::<TargetEntry>()),
-            ("flow", size_of::<((Group, Endpoint), Flow)>()),
-            ("rap group", size_of::<(Group, FixedVec<JapEntry>)>()),
-            ("rap jap", size_of::<JapEntry>()),
-            ("iap cache", size_of::<(Group, CacheEntry)>()),
+            ("jap group", size_of::<(Group, jap::JapGroup)>()),
+            ("target", size_of::<jap::TargetEntry>() + 8),
+            ("flow", size_of::<((Group, Endpoint), jap::Flow)>()),
+            ("rap group", size_of::<(Group, crate::pool::List)>()),
+            ("rap jap", size_of::<rap::JapEntry>() + 8),
+            ("iap cache", size_of::<(Group, iap::CacheEntry)>()),
+            ("pending lookup", size_of::<(Group, iap::Pending)>()),
         ]
     }
 
-    /// When `handle_timeout` must next be called.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self
-            .next_heartbeat
-            .min(self.next_probe)
-            .min(self.next_sweep)
-            .min(self.target_deadline);
-        for (_, p) in self.pending.iter() {
-            t = t.min(p.deadline);
+    /// Predicted RTT (ms) to proxy `p`, if its coordinate is known.
+    pub fn predicted_rtt_ms(&self, p: ProxyId) -> Option<f32> {
+        self.peers
+            .get(&p)
+            .and_then(|x| x.coord)
+            .map(|c| proximity::distance(&self.coord, &c))
+    }
+
+    /// The next datagram to send: the queue first, then our news floods.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.out.pop() {
+            return Some(t);
         }
-        Some(t)
+        self.next_flood_message()
+    }
+
+    /// Whether anything is waiting for `poll_transmit`.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty() || !self.floods.is_empty()
+    }
+
+    /// When `handle_timeout` must next be called; `None` when no timer is armed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
     }
 
     fn next_random(&mut self) -> u64 {
@@ -247,64 +300,95 @@ impl Proxy {
         self.rng
     }
 
+    /// Sends to a proxy; a message to itself is handled at once.
+    fn send_proxy(&mut self, now: Instant, to: ProxyId, msg: &Message) {
+        if to == self.cfg.id {
+            self.on_proxy_message(now, to, msg);
+            return;
+        }
+        self.out.queue_proxy(to, msg, &self.cfg.deployment_key);
+    }
+
+    /// Sends to a target of `group`, signed with the group's key.
+    fn send_target(&mut self, group: Group, to: Endpoint, msg: &Message) {
+        if let Some(c) = self.cfg.group(&group) {
+            self.out.queue_target(group, to, msg, &c.key);
+        }
+    }
+
     /// A datagram on the proxy port (from a proxy) or the registration port
-    /// (from a target); `src` is its UDP source.
+    /// (from a target); `src` is its UDP source. Nothing that fails to verify
+    /// changes any state or causes any output.
     pub fn handle_message(&mut self, now: Instant, src: Endpoint, bytes: &[u8]) {
         let parsed = match wire::parse(bytes) {
             Ok(p) => p,
             Err(_) => {
-                self.counters.malformed += 1;
+                self.counters.wire.malformed += 1;
                 return;
             }
         };
-        if let Some(group) = parsed.message.target_group() {
-            let Some(key) = self.group_key(&group) else {
-                self.counters.unknown_group += 1;
-                return;
-            };
-            if parsed.verify(&key).is_err() {
-                self.counters.bad_tag += 1;
-                if let Message::Join(r) | Message::Leave(r) = &parsed.message {
-                    self.nack(r, NackReason::Auth);
+        let (sender, boot) = match parsed.sender {
+            Sender::Target => {
+                let Some(group) = parsed.message.target_group() else {
+                    self.counters.wire.malformed += 1;
+                    return;
+                };
+                let Some(key) = self.cfg.group(&group).map(|c| &c.key) else {
+                    self.counters.wire.unknown_group += 1;
+                    return;
+                };
+                if parsed.verify(key).is_err() {
+                    self.counters.wire.bad_tag += 1;
+                    return;
                 }
+                self.on_target_message(now, src, &parsed.message);
                 return;
             }
-            self.on_target_message(now, src, &parsed.message);
-            return;
-        }
-        let sender = parsed.sender;
+            Sender::Proxy { id, boot } => (id, boot),
+        };
         if sender == self.cfg.id || !self.roster.contains(sender) {
-            self.counters.unknown_sender += 1;
+            self.counters.wire.unknown_sender += 1;
             return;
         }
         if parsed.verify(&self.cfg.deployment_key).is_err() {
-            self.counters.bad_tag += 1;
+            self.counters.wire.bad_tag += 1;
             return;
         }
-        let Ok(peer) = self.peers.get_or_insert_with(sender, || Peer::fresh(now)) else {
-            // Cannot happen (one entry per roster member fits); refuse rather than skip the replay check.
-            self.counters.capacity_refusals += 1;
+        match self.life_of(now, sender, boot) {
+            None => return,
+            Some(Life::Old) => {
+                self.counters.wire.stale_incarnation += 1;
+                return;
+            }
+            // A later life, authenticated: its replay window starts over.
+            Some(Life::Restarted) => self.peer_restarted(now, sender, boot),
+            Some(Life::Current) => {}
+        }
+        let Some(peer) = self.peers.get_mut(&sender) else {
             return;
         };
-        {
-            match peer.replay.check(parsed.seq) {
-                Ok(()) => peer.replay.record(parsed.seq),
-                Err(wire::WireError::Replay) => {
-                    self.counters.replayed += 1;
-                    return;
-                }
-                Err(_) => {
-                    self.counters.stale += 1;
-                    return;
-                }
+        match peer.replay.check(parsed.seq) {
+            Ok(()) => peer.replay.record(parsed.seq),
+            Err(SeqError::Replay) => {
+                self.counters.wire.replayed += 1;
+                return;
             }
-            peer.last_heard = now;
+            Err(SeqError::Stale) => {
+                self.counters.wire.stale += 1;
+                return;
+            }
         }
         self.heard_from(now, sender);
+        if parsed.message.target_group().is_some() {
+            // Target-facing kinds are never sent to a proxy.
+            self.counters.wire.malformed += 1;
+            return;
+        }
         self.on_proxy_message(now, sender, &parsed.message);
     }
 
     /// A client's packet to `group`, arrived by native anycast (IAP role).
+    /// Packets to groups this deployment does not serve cause no lookup.
     pub fn handle_client_packet(
         &mut self,
         now: Instant,
@@ -313,10 +397,14 @@ impl Proxy {
         packet: &[u8],
     ) {
         if packet.len() > MAX_CARRIED {
-            self.counters.oversized += 1;
+            self.counters.wire.oversized += 1;
             return;
         }
-        self.iap_send(now, group, client, packet, None);
+        if self.cfg.group(&group).is_none() {
+            self.counters.iap.unknown_group += 1;
+            return;
+        }
+        self.iap_send(now, group, client, packet, &Tried::new());
     }
 
     /// A target's reply to a client (JAP role; the I/O layer's NAT found the flow).
@@ -328,52 +416,38 @@ impl Proxy {
         client: Endpoint,
         packet: &[u8],
     ) {
-        if let Some(j) = self.jap.get_mut(&group) {
-            if let Some(t) = j.targets.as_mut_slice().iter_mut().find(|t| t.ep == target) {
-                t.awaiting_since = None;
-                if t.health == Health::Suspect {
-                    t.health = Health::Up;
-                    t.misses = 0;
-                }
-            }
-        }
-        if let Some(f) = self.flows.get_mut(&(group, client)) {
-            f.last = now;
-        }
+        self.jap_target_reply(now, group, target, client);
         let Ok(packet) = Buf::from_slice(packet) else {
-            self.counters.oversized += 1;
+            self.counters.wire.oversized += 1;
             return;
         };
-        self.push(Transmit::ToClient {
+        self.out.push(Transmit::ToClient {
             group,
             client,
             packet,
         });
     }
 
+    /// Runs every timer due at `now`, in `Timer::ALL`'s order; each re-arms
+    /// itself (or stops when nothing is left to do).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + self.cfg.heartbeat;
-            self.send_heartbeats(now);
-            self.detect_dead_peers(now);
-        }
-        if now >= self.target_deadline {
-            self.target_timers(now);
-        }
-        self.pending_timers(now);
-        if now >= self.next_probe {
-            self.next_probe = now + self.cfg.rtt_probe;
-            self.send_probe(now);
-        }
-        if now >= self.next_sweep {
-            self.next_sweep = now + self.cfg.flow_idle / 2;
-            let idle = self.cfg.flow_idle;
-            self.flows.retain(|_, f| now.saturating_sub(f.last) < idle);
-            let fresh = self.cfg.freshness;
-            self.recent_nonces
-                .retain(|&(_, t)| now.saturating_sub(t) < 2 * fresh);
-            self.probes
-                .retain(|_, (_, t)| now.saturating_sub(*t) < 10 * SEC);
+        for t in Timer::ALL {
+            if !self.timers.is_due(t, now) {
+                continue;
+            }
+            match t {
+                Timer::Heartbeat | Timer::Probe => self.membership_timers(now),
+                Timer::Targets => self.target_timers(now),
+                Timer::Reports => self.report_timers(now),
+                Timer::Lookups => self.lookup_timers(now),
+                Timer::RapExpiry => self.rap_expire(now),
+                Timer::Sweep => {
+                    self.timers
+                        .set(Timer::Sweep, now + (self.cfg.flow_idle / 2).max(1));
+                    self.sweep_flows(now);
+                    self.sweep_probes(now);
+                }
+            }
         }
     }
 
@@ -381,11 +455,10 @@ impl Proxy {
         match *msg {
             Message::Heartbeat { coord, .. } => self.learn_coord(from, coord),
             Message::News {
-                origin,
-                news_seq,
                 subject,
+                incarnation,
                 up,
-            } => self.on_news(now, from, origin, news_seq, subject, up),
+            } => self.on_news(now, from, subject, incarnation, up),
             Message::RttProbe { nonce } => {
                 let reply = Message::RttReply {
                     nonce,
@@ -393,16 +466,7 @@ impl Proxy {
                 };
                 self.send_proxy(now, from, &reply);
             }
-            Message::RttReply { nonce, coord } => {
-                if let Some((to, sent)) = self.probes.remove(&nonce) {
-                    if to == from {
-                        let rtt_ms = (now.saturating_sub(sent)) as f32 / MS as f32;
-                        let jitter = self.next_random();
-                        proximity::update(&mut self.coord, &coord, rtt_ms.max(0.001), jitter);
-                        self.learn_coord(from, coord);
-                    }
-                }
-            }
+            Message::RttReply { nonce, coord } => self.on_rtt_reply(now, from, nonce, coord),
             Message::CountReport {
                 group,
                 count,
@@ -412,19 +476,12 @@ impl Proxy {
                 group,
                 count,
                 band_pct,
-            } => {
-                if let Some(j) = self.jap.get_mut(&group) {
-                    if j.reported == Some(count) {
-                        // 0 means exact counts (every change is reported).
-                        j.band_pct = band_pct.min(100);
-                    }
-                }
-            }
+            } => self.on_report_ack(from, group, count, band_pct),
             Message::Lookup {
                 group,
                 client,
                 iap_coord,
-                exclude,
+                ref tried,
                 packet,
             } => self.rap_lookup(
                 now,
@@ -433,7 +490,7 @@ impl Proxy {
                     group,
                     client,
                     iap_coord,
-                    exclude,
+                    tried,
                     packet,
                 },
             ),
@@ -441,31 +498,21 @@ impl Proxy {
                 group,
                 ref japs,
                 ttl_s,
-            } => self.iap_install(now, group, japs, ttl_s),
+            } => self.iap_install(now, from, group, japs, ttl_s),
             Message::Forward {
                 group,
                 client,
                 iap,
+                ref tried,
                 packet,
-            } => self.jap_forward(now, group, client, iap, packet),
+            } => self.jap_forward(now, group, client, iap, tried, packet),
             Message::Invalidate {
                 group,
-                client,
                 gone,
-                packet,
+                ref bounced,
             } => {
-                self.counters.invalidations_received += 1;
-                if gone {
-                    if let Some(c) = self.cache.get_mut(&group) {
-                        c.japs.retain(|r| r.jap != from);
-                        if c.japs.is_empty() {
-                            self.cache.remove(&group);
-                        }
-                    }
-                }
-                if !packet.is_empty() {
-                    self.iap_send(now, group, client, packet, Some(from));
-                }
+                let b = bounced.as_ref().map(|b| (b.client, &b.tried, b.packet));
+                self.on_invalidate(now, from, group, gone, b);
             }
             // Target-facing messages never arrive signed with the deployment key.
             Message::Join(_)
@@ -473,13 +520,14 @@ impl Proxy {
             | Message::Ack { .. }
             | Message::Nack { .. }
             | Message::Ping { .. }
-            | Message::Pong { .. } => self.counters.malformed += 1,
+            | Message::Pong { .. }
+            | Message::Rejoin { .. } => self.counters.wire.malformed += 1,
         }
     }
 }
 
-/// (watched, watchers) of a proxy: with its deployment's clusters in a cycle,
-/// cluster i watches clusters i..=i+w and is watched by i-w..=i.
+/// (watched, watchers) of a proxy, each sorted: with its deployment's clusters
+/// in a cycle, cluster i watches clusters i..=i+w and is watched by i-w..=i.
 fn watch_sets(roster: &Roster, cfg: &ProxyConfig) -> (Vec<ProxyId>, Vec<ProxyId>) {
     let clusters = roster.clusters();
     let n = clusters.len();

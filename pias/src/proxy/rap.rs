@@ -1,21 +1,31 @@
-//! The RAP role: each group's JAPs with their approximate counts, the band
-//! in its acks, and the ranking that answers an IAP's lookup.
+//! The RAP role: each group's JAPs with their approximate counts (soft state:
+//! acknowledged, refreshed, expired), the band in its acks, and the lookup.
 
+use super::select;
+use super::timers::Timer;
 use super::{Policy, Proxy};
 use crate::addr::{Endpoint, Group};
-use crate::fixed::FixedVec;
+use crate::fixed::FixedMap;
+use crate::pool::{List, ListPool};
 use crate::proximity;
-use crate::ring::mix64;
 use crate::time::{Instant, SEC};
-use crate::wire::{Coord, Message, ProxyId, RankedJap, MAX_RANKED};
-use alloc::vec::Vec;
+use crate::wire::{Coord, Message, ProxyId, RankedJap, Tried, MAX_RANKED};
 use heapless::Vec as HVec;
 
+/// One JAP of a group as its RAP holds it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct JapEntry {
     pub(super) jap: ProxyId,
     pub(super) count: u32,
     pub(super) coord: Coord,
+    /// When its last report arrived: the entry expires `report_expiry` later.
+    pub(super) refreshed: Instant,
+}
+
+/// The RAP's tables: a list of JAPs per group, all in one pool.
+pub(super) struct Rap {
+    pub(super) groups: FixedMap<Group, List>,
+    pub(super) japs: ListPool<JapEntry>,
 }
 
 /// A `Lookup` as the RAP handles it.
@@ -23,15 +33,32 @@ pub(super) struct LookupArgs<'p> {
     pub(super) group: Group,
     pub(super) client: Endpoint,
     pub(super) iap_coord: Coord,
-    pub(super) exclude: ProxyId,
-    pub(super) packet: &'p [u8],
+    pub(super) tried: &'p Tried,
+    pub(super) packet: Option<&'p [u8]>,
+}
+
+impl Rap {
+    pub(super) fn new(cfg: &super::ProxyConfig) -> Rap {
+        Rap {
+            groups: FixedMap::with_capacity(cfg.max_groups),
+            japs: ListPool::with_capacity(cfg.max_rap_entries),
+        }
+    }
+
+    /// The fuller of the group table and the entry pool, in percent.
+    pub(super) fn fill_pct(&self) -> usize {
+        let g = self.groups.len() * 100 / self.groups.capacity().max(1);
+        let e = self.japs.len() * 100 / self.japs.capacity().max(1);
+        g.max(e)
+    }
 }
 
 impl Proxy {
+    /// The band a RAP asks its JAPs to keep: the group's own while the RAP's
+    /// tables are under half full, twice it up to 80%, four times it beyond.
     pub(super) fn band_for_load(&self, g: &Group) -> u8 {
-        let base = self.group_cfg(g).map_or(10, |c| c.band_pct);
-        let fill = self.rap.len() * 100 / self.rap.capacity().max(1);
-        match fill {
+        let base = self.cfg.group(g).map_or(10, |c| c.band_pct);
+        match self.rap.fill_pct() {
             0..=49 => base,
             50..=79 => base.saturating_mul(2).min(100),
             _ => base.saturating_mul(4).min(100),
@@ -46,48 +73,133 @@ impl Proxy {
         count: u32,
         coord: Coord,
     ) {
+        self.counters.rap.reports += 1;
         self.learn_coord(from, coord);
-        let cap = self.cfg.max_japs_per_group;
+        let per_group = self.cfg.max_japs_per_group;
+        let rap = &mut self.rap;
         if count == 0 {
-            if let Some(v) = self.rap.get_mut(&group) {
-                v.retain(|e| e.jap != from);
-                if v.is_empty() {
-                    self.rap.remove(&group);
+            if let Some(list) = rap.groups.get_mut(&group) {
+                rap.japs.retain(list, |e| e.jap != from);
+                if list.is_empty() {
+                    rap.groups.remove(&group);
                 }
             }
         } else {
-            match self
-                .rap
-                .get_or_insert_with(group, || FixedVec::with_capacity(cap))
-            {
-                Ok(v) => {
-                    if let Some(e) = v.as_mut_slice().iter_mut().find(|e| e.jap == from) {
+            match rap.groups.get_or_insert_with(group, List::default) {
+                Ok(list) => {
+                    if let Some(e) = rap.japs.find_mut(list, |e| e.jap == from) {
                         e.count = count;
                         e.coord = coord;
-                    } else if v
-                        .push(JapEntry {
-                            jap: from,
-                            count,
-                            coord,
-                        })
-                        .is_err()
+                        e.refreshed = now;
+                    } else if list.len() >= per_group
+                        || rap
+                            .japs
+                            .push(
+                                list,
+                                JapEntry {
+                                    jap: from,
+                                    count,
+                                    coord,
+                                    refreshed: now,
+                                },
+                            )
+                            .is_err()
                     {
-                        self.counters.capacity_refusals += 1;
+                        self.counters.rap.refused += 1;
+                        if list.is_empty() {
+                            rap.groups.remove(&group);
+                        }
+                        // No ack: the JAP retries, and may find room later.
+                        return;
                     }
                 }
-                Err(_) => self.counters.capacity_refusals += 1,
+                Err(_) => {
+                    self.counters.rap.refused += 1;
+                    return;
+                }
+            }
+            if self.timers.get(Timer::RapExpiry).is_none() {
+                self.timers
+                    .set(Timer::RapExpiry, now + self.cfg.report_expiry / 4);
             }
         }
         let band_pct = self.band_for_load(&group);
-        self.send_proxy(
-            now,
-            from,
-            &Message::ReportAck {
-                group,
-                count,
-                band_pct,
-            },
-        );
+        let ack = Message::ReportAck {
+            group,
+            count,
+            band_pct,
+        };
+        self.send_proxy(now, from, &ack);
+    }
+
+    /// Forgets JAP entries not refreshed within `report_expiry`.
+    pub(super) fn rap_expire(&mut self, now: Instant) {
+        let expiry = self.cfg.report_expiry;
+        let Rap { groups, japs } = &mut self.rap;
+        let mut expired = 0u64;
+        groups.retain(|_, list| {
+            japs.retain(list, |e| {
+                let keep = now.saturating_sub(e.refreshed) < expiry;
+                expired += u64::from(!keep);
+                keep
+            });
+            !list.is_empty()
+        });
+        self.counters.rap.expired += expired;
+        if self.rap.groups.is_empty() {
+            self.timers.stop(Timer::RapExpiry);
+        } else {
+            self.timers
+                .set(Timer::RapExpiry, now + (expiry / 4).max(SEC));
+        }
+    }
+
+    /// A proxy went down: its reports no longer count.
+    pub(super) fn rap_forget_jap(&mut self, p: ProxyId) {
+        let Rap { groups, japs } = &mut self.rap;
+        groups.retain(|_, list| {
+            japs.retain(list, |e| e.jap != p);
+            !list.is_empty()
+        });
+    }
+
+    /// The JAPs and counts this proxy holds as RAP for `g`, best first for
+    /// `policy` (nearest `iap_coord`; else most members, then lowest id).
+    fn ranked(&self, g: &Group, policy: Policy, iap_coord: &Coord) -> HVec<RankedJap, MAX_RANKED> {
+        let mut best: HVec<(f32, RankedJap), MAX_RANKED> = HVec::new();
+        let Some(list) = self.rap.groups.get(g) else {
+            return HVec::new();
+        };
+        let better = |a: &(f32, RankedJap), b: &(f32, RankedJap)| {
+            a.0.total_cmp(&b.0)
+                .then(b.1.count.cmp(&a.1.count))
+                .then(a.1.jap.cmp(&b.1.jap))
+                .is_lt()
+        };
+        for e in self.rap.japs.iter(list).filter(|e| self.peer_up(e.jap)) {
+            let score = match policy {
+                Policy::Proximity => proximity::distance(iap_coord, &e.coord),
+                _ => 0.0,
+            };
+            let item = (
+                score,
+                RankedJap {
+                    jap: e.jap,
+                    count: e.count,
+                },
+            );
+            let pos = best
+                .iter()
+                .position(|b| better(&item, b))
+                .unwrap_or(best.len());
+            if pos < MAX_RANKED {
+                if best.is_full() {
+                    best.pop();
+                }
+                let _ = best.insert(pos, item);
+            }
+        }
+        best.iter().map(|(_, r)| *r).collect()
     }
 
     pub(super) fn rap_lookup(&mut self, now: Instant, iap: ProxyId, args: LookupArgs) {
@@ -95,53 +207,40 @@ impl Proxy {
             group,
             client,
             iap_coord,
-            exclude,
+            tried,
             packet,
         } = args;
+        self.counters.rap.lookups += 1;
         let policy = self
-            .group_cfg(&group)
+            .cfg
+            .group(&group)
             .map_or(Policy::Proximity, |g| g.policy);
-        let mut ranked: Vec<(u64, JapEntry)> = Vec::new();
-        if let Some(v) = self.rap.get(&group) {
-            for e in v.iter().filter(|e| self.peer_up(e.jap)) {
-                let score = match policy {
-                    Policy::Proximity => {
-                        (proximity::distance(&iap_coord, &e.coord) * 1000.0) as u64
-                    }
-                    Policy::Load => u64::from(u32::MAX - e.count),
-                    Policy::Random => mix64(self.rng ^ u64::from(e.jap) ^ now),
-                    Policy::ClientHash => {
-                        mix64(u64::from(client.ip.to_u32()) << 32 ^ u64::from(e.jap))
-                    }
-                };
-                ranked.push((score, *e));
+        let japs = self.ranked(&group, policy, &iap_coord);
+        if let Some(packet) = packet {
+            // The same choice the IAP makes for the client's later packets.
+            match select::pick(policy, &japs, client, iap, tried, |j| self.peer_up(j)) {
+                Some(jap) => {
+                    self.counters.rap.forwards += 1;
+                    let msg = Message::Forward {
+                        group,
+                        client,
+                        iap,
+                        tried: tried.clone(),
+                        packet,
+                    };
+                    self.send_proxy(now, jap, &msg);
+                }
+                None => self.counters.rap.no_member_drops += 1,
             }
         }
-        ranked.sort_unstable_by_key(|&(s, e)| (s, e.jap));
-        let japs: HVec<RankedJap, MAX_RANKED> = ranked
-            .iter()
-            .take(MAX_RANKED)
-            .map(|(_, e)| RankedJap {
-                jap: e.jap,
-                count: e.count,
-            })
-            .collect();
-        let ttl_s = (self.cfg.cache_ttl / SEC) as u32;
-        if let Some(first) = japs.iter().map(|r| r.jap).find(|&j| j != exclude) {
-            self.counters.forwards_sent += 1;
-            self.send_proxy(
-                now,
-                first,
-                &Message::Forward {
-                    group,
-                    client,
-                    iap,
-                    packet,
-                },
-            );
-        } else {
-            self.counters.no_member_drops += 1;
-        }
+        let ttl_s = u32::try_from(self.cfg.cache_ttl / SEC).unwrap_or(u32::MAX);
         self.send_proxy(now, iap, &Message::JapList { group, japs, ttl_s });
+    }
+
+    /// The JAPs and counts this proxy holds as RAP for `g`.
+    pub fn rap_entries(&self, g: &Group) -> alloc::vec::Vec<(ProxyId, u32)> {
+        self.rap.groups.get(g).map_or(alloc::vec::Vec::new(), |l| {
+            self.rap.japs.iter(l).map(|e| (e.jap, e.count)).collect()
+        })
     }
 }

@@ -1,12 +1,14 @@
-//! Unit tests of one proxy, role by role.
+//! Unit tests of one proxy, role by role, driven with crafted messages.
 
 use super::*;
 use crate::addr::{Ipv4, Transport};
-use crate::wire::{Key, Registration, MAX_MESSAGE};
+use crate::wire::{JoinOptions, Key, RankedJap, Registration, MAX_MESSAGE};
 
 const DK: Key = Key([1; 32]);
 const GK: Key = Key([2; 32]);
 const T0: Instant = 1_700_000_000 * SEC;
+/// The boot of the peers in these tests.
+const BOOT: u64 = T0 - SEC;
 
 fn g() -> Group {
     Group {
@@ -33,11 +35,15 @@ fn proxy(id: ProxyId, peers: u32) -> Proxy {
     Proxy::new(cfg, &list, T0)
 }
 
-fn signed(sender: ProxyId, seq: u64, msg: &Message, key: &Key) -> Vec<u8> {
+fn signed(sender: Sender, seq: u64, msg: &Message, key: &Key) -> Vec<u8> {
     let mut out = vec![0u8; MAX_MESSAGE];
     let n = wire::encode(sender, seq, msg, key, &mut out).unwrap();
     out.truncate(n);
     out
+}
+
+fn from_peer(id: ProxyId, seq: u64, msg: &Message) -> Vec<u8> {
+    signed(Sender::Proxy { id, boot: BOOT }, seq, msg, &DK)
 }
 
 fn target(i: u8) -> Endpoint {
@@ -47,24 +53,35 @@ fn target(i: u8) -> Endpoint {
     }
 }
 
-fn join(p: &mut Proxy, i: u8, nonce: u64) {
-    let r = Registration {
+fn registration(i: u8, nonce: u64) -> Registration {
+    Registration {
         group: g(),
         target: target(i),
         timestamp_ms: T0 / MS,
         nonce,
-    };
-    p.handle_message(T0, target(i), &signed(0, 1, &Message::Join(r), &GK));
+        options: JoinOptions::default(),
+    }
+}
+
+fn join(p: &mut Proxy, i: u8, nonce: u64) {
+    let r = registration(i, nonce);
+    p.handle_message(
+        T0,
+        target(i),
+        &signed(Sender::Target, 1, &Message::Join(r), &GK),
+    );
+}
+
+fn drain(p: &mut Proxy) -> Vec<Transmit> {
+    core::iter::from_fn(|| p.poll_transmit()).collect()
 }
 
 fn reports(p: &mut Proxy) -> Vec<(ProxyId, u32)> {
     let mut out = Vec::new();
-    while let Some(t) = p.poll_transmit() {
+    for t in drain(p) {
         if let Transmit::Proxy { to, bytes } = t {
-            if let Ok(parsed) = wire::parse(&bytes) {
-                if let Message::CountReport { count, .. } = parsed.message {
-                    out.push((to, count));
-                }
+            if let Ok(Message::CountReport { count, .. }) = wire::parse(&bytes).map(|x| x.message) {
+                out.push((to, count));
             }
         }
     }
@@ -82,13 +99,13 @@ fn jap_reports_the_first_member_then_only_outside_the_band() {
     join(&mut p, 2, 2);
     assert_eq!(reports(&mut p).len(), 4);
     // The RAPs widen the band to 100%: 3 and 4 stay inside [0, 4] of 2.
-    for (rap, _) in p.raps_of(&g()).iter().map(|r| (*r, ())) {
+    for rap in p.raps_of(&g()) {
         let ack = Message::ReportAck {
             group: g(),
             count: 2,
             band_pct: 100,
         };
-        p.handle_message(T0 + 1, target(0), &signed(rap, T0 + 5, &ack, &DK));
+        p.handle_message(T0 + 1, target(0), &from_peer(rap, 5, &ack));
     }
     join(&mut p, 3, 3);
     join(&mut p, 4, 4);
@@ -100,7 +117,7 @@ fn jap_reports_the_first_member_then_only_outside_the_band() {
 #[test]
 fn rap_band_widens_as_its_table_fills() {
     let mut p = proxy(1, 4);
-    let cap = p.rap.capacity();
+    let cap = p.rap.groups.capacity();
     assert_eq!(p.band_for_load(&g()), 10);
     for i in 0..cap * 6 / 10 {
         let grp = Group {
@@ -108,9 +125,18 @@ fn rap_band_widens_as_its_table_fills() {
             port: i as u16,
             transport: Transport::Tcp,
         };
-        let _ = p.rap.insert(grp, FixedVec::with_capacity(1));
+        let _ = p.rap.groups.insert(grp, crate::pool::List::default());
     }
     assert_eq!(p.band_for_load(&g()), 20);
+    for i in cap * 6 / 10..cap * 9 / 10 {
+        let grp = Group {
+            ip: Ipv4([203, 0, 113, 1]),
+            port: i as u16,
+            transport: Transport::Tcp,
+        };
+        let _ = p.rap.groups.insert(grp, crate::pool::List::default());
+    }
+    assert_eq!(p.band_for_load(&g()), 40, "four times the base above 80%");
 }
 
 #[test]
@@ -120,16 +146,227 @@ fn stale_and_forged_proxy_messages_change_nothing() {
         cluster: 2,
         coord: Coord::default(),
     };
-    let good = signed(2, T0 + 100, &hb, &DK);
+    let good = from_peer(2, 100, &hb);
     p.handle_message(T0, target(0), &good);
     p.handle_message(T0, target(0), &good);
-    assert_eq!(p.counters.replayed, 1);
-    p.handle_message(T0, target(0), &signed(2, T0 + 101, &hb, &Key([9; 32])));
-    assert_eq!(p.counters.bad_tag, 1);
-    p.handle_message(T0, target(0), &signed(99, T0 + 102, &hb, &DK));
-    assert_eq!(p.counters.unknown_sender, 1);
-    p.handle_message(T0, target(0), &signed(2, 5, &hb, &DK));
-    assert_eq!(p.counters.stale, 1);
+    assert_eq!(p.counters().wire.replayed, 1);
+    let forged = signed(Sender::Proxy { id: 2, boot: BOOT }, 101, &hb, &Key([9; 32]));
+    p.handle_message(T0, target(0), &forged);
+    assert_eq!(p.counters().wire.bad_tag, 1);
+    p.handle_message(T0, target(0), &from_peer(99, 102, &hb));
+    assert_eq!(p.counters().wire.unknown_sender, 1);
+    let old_life = signed(
+        Sender::Proxy {
+            id: 2,
+            boot: BOOT - 1,
+        },
+        500,
+        &hb,
+        &DK,
+    );
+    p.handle_message(T0, target(0), &old_life);
+    assert_eq!(p.counters().wire.stale_incarnation, 1);
+}
+
+#[test]
+fn reordered_messages_over_a_global_sequence_are_accepted() {
+    // A sender numbers all its messages in one sequence: we see 300 before 100.
+    let mut p = proxy(1, 4);
+    let hb = Message::Heartbeat {
+        cluster: 2,
+        coord: Coord::default(),
+    };
+    p.handle_message(T0, target(0), &from_peer(2, 300, &hb));
+    p.handle_message(T0, target(0), &from_peer(2, 100, &hb));
+    let c = p.counters().wire;
+    assert_eq!((c.stale, c.replayed), (0, 0), "{c:?}");
+    p.handle_message(T0, target(0), &from_peer(2, 100, &hb));
+    assert_eq!(p.counters().wire.replayed, 1);
+}
+
+#[test]
+fn unauthenticated_registrations_get_no_reply_at_all() {
+    let mut p = proxy(1, 4);
+    // Bad tag, aimed at a victim address inside the body.
+    let r = registration(9, 77);
+    p.handle_message(
+        T0,
+        target(1),
+        &signed(Sender::Target, 1, &Message::Join(r), &Key([5; 32])),
+    );
+    // Right key, but from another address than the target's.
+    p.handle_message(
+        T0,
+        target(1),
+        &signed(Sender::Target, 1, &Message::Join(r), &GK),
+    );
+    // Stale.
+    let mut old = registration(9, 78);
+    old.timestamp_ms -= 31_000;
+    p.handle_message(
+        T0,
+        target(9),
+        &signed(Sender::Target, 1, &Message::Join(old), &GK),
+    );
+    assert!(drain(&mut p).is_empty(), "no reply before authentication");
+    let c = p.counters();
+    assert_eq!(
+        (
+            c.wire.bad_tag,
+            c.jap.wrong_source,
+            c.jap.stale_registrations
+        ),
+        (1, 1, 1)
+    );
+    // A valid one is answered; its replay is not.
+    let ok = signed(Sender::Target, 1, &Message::Join(registration(9, 79)), &GK);
+    p.handle_message(T0, target(9), &ok);
+    assert!(drain(&mut p)
+        .iter()
+        .any(|t| matches!(t, Transmit::Target { to, .. } if *to == target(9))));
+    p.handle_message(T0 + SEC, target(9), &ok);
+    assert!(drain(&mut p).is_empty());
+    assert_eq!(p.counters().jap.replayed_registrations, 1);
+}
+
+#[test]
+fn packets_to_a_group_that_is_not_served_cause_no_lookup() {
+    let mut p = proxy(1, 4);
+    let other = Group { port: 9999, ..g() };
+    for i in 0..1000u16 {
+        let client = Endpoint {
+            ip: Ipv4([198, 19, 200, 1]),
+            port: i,
+        };
+        p.handle_client_packet(T0, other, client, b"x");
+    }
+    assert!(drain(&mut p).is_empty());
+    assert_eq!(p.table_fill()[9], ("pending", 0, 256));
+    assert_eq!(p.counters().iap.unknown_group, 1000);
+}
+
+#[test]
+fn last_target_down_keeps_its_group_and_is_still_pinged() {
+    let mut p = proxy(1, 4);
+    join(&mut p, 1, 1);
+    drain(&mut p);
+    // The target never answers: after `target_fall` pings it is down.
+    let mut now = T0;
+    let mut pings_after_down = 0;
+    for _ in 0..10 {
+        now += 2 * SEC;
+        p.handle_timeout(now);
+        let pinged = drain(&mut p)
+            .iter()
+            .filter(|t| matches!(t, Transmit::Target { .. }))
+            .count();
+        if p.live_targets(&g()) == 0 {
+            pings_after_down += pinged;
+        }
+    }
+    assert_eq!(p.live_targets(&g()), 0);
+    assert_eq!(p.targets_held(&g()), 1, "the down target is kept");
+    assert!(
+        pings_after_down >= 5,
+        "a down target is still pinged ({pings_after_down})"
+    );
+    let fill = p.table_fill();
+    assert_eq!(fill[3].0, "targets");
+    assert_eq!(fill[3].1, 1, "the fill counts down targets");
+}
+
+#[test]
+fn a_pong_from_an_unknown_target_asks_it_to_rejoin() {
+    let mut p = proxy(1, 4);
+    let pong = Message::Pong {
+        group: g(),
+        target: target(4),
+        nonce: 12,
+    };
+    p.handle_message(T0, target(4), &signed(Sender::Target, 1, &pong, &GK));
+    let out = drain(&mut p);
+    assert_eq!(out.len(), 1);
+    let Transmit::Target { to, bytes, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*to, target(4));
+    let parsed = wire::parse(bytes).unwrap();
+    parsed.verify(&GK).unwrap();
+    assert!(matches!(parsed.message, Message::Rejoin { nonce: 12, .. }));
+}
+
+#[test]
+fn a_lookup_retry_does_not_carry_the_packet_again() {
+    let mut p = proxy(1, 12);
+    let client = Endpoint {
+        ip: Ipv4([198, 19, 200, 1]),
+        port: 4000,
+    };
+    p.handle_client_packet(T0, g(), client, b"first");
+    let lookups = |out: Vec<Transmit>| -> Vec<Option<usize>> {
+        out.iter()
+            .filter_map(|t| match t {
+                Transmit::Proxy { bytes, .. } => match wire::parse(bytes).ok()?.message {
+                    Message::Lookup { packet, .. } => Some(packet.map(<[u8]>::len)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    };
+    let first = lookups(drain(&mut p));
+    if first.is_empty() {
+        // This proxy is the group's nearest RAP and answered itself: nothing to retry.
+        return;
+    }
+    assert_eq!(first, vec![Some(5)]);
+    p.handle_timeout(T0 + SEC);
+    assert_eq!(
+        lookups(drain(&mut p)),
+        vec![None],
+        "the retry carries no packet"
+    );
+    assert_eq!(p.counters().iap.lookup_retries, 1);
+}
+
+#[test]
+fn an_empty_answer_asks_the_next_rap_with_the_packet() {
+    let mut p = proxy(1, 40);
+    let client = Endpoint {
+        ip: Ipv4([198, 19, 200, 1]),
+        port: 4000,
+    };
+    let raps = p.raps_of(&g());
+    assert!(!raps.contains(&1), "pick a proxy that is not a RAP of g");
+    p.handle_client_packet(T0, g(), client, b"first");
+    let asked = |out: &[Transmit]| -> Option<(ProxyId, Option<usize>)> {
+        out.iter().find_map(|t| match t {
+            Transmit::Proxy { to, bytes } => match wire::parse(bytes).ok()?.message {
+                Message::Lookup { packet, .. } => Some((*to, packet.map(<[u8]>::len))),
+                _ => None,
+            },
+            _ => None,
+        })
+    };
+    let (first, _) = asked(&drain(&mut p)).unwrap();
+    let empty = Message::JapList {
+        group: g(),
+        japs: heapless::Vec::new(),
+        ttl_s: 3600,
+    };
+    p.handle_message(T0 + MS, target(0), &from_peer(first, 10, &empty));
+    let (second, packet) = asked(&drain(&mut p)).expect("asks the next RAP");
+    assert_ne!(second, first);
+    assert_eq!(packet, Some(5), "the first RAP did not deliver it");
+    let mut list = heapless::Vec::new();
+    list.push(RankedJap { jap: 7, count: 1 }).unwrap();
+    let answer = Message::JapList {
+        group: g(),
+        japs: list,
+        ttl_s: 3600,
+    };
+    p.handle_message(T0 + 2 * MS, target(0), &from_peer(second, 11, &answer));
+    assert_eq!(p.cached_japs(&g()), vec![7]);
 }
 
 /// Proxy 1's config and the list of `n` proxies in clusters of `per_cluster`.
@@ -138,6 +375,8 @@ fn deployment(n: u32, per_cluster: u32) -> (ProxyConfig, Vec<PeerInfo>) {
     cfg.max_peers = n as usize;
     cfg.max_groups = 16;
     cfg.max_flows = 16;
+    cfg.max_targets = 64;
+    cfg.max_rap_entries = 64;
     let list = (1..=n)
         .map(|id| PeerInfo {
             id,
@@ -161,7 +400,7 @@ fn knows_twenty_thousand_proxies() {
     bigger.extend((20_001..=20_002).map(|id| PeerInfo { id, cluster: 0 }));
     let (cfg, _) = deployment(20_000, 4);
     let p = Proxy::new(cfg, &bigger, T0);
-    assert_eq!(p.counters.capacity_refusals, 1);
+    assert_eq!(p.counters().membership.peers_refused, 1);
     assert_eq!(p.table_fill()[0].1, 20_000);
 }
 
@@ -193,7 +432,76 @@ fn news_floods_every_live_peer_through_a_small_queue() {
             "news of {subject} to a dead peer"
         );
     }
-    assert_eq!(p.counters.tx_queue_full, 0);
-    assert_eq!(p.counters.capacity_refusals, 0);
+    let c = p.counters();
+    assert_eq!(c.wire.tx_queue_full, 0);
+    assert_eq!(c.membership.floods_refused, 0);
     assert!(!p.has_transmit());
+}
+
+#[test]
+fn news_of_our_own_death_is_refuted_with_a_later_incarnation() {
+    let mut p = proxy(1, 4);
+    let me = p.incarnation();
+    let news = Message::News {
+        subject: 1,
+        incarnation: me,
+        up: false,
+    };
+    p.handle_message(T0, target(0), &from_peer(2, 10, &news));
+    assert_eq!(p.incarnation().refutation, me.refutation + 1);
+    let ups: Vec<Incarnation> = drain(&mut p)
+        .iter()
+        .filter_map(|t| match t {
+            Transmit::Proxy { bytes, .. } => match wire::parse(bytes).ok()?.message {
+                Message::News {
+                    subject: 1,
+                    incarnation,
+                    up: true,
+                } => Some(incarnation),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(!ups.is_empty() && ups.iter().all(|i| *i > me));
+    // News about an earlier life of ours is old news.
+    let old = Message::News {
+        subject: 1,
+        incarnation: Incarnation {
+            boot: me.boot - 1,
+            refutation: 9,
+        },
+        up: false,
+    };
+    p.handle_message(T0, target(0), &from_peer(2, 11, &old));
+    assert_eq!(p.incarnation().refutation, me.refutation + 1);
+}
+
+#[test]
+fn a_peer_in_a_later_life_is_believed_and_down_news_of_its_old_life_is_not() {
+    let mut p = proxy(1, 4);
+    let hb = Message::Heartbeat {
+        cluster: 2,
+        coord: Coord::default(),
+    };
+    p.handle_message(T0, target(0), &from_peer(2, 1_000, &hb));
+    // Proxy 2 restarts: its sequence starts over at 1 in its new life.
+    let new_life = Sender::Proxy {
+        id: 2,
+        boot: T0 + SEC,
+    };
+    p.handle_message(T0 + 2 * SEC, target(0), &signed(new_life, 1, &hb, &DK));
+    let c = p.counters();
+    assert_eq!((c.wire.stale, c.membership.restarts_seen), (0, 1), "{c:?}");
+    assert_eq!(p.peer_incarnation(2).map(|i| i.boot), Some(T0 + SEC));
+    let stale_death = Message::News {
+        subject: 2,
+        incarnation: Incarnation {
+            boot: BOOT,
+            refutation: 0,
+        },
+        up: false,
+    };
+    p.handle_message(T0 + 3 * SEC, target(0), &from_peer(3, 5, &stale_death));
+    assert!(p.peer_up(2), "news of an earlier life is ignored");
 }

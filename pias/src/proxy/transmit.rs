@@ -1,10 +1,9 @@
-//! What the proxy asks its I/O layer to send (`Transmit`), and the queue,
-//! signing and addressing behind `poll_transmit`.
+//! What the proxy asks its I/O layer to send (`Transmit`), and the outbox that
+//! signs, numbers and queues it for `poll_transmit` without allocating.
 
-use super::{GroupConfig, Proxy};
 use crate::addr::{Endpoint, Group};
-use crate::time::Instant;
-use crate::wire::{self, Key, Message, ProxyId, MAX_MESSAGE};
+use crate::wire::{self, Key, Message, ProxyId, Sender, MAX_MESSAGE};
+use alloc::collections::VecDeque;
 use heapless::Vec as HVec;
 
 /// A message or packet as bytes, at most one datagram.
@@ -14,89 +13,132 @@ pub type Buf = HVec<u8, MAX_MESSAGE>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Transmit {
     /// A signed message to another proxy's unicast address and proxy port.
-    Proxy { to: ProxyId, bytes: Buf },
-    /// A signed message to a target, from the registration port of the group's address.
-    Target { to: Endpoint, bytes: Buf },
+    Proxy {
+        /// The proxy it is for.
+        to: ProxyId,
+        /// The signed message.
+        bytes: Buf,
+    },
+    /// A signed message to a target, from the registration port of `group`'s address.
+    Target {
+        /// The group whose address it comes from.
+        group: Group,
+        /// The target.
+        to: Endpoint,
+        /// The signed message.
+        bytes: Buf,
+    },
     /// A client packet to a target (the I/O layer NATs it: from the JAP to `target`).
     Deliver {
+        /// The group it was sent to.
         group: Group,
+        /// The client that sent it.
         client: Endpoint,
+        /// The target chosen for it.
         target: Endpoint,
+        /// The client's transport segment.
         packet: Buf,
     },
     /// A target's reply to a client, sourced from the group address.
     ToClient {
+        /// The group it answers for.
         group: Group,
+        /// The client.
         client: Endpoint,
+        /// The target's transport segment.
         packet: Buf,
     },
 }
 
-impl Proxy {
-    /// The next datagram to send: the queue first, then our news floods.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.tx.pop_front() {
-            return Some(t);
+/// Signs and queues outgoing datagrams; its capacity is fixed at start.
+pub(super) struct Outbox {
+    id: ProxyId,
+    boot: u64,
+    seq: u64,
+    queue: VecDeque<Transmit>,
+    cap: usize,
+    /// Datagrams dropped because the queue was full.
+    pub(super) full: u64,
+    /// Messages that did not fit a datagram.
+    pub(super) oversized: u64,
+}
+
+impl Outbox {
+    pub(super) fn new(id: ProxyId, boot: u64, cap: usize) -> Outbox {
+        Outbox {
+            id,
+            boot,
+            seq: 0,
+            queue: VecDeque::with_capacity(cap),
+            cap,
+            full: 0,
+            oversized: 0,
         }
-        self.next_flood_message()
     }
 
-    /// Whether anything is waiting for `poll_transmit`.
-    pub fn has_transmit(&self) -> bool {
-        !self.tx.is_empty() || !self.floods.is_empty()
+    /// Whether a datagram would be queued now.
+    pub(super) fn has_room(&self) -> bool {
+        self.queue.len() < self.cap
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Transmit> {
+        self.queue.pop_front()
+    }
+
+    /// Queues `t`, or counts it dropped when the queue is full.
     pub(super) fn push(&mut self, t: Transmit) {
-        if self.tx.len() >= self.tx_cap {
-            self.counters.tx_queue_full += 1;
+        if self.queue.len() >= self.cap {
+            self.full += 1;
             return;
         }
-        self.tx.push_back(t);
+        self.queue.push_back(t);
     }
 
-    pub(super) fn encode(&mut self, msg: &Message, key: &Key, sender: ProxyId) -> Option<Buf> {
+    /// `msg` signed with `key`, with the next sequence number of this life.
+    pub(super) fn sign(&mut self, msg: &Message, key: &Key) -> Option<Buf> {
         self.seq += 1;
         let mut buf = Buf::new();
         // A Buf is MAX_MESSAGE bytes: fill it, encode, then cut to length.
         let _ = buf.resize(MAX_MESSAGE, 0);
+        let sender = Sender::Proxy {
+            id: self.id,
+            boot: self.boot,
+        };
         match wire::encode(sender, self.seq, msg, key, &mut buf) {
             Ok(n) => {
                 buf.truncate(n);
                 Some(buf)
             }
             Err(_) => {
-                self.counters.oversized += 1;
+                self.oversized += 1;
                 None
             }
         }
     }
 
-    /// Sends to a proxy; a message to itself is handled at once.
-    pub(super) fn send_proxy(&mut self, now: Instant, to: ProxyId, msg: &Message) {
-        if to == self.cfg.id {
-            self.on_proxy_message(now, to, msg);
+    /// Queues `msg` to proxy `to` (never this proxy: see `Proxy::send_proxy`).
+    pub(super) fn queue_proxy(&mut self, to: ProxyId, msg: &Message, key: &Key) {
+        if !self.has_room() {
+            self.full += 1;
             return;
         }
-        let key = self.cfg.deployment_key.clone();
-        if let Some(bytes) = self.encode(msg, &key, self.cfg.id) {
+        if let Some(bytes) = self.sign(msg, key) {
             self.push(Transmit::Proxy { to, bytes });
         }
     }
 
-    pub(super) fn send_target(&mut self, to: Endpoint, group: &Group, msg: &Message) {
-        let Some(key) = self.group_key(group) else {
+    /// Queues `msg` to target `to` of `group`, signed with the group's key.
+    pub(super) fn queue_target(&mut self, group: Group, to: Endpoint, msg: &Message, key: &Key) {
+        if !self.has_room() {
+            self.full += 1;
             return;
-        };
-        if let Some(bytes) = self.encode(msg, &key, self.cfg.id) {
-            self.push(Transmit::Target { to, bytes });
         }
-    }
-
-    pub(super) fn group_cfg(&self, g: &Group) -> Option<&GroupConfig> {
-        self.cfg.groups.iter().find(|c| c.group == *g)
-    }
-
-    pub(super) fn group_key(&self, g: &Group) -> Option<Key> {
-        self.group_cfg(g).map(|c| c.key.clone())
+        if let Some(bytes) = self.sign(msg, key) {
+            self.push(Transmit::Target { group, to, bytes });
+        }
     }
 }
