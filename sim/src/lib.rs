@@ -6,7 +6,7 @@
 //! partition between clusters, or vanish into a crashed proxy.
 
 use pias::addr::{Endpoint, Group, Ipv4};
-use pias::proxy::{Instant, PeerInfo, Proxy, ProxyConfig, Transmit, MS};
+use pias::proxy::{Instant, PeerInfo, Proxy, ProxyConfig, Transmit, MS, SEC};
 use pias::ring::mix64;
 use pias::roster::Roster;
 use pias::wire::{self, JoinOptions, Key, Message, ProxyId, Registration, Sender, KINDS};
@@ -143,6 +143,8 @@ pub struct Sim {
     /// Probability (0..1) that a proxy-to-proxy message is lost.
     pub loss: f64,
     partitions: HashSet<(u32, u32)>,
+    /// Pairs of proxies that cannot reach each other (a partial partition).
+    cuts: HashSet<(ProxyId, ProxyId)>,
     /// Messages lost to loss, partitions or crashed proxies.
     pub dropped: u64,
 }
@@ -161,14 +163,18 @@ pub fn udp_group(last: u8) -> Group {
 
 /// Timers scaled down for simulations that must detect failures within a few
 /// simulated seconds (heartbeats every 100 ms, a peer dead after 350 ms, a
-/// target pinged every 200 ms).
+/// target pinged every 200 ms, counts refreshed every 3 s and expired after 10 s).
 pub fn fast_timers(cfg: &mut ProxyConfig) {
     cfg.heartbeat = 100 * MS;
     cfg.peer_dead = 350 * MS;
     cfg.target_ping = 200 * MS;
     cfg.lookup_timeout = 150 * MS;
+    cfg.negative_ttl = 500 * MS;
     cfg.rtt_probe = 250 * MS;
     cfg.passive_timeout = 100 * MS;
+    cfg.report_retry = 200 * MS;
+    cfg.report_refresh = 3 * SEC;
+    cfg.report_expiry = 10 * SEC;
 }
 
 pub fn proxy_ip(id: ProxyId) -> Ipv4 {
@@ -223,6 +229,7 @@ impl Sim {
             rng: seed,
             loss: 0.0,
             partitions: HashSet::new(),
+            cuts: HashSet::new(),
             dropped: 0,
         };
         for i in 0..sim.nodes.len() {
@@ -316,7 +323,14 @@ impl Sim {
         self.partitions.insert((a.min(b), a.max(b)));
     }
 
+    /// Proxies `a` and `b` lose each other (both still reach everyone else).
+    pub fn cut(&mut self, a: ProxyId, b: ProxyId) {
+        self.cuts.insert((a.min(b), a.max(b)));
+    }
+
+    /// Ends every partition and cut.
     pub fn heal(&mut self) {
+        self.cuts.clear();
         self.partitions.clear();
     }
 
@@ -505,7 +519,8 @@ impl Sim {
                     );
                     let lost =
                         self.loss > 0.0 && (self.random() % 1_000_000) as f64 / 1e6 < self.loss;
-                    if lost || self.partitions.contains(&(a, b)) {
+                    let cut = self.cuts.contains(&(id.min(to), id.max(to)));
+                    if lost || cut || self.partitions.contains(&(a, b)) {
                         self.dropped += 1;
                         continue;
                     }

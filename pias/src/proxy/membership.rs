@@ -119,7 +119,15 @@ impl Proxy {
         peer.last_heard = now;
         peer.damping_noted = false;
         if !peer.up {
-            // Direct evidence; the others learn from its own refutation.
+            // Direct evidence. The others learn from its own refutation, so
+            // tell it the news it may have missed (one message, to it only).
+            let news = Message::News {
+                subject: p,
+                incarnation: peer.incarnation.unwrap_or_default(),
+                up: false,
+            };
+            self.counters.membership.news_sent += 1;
+            self.out.queue_proxy(p, &news, &self.cfg.deployment_key);
             self.set_up(now, p, true);
         }
     }

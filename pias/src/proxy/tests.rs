@@ -505,3 +505,51 @@ fn a_peer_in_a_later_life_is_believed_and_down_news_of_its_old_life_is_not() {
     p.handle_message(T0 + 3 * SEC, target(0), &from_peer(3, 5, &stale_death));
     assert!(p.peer_up(2), "news of an earlier life is ignored");
 }
+
+#[test]
+fn a_replayed_join_after_leave_is_refused_across_the_freshness_window_at_the_rated_rate() {
+    let mut p = proxy(1, 4);
+    let x = target(1);
+    let original = signed(Sender::Target, 1, &Message::Join(registration(1, 1)), &GK);
+    p.handle_message(T0, x, &original);
+    assert_eq!(p.live_targets(&g()), 1);
+    // 25 s of other registrations at the rated 100 per second (2,500 nonces:
+    // more than the old 1,024-entry cache, which evicted its newest entries).
+    for i in 0..2500u32 {
+        let now = T0 + u64::from(i) * 10 * MS;
+        let other = Endpoint {
+            ip: Ipv4::from_u32(0xc613_1000 + i),
+            port: 5000,
+        };
+        let r = Registration {
+            target: other,
+            timestamp_ms: now / MS,
+            nonce: 1000 + u64::from(i),
+            ..registration(0, 0)
+        };
+        p.handle_message(
+            now,
+            other,
+            &signed(Sender::Target, 1, &Message::Join(r), &GK),
+        );
+    }
+    let leave = signed(Sender::Target, 1, &Message::Leave(registration(1, 2)), &GK);
+    p.handle_message(T0 + 25 * SEC, x, &leave);
+    drain(&mut p);
+    let c = p.counters().jap;
+    assert_eq!(c.leaves, 1);
+    let (name, used, cap) = p.table_fill()[5];
+    assert_eq!(name, "nonces");
+    assert!(
+        used > 2500 && used < cap,
+        "{used} of {cap}: the cache holds the rated rate"
+    );
+    // 29 s after it was made, the captured join is still fresh: replayed.
+    p.handle_message(T0 + 29 * SEC, x, &original);
+    assert!(
+        p.target_flows(&g()).iter().all(|(ep, _, _)| *ep != x),
+        "the departed target was re-admitted by a replay"
+    );
+    assert_eq!(p.counters().jap.replayed_registrations, 1);
+    assert!(drain(&mut p).is_empty());
+}

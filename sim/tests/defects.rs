@@ -1,0 +1,474 @@
+//! Regression scenarios for the defects a review of the core found (issue 8),
+//! one test per defect, each named for what used to go wrong.
+
+use pias::addr::Group;
+use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
+use pias::wire::{Key, KINDS};
+use pias_sim::{Pos, Sim};
+use std::collections::HashMap;
+
+const KEY: Key = pias_sim::GROUP_KEY;
+const NEWS: usize = 13;
+const FORWARD: usize = 10;
+const INVALIDATE: usize = 11;
+const COUNT_REPORT: usize = 6;
+
+fn group() -> Group {
+    pias_sim::udp_group(10)
+}
+
+fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
+    move |cfg: &mut ProxyConfig| {
+        cfg.groups.push(GroupConfig {
+            group: group(),
+            key: KEY,
+            policy,
+            band_pct: 10,
+        });
+        pias_sim::fast_timers(cfg);
+    }
+}
+
+/// Five POPs of two proxies each, 50 ms apart.
+fn pops() -> Vec<(Pos, usize)> {
+    vec![
+        (Pos(0.0, 0.0), 2),
+        (Pos(50.0, 0.0), 2),
+        (Pos(100.0, 0.0), 2),
+        (Pos(0.0, 50.0), 2),
+        (Pos(50.0, 50.0), 2),
+    ]
+}
+
+fn sim(policy: Policy) -> Sim {
+    let mut s = Sim::new(7, &pops(), tune(policy));
+    s.run_for(2 * SEC);
+    s
+}
+
+/// A client in every POP sends one packet; returns how many reached `t`.
+fn reached_from_every_pop(s: &mut Sim, t: usize) -> usize {
+    let before = s.targets[t].received.len();
+    let clients: Vec<usize> = pops()
+        .iter()
+        .map(|(p, _)| s.add_client(Pos(p.0 + 0.5, p.1 + 0.5)))
+        .collect();
+    for &c in &clients {
+        s.client_send(c, group(), b"hello");
+    }
+    s.run_for(SEC);
+    s.targets[t].received.len() - before
+}
+
+#[test]
+fn a_count_report_lost_in_a_50ms_partition_is_retried_until_every_rap_has_it() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(100.0, 1.0));
+    let jap = s.anycast(&Pos(100.0, 1.0)).unwrap();
+    let cluster = s.cluster_of(jap);
+    for other in 0..5 {
+        if other != cluster {
+            s.partition(cluster, other);
+        }
+    }
+    s.register(t, true);
+    s.run_for(50 * MS);
+    s.heal();
+    s.run_for(2 * SEC);
+    let raps = s.proxy(jap).unwrap().raps_of(&group());
+    for r in raps {
+        assert_eq!(
+            s.proxy(r).unwrap().rap_entries(&group()),
+            vec![(jap, 1)],
+            "RAP {r} has the JAP's count"
+        );
+    }
+    assert_eq!(reached_from_every_pop(&mut s, t), 5);
+}
+
+#[test]
+fn a_rap_restarted_faster_than_peer_dead_relearns_its_japs() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(t, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let raps = s.proxy(jap).unwrap().raps_of(&group());
+    let r = raps.iter().copied().find(|&r| r != jap).unwrap();
+    s.crash(r);
+    s.run_for(100 * MS); // shorter than peer_dead (350 ms): nobody noticed
+    s.start(r);
+    assert!(s.proxy(r).unwrap().rap_entries(&group()).is_empty());
+    s.run_for(SEC);
+    assert_eq!(
+        s.proxy(r).unwrap().rap_entries(&group()),
+        vec![(jap, 1)],
+        "the restarted RAP learned the JAP again"
+    );
+    assert!(s.proxy(jap).unwrap().counters().membership.restarts_seen <= 1);
+    assert_eq!(reached_from_every_pop(&mut s, t), 5);
+}
+
+#[test]
+fn news_from_a_restarted_proxy_is_believed() {
+    // Clusters watch only themselves, so the one other proxy of a POP is the
+    // only one that can declare its POP-mate dead.
+    let mut s = Sim::new(7, &pops(), |cfg| {
+        tune(Policy::Proximity)(cfg);
+        cfg.watch_clusters = 0;
+    });
+    s.run_for(2 * SEC);
+    // Proxy 1 announces a death once (its news counter advances) ...
+    s.crash(2);
+    s.run_for(2 * SEC);
+    assert!((3..=10).all(|p| !s.proxy(p).unwrap().peer_up(2)));
+    s.start(2);
+    s.run_for(2 * SEC);
+    assert!((3..=10).all(|p| s.proxy(p).unwrap().peer_up(2)));
+    // ... then restarts, and later is again the only witness of 2's death.
+    s.crash(1);
+    s.run_for(100 * MS);
+    s.start(1);
+    s.run_for(2 * SEC);
+    s.crash(2);
+    s.run_for(2 * SEC);
+    for p in 3..=10 {
+        assert!(
+            !s.proxy(p).unwrap().peer_up(2),
+            "proxy {p} did not believe the restarted proxy 1"
+        );
+    }
+}
+
+#[test]
+fn a_stand_in_raps_entries_expire_once_the_rap_is_back() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(t, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let before = s.proxy(jap).unwrap().raps_of(&group());
+    let r = before.iter().copied().find(|&r| r != jap).unwrap();
+    s.crash(r);
+    s.run_for(2 * SEC);
+    let during = s.proxy(jap).unwrap().raps_of(&group());
+    let stand_in = during
+        .iter()
+        .copied()
+        .find(|x| !before.contains(x))
+        .unwrap();
+    assert_eq!(
+        s.proxy(stand_in).unwrap().rap_entries(&group()),
+        vec![(jap, 1)]
+    );
+    s.start(r);
+    s.run_for(2 * SEC);
+    assert_eq!(s.proxy(jap).unwrap().raps_of(&group()), before);
+    // The stand-in is no longer reported to: its entry expires (10 s here).
+    s.run_for(12 * SEC);
+    assert!(
+        s.proxy(stand_in).unwrap().rap_entries(&group()).is_empty(),
+        "stale stand-in entry kept"
+    );
+    assert!(s.proxy(stand_in).unwrap().counters().rap.expired >= 1);
+    assert_eq!(s.proxy(r).unwrap().rap_entries(&group()), vec![(jap, 1)]);
+}
+
+#[test]
+fn the_last_target_going_down_keeps_its_group_and_is_pinged_back_up() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(t, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    s.targets[t].alive = false;
+    s.run_for(2 * SEC);
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 0);
+    assert_eq!(s.proxy(jap).unwrap().targets_held(&group()), 1);
+    let raps = s.proxy(jap).unwrap().raps_of(&group());
+    assert!(raps
+        .iter()
+        .all(|&r| s.proxy(r).unwrap().rap_entries(&group()).is_empty()));
+    // The target recovers: the JAP's pings find it, and it serves again.
+    s.targets[t].alive = true;
+    s.run_for(2 * SEC);
+    assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 1);
+    for r in raps {
+        assert_eq!(s.proxy(r).unwrap().rap_entries(&group()), vec![(jap, 1)]);
+    }
+    s.run_for(SEC); // negative caches of the down time expire
+    assert_eq!(reached_from_every_pop(&mut s, t), 5);
+}
+
+#[test]
+fn targets_of_a_dead_jap_rejoin_through_another_proxy() {
+    let mut s = sim(Policy::Proximity);
+    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.set_watchdog(t, SEC);
+    s.register(t, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    s.crash(jap);
+    s.run_for(4 * SEC);
+    let new_jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    assert_ne!(new_jap, jap);
+    assert!(
+        s.targets[t].rejoins >= 1,
+        "the new proxy asked it to rejoin"
+    );
+    assert_eq!(s.proxy(new_jap).unwrap().live_targets(&group()), 1);
+    assert_eq!(reached_from_every_pop(&mut s, t), 5);
+}
+
+#[test]
+fn a_packet_that_no_jap_can_place_is_offered_to_each_jap_once() {
+    let mut s = Sim::new(7, &pops(), |cfg| {
+        tune(Policy::Proximity)(cfg);
+        // Targets stay suspect (live, but given no new flow) for a long time.
+        cfg.target_fall = 100;
+    });
+    s.run_for(2 * SEC);
+    let a = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    let b = s.add_target(group(), KEY, Pos(100.0, 1.0));
+    s.register(a, true);
+    s.register(b, true);
+    s.run_for(SEC);
+    let c = s.add_client(Pos(50.0, 1.0));
+    s.client_send(c, group(), b"warm");
+    s.run_for(SEC);
+    let iap = s.anycast(&Pos(50.0, 1.0)).unwrap();
+    s.clients[c].replies.clear();
+    // Both targets stop answering: suspect after one missed ping, not down.
+    s.targets[a].alive = false;
+    s.targets[b].alive = false;
+    s.run_for(SEC);
+    let (fwd, inv) = (s.sent_by_kind[FORWARD], s.sent_by_kind[INVALIDATE]);
+    let c2 = s.add_client(Pos(50.0, 2.0));
+    s.client_send(c2, group(), b"nowhere");
+    s.run_for(SEC);
+    let forwards = s.sent_by_kind[FORWARD] - fwd;
+    let invalidations = s.sent_by_kind[INVALIDATE] - inv;
+    assert!(
+        forwards <= 3 && invalidations <= 2,
+        "bounced {forwards} forwards, {invalidations} invalidations"
+    );
+    assert!(
+        s.proxy(iap).unwrap().counters().iap.bounced_drops
+            + s.proxy(iap).unwrap().counters().rap.no_member_drops
+            >= 1
+            || (1..=10).any(|p| s
+                .proxy(p)
+                .is_some_and(|x| x.counters().rap.no_member_drops >= 1))
+    );
+}
+
+/// News per minute while proxy 1 (POP 0, a watcher of POP 1) and proxy 3
+/// (POP 1) cannot reach each other, both reaching everyone else: (one crash,
+/// minute 1, mean of minutes 2..10), with `doublings` of flap damping.
+fn news_under_a_cut(doublings: u8) -> (u64, u64, u64, Sim) {
+    let mut s = Sim::new(7, &pops(), |cfg| {
+        tune(Policy::Proximity)(cfg);
+        cfg.max_flap_doublings = doublings;
+    });
+    s.run_for(3 * SEC);
+    let before = s.sent_by_kind[NEWS];
+    s.crash(10);
+    s.run_for(3 * SEC);
+    let crash = s.sent_by_kind[NEWS] - before;
+    s.start(10);
+    s.run_for(10 * SEC);
+    let start = s.sent_by_kind[NEWS];
+    s.cut(1, 3);
+    s.run_for(60 * SEC);
+    let first_minute = s.sent_by_kind[NEWS] - start;
+    let later = s.sent_by_kind[NEWS];
+    s.run_for(9 * 60 * SEC);
+    let per_minute = (s.sent_by_kind[NEWS] - later) / 9;
+    (crash, first_minute, per_minute, s)
+}
+
+#[test]
+fn a_partial_partition_does_not_make_news_flap() {
+    let (crash, undamped_first, undamped, _) = news_under_a_cut(0);
+    let (_, first, later, s) = news_under_a_cut(6);
+    eprintln!(
+        "news: one crash {crash}; undamped {undamped_first} then {undamped}/min; \
+         damped {first} then {later}/min"
+    );
+    // Undamped, proxy 1 declares 3 dead every few heartbeats and 3 refutes.
+    assert!(undamped > 20 * crash, "the scenario flaps without damping");
+    // Damped, each refuted declaration doubles proxy 1's patience.
+    assert!(
+        later <= undamped / 20,
+        "{later}/min damped vs {undamped}/min"
+    );
+    // At most 64 × peer_dead between declarations: a few crashes' worth a minute.
+    assert!(later <= 3 * crash, "{later}/min vs {crash} per crash");
+    assert!(
+        first < undamped_first,
+        "{first} vs {undamped_first} in minute 1"
+    );
+    // Everyone who can reach proxy 3 believes it up.
+    for p in (2..=10).filter(|&p| p != 3) {
+        assert!(s.proxy(p).unwrap().peer_up(3), "proxy {p} thinks 3 is down");
+    }
+}
+
+#[test]
+fn load_spreads_flows_over_japs_in_proportion_to_members_with_affinity() {
+    let mut s = sim(Policy::Load);
+    // Three JAPs with 1, 2 and 5 members.
+    let mut members = Vec::new();
+    for (pos, n) in [
+        (Pos(0.0, 1.0), 1),
+        (Pos(100.0, 1.0), 2),
+        (Pos(50.0, 51.0), 5),
+    ] {
+        for i in 0..n {
+            let t = s.add_target(group(), KEY, Pos(pos.0, pos.1 + i as f64 * 0.01));
+            s.register(t, true);
+            members.push((t, pos));
+        }
+    }
+    s.run_for(2 * SEC);
+    // 800 clients spread over the POPs, three packets each.
+    let clients: Vec<usize> = (0..800)
+        .map(|i| {
+            let p = pops()[i % 5].0;
+            s.add_client(Pos(p.0 + 1.0, p.1 + (i / 5) as f64 * 0.001))
+        })
+        .collect();
+    for round in 0..3u8 {
+        for &c in &clients {
+            s.client_send(c, group(), &[round]);
+        }
+        s.run_for(SEC);
+    }
+    let mut per_target: HashMap<usize, usize> = HashMap::new();
+    let mut target_of: HashMap<pias::addr::Endpoint, std::collections::HashSet<usize>> =
+        HashMap::new();
+    for &(t, _) in &members {
+        for (client, _) in &s.targets[t].received {
+            *per_target.entry(t).or_default() += 1;
+            target_of.entry(*client).or_default().insert(t);
+        }
+    }
+    let total: usize = per_target.values().sum();
+    assert_eq!(total, 2400, "every packet delivered once");
+    assert!(
+        target_of.values().all(|ts| ts.len() == 1),
+        "a client's packets stay on one target"
+    );
+    // Share per JAP: 1/8, 2/8, 5/8 of the clients.
+    let mut per_jap = [0usize; 3];
+    for (i, &(t, _)) in members.iter().enumerate() {
+        let jap = match i {
+            0 => 0,
+            1 | 2 => 1,
+            _ => 2,
+        };
+        per_jap[jap] += per_target.get(&t).copied().unwrap_or(0);
+    }
+    for (got, want) in per_jap.iter().zip([1.0, 2.0, 5.0]) {
+        let share = *got as f64 / total as f64;
+        assert!(
+            (share - want / 8.0).abs() < 0.06,
+            "JAP share {share:.3}, want {:.3} ({per_jap:?})",
+            want / 8.0
+        );
+    }
+    // Within the 5-member JAP, flows spread evenly over its members.
+    let big: Vec<usize> = members[3..]
+        .iter()
+        .map(|&(t, _)| per_target.get(&t).copied().unwrap_or(0))
+        .collect();
+    let mean = big.iter().sum::<usize>() as f64 / 5.0;
+    assert!(
+        big.iter()
+            .all(|&n| (n as f64 - mean).abs() <= 3.0 + mean * 0.1),
+        "{big:?}"
+    );
+}
+
+#[test]
+fn flow_counts_fall_when_flows_end_so_least_loaded_means_now() {
+    let mut s = Sim::new(7, &pops(), |cfg| {
+        tune(Policy::Proximity)(cfg);
+        cfg.flow_idle = 2 * SEC;
+    });
+    s.run_for(2 * SEC);
+    let a = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    s.register(a, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    for i in 0..20 {
+        let c = s.add_client(Pos(2.0, 1.0 + i as f64 * 0.01));
+        s.client_send(c, group(), b"x");
+    }
+    s.run_for(SEC);
+    let flows = |s: &Sim| s.proxy(jap).unwrap().target_flows(&group())[0].2;
+    assert_eq!(flows(&s), 20);
+    s.run_for(5 * SEC);
+    assert_eq!(flows(&s), 0, "idle flows gave their count back");
+    // A new member now gets new flows alongside the old one, not all of them.
+    let b = s.add_target(group(), KEY, Pos(1.0, 1.1));
+    s.register(b, true);
+    s.run_for(SEC);
+    for i in 0..20 {
+        let c = s.add_client(Pos(2.0, 2.0 + i as f64 * 0.01));
+        s.client_send(c, group(), b"y");
+    }
+    s.run_for(SEC);
+    let split: Vec<u32> = s
+        .proxy(jap)
+        .unwrap()
+        .target_flows(&group())
+        .iter()
+        .map(|x| x.2)
+        .collect();
+    assert_eq!(split, vec![10, 10]);
+}
+
+#[test]
+fn a_members_weight_sets_its_share_of_new_flows() {
+    let mut s = sim(Policy::Proximity);
+    let light = s.add_target(group(), KEY, Pos(1.0, 1.0));
+    let heavy = s.add_target(group(), KEY, Pos(1.0, 1.1));
+    s.targets[heavy].weight = 3;
+    s.register(light, true);
+    s.register(heavy, true);
+    s.run_for(SEC);
+    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let raps = s.proxy(jap).unwrap().raps_of(&group());
+    assert_eq!(
+        s.proxy(raps[0]).unwrap().rap_entries(&group()),
+        vec![(jap, 4)],
+        "the JAP reports its members' summed weight"
+    );
+    for i in 0..40 {
+        let c = s.add_client(Pos(2.0, 1.0 + i as f64 * 0.01));
+        s.client_send(c, group(), b"x");
+    }
+    s.run_for(SEC);
+    assert_eq!(s.targets[light].received.len(), 10);
+    assert_eq!(s.targets[heavy].received.len(), 30);
+}
+
+#[test]
+fn soft_state_costs_a_bounded_refresh_rate() {
+    // One member at each of three JAPs: every refresh period each JAP sends
+    // one report to each of the group's RAPs, and nothing else is resent.
+    let mut s = sim(Policy::Proximity);
+    for pos in [Pos(1.0, 1.0), Pos(100.0, 1.0), Pos(50.0, 51.0)] {
+        let t = s.add_target(group(), KEY, pos);
+        s.register(t, true);
+    }
+    s.run_for(5 * SEC);
+    let before = s.sent_by_kind[COUNT_REPORT];
+    s.run_for(30 * SEC); // ten refresh periods of 3 s
+    let reports = s.sent_by_kind[COUNT_REPORT] - before;
+    // 3 JAPs × 4 RAPs × 10 periods (a JAP that is its own RAP sends itself nothing).
+    assert!((90..=120).contains(&reports), "{reports} reports");
+    let kinds: u64 = s.sent_by_kind.iter().take(KINDS).sum();
+    assert!(kinds > reports);
+}
