@@ -138,11 +138,14 @@ proptest! {
     #[test]
     fn no_sequence_of_events_panics(
         seed in any::<u64>(),
-        ops in proptest::collection::vec((0u8..8, any::<u8>()), 1..60),
+        ops in proptest::collection::vec((0u8..9, any::<u8>()), 1..60),
     ) {
         let mut s = world(seed);
         let ts: Vec<usize> = (0..4).map(|i| s.add_target(group(), KEY, Pos(i as f64 * 15.0, 10.0))).collect();
         let cs: Vec<usize> = (0..3).map(|i| s.add_client(Pos(50.0, i as f64 * 20.0))).collect();
+        for &t in &ts {
+            s.set_watchdog(t, 700 * MS);
+        }
         s.loss = 0.05;
         for (op, arg) in ops {
             let a = usize::from(arg);
@@ -154,6 +157,7 @@ proptest! {
                 4 => s.start((a % s.proxies()) as u32 + 1),
                 5 => s.targets[ts[a % 4]].alive = !s.targets[ts[a % 4]].alive,
                 6 => s.send_from_target(ts[a % 4], vec![arg; a % 200]),
+                7 => s.cut((a % s.proxies()) as u32 + 1, ((a / 7) % s.proxies()) as u32 + 1),
                 _ => s.partition((a % 4) as u32, ((a / 4) % 4) as u32),
             }
             s.run_for(u64::from(arg) * MS);

@@ -1,5 +1,5 @@
-//! The JAP role: targets' registrations and health, the choice of a target
-//! for each client flow, and the soft-state count reports to the group's RAPs.
+//! The JAP role: its tables, targets' registrations and their health checks.
+//! Delivery and flows are in `flows`, count reports in `reports`.
 
 use super::timers::Timer;
 use super::{Proxy, MAX_K};
@@ -9,7 +9,7 @@ use crate::pool::{List, ListPool};
 use crate::replay::{NonceCache, NonceError};
 use crate::ring::mix64;
 use crate::time::{Instant, MS};
-use crate::wire::{Bounced, Message, NackReason, ProxyId, Registration, Tried};
+use crate::wire::{Message, NackReason, ProxyId, Registration};
 use heapless::Vec as HVec;
 
 /// A target's health as its JAP sees it.
@@ -77,8 +77,6 @@ pub(super) struct Jap {
 pub(super) const MAX_IAPS_PER_GROUP: usize = 16;
 /// How long a target may stay down (in pings) before it is treated as having left.
 const DOWN_FORGET_PINGS: u64 = 30;
-/// Groups handled per pass of a timer (a stack batch, so no allocation).
-const BATCH: usize = 32;
 
 impl Jap {
     pub(super) fn new(cfg: &super::ProxyConfig) -> Jap {
@@ -105,7 +103,7 @@ impl Jap {
     }
 
     /// Forgets `client`'s flow and gives its target one flow back.
-    fn end_flow(&mut self, g: &Group, client: &Endpoint) {
+    pub(super) fn end_flow(&mut self, g: &Group, client: &Endpoint) {
         if let Some(f) = self.flows.remove(&(*g, *client)) {
             if let Some(j) = self.groups.get(g) {
                 if let Some(t) = self.targets.find_mut(&j.targets, |t| t.ep == f.target) {
@@ -315,346 +313,6 @@ impl Proxy {
         Ok(())
     }
 
-    /// The group's targets changed: report at once if the count left its band.
-    fn jap_changed(&mut self, now: Instant, g: Group) {
-        self.report_if_needed(now, g);
-    }
-
-    /// Every JAP group re-examines its RAP set at the next report timer
-    /// (membership changed).
-    pub(super) fn jap_raps_changed(&mut self, now: Instant) {
-        if self.jap.groups.is_empty() {
-            return;
-        }
-        for (_, j) in self.jap.groups.iter_mut() {
-            j.dirty = true;
-        }
-        self.timers.set_earliest(Timer::Reports, now);
-    }
-
-    /// `p` restarted: if it is a RAP of ours it lost our counts; send them again.
-    pub(super) fn jap_peer_restarted(&mut self, now: Instant, p: ProxyId) {
-        let mut any = false;
-        for (_, j) in self.jap.groups.iter_mut() {
-            if j.raps.contains(&p) {
-                j.acked.retain(|r| *r != p);
-                j.raps.retain(|r| *r != p);
-                j.dirty = true;
-                any = true;
-            }
-        }
-        if any {
-            self.timers.set_earliest(Timer::Reports, now);
-        }
-    }
-
-    /// Sends the group's count to its RAPs when it left the band (or became or
-    /// stopped being zero), and the current count to RAPs that do not have it
-    /// (the RAP set changed). Removes a group left without any target.
-    fn report_if_needed(&mut self, now: Instant, g: Group) {
-        let raps = self.raps_of(&g);
-        let (live, entries) = self.jap.live_weight(&g);
-        let Some(j) = self.jap.groups.get_mut(&g) else {
-            return;
-        };
-        j.dirty = false;
-        let out_of_band = match j.reported {
-            None => live > 0,
-            Some(last) if (last == 0) != (live == 0) => true,
-            Some(last) => {
-                let band = u64::from(last) * u64::from(j.band_pct) / 100;
-                let (lo, hi) = (u64::from(last).saturating_sub(band), u64::from(last) + band);
-                !(lo..=hi).contains(&u64::from(live))
-            }
-        };
-        let mut send_to: HVec<ProxyId, MAX_K> = HVec::new();
-        if out_of_band {
-            j.reported = Some(live);
-            j.acked.clear();
-            j.retries = 0;
-            send_to = raps.clone();
-        } else if j.reported.is_some_and(|c| c > 0) {
-            send_to = raps
-                .iter()
-                .copied()
-                .filter(|r| !j.raps.contains(r))
-                .collect();
-        }
-        j.acked.retain(|r| raps.contains(r));
-        j.raps = raps;
-        let count = j.reported.unwrap_or(0);
-        if !send_to.is_empty() {
-            j.retry_at = Some(now + self.cfg.report_retry);
-            j.refresh_at = now + self.cfg.report_refresh;
-            self.timers
-                .set_earliest(Timer::Reports, now + self.cfg.report_retry);
-        }
-        let emptied = out_of_band && live == 0;
-        let gone = entries == 0;
-        for to in send_to {
-            self.send_report(now, to, g, count);
-        }
-        if emptied || gone {
-            self.invalidate_iaps(now, g);
-        }
-        if gone {
-            // No target at all: nothing to ping or report; the RAPs have our 0
-            // (or forget us when their entries expire).
-            self.jap.groups.remove(&g);
-        }
-    }
-
-    fn send_report(&mut self, now: Instant, to: ProxyId, group: Group, count: u32) {
-        self.counters.jap.reports_sent += 1;
-        let msg = Message::CountReport {
-            group,
-            count,
-            coord: self.coord,
-        };
-        self.send_proxy(now, to, &msg);
-    }
-
-    /// No live target left: tell the IAPs that use this JAP for the group now,
-    /// rather than at their next packet.
-    fn invalidate_iaps(&mut self, now: Instant, g: Group) {
-        let Some(j) = self.jap.groups.get_mut(&g) else {
-            return;
-        };
-        let iaps = core::mem::take(&mut j.iaps);
-        for iap in iaps {
-            self.counters.jap.invalidations_sent += 1;
-            let msg = Message::Invalidate {
-                group: g,
-                gone: true,
-                bounced: None,
-            };
-            self.send_proxy(now, iap, &msg);
-        }
-    }
-
-    /// A RAP acknowledged our count for `group`, giving the band to use.
-    pub(super) fn on_report_ack(&mut self, from: ProxyId, group: Group, count: u32, band: u8) {
-        let Some(j) = self.jap.groups.get_mut(&group) else {
-            return;
-        };
-        if j.reported != Some(count) || !j.raps.contains(&from) {
-            return;
-        }
-        // 0 means exact counts (every change is reported).
-        j.band_pct = band.min(100);
-        if !j.acked.contains(&from) {
-            let _ = j.acked.push(from);
-        }
-        if j.raps.iter().all(|r| j.acked.contains(r)) {
-            j.retry_at = None;
-            j.retries = 0;
-        }
-    }
-
-    /// Report retries (RAPs that did not acknowledge), periodic refreshes,
-    /// and groups whose targets or RAPs changed.
-    pub(super) fn report_timers(&mut self, now: Instant) {
-        let mut next = Instant::MAX;
-        // Each pass handles up to BATCH due groups and makes them not due, so
-        // the passes end; the bound guards against a logic error looping.
-        for _ in 0..=self.jap.groups.len() / BATCH + 1 {
-            let due: HVec<Group, BATCH> = self
-                .jap
-                .groups
-                .iter()
-                .filter(|(_, j)| {
-                    j.dirty || j.retry_at.is_some_and(|t| t <= now) || j.refresh_at <= now
-                })
-                .map(|(g, _)| *g)
-                .take(BATCH)
-                .collect();
-            if due.is_empty() {
-                break;
-            }
-            for g in due {
-                self.report_due(now, g);
-            }
-        }
-        for (_, j) in self.jap.groups.iter() {
-            next = next.min(j.refresh_at);
-            if let Some(r) = j.retry_at {
-                next = next.min(r);
-            }
-            if j.dirty {
-                next = now;
-            }
-        }
-        if next == Instant::MAX {
-            self.timers.stop(Timer::Reports);
-        } else {
-            self.timers.set(Timer::Reports, next.max(now + 1));
-        }
-    }
-
-    fn report_due(&mut self, now: Instant, g: Group) {
-        let dirty = self.jap.groups.get(&g).is_some_and(|j| j.dirty);
-        if dirty {
-            self.report_if_needed(now, g);
-        }
-        let Some(j) = self.jap.groups.get_mut(&g) else {
-            return;
-        };
-        j.dirty = false;
-        let count = j.reported.unwrap_or(0);
-        let mut send_to: HVec<ProxyId, MAX_K> = HVec::new();
-        if j.refresh_at <= now {
-            j.refresh_at = now + self.cfg.report_refresh;
-            if count > 0 {
-                j.acked.clear();
-                j.retries = 0;
-                j.retry_at = Some(now + self.cfg.report_retry);
-                send_to = j.raps.clone();
-                self.counters.jap.report_refreshes += send_to.len() as u64;
-            }
-        } else if j.retry_at.is_some_and(|t| t <= now) {
-            send_to = j
-                .raps
-                .iter()
-                .copied()
-                .filter(|r| !j.acked.contains(r))
-                .collect();
-            j.retries = j.retries.saturating_add(1);
-            let backoff = self.cfg.report_retry << j.retries.min(16);
-            j.retry_at =
-                (!send_to.is_empty()).then_some(now + backoff.min(self.cfg.report_refresh));
-            self.counters.jap.report_retries += send_to.len() as u64;
-        }
-        for to in send_to {
-            self.send_report(now, to, g, count);
-        }
-    }
-
-    /// A client packet to deliver (from an IAP, or a RAP on a lookup).
-    pub(super) fn jap_forward(
-        &mut self,
-        now: Instant,
-        group: Group,
-        client: Endpoint,
-        iap: ProxyId,
-        tried: &Tried,
-        packet: &[u8],
-    ) {
-        let Some(target) = self.choose_target(now, group, client) else {
-            self.counters.jap.invalidations_sent += 1;
-            let gone = self.jap.live_weight(&group).0 == 0;
-            let mut tried = tried.clone();
-            let offered = tried.contains(&self.cfg.id) || tried.push(self.cfg.id).is_ok();
-            let msg = Message::Invalidate {
-                group,
-                gone,
-                // Offered to every JAP the list can name: drop it here.
-                bounced: offered.then_some(Bounced {
-                    client,
-                    tried,
-                    packet,
-                }),
-            };
-            self.send_proxy(now, iap, &msg);
-            return;
-        };
-        let Ok(buf) = super::Buf::from_slice(packet) else {
-            self.counters.wire.oversized += 1;
-            return;
-        };
-        let passive = self.cfg.passive_timeout;
-        if let Some(j) = self.jap.groups.get_mut(&group) {
-            if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) {
-                if t.awaiting_since.is_none() {
-                    t.awaiting_since = Some(now);
-                    if !t.ping_outstanding {
-                        self.timers.set_earliest(Timer::Targets, now + passive);
-                    }
-                }
-            }
-            if !j.iaps.contains(&iap) {
-                if j.iaps.is_full() {
-                    j.iaps.remove(0);
-                }
-                let _ = j.iaps.push(iap);
-            }
-        }
-        self.counters.jap.delivered += 1;
-        self.out.push(super::Transmit::Deliver {
-            group,
-            client,
-            target,
-            packet: buf,
-        });
-    }
-
-    /// Affinity first (the flow's target while it is up), then the up target
-    /// with the fewest current flows per unit of weight; never the client itself.
-    fn choose_target(&mut self, now: Instant, group: Group, client: Endpoint) -> Option<Endpoint> {
-        let j = self.jap.groups.get(&group)?;
-        if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
-            let t = f.target;
-            if self
-                .jap
-                .targets
-                .iter(&j.targets)
-                .any(|x| x.ep == t && x.health != Health::Down)
-            {
-                f.last = now;
-                return Some(t);
-            }
-        }
-        // The old flow's target is down or gone: the flow starts over.
-        self.jap.end_flow(&group, &client);
-        let j = self.jap.groups.get(&group)?;
-        let best = self
-            .jap
-            .targets
-            .iter(&j.targets)
-            .filter(|t| t.health == Health::Up && t.ep.ip != client.ip)
-            .min_by(|a, b| {
-                // a.flows / a.weight against b.flows / b.weight, exactly.
-                let l = u64::from(a.flows) * u64::from(b.weight);
-                let r = u64::from(b.flows) * u64::from(a.weight);
-                l.cmp(&r).then(b.weight.cmp(&a.weight))
-            })
-            .map(|t| t.ep)?;
-        let flow = Flow {
-            target: best,
-            last: now,
-        };
-        match self.jap.flows.insert((group, client), flow) {
-            Ok(_) => {
-                if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == best) {
-                    t.flows = t.flows.saturating_add(1);
-                }
-            }
-            Err(_) => self.counters.jap.flows_refused += 1,
-        }
-        Some(best)
-    }
-
-    /// A target's reply to a client: passive health, the flow stays fresh.
-    pub(super) fn jap_target_reply(
-        &mut self,
-        now: Instant,
-        group: Group,
-        target: Endpoint,
-        client: Endpoint,
-    ) {
-        if let Some(j) = self.jap.groups.get(&group) {
-            if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) {
-                t.awaiting_since = None;
-                if t.health == Health::Suspect {
-                    t.health = Health::Up;
-                    t.misses = 0;
-                }
-            }
-        }
-        if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
-            f.last = now;
-        }
-    }
-
     /// Pings due targets, marks silent ones suspect then down, forgets targets
     /// down too long; the groups that changed report at the next report timer.
     pub(super) fn target_timers(&mut self, now: Instant) {
@@ -741,28 +399,5 @@ impl Proxy {
         if changed {
             self.timers.set_earliest(Timer::Reports, now);
         }
-    }
-
-    /// Forgets idle flows, giving each its target's flow back.
-    pub(super) fn sweep_flows(&mut self, now: Instant) {
-        let idle = self.cfg.flow_idle;
-        let Jap {
-            groups,
-            targets,
-            flows,
-            nonces,
-        } = &mut self.jap;
-        flows.retain(|(g, _), f| {
-            let keep = now.saturating_sub(f.last) < idle;
-            if !keep {
-                if let Some(j) = groups.get(g) {
-                    if let Some(t) = targets.find_mut(&j.targets, |t| t.ep == f.target) {
-                        t.flows = t.flows.saturating_sub(1);
-                    }
-                }
-            }
-            keep
-        });
-        nonces.expire(now);
     }
 }

@@ -406,12 +406,14 @@ impl Proxy {
     /// Arms the heartbeat and probe timers after they fired.
     pub(super) fn membership_timers(&mut self, now: Instant) {
         if self.timers.is_due(Timer::Heartbeat, now) {
-            self.timers.set(Timer::Heartbeat, now + self.cfg.heartbeat);
+            self.timers
+                .set(Timer::Heartbeat, now + self.cfg.heartbeat.max(1));
             self.send_heartbeats();
             self.detect_dead_peers(now);
         }
         if self.timers.is_due(Timer::Probe, now) {
-            self.timers.set(Timer::Probe, now + self.cfg.rtt_probe);
+            self.timers
+                .set(Timer::Probe, now + self.cfg.rtt_probe.max(1));
             self.send_probe(now);
         }
     }

@@ -7,15 +7,18 @@
 //! table refuses and counts it, and no input allocates.
 //!
 //! One file per concern: `config`, `counters`, `timers`, `transmit`,
-//! `membership` (peers, news, probes), `jap`, `rap`, `iap`, and `select` (the
-//! JAP choice that the RAP and the IAP share).
+//! `membership` (peers, news, probes), the JAP in `jap` (registrations,
+//! health), `flows` (delivery) and `reports` (soft state to the RAPs), `rap`,
+//! `iap`, and `select` (the JAP choice that the RAP and the IAP share).
 
 mod config;
 mod counters;
+mod flows;
 mod iap;
 mod jap;
 mod membership;
 mod rap;
+mod reports;
 mod select;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,160 @@
+//! The JAP's delivery: a client packet to the target its flow is bound to, or
+//! to the least-loaded member by weight; flows end when idle, giving their count back.
+
+use super::jap::{Flow, Health, Jap};
+use super::timers::Timer;
+use super::Proxy;
+use crate::addr::{Endpoint, Group};
+use crate::time::Instant;
+use crate::wire::{Bounced, Message, ProxyId, Tried};
+
+impl Proxy {
+    /// A client packet to deliver (from an IAP, or a RAP on a lookup).
+    pub(super) fn jap_forward(
+        &mut self,
+        now: Instant,
+        group: Group,
+        client: Endpoint,
+        iap: ProxyId,
+        tried: &Tried,
+        packet: &[u8],
+    ) {
+        let Some(target) = self.choose_target(now, group, client) else {
+            self.counters.jap.invalidations_sent += 1;
+            let gone = self.jap.live_weight(&group).0 == 0;
+            let mut tried = tried.clone();
+            let offered = tried.contains(&self.cfg.id) || tried.push(self.cfg.id).is_ok();
+            let msg = Message::Invalidate {
+                group,
+                gone,
+                // Offered to every JAP the list can name: drop it here.
+                bounced: offered.then_some(Bounced {
+                    client,
+                    tried,
+                    packet,
+                }),
+            };
+            self.send_proxy(now, iap, &msg);
+            return;
+        };
+        let Ok(buf) = super::Buf::from_slice(packet) else {
+            self.counters.wire.oversized += 1;
+            return;
+        };
+        let passive = self.cfg.passive_timeout;
+        if let Some(j) = self.jap.groups.get_mut(&group) {
+            if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) {
+                if t.awaiting_since.is_none() {
+                    t.awaiting_since = Some(now);
+                    if !t.ping_outstanding {
+                        self.timers.set_earliest(Timer::Targets, now + passive);
+                    }
+                }
+            }
+            if !j.iaps.contains(&iap) {
+                if j.iaps.is_full() {
+                    j.iaps.remove(0);
+                }
+                let _ = j.iaps.push(iap);
+            }
+        }
+        self.counters.jap.delivered += 1;
+        self.out.push(super::Transmit::Deliver {
+            group,
+            client,
+            target,
+            packet: buf,
+        });
+    }
+
+    /// Affinity first (the flow's target while it is up), then the up target
+    /// with the fewest current flows per unit of weight; never the client itself.
+    fn choose_target(&mut self, now: Instant, group: Group, client: Endpoint) -> Option<Endpoint> {
+        let j = self.jap.groups.get(&group)?;
+        if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
+            let t = f.target;
+            if self
+                .jap
+                .targets
+                .iter(&j.targets)
+                .any(|x| x.ep == t && x.health != Health::Down)
+            {
+                f.last = now;
+                return Some(t);
+            }
+        }
+        // The old flow's target is down or gone: the flow starts over.
+        self.jap.end_flow(&group, &client);
+        let j = self.jap.groups.get(&group)?;
+        let best = self
+            .jap
+            .targets
+            .iter(&j.targets)
+            .filter(|t| t.health == Health::Up && t.ep.ip != client.ip)
+            .min_by(|a, b| {
+                // a.flows / a.weight against b.flows / b.weight, exactly.
+                let l = u64::from(a.flows) * u64::from(b.weight);
+                let r = u64::from(b.flows) * u64::from(a.weight);
+                l.cmp(&r).then(b.weight.cmp(&a.weight))
+            })
+            .map(|t| t.ep)?;
+        let flow = Flow {
+            target: best,
+            last: now,
+        };
+        match self.jap.flows.insert((group, client), flow) {
+            Ok(_) => {
+                if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == best) {
+                    t.flows = t.flows.saturating_add(1);
+                }
+            }
+            Err(_) => self.counters.jap.flows_refused += 1,
+        }
+        Some(best)
+    }
+
+    /// A target's reply to a client: passive health, the flow stays fresh.
+    pub(super) fn jap_target_reply(
+        &mut self,
+        now: Instant,
+        group: Group,
+        target: Endpoint,
+        client: Endpoint,
+    ) {
+        if let Some(j) = self.jap.groups.get(&group) {
+            if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) {
+                t.awaiting_since = None;
+                if t.health == Health::Suspect {
+                    t.health = Health::Up;
+                    t.misses = 0;
+                }
+            }
+        }
+        if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
+            f.last = now;
+        }
+    }
+
+    /// Forgets idle flows, giving each its target's flow back.
+    pub(super) fn sweep_flows(&mut self, now: Instant) {
+        let idle = self.cfg.flow_idle;
+        let Jap {
+            groups,
+            targets,
+            flows,
+            nonces,
+        } = &mut self.jap;
+        flows.retain(|(g, _), f| {
+            let keep = now.saturating_sub(f.last) < idle;
+            if !keep {
+                if let Some(j) = groups.get(g) {
+                    if let Some(t) = targets.find_mut(&j.targets, |t| t.ep == f.target) {
+                        t.flows = t.flows.saturating_sub(1);
+                    }
+                }
+            }
+            keep
+        });
+        nonces.expire(now);
+    }
+}
