@@ -6,7 +6,7 @@
 //! partition between clusters, or vanish into a crashed proxy.
 
 use pias::addr::{Endpoint, Group, Ipv4};
-use pias::proxy::{Instant, PeerInfo, Proxy, ProxyConfig, Transmit, MS, SEC};
+use pias::proxy::{GroupConfig, Instant, PeerInfo, Policy, Proxy, ProxyConfig, Transmit, MS, SEC};
 use pias::ring::mix64;
 use pias::roster::Roster;
 use pias::wire::{self, JoinOptions, Key, Message, ProxyId, Registration, Sender, KINDS};
@@ -175,6 +175,38 @@ pub fn fast_timers(cfg: &mut ProxyConfig) {
     cfg.report_retry = 200 * MS;
     cfg.report_refresh = 3 * SEC;
     cfg.report_expiry = 10 * SEC;
+}
+
+/// The scenario tests' world: five POPs of two proxies each, 50 ms apart.
+pub fn five_pops() -> Vec<(Pos, usize)> {
+    vec![
+        (Pos(0.0, 0.0), 2),
+        (Pos(50.0, 0.0), 2),
+        (Pos(100.0, 0.0), 2),
+        (Pos(0.0, 50.0), 2),
+        (Pos(50.0, 50.0), 2),
+    ]
+}
+
+/// The scenario tests' proxy config: `udp_group(10)` with `GROUP_KEY`, a 10%
+/// band and `policy`, on `fast_timers`.
+pub fn scenario_tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
+    move |cfg: &mut ProxyConfig| {
+        cfg.groups.push(GroupConfig {
+            group: udp_group(10),
+            key: GROUP_KEY,
+            policy,
+            band_pct: 10,
+        });
+        fast_timers(cfg);
+    }
+}
+
+/// `five_pops` with `scenario_tune(policy)`, after 2 s of heartbeats and probes.
+pub fn scenario(policy: Policy) -> Sim {
+    let mut s = Sim::new(7, &five_pops(), scenario_tune(policy));
+    s.run_for(2 * SEC);
+    s
 }
 
 pub fn proxy_ip(id: ProxyId) -> Ipv4 {

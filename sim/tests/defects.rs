@@ -2,7 +2,7 @@
 //! one test per defect, each named for what used to go wrong.
 
 use pias::addr::Group;
-use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
+use pias::proxy::{Policy, ProxyConfig, MS, SEC};
 use pias::wire::{Key, KINDS};
 use pias_sim::{Pos, Sim};
 use std::collections::HashMap;
@@ -18,32 +18,15 @@ fn group() -> Group {
 }
 
 fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
-    move |cfg: &mut ProxyConfig| {
-        cfg.groups.push(GroupConfig {
-            group: group(),
-            key: KEY,
-            policy,
-            band_pct: 10,
-        });
-        pias_sim::fast_timers(cfg);
-    }
+    pias_sim::scenario_tune(policy)
 }
 
-/// Five POPs of two proxies each, 50 ms apart.
 fn pops() -> Vec<(Pos, usize)> {
-    vec![
-        (Pos(0.0, 0.0), 2),
-        (Pos(50.0, 0.0), 2),
-        (Pos(100.0, 0.0), 2),
-        (Pos(0.0, 50.0), 2),
-        (Pos(50.0, 50.0), 2),
-    ]
+    pias_sim::five_pops()
 }
 
 fn sim(policy: Policy) -> Sim {
-    let mut s = Sim::new(7, &pops(), tune(policy));
-    s.run_for(2 * SEC);
-    s
+    pias_sim::scenario(policy)
 }
 
 /// A client in every POP sends one packet; returns how many reached `t`.

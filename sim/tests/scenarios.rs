@@ -1,7 +1,7 @@
 //! The paper's scenarios end to end, over the in-process network.
 
 use pias::addr::Group;
-use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
+use pias::proxy::{Policy, ProxyConfig, MS, SEC};
 use pias::wire::{Key, NackReason};
 use pias_sim::{Pos, Sim};
 
@@ -12,32 +12,15 @@ fn group() -> Group {
 }
 
 fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
-    move |cfg: &mut ProxyConfig| {
-        cfg.groups.push(GroupConfig {
-            group: group(),
-            key: KEY,
-            policy,
-            band_pct: 10,
-        });
-        pias_sim::fast_timers(cfg);
-    }
+    pias_sim::scenario_tune(policy)
 }
 
-/// Five POPs, two proxies each.
 fn clusters() -> Vec<(Pos, usize)> {
-    vec![
-        (Pos(0.0, 0.0), 2),
-        (Pos(50.0, 0.0), 2),
-        (Pos(100.0, 0.0), 2),
-        (Pos(0.0, 50.0), 2),
-        (Pos(50.0, 50.0), 2),
-    ]
+    pias_sim::five_pops()
 }
 
 fn sim(policy: Policy) -> Sim {
-    let mut s = Sim::new(7, &clusters(), tune(policy));
-    s.run_for(2 * SEC); // heartbeats and a few RTT probes
-    s
+    pias_sim::scenario(policy)
 }
 
 #[test]
