@@ -188,12 +188,17 @@ pub fn five_pops() -> Vec<(Pos, usize)> {
     ]
 }
 
-/// The scenario tests' proxy config: `udp_group(10)` with `GROUP_KEY`, a 10%
-/// band and `policy`, on `fast_timers`.
+/// The scenario tests' group, `203.0.113.10:53/udp`.
+pub fn scenario_group() -> Group {
+    udp_group(10)
+}
+
+/// The scenario tests' proxy config: `scenario_group()` with `GROUP_KEY`, a
+/// 10% band and `policy`, on `fast_timers`.
 pub fn scenario_tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
     move |cfg: &mut ProxyConfig| {
         cfg.groups.push(GroupConfig {
-            group: udp_group(10),
+            group: scenario_group(),
             key: GROUP_KEY,
             policy,
             band_pct: 10,

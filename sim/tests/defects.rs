@@ -1,10 +1,11 @@
 //! Regression scenarios for the defects a review of the core found (issue 8),
 //! one test per defect, each named for what used to go wrong.
 
-use pias::addr::Group;
-use pias::proxy::{Policy, ProxyConfig, MS, SEC};
+use pias::proxy::{Policy, MS, SEC};
 use pias::wire::{Key, KINDS};
-use pias_sim::{Pos, Sim};
+use pias_sim::{
+    five_pops as pops, scenario as sim, scenario_group as group, scenario_tune as tune, Pos, Sim,
+};
 use std::collections::HashMap;
 
 const KEY: Key = pias_sim::GROUP_KEY;
@@ -12,22 +13,6 @@ const NEWS: usize = 13;
 const FORWARD: usize = 10;
 const INVALIDATE: usize = 11;
 const COUNT_REPORT: usize = 6;
-
-fn group() -> Group {
-    pias_sim::udp_group(10)
-}
-
-fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
-    pias_sim::scenario_tune(policy)
-}
-
-fn pops() -> Vec<(Pos, usize)> {
-    pias_sim::five_pops()
-}
-
-fn sim(policy: Policy) -> Sim {
-    pias_sim::scenario(policy)
-}
 
 /// A client in every POP sends one packet; returns how many reached `t`.
 fn reached_from_every_pop(s: &mut Sim, t: usize) -> usize {

@@ -1,27 +1,13 @@
 //! The paper's scenarios end to end, over the in-process network.
 
-use pias::addr::Group;
 use pias::proxy::{Policy, ProxyConfig, MS, SEC};
 use pias::wire::{Key, NackReason};
-use pias_sim::{Pos, Sim};
+use pias_sim::{
+    five_pops as clusters, scenario as sim, scenario_group as group, scenario_tune as tune, Pos,
+    Sim,
+};
 
 const KEY: Key = pias_sim::GROUP_KEY;
-
-fn group() -> Group {
-    pias_sim::udp_group(10)
-}
-
-fn tune(policy: Policy) -> impl Fn(&mut ProxyConfig) {
-    pias_sim::scenario_tune(policy)
-}
-
-fn clusters() -> Vec<(Pos, usize)> {
-    pias_sim::five_pops()
-}
-
-fn sim(policy: Policy) -> Sim {
-    pias_sim::scenario(policy)
-}
 
 #[test]
 fn join_reaches_the_jap_and_its_raps() {
