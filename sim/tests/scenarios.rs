@@ -1,6 +1,6 @@
 //! The paper's scenarios end to end, over the in-process network.
 
-use pias::proxy::{Policy, ProxyConfig, MS, SEC};
+use pias::proxy::{Policy, MS, SEC};
 use pias::wire::{Key, NackReason};
 use pias_sim::{
     five_pops as clusters, scenario as sim, scenario_group as group, scenario_tune as tune, Pos,
