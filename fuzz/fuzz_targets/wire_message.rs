@@ -38,13 +38,15 @@ fuzz_target!(|data: &[u8]| {
     let mut out = [0u8; wire::MAX_MESSAGE];
     let first = Sender::Proxy { id: 2, boot: 500_000 };
     let restarted = Sender::Proxy { id: 2, boot: 1_500_000 };
-    for (sender, seq, key) in [
-        (first, 10u64, &DEPLOYMENT),
-        (Sender::Target, 1, &GROUP_KEY),
-        (restarted, 1, &DEPLOYMENT),
-        (first, 11, &DEPLOYMENT),
+    // Addressed to proxy 1 (to 0: a target's message, or one to a target).
+    for (sender, to, seq, key) in [
+        (first, 1, 10u64, &DEPLOYMENT),
+        (first, 0, 12, &DEPLOYMENT),
+        (Sender::Target, 0, 1, &GROUP_KEY),
+        (restarted, 1, 1, &DEPLOYMENT),
+        (first, 1, 11, &DEPLOYMENT),
     ] {
-        if let Ok(n) = wire::seal(sender, seq, kind, body, key, &mut out) {
+        if let Ok(n) = wire::seal(sender, to, seq, kind, body, key, &mut out) {
             now += 1_000;
             proxy.handle_message(now, src, &out[..n]);
         }

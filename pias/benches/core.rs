@@ -45,7 +45,8 @@ fn signed(sender: u32, seq: u64, msg: &Message, key: &Key) -> Vec<u8> {
         id => Sender::Proxy { id, boot: T0 },
     };
     let mut out = vec![0u8; wire::MAX_MESSAGE];
-    let n = wire::encode(sender, seq, msg, key, &mut out).unwrap();
+    let to = if msg.target_group().is_some() { 0 } else { 1 };
+    let n = wire::encode(sender, to, seq, msg, key, &mut out).unwrap();
     out.truncate(n);
     out
 }

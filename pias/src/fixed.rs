@@ -14,6 +14,36 @@ pub struct Full;
 #[derive(Default, Clone, Copy)]
 pub struct FxBuild;
 
+/// SipHash-1-3 with a secret 128-bit key: for tables whose keys outsiders
+/// choose (client endpoints), so that colliding keys cannot be computed
+/// without the key.
+#[derive(Clone, Copy)]
+pub struct KeyedBuild {
+    k0: u64,
+    k1: u64,
+}
+
+impl KeyedBuild {
+    /// A hasher keyed by `key` (keep it secret: derive it from a secret).
+    pub fn new(key: [u8; 16]) -> Self {
+        let mut k0 = [0u8; 8];
+        let mut k1 = [0u8; 8];
+        k0.copy_from_slice(&key[..8]);
+        k1.copy_from_slice(&key[8..]);
+        KeyedBuild {
+            k0: u64::from_le_bytes(k0),
+            k1: u64::from_le_bytes(k1),
+        }
+    }
+}
+
+impl BuildHasher for KeyedBuild {
+    type Hasher = siphasher::sip::SipHasher13;
+    fn build_hasher(&self) -> Self::Hasher {
+        siphasher::sip::SipHasher13::new_with_keys(self.k0, self.k1)
+    }
+}
+
 /// The running state of one FxHash computation (built by [`FxBuild`]).
 pub struct FxHasher(u64);
 
@@ -168,8 +198,12 @@ impl<T> core::ops::Deref for FixedVec<T> {
 /// slot. `remove` (and `retain`) shift the rest of the run back into the hole
 /// (backward-shift deletion), so there are no tombstones and nothing ever
 /// needs a rehash or a bigger array. Iteration order is unspecified.
+///
+/// `S` hashes the keys: FxHash by default (fast, for keys no outsider picks
+/// in bulk); a `KeyedBuild` (SipHash with a secret key) where outsiders choose
+/// the keys, such as client flows, so that nobody can aim keys at one run.
 #[derive(Clone)]
-pub struct FixedMap<K, V> {
+pub struct FixedMap<K, V, S = FxBuild> {
     /// `mask + 1` slots (a power of two); an entry sits in the run starting
     /// at its home slot, with no empty slot between home and entry.
     slots: Vec<Option<(K, V)>>,
@@ -179,6 +213,8 @@ pub struct FixedMap<K, V> {
     len: usize,
     /// Entries allowed (less than 7/8 of the slots).
     cap: usize,
+    /// Hashes keys to their home slots.
+    hasher: S,
 }
 
 /// Where a probe for a key ended.
@@ -191,7 +227,7 @@ enum Probe {
     Lost,
 }
 
-impl<K, V> FixedMap<K, V> {
+impl<K, V, S> FixedMap<K, V, S> {
     /// How many entries it holds.
     pub fn len(&self) -> usize {
         self.len
@@ -228,9 +264,17 @@ impl<K, V> FixedMap<K, V> {
 }
 
 impl<K: Hash + Eq, V> FixedMap<K, V> {
-    /// An empty map with room for `cap` entries; its slot array is allocated
-    /// here and never again.
+    /// An empty map with room for `cap` entries, hashed by FxHash; its slot
+    /// array is allocated here and never again.
     pub fn with_capacity(cap: usize) -> Self {
+        Self::with_capacity_and_hasher(cap, FxBuild)
+    }
+}
+
+impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
+    /// An empty map with room for `cap` entries whose keys `hasher` hashes;
+    /// its slot array is allocated here and never again.
+    pub fn with_capacity_and_hasher(cap: usize, hasher: S) -> Self {
         let want = cap.saturating_add(cap / 7).saturating_add(1);
         let slots = want
             .checked_next_power_of_two()
@@ -242,6 +286,7 @@ impl<K: Hash + Eq, V> FixedMap<K, V> {
             mask: slots - 1,
             len: 0,
             cap: cap.min(slots - 1),
+            hasher,
         }
     }
 
@@ -347,7 +392,7 @@ impl<K: Hash + Eq, V> FixedMap<K, V> {
 
     /// The slot where `k`'s run starts: the hash's top bits, scaled to the array.
     fn home(&self, k: &K) -> usize {
-        let h = FxBuild.hash_one(k);
+        let h = self.hasher.hash_one(k);
         let slots = (self.mask as u128) + 1;
         ((u128::from(h) * slots) >> 64) as usize
     }
@@ -390,7 +435,7 @@ impl<K: Hash + Eq, V> FixedMap<K, V> {
     }
 }
 
-impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for FixedMap<K, V> {
+impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for FixedMap<K, V, S> {
     /// The entries as a map, like `HashMap`'s.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()

@@ -66,6 +66,11 @@ pub fn update(me: &mut Coord, remote: &Coord, rtt_ms: f32, jitter: u64) {
     if !finite(me) {
         *me = fresh();
     }
+    // Keep within what the wire accepts (a coordinate of 1,000 s is no RTT).
+    let m = crate::wire::MAX_COORD;
+    me.x = me.x.clamp(-m, m);
+    me.y = me.y.clamp(-m, m);
+    me.h = me.h.clamp(MIN_HEIGHT, m);
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The PIAS wire protocol (docs/protocol.md): a 24-byte header (magic, version,
-//! kind, sender, the sender's boot, sequence), a postcard body, and a 16-byte
+//! The PIAS wire protocol (docs/protocol.md): a 28-byte header (magic, version,
+//! kind, sender, receiver, the sender's boot, sequence), a postcard body, and a 16-byte
 //! HMAC-SHA256 tag over both. `parse` is total: any bytes give a `Parsed`
 //! message or a `WireError`; the caller then checks the tag with the right key
 //! (`Parsed::verify`) and the sequence against its replay state.
@@ -17,7 +17,7 @@ pub const MAGIC: [u8; 2] = *b"PX";
 /// The protocol version; a receiver refuses any other.
 pub const VERSION: u8 = 2;
 /// Bytes before the body.
-pub const HEADER_LEN: usize = 24;
+pub const HEADER_LEN: usize = 28;
 /// Bytes of the truncated HMAC-SHA256 tag at the end.
 pub const TAG_LEN: usize = 16;
 /// The largest message: fits one UDP datagram on a 1500-byte MTU with room for tunnelling.
@@ -32,8 +32,9 @@ pub const MAX_TRIED: usize = MAX_RANKED;
 const OFF_VERSION: usize = 2;
 const OFF_KIND: usize = 3;
 const OFF_SENDER: usize = 4;
-const OFF_BOOT: usize = 8;
-const OFF_SEQ: usize = 16;
+const OFF_TO: usize = 8;
+const OFF_BOOT: usize = 12;
+const OFF_SEQ: usize = 20;
 
 /// Who signed a message, from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,6 +347,10 @@ pub struct Parsed<'a> {
     pub kind: u8,
     /// Who signed it (not yet verified).
     pub sender: Sender,
+    /// The proxy it is addressed to; 0 for a message to or from a target
+    /// (sent to an anycast address). Signed, so it cannot be replayed to
+    /// another proxy.
+    pub to: ProxyId,
     /// The sender's sequence number within its life.
     pub seq: u64,
     /// The decoded body.
@@ -395,8 +400,11 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, WireError> {
     }
     let kind = bytes[OFF_KIND];
     let mut id = [0u8; 4];
-    id.copy_from_slice(&bytes[OFF_SENDER..OFF_BOOT]);
+    id.copy_from_slice(&bytes[OFF_SENDER..OFF_TO]);
     let id = u32::from_le_bytes(id);
+    let mut to = [0u8; 4];
+    to.copy_from_slice(&bytes[OFF_TO..OFF_BOOT]);
+    let to = u32::from_le_bytes(to);
     let mut boot = [0u8; 8];
     boot.copy_from_slice(&bytes[OFF_BOOT..OFF_SEQ]);
     let boot = u64::from_le_bytes(boot);
@@ -415,12 +423,15 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, WireError> {
         return Err(WireError::Malformed);
     }
     check_bounds(&message)?;
-    if message.from_target() != (sender == Sender::Target) {
+    if message.from_target() != (sender == Sender::Target)
+        || message.target_group().is_some() != (to == 0)
+    {
         return Err(WireError::Malformed);
     }
     Ok(Parsed {
         kind,
         sender,
+        to,
         seq,
         message,
         signed,
@@ -447,7 +458,7 @@ fn check_bounds(m: &Message) -> Result<(), WireError> {
         Message::Lookup { iap_coord, .. } => Some(iap_coord),
         _ => None,
     };
-    if coord.is_some_and(|c| !c.is_finite()) {
+    if coord.is_some_and(|c| !c.is_valid()) {
         return Err(WireError::Malformed);
     }
     if let Message::Join(r) = m {
@@ -458,16 +469,24 @@ fn check_bounds(m: &Message) -> Result<(), WireError> {
     Ok(())
 }
 
+/// The largest magnitude of a coordinate's fields on the wire (ms): far
+/// beyond any RTT, small enough that no distance or score overflows.
+pub const MAX_COORD: f32 = 1.0e6;
+
 impl Coord {
-    /// Whether every field is a finite number.
-    pub fn is_finite(&self) -> bool {
-        self.x.is_finite() && self.y.is_finite() && self.h.is_finite() && self.err.is_finite()
+    /// Whether every field is a finite number within `MAX_COORD`.
+    pub fn is_valid(&self) -> bool {
+        [self.x, self.y, self.h, self.err]
+            .iter()
+            .all(|v| v.is_finite() && v.abs() <= MAX_COORD)
     }
 }
 
-/// Encodes and signs a message into `out`; returns its length.
+/// Encodes and signs a message from `sender` to proxy `to` (0: to or from a
+/// target) into `out`; returns its length.
 pub fn encode(
     sender: Sender,
+    to: ProxyId,
     seq: u64,
     message: &Message,
     key: &Key,
@@ -482,7 +501,7 @@ pub fn encode(
     let body = postcard::to_slice(message, &mut out[HEADER_LEN..HEADER_LEN + body_room])
         .map_err(|_| WireError::NoSpace)?
         .len();
-    finish(sender, seq, message.kind(), body, key, out)
+    finish(sender, to, seq, message.kind(), body, key, out)
 }
 
 /// Frames and signs an already-encoded body (any bytes) as a message of
@@ -490,6 +509,7 @@ pub fn encode(
 /// may be anything. `out` holds the whole message.
 pub fn seal(
     sender: Sender,
+    to: ProxyId,
     seq: u64,
     kind: u8,
     body: &[u8],
@@ -501,12 +521,13 @@ pub fn seal(
         return Err(WireError::NoSpace);
     }
     out[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
-    finish(sender, seq, kind, body.len(), key, out)
+    finish(sender, to, seq, kind, body.len(), key, out)
 }
 
 /// Writes the header before a body already at `out[HEADER_LEN..]`, then the tag.
 fn finish(
     sender: Sender,
+    to: ProxyId,
     seq: u64,
     kind: u8,
     body: usize,
@@ -520,7 +541,8 @@ fn finish(
         Sender::Target => (0u32, 0u64),
         Sender::Proxy { id, boot } => (id, boot),
     };
-    out[OFF_SENDER..OFF_BOOT].copy_from_slice(&id.to_le_bytes());
+    out[OFF_SENDER..OFF_TO].copy_from_slice(&id.to_le_bytes());
+    out[OFF_TO..OFF_BOOT].copy_from_slice(&to.to_le_bytes());
     out[OFF_BOOT..OFF_SEQ].copy_from_slice(&boot.to_le_bytes());
     out[OFF_SEQ..HEADER_LEN].copy_from_slice(&seq.to_le_bytes());
     let signed_len = HEADER_LEN + body;
@@ -554,6 +576,15 @@ mod tests {
 
     const K: Key = Key([7; 32]);
     const PROXY: Sender = Sender::Proxy { id: 17, boot: 99 };
+
+    /// Where a message goes: proxy 9, or 0 for a target's message or one to a target.
+    fn to_of(m: &Message) -> ProxyId {
+        if m.target_group().is_some() {
+            0
+        } else {
+            9
+        }
+    }
 
     fn all_messages(packet: &[u8]) -> std::vec::Vec<Message<'_>> {
         let reg = Registration {
@@ -672,11 +703,11 @@ mod tests {
                 PROXY
             };
             let mut out = [0u8; MAX_MESSAGE];
-            let n = encode(sender, 1, m, &K, &mut out).unwrap();
+            let n = encode(sender, to_of(m), 1, m, &K, &mut out).unwrap();
             assert_eq!(peek_kind(&out[..n]), Some(i as u8));
             assert!(KIND_NAMES[i].len() > 2);
             let mut out = [0u8; MAX_MESSAGE];
-            let n = encode(sender, 1000 + i as u64, m, &K, &mut out).unwrap();
+            let n = encode(sender, to_of(m), 1000 + i as u64, m, &K, &mut out).unwrap();
             let p = parse(&out[..n]).unwrap();
             assert_eq!((&p.message, p.sender, p.seq), (m, sender, 1000 + i as u64));
             p.verify(&K).unwrap();
@@ -692,7 +723,7 @@ mod tests {
             coord: Coord::default(),
         };
         let mut out = [0u8; MAX_MESSAGE];
-        let n = encode(PROXY, 1, &m, &K, &mut out).unwrap();
+        let n = encode(PROXY, 9, 1, &m, &K, &mut out).unwrap();
         for i in 0..n {
             let mut b = out[..n].to_vec();
             b[i] ^= 0x01;
@@ -713,7 +744,7 @@ mod tests {
             coord: Coord::default(),
         };
         let mut out = [0u8; MAX_MESSAGE];
-        let n = encode(PROXY, 1, &m, &K, &mut out).unwrap();
+        let n = encode(PROXY, 9, 1, &m, &K, &mut out).unwrap();
         let good = out[..n].to_vec();
         assert_eq!(parse(&good[..10]).unwrap_err(), WireError::TooShort);
         let mut b = good.clone();
@@ -738,7 +769,7 @@ mod tests {
             packet: &big,
         };
         assert_eq!(
-            encode(PROXY, 1, &m, &K, &mut out).unwrap_err(),
+            encode(PROXY, 9, 1, &m, &K, &mut out).unwrap_err(),
             WireError::Oversized
         );
     }
@@ -752,7 +783,7 @@ mod tests {
     fn sealed(sender: Sender, m: &Message) -> std::vec::Vec<u8> {
         let body = postcard::to_allocvec(m).unwrap();
         let mut out = [0u8; MAX_MESSAGE];
-        let n = seal(sender, 1, m.kind(), &body, &K, &mut out).unwrap();
+        let n = seal(sender, to_of(m), 1, m.kind(), &body, &K, &mut out).unwrap();
         out[..n].to_vec()
     }
 
@@ -787,7 +818,7 @@ mod tests {
             (Sender::Target, Message::Join(reg)),
         ] {
             assert_eq!(
-                encode(sender, 1, &m, &K, &mut out).unwrap_err(),
+                encode(sender, to_of(&m), 1, &m, &K, &mut out).unwrap_err(),
                 WireError::Malformed,
                 "{m:?}"
             );

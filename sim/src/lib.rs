@@ -464,8 +464,8 @@ impl Sim {
             Message::Leave(r)
         };
         let mut buf = vec![0u8; wire::MAX_MESSAGE];
-        let n =
-            wire::encode(Sender::Target, 1, &msg, &tg.key, &mut buf).expect("registration encodes");
+        let n = wire::encode(Sender::Target, 0, 1, &msg, &tg.key, &mut buf)
+            .expect("registration encodes");
         buf.truncate(n);
         buf
     }
@@ -665,7 +665,7 @@ impl Sim {
             nonce,
         };
         let mut buf = vec![0u8; wire::MAX_MESSAGE];
-        let n = wire::encode(Sender::Target, 1, &pong, &self.targets[t].key, &mut buf)
+        let n = wire::encode(Sender::Target, 0, 1, &pong, &self.targets[t].key, &mut buf)
             .expect("pong encodes");
         buf.truncate(n);
         self.send_from_target(t, buf);

@@ -219,7 +219,7 @@ fn forged_and_replayed_joins_are_refused() {
     };
     let mut buf = vec![0u8; pias::wire::MAX_MESSAGE];
     let join = pias::wire::Message::Join(r);
-    let n = pias::wire::encode(pias::wire::Sender::Target, 1, &join, &KEY, &mut buf).unwrap();
+    let n = pias::wire::encode(pias::wire::Sender::Target, 0, 1, &join, &KEY, &mut buf).unwrap();
     buf.truncate(n);
     s.send_from_target(honest, buf.clone());
     s.send_from_target(honest, buf);

@@ -31,6 +31,8 @@ pub struct WireCounters {
     pub stale_incarnation: u64,
     /// A sender that is not in the roster (or is this proxy).
     pub unknown_sender: u64,
+    /// A proxy message addressed to another proxy.
+    pub misdirected: u64,
     /// A target message for a group this deployment does not serve.
     pub unknown_group: u64,
     /// A packet or message too large to carry.

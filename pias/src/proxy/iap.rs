@@ -163,8 +163,9 @@ impl Proxy {
                 } else if self.roster.cluster_of(r) == Some(self.cfg.cluster) {
                     1
                 } else {
+                    // The cast saturates (a huge distance too): no overflow.
                     self.predicted_rtt_ms(r)
-                        .map_or(u64::MAX / 2, |ms| 2 + (ms * 1000.0) as u64)
+                        .map_or(u64::MAX / 2, |ms| ((ms * 1000.0) as u64).saturating_add(2))
                 };
                 (score, r)
             })
@@ -298,12 +299,10 @@ impl Proxy {
         self.iap_send(now, group, client, packet, &tried);
     }
 
-    /// A proxy went down: it leaves every cached list.
-    pub(super) fn iap_forget_jap(&mut self, p: ProxyId) {
-        for (_, c) in self.iap.cache.iter_mut() {
-            c.japs.retain(|r| r.jap != p);
-        }
-        // Emptied lists go; so do negative entries (the RAP sets may change).
+    /// A proxy went down: the RAP sets may change, so the memory that no RAP
+    /// knows a member goes. (A down JAP stays in the cached lists, skipped
+    /// while down, used again when it is believed up.)
+    pub(super) fn iap_drop_negative(&mut self) {
         self.iap.cache.retain(|_, c| !c.japs.is_empty());
     }
 

@@ -4,7 +4,7 @@
 use super::timers::Timer;
 use super::{Proxy, MAX_K};
 use crate::addr::{Endpoint, Group};
-use crate::fixed::FixedMap;
+use crate::fixed::{FixedMap, KeyedBuild};
 use crate::pool::{List, ListPool};
 use crate::replay::{NonceCache, NonceError};
 use crate::ring::mix64;
@@ -68,7 +68,8 @@ pub(super) struct Flow {
 pub(super) struct Jap {
     pub(super) groups: FixedMap<Group, JapGroup>,
     pub(super) targets: ListPool<TargetEntry>,
-    pub(super) flows: FixedMap<(Group, Endpoint), Flow>,
+    /// Client flows: clients choose these keys, so they hash with a secret key.
+    pub(super) flows: FixedMap<(Group, Endpoint), Flow, KeyedBuild>,
     pub(super) nonces: NonceCache,
 }
 
@@ -79,12 +80,13 @@ pub(super) const MAX_IAPS_PER_GROUP: usize = 16;
 const DOWN_FORGET_PINGS: u64 = 30;
 
 impl Jap {
-    pub(super) fn new(cfg: &super::ProxyConfig) -> Jap {
+    /// The JAP's tables for `cfg`; `flow_key` keys the flow table's hash.
+    pub(super) fn new(cfg: &super::ProxyConfig, flow_key: [u8; 16]) -> Jap {
         let nonce_slots = crate::replay::nonce_capacity(cfg.join_rate, cfg.freshness);
         Jap {
             groups: FixedMap::with_capacity(cfg.max_groups),
             targets: ListPool::with_capacity(cfg.max_targets),
-            flows: FixedMap::with_capacity(cfg.max_flows),
+            flows: FixedMap::with_capacity_and_hasher(cfg.max_flows, KeyedBuild::new(flow_key)),
             nonces: NonceCache::with_capacity(nonce_slots),
         }
     }

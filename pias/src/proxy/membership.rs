@@ -75,8 +75,8 @@ pub(super) enum Life {
 const FLAP_DECAY: u64 = 16;
 
 impl Proxy {
-    /// Where a message from `sender` in its life `boot` stands; records a new
-    /// life (and resets its replay window) only when `commit`.
+    /// Where a verified message from `sender` in its life `boot` stands; the
+    /// first life heard of is recorded here, a later one by `peer_restarted`.
     pub(super) fn life_of(&mut self, now: Instant, sender: ProxyId, boot: u64) -> Option<Life> {
         let Ok(peer) = self.peers.get_or_insert_with(sender, || Peer::fresh(now)) else {
             self.counters.membership.peers_refused += 1;
@@ -128,7 +128,7 @@ impl Proxy {
             };
             self.counters.membership.news_sent += 1;
             self.out.queue_proxy(p, &news, &self.cfg.deployment_key);
-            self.set_up(now, p, true);
+            self.set_up(now, p, true, true);
         }
     }
 
@@ -225,7 +225,7 @@ impl Proxy {
             Some(k) if inc < k => false,
             Some(k) if inc == k => {
                 if !up && peer.up {
-                    self.set_up(now, subject, false);
+                    self.set_up(now, subject, false, false);
                     true
                 } else {
                     false
@@ -238,39 +238,46 @@ impl Proxy {
                     peer.replay.reset();
                 }
                 if peer.up != up {
-                    self.set_up(now, subject, up);
+                    // A refutation means a declaration was wrong; a restart does not.
+                    self.set_up(now, subject, up, !restarted);
                 }
                 if restarted {
-                    // Its RAP state is gone: our JAP groups report to it again.
+                    // Its state is gone: our JAP groups report to it again, and
+                    // what it reported as a JAP no longer holds.
                     self.jap_peer_restarted(now, subject);
+                    self.rap_forget_jap(subject);
                 }
                 true
             }
         }
     }
 
-    /// Marks `p` up or down and updates what depends on it.
-    fn set_up(&mut self, now: Instant, p: ProxyId, up: bool) {
+    /// Marks `p` up or down and updates what depends on it. `refuted`: an up
+    /// in the same life, so a declaration of its death was wrong (damped);
+    /// a restart is a real death and is not.
+    ///
+    /// A down peer's RAP entries and IAP cache places are kept: every choice
+    /// skips down peers, and when it is believed up again (a false death
+    /// refuted) it is used at once instead of after a refresh or a TTL.
+    fn set_up(&mut self, now: Instant, p: ProxyId, up: bool, refuted: bool) {
         let Some(peer) = self.peers.get_mut(&p) else {
             return;
         };
         peer.up = up;
         if up {
             peer.last_heard = now;
-            if peer.declared {
-                // Our declaration was wrong (or it restarted): damp the next.
-                peer.declared = false;
+            if peer.declared && refuted {
                 peer.flaps = peer
                     .flaps
                     .saturating_add(1)
                     .min(self.cfg.max_flap_doublings);
                 peer.flapped_at = now;
             }
+            peer.declared = false;
             self.counters.membership.peers_up += 1;
         } else {
             self.counters.membership.peers_down += 1;
-            self.iap_forget_jap(p);
-            self.rap_forget_jap(p);
+            self.iap_drop_negative();
         }
         // RAP sets may have changed: every JAP group checks its RAPs.
         self.jap_raps_changed(now);
@@ -292,6 +299,9 @@ impl Proxy {
                 self.counters.membership.refutations += 1;
                 let me = self.incarnation;
                 self.start_flood(self.cfg.id, me, true);
+                // Our RAPs may have dropped our counts (or be stand-ins that
+                // never had them): every group reports again.
+                self.jap_report_all_again(now);
             } else {
                 self.counters.membership.news_duplicates += 1;
             }
@@ -339,7 +349,7 @@ impl Proxy {
                 incarnation: f.incarnation,
                 up: f.up,
             };
-            if let Some(bytes) = self.out.sign(&msg, &self.cfg.deployment_key) {
+            if let Some(bytes) = self.out.sign(to, &msg, &self.cfg.deployment_key) {
                 self.counters.membership.news_sent += 1;
                 return Some(Transmit::Proxy { to, bytes });
             }

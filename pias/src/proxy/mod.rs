@@ -135,7 +135,7 @@ impl Proxy {
             roster,
             floods: FixedVec::with_capacity(MAX_FLOODS),
             probes: FixedMap::with_capacity(MAX_PROBES),
-            jap: Jap::new(&cfg),
+            jap: Jap::new(&cfg, flow_key(&cfg.deployment_key, cfg.id, boot)),
             rap: Rap::new(&cfg),
             iap: Iap::new(&cfg),
             timers,
@@ -353,6 +353,11 @@ impl Proxy {
             self.counters.wire.unknown_sender += 1;
             return;
         }
+        if parsed.to != self.cfg.id {
+            // Addressed (and signed) for another proxy: a replay from elsewhere.
+            self.counters.wire.misdirected += 1;
+            return;
+        }
         if parsed.verify(&self.cfg.deployment_key).is_err() {
             self.counters.wire.bad_tag += 1;
             return;
@@ -527,6 +532,21 @@ impl Proxy {
             | Message::Rejoin { .. } => self.counters.wire.malformed += 1,
         }
     }
+}
+
+/// The flow table's hash key for this life: secret (from the deployment key)
+/// and different per proxy and per boot.
+fn flow_key(key: &wire::Key, id: ProxyId, boot: u64) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"pias flow hash");
+    h.update(key.0);
+    h.update(id.to_le_bytes());
+    h.update(boot.to_le_bytes());
+    let digest = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&digest[..16]);
+    out
 }
 
 /// (watched, watchers) of a proxy, each sorted: with its deployment's clusters

@@ -8,6 +8,7 @@ use crate::addr::{Endpoint, Group};
 use crate::fixed::FixedMap;
 use crate::pool::{List, ListPool};
 use crate::proximity;
+use crate::ring::mix64;
 use crate::time::{Instant, SEC};
 use crate::wire::{Coord, Message, ProxyId, RankedJap, Tried, MAX_RANKED};
 use heapless::Vec as HVec;
@@ -163,23 +164,40 @@ impl Proxy {
         });
     }
 
-    /// The JAPs and counts this proxy holds as RAP for `g`, best first for
-    /// `policy` (nearest `iap_coord`; else most members, then lowest id).
-    fn ranked(&self, g: &Group, policy: Policy, iap_coord: &Coord) -> HVec<RankedJap, MAX_RANKED> {
-        let mut best: HVec<(f32, RankedJap), MAX_RANKED> = HVec::new();
+    /// Up to `MAX_RANKED` of the live JAPs this proxy holds as RAP for `g`,
+    /// best first for `policy` and the asking IAP:
+    /// - `Proximity`: nearest `iap_coord`.
+    /// - `Load`: a sample weighted by count, drawn per IAP (weighted
+    ///   rendezvous on the IAP's id), so that beyond 8 JAPs every JAP is in
+    ///   some IAPs' lists in proportion to its members; with 8 or fewer, all.
+    /// - `Random`: a uniform sample per IAP, the same way.
+    /// - `ClientHash`: most members, then lowest id: the same list for every
+    ///   IAP, so a client maps to the same JAP from any of them.
+    fn ranked(
+        &self,
+        g: &Group,
+        policy: Policy,
+        iap: ProxyId,
+        iap_coord: &Coord,
+    ) -> HVec<RankedJap, MAX_RANKED> {
+        let mut best: HVec<(f64, RankedJap), MAX_RANKED> = HVec::new();
         let Some(list) = self.rap.groups.get(g) else {
             return HVec::new();
         };
-        let better = |a: &(f32, RankedJap), b: &(f32, RankedJap)| {
+        let better = |a: &(f64, RankedJap), b: &(f64, RankedJap)| {
             a.0.total_cmp(&b.0)
                 .then(b.1.count.cmp(&a.1.count))
                 .then(a.1.jap.cmp(&b.1.jap))
                 .is_lt()
         };
+        let draw = |jap: ProxyId| mix64(mix64(u64::from(iap)) ^ u64::from(jap));
         for e in self.rap.japs.iter(list).filter(|e| self.peer_up(e.jap)) {
+            // Lower is better.
             let score = match policy {
-                Policy::Proximity => proximity::distance(iap_coord, &e.coord),
-                _ => 0.0,
+                Policy::Proximity => f64::from(proximity::distance(iap_coord, &e.coord)),
+                Policy::Load => -select::weighted_score(draw(e.jap), e.count),
+                Policy::Random => -select::weighted_score(draw(e.jap), 1),
+                Policy::ClientHash => 0.0,
             };
             let item = (
                 score,
@@ -215,7 +233,7 @@ impl Proxy {
             .cfg
             .group(&group)
             .map_or(Policy::Proximity, |g| g.policy);
-        let japs = self.ranked(&group, policy, &iap_coord);
+        let japs = self.ranked(&group, policy, iap, &iap_coord);
         if let Some(packet) = packet {
             // The same choice the IAP makes for the client's later packets.
             match select::pick(policy, &japs, client, iap, tried, |j| self.peer_up(j)) {

@@ -10,6 +10,8 @@ use heapless::Vec as HVec;
 
 /// Groups handled per pass of the report timer (a stack batch, so no allocation).
 const BATCH: usize = 32;
+/// Retries of a group's last report (its 0) before the group is let go.
+const CLOSING_RETRIES: u8 = 3;
 
 impl Proxy {
     /// The group's targets changed: report at once if the count left its band.
@@ -24,6 +26,19 @@ impl Proxy {
             return;
         }
         for (_, j) in self.jap.groups.iter_mut() {
+            j.dirty = true;
+        }
+        self.timers.set_earliest(Timer::Reports, now);
+    }
+
+    /// We refuted news of our death: every group reports to its RAPs again.
+    pub(super) fn jap_report_all_again(&mut self, now: Instant) {
+        if self.jap.groups.is_empty() {
+            return;
+        }
+        for (_, j) in self.jap.groups.iter_mut() {
+            j.raps.clear();
+            j.acked.clear();
             j.dirty = true;
         }
         self.timers.set_earliest(Timer::Reports, now);
@@ -87,16 +102,25 @@ impl Proxy {
                 .set_earliest(Timer::Reports, now + self.cfg.report_retry);
         }
         let emptied = out_of_band && live == 0;
-        let gone = entries == 0;
+        if emptied || entries == 0 {
+            self.invalidate_iaps(now, g);
+        }
         for to in send_to {
             self.send_report(now, to, g, count);
         }
-        if emptied || gone {
-            self.invalidate_iaps(now, g);
-        }
-        if gone {
-            // No target at all: nothing to ping or report; the RAPs have our 0
-            // (or forget us when their entries expire).
+        self.close_if_done(g);
+    }
+
+    /// Removes a group left without any target once its RAPs have its 0 (all
+    /// acknowledged, nothing outstanding, or `CLOSING_RETRIES` retries without
+    /// an answer: then their entries expire).
+    fn close_if_done(&mut self, g: Group) {
+        let Some(j) = self.jap.groups.get(&g) else {
+            return;
+        };
+        let acked = j.raps.iter().all(|r| j.acked.contains(r));
+        let waiting = j.retry_at.is_some() && j.retries < CLOSING_RETRIES;
+        if j.targets.is_empty() && (acked || !waiting) {
             self.jap.groups.remove(&g);
         }
     }
@@ -146,6 +170,7 @@ impl Proxy {
             j.retry_at = None;
             j.retries = 0;
         }
+        self.close_if_done(group);
     }
 
     /// Report retries (RAPs that did not acknowledge), periodic refreshes,
@@ -224,5 +249,6 @@ impl Proxy {
         for to in send_to {
             self.send_report(now, to, g, count);
         }
+        self.close_if_done(g);
     }
 }

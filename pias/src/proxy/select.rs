@@ -58,7 +58,7 @@ pub fn pick(
 
 /// Weighted rendezvous score `w / -ln(u)` with `u` uniform in (0, 1) from
 /// `hash`: the largest wins with probability `w / Σw`.
-fn weighted_score(hash: u64, weight: u32) -> f64 {
+pub(super) fn weighted_score(hash: u64, weight: u32) -> f64 {
     let u = ((hash >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     let w = f64::from(weight.max(1));
     w / -libm::log(u)

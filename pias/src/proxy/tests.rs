@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::addr::{Ipv4, Transport};
-use crate::wire::{JoinOptions, Key, RankedJap, Registration, MAX_MESSAGE};
+use crate::wire::{JoinOptions, Key, RankedJap, Registration, Tried, MAX_MESSAGE};
 
 const DK: Key = Key([1; 32]);
 const GK: Key = Key([2; 32]);
@@ -35,9 +35,11 @@ fn proxy(id: ProxyId, peers: u32) -> Proxy {
     Proxy::new(cfg, &list, T0)
 }
 
+/// `msg` signed by `sender`, addressed to proxy 1 (or, for a target's, to none).
 fn signed(sender: Sender, seq: u64, msg: &Message, key: &Key) -> Vec<u8> {
+    let to = if msg.target_group().is_some() { 0 } else { 1 };
     let mut out = vec![0u8; MAX_MESSAGE];
-    let n = wire::encode(sender, seq, msg, key, &mut out).unwrap();
+    let n = wire::encode(sender, to, seq, msg, key, &mut out).unwrap();
     out.truncate(n);
     out
 }
@@ -314,11 +316,11 @@ fn a_lookup_retry_does_not_carry_the_packet_again() {
             })
             .collect()
     };
+    assert!(
+        !p.raps_of(&g()).contains(&1),
+        "a proxy that must ask another RAP"
+    );
     let first = lookups(drain(&mut p));
-    if first.is_empty() {
-        // This proxy is the group's nearest RAP and answered itself: nothing to retry.
-        return;
-    }
     assert_eq!(first, vec![Some(5)]);
     p.handle_timeout(T0 + SEC);
     assert_eq!(
@@ -552,4 +554,69 @@ fn a_replayed_join_after_leave_is_refused_across_the_freshness_window_at_the_rat
     );
     assert_eq!(p.counters().jap.replayed_registrations, 1);
     assert!(drain(&mut p).is_empty());
+}
+
+#[test]
+fn a_message_for_another_proxy_is_refused_when_replayed_here() {
+    let mut p = proxy(1, 12);
+    let lookup = Message::Lookup {
+        group: g(),
+        client: target(1),
+        iap_coord: Coord::default(),
+        tried: Tried::new(),
+        packet: Some(b"pkt"),
+    };
+    // Proxy 2's lookup to proxy 3, captured and sent to proxy 1.
+    let mut out = vec![0u8; MAX_MESSAGE];
+    let sender = Sender::Proxy { id: 2, boot: BOOT };
+    let n = wire::encode(sender, 3, 71, &lookup, &DK, &mut out).unwrap();
+    p.handle_message(T0, target(0), &out[..n]);
+    let c = p.counters();
+    assert_eq!((c.wire.misdirected, c.rap.lookups), (1, 0));
+    assert!(drain(&mut p).is_empty(), "no signed reply");
+}
+
+#[test]
+fn coordinates_beyond_any_rtt_are_refused_and_ranking_cannot_overflow() {
+    let mut p = proxy(1, 40);
+    let raps = p.raps_of(&g());
+    let far = Message::Heartbeat {
+        cluster: 1,
+        coord: Coord {
+            x: 1.0e30,
+            y: 0.0,
+            h: 1.0,
+            err: 1.0,
+        },
+    };
+    // `encode` refuses it; a peer's bytes could still carry it.
+    assert!(wire::encode(Sender::Target, 1, 1, &far, &DK, &mut [0u8; 200]).is_err());
+    let body = postcard::to_allocvec(&far).unwrap();
+    let mut out = [0u8; MAX_MESSAGE];
+    let sender = Sender::Proxy {
+        id: raps[0],
+        boot: BOOT,
+    };
+    let n = wire::seal(sender, 1, 1, far.kind(), &body, &DK, &mut out).unwrap();
+    p.handle_message(T0, target(0), &out[..n]);
+    assert_eq!(p.counters().wire.malformed, 1);
+    // The largest coordinates the wire accepts, at every RAP: still no overflow.
+    let edge = Message::Heartbeat {
+        cluster: 1,
+        coord: Coord {
+            x: wire::MAX_COORD,
+            y: -wire::MAX_COORD,
+            h: wire::MAX_COORD,
+            err: wire::MAX_COORD,
+        },
+    };
+    for (i, &r) in raps.iter().enumerate() {
+        p.handle_message(T0, target(0), &from_peer(r, 10 + i as u64, &edge));
+    }
+    assert!(p.predicted_rtt_ms(raps[0]).is_some_and(|d| d.is_finite()));
+    p.handle_client_packet(T0, g(), target(7), b"x");
+    assert!(drain(&mut p)
+        .iter()
+        .any(|t| matches!(t, Transmit::Proxy { bytes, .. }
+            if matches!(wire::parse(bytes).map(|x| x.message), Ok(Message::Lookup { .. })))));
 }

@@ -98,8 +98,9 @@ impl Outbox {
         self.queue.push_back(t);
     }
 
-    /// `msg` signed with `key`, with the next sequence number of this life.
-    pub(super) fn sign(&mut self, msg: &Message, key: &Key) -> Option<Buf> {
+    /// `msg` to proxy `to` (0: a target) signed with `key`, with the next
+    /// sequence number of this life.
+    pub(super) fn sign(&mut self, to: ProxyId, msg: &Message, key: &Key) -> Option<Buf> {
         self.seq += 1;
         let mut buf = Buf::new();
         // A Buf is MAX_MESSAGE bytes: fill it, encode, then cut to length.
@@ -108,7 +109,7 @@ impl Outbox {
             id: self.id,
             boot: self.boot,
         };
-        match wire::encode(sender, self.seq, msg, key, &mut buf) {
+        match wire::encode(sender, to, self.seq, msg, key, &mut buf) {
             Ok(n) => {
                 buf.truncate(n);
                 Some(buf)
@@ -126,7 +127,7 @@ impl Outbox {
             self.full += 1;
             return;
         }
-        if let Some(bytes) = self.sign(msg, key) {
+        if let Some(bytes) = self.sign(to, msg, key) {
             self.push(Transmit::Proxy { to, bytes });
         }
     }
@@ -137,7 +138,7 @@ impl Outbox {
             self.full += 1;
             return;
         }
-        if let Some(bytes) = self.sign(msg, key) {
+        if let Some(bytes) = self.sign(0, msg, key) {
             self.push(Transmit::Target { group, to, bytes });
         }
     }

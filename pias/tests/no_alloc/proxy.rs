@@ -1,7 +1,7 @@
 //! A deployment of proxies run for a simulated minute, from the first join:
 //! registrations, health checks, count reports and their refreshes, lookups,
-//! client packets and replies, news, a restart and garbage input — and not
-//! one allocation after the proxies were built.
+//! client packets and replies, news, a restart, and garbage, forged, replayed
+//! and misdirected datagrams — and not one allocation after the proxies were built.
 
 use super::{allocations_during, next};
 use pias::addr::{Endpoint, Group, Ipv4, Transport};
@@ -74,7 +74,7 @@ type Datagram = (ProxyId, Endpoint, Buf);
 fn from_target(msg: &Message) -> Buf {
     let mut buf = Buf::new();
     let _ = buf.resize(MAX_MESSAGE, 0);
-    let n = wire::encode(Sender::Target, 1, msg, &GROUP_KEY, &mut buf).unwrap_or(0);
+    let n = wire::encode(Sender::Target, 0, 1, msg, &GROUP_KEY, &mut buf).unwrap_or(0);
     buf.truncate(n);
     buf
 }
@@ -101,6 +101,7 @@ fn a_deployment_runs_a_minute_without_one_allocation() {
     let mut net: VecDeque<Datagram> = VecDeque::with_capacity(1 << 16);
     let mut rng = 0x1234_5678_9abc_def0u64;
     let (mut delivered, mut replies, mut pongs) = (0u64, 0u64, 0u64);
+    let mut captured: Option<Datagram> = None;
     let proxy_src = |id: ProxyId| Endpoint {
         ip: Ipv4([198, 18, 0, id as u8]),
         port: 7002,
@@ -145,7 +146,7 @@ fn a_deployment_runs_a_minute_without_one_allocation() {
                 client,
                 b"query",
             );
-            // Garbage and forged bytes at a random proxy.
+            // Garbage, forged, replayed and misdirected datagrams.
             if tick.is_multiple_of(50) {
                 let mut junk = [0u8; 64];
                 for b in junk.iter_mut() {
@@ -153,6 +154,22 @@ fn a_deployment_runs_a_minute_without_one_allocation() {
                 }
                 let to = (next(&mut rng) % u64::from(PROXIES)) as usize;
                 proxies[to].handle_message(now, client, &junk);
+                let forged = Message::Heartbeat {
+                    cluster: 1,
+                    coord: Default::default(),
+                };
+                let mut buf = [0u8; MAX_MESSAGE];
+                let sender = Sender::Proxy { id: 2, boot: T0 };
+                let to_id = to as ProxyId + 1;
+                if let Ok(n) = wire::encode(sender, to_id, tick, &forged, &Key([9; 32]), &mut buf) {
+                    proxies[to].handle_message(now, proxy_src(2), &buf[..n]);
+                }
+                if let Some((dest, src, bytes)) = &captured {
+                    // The same datagram again, and to another proxy.
+                    let other = (*dest as usize) % PROXIES as usize;
+                    proxies[*dest as usize - 1].handle_message(now, *src, bytes);
+                    proxies[other].handle_message(now, *src, bytes);
+                }
             }
             for (i, p) in proxies.iter_mut().enumerate() {
                 if p.poll_timeout().is_some_and(|t| t <= now) {
@@ -186,7 +203,16 @@ fn a_deployment_runs_a_minute_without_one_allocation() {
                                 }
                             }
                         }
-                        Transmit::Deliver { .. } => delivered += 1,
+                        Transmit::Deliver {
+                            group,
+                            client,
+                            target,
+                            packet,
+                        } => {
+                            // The target answers through its JAP (the NAT's return path).
+                            delivered += 1;
+                            p.handle_target_packet(now, group, target, client, &packet);
+                        }
                         Transmit::ToClient { .. } => replies += 1,
                     }
                 }
@@ -197,6 +223,9 @@ fn a_deployment_runs_a_minute_without_one_allocation() {
                 let Some((to, src, bytes)) = net.pop_front() else {
                     break;
                 };
+                if captured.is_none() && tick > 100 && src.port == 7002 {
+                    captured = Some((to, src, bytes.clone()));
+                }
                 if let Some(p) = proxies.get_mut(to as usize - 1) {
                     p.handle_message(now, src, &bytes);
                 }
@@ -207,7 +236,7 @@ fn a_deployment_runs_a_minute_without_one_allocation() {
     // The minute really exercised the paths.
     assert!(delivered > 3000, "delivered {delivered}");
     assert!(pongs > 1000, "pongs {pongs}");
-    assert_eq!(replies, 0);
+    assert_eq!(replies, delivered, "every target reply reached its client");
     let c: Vec<_> = proxies.iter().map(Proxy::counters).collect();
     let sum = |f: &dyn Fn(&pias::proxy::Counters) -> u64| c.iter().map(f).sum::<u64>();
     // (Proxy 4's counters started over at its restart.)
@@ -217,4 +246,7 @@ fn a_deployment_runs_a_minute_without_one_allocation() {
     assert!(sum(&|c| c.rap.lookups) > 0);
     assert!(sum(&|c| c.membership.restarts_seen) > 0);
     assert!(sum(&|c| c.wire.malformed) > 0);
+    assert!(sum(&|c| c.wire.bad_tag) > 0);
+    assert!(sum(&|c| c.wire.replayed) > 0);
+    assert!(sum(&|c| c.wire.misdirected) > 0);
 }
