@@ -66,8 +66,14 @@ pub fn init(info: &BootInfo) -> usize {
     }
     let (start, end) = (best.0, best.1.min(best.0 + ARENA_MAX));
     if end > start {
-        // SAFETY: [start, end) is RAM from the memory map, inside the identity
-        // map, after the image, overlapping no boot module, and used by nothing else.
+        // SAFETY: `[start, end)` is page-aligned and at least a page (so `init`
+        // cannot panic on size), usable RAM from the memory map below
+        // MAPPED_LIMIT (identity-mapped), after the image's end (clear of its
+        // code, data, .bss, boot stack and page tables) and between boot
+        // modules, which stay readable. Nothing else uses it for the rest of the
+        // run (the `'static` validity `Heap::init` asks), and `kernel_main`
+        // calls this once, on the empty heap. Boot information the loader put
+        // there has been read and copied out by now.
         unsafe {
             HEAP.lock()
                 .init(start as usize as *mut u8, (end - start) as usize)
@@ -96,7 +102,8 @@ pub fn alloc_pages(pages: usize) -> Result<usize, OutOfMemory> {
         left: 0,
     })?;
     let at = take(layout)?;
-    // SAFETY: the range was just allocated for us alone.
+    // SAFETY: `at` is a fresh heap block for a layout of exactly `bytes` bytes,
+    // so all of them are writable, and no other pointer to it exists yet.
     unsafe { core::ptr::write_bytes(at.as_ptr(), 0, bytes) };
     Ok(at.as_ptr() as usize)
 }
@@ -108,8 +115,10 @@ pub fn alloc_slice<T>(n: usize, init: impl Fn() -> T) -> Result<&'static mut [T]
         left: 0,
     })?;
     let at = take(layout.align_to(8).unwrap_or(layout))?;
-    // SAFETY: the allocation is ours alone, aligned and sized for n values of T;
-    // every element is written before the slice is handed out, and it is never freed.
+    // SAFETY: `at` is a fresh heap block of `Layout::array::<T>(n)`'s size and
+    // at least its alignment, so it holds n `MaybeUninit<T>`. Every slot is
+    // written before the block is viewed as `[T]`, and the block is never freed
+    // or handed out again, so the `&'static mut` is the only reference to it.
     unsafe {
         let s = core::slice::from_raw_parts_mut(at.as_ptr() as *mut MaybeUninit<T>, n);
         for slot in s.iter_mut() {

@@ -7,15 +7,17 @@ const DEBUG_EXIT_PORT: u16 = 0xf4;
 
 /// Exits QEMU with status `(code << 1) | 1`; on bare metal (no such device) halts.
 pub fn exit(code: u8) -> ! {
-    // SAFETY: writing a byte to the debug-exit port; on hardware without the device
-    // the write goes nowhere.
+    // SAFETY: 0xf4 is the isa-debug-exit port the harness configures; the write
+    // ends the VM and touches no memory. Without that device (bare metal, other
+    // QEMU command lines) the port is unclaimed and the byte is dropped.
     unsafe { outb(DEBUG_EXIT_PORT, code) };
     halt_forever()
 }
 
 pub fn halt_forever() -> ! {
     loop {
-        // SAFETY: interrupts off, then hlt: the CPU stops here for good.
+        // SAFETY: `cli; hlt` clears IF and stops the CPU; it touches no memory or
+        // stack. An NMI can still resume after `hlt`, so the loop halts again.
         unsafe { core::arch::asm!("cli; hlt", options(nomem, nostack)) };
     }
 }

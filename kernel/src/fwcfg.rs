@@ -9,13 +9,18 @@ const SIGNATURE: u16 = 0x0000;
 const FILE_DIR: u16 = 0x0019;
 
 fn select(key: u16) {
-    // SAFETY: writing the fw_cfg selector register.
+    // SAFETY: 0x510 is fw_cfg's selector register: the write only chooses the
+    // item the data port reads and rewinds its offset. fw_cfg's DMA interface
+    // (0x514) is never used, so the device writes no memory. Without fw_cfg the
+    // port is unclaimed.
     unsafe { outw(SELECTOR, key) };
 }
 
 fn read_bytes(out: &mut [u8]) {
     for b in out.iter_mut() {
-        // SAFETY: reading the fw_cfg data register advances within the selected item.
+        // SAFETY: a read of fw_cfg's data port (0x511) returns the next byte of the
+        // selected item and advances the offset; it touches no memory. Without
+        // fw_cfg the port is unclaimed (`present` then sees no signature).
         *b = unsafe { inb(DATA) };
     }
 }

@@ -121,11 +121,15 @@ extern "C" {
 /// Called by the exception stubs with a pointer to [vector, error, rip, cs, rflags, rsp, ss].
 #[no_mangle]
 extern "C" fn pias_exception(frame: *const u64) -> ! {
-    // SAFETY: the stub passes its stack pointer, under which it pushed 2 words
-    // and the CPU pushed 5.
+    // SAFETY: only `pias_exc_common` calls this, with `%rdi` = its stack pointer
+    // after pushing the vector and the error code (real or 0); above those lie
+    // the 5 words the CPU pushes in 64-bit mode (rip, cs, rflags, rsp, ss). So 7
+    // aligned, initialised u64 are readable, and nothing writes them: the stub
+    // moved `%rsp` below them, and this function never returns.
     let f = unsafe { core::slice::from_raw_parts(frame, 7) };
     let cr2: u64;
-    // SAFETY: reading CR2 has no side effects.
+    // SAFETY: reading CR2 (the last page-fault address) is allowed at CPL 0,
+    // changes nothing and touches no memory or stack.
     unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
     log::error!(
         "cpu exception {} error={:#x} rip={:#x} rsp={:#x} cr2={:#x}",
@@ -153,17 +157,25 @@ fn gate(handler: u64) -> (u64, u64) {
 }
 
 fn lapic_read(reg: usize) -> u32 {
-    // SAFETY: the xAPIC registers are identity-mapped (uncached) at LAPIC_BASE.
+    // SAFETY: `reg` is one of the LAPIC_* register offsets, so the address is
+    // an aligned 32-bit xAPIC register in the page at the APIC's reset base,
+    // identity-mapped uncached (above 2 GiB); a volatile read is how xAPIC
+    // registers are read, and no Rust reference points there.
     unsafe { core::ptr::read_volatile((LAPIC_BASE + reg) as *const u32) }
 }
 
 fn lapic_write(reg: usize, v: u32) {
-    // SAFETY: as `lapic_read`.
+    // SAFETY: the register as in `lapic_read`. Writes change only the APIC's
+    // state (TPR, SVR, timer); none makes the APIC write memory.
     unsafe { core::ptr::write_volatile((LAPIC_BASE + reg) as *mut u32, v) }
 }
 
 fn ioapic_read(base: usize, reg: u32) -> u32 {
-    // SAFETY: IOREGSEL/IOWIN of an IOAPIC at an identity-mapped, uncached address.
+    // SAFETY: `base` is one of IOAPIC_BASES, identity-mapped uncached. Writing
+    // IOREGSEL (base) and then reading IOWIN (base + 0x10) is the IOAPIC's
+    // indirect access, and no interrupt handler uses it, so the pair is not
+    // split. Where no IOAPIC answers, the address is unassigned: reads give 0
+    // or all-ones (which `init` skips) and writes are dropped.
     unsafe {
         core::ptr::write_volatile(base as *mut u32, reg);
         core::ptr::read_volatile((base + 0x10) as *const u32)
@@ -171,7 +183,8 @@ fn ioapic_read(base: usize, reg: u32) -> u32 {
 }
 
 fn ioapic_write(base: usize, reg: u32, v: u32) {
-    // SAFETY: as `ioapic_read`.
+    // SAFETY: the indirect access as in `ioapic_read`; the writes set
+    // redirection entries, which only route interrupts.
     unsafe {
         core::ptr::write_volatile(base as *mut u32, reg);
         core::ptr::write_volatile((base + 0x10) as *mut u32, v);
@@ -182,13 +195,19 @@ fn ioapic_write(base: usize, reg: u32, v: u32) {
 /// timer against the TSC, and routes the IOAPIC pins a virtio NIC may use.
 /// Returns the number of IOAPIC pins routed.
 pub fn init() -> usize {
-    // SAFETY: masking both 8259 PICs so that only the APICs deliver interrupts.
+    // SAFETY: writing 0xff to the interrupt mask registers of the master and
+    // slave 8259 (0x21, 0xa1) masks every legacy line; it touches no memory and
+    // can only prevent interrupts.
     unsafe {
         crate::port::outb(0x21, 0xff);
         crate::port::outb(0xa1, 0xff);
     }
-    // SAFETY: the IDT is written once here, before interrupts are enabled, and
-    // then only read by the CPU.
+    // SAFETY: interrupts are still disabled (entry.S cleared IF), so no handler
+    // runs and the CPU reads no gate while IDT is written; this `&mut` is the
+    // only reference ever made to it, and `init` runs once. `pias_exc_table` is
+    // the 32 stub addresses the global_asm above puts in .rodata. `lidt` reads
+    // the 10-byte pointer on our stack (`readonly`), and from then on the CPU
+    // reads IDT, a static that stays valid and is not written again.
     unsafe {
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         for v in 0..256 {
@@ -265,18 +284,24 @@ pub fn wakeups() -> u64 {
 }
 
 pub fn enable() {
-    // SAFETY: the IDT and APICs are set up; handlers only EOI and return.
+    // SAFETY: `init` has installed a gate for every vector. The wake stub saves
+    // the one register it uses and `iretq` restores rflags; the target disables
+    // the red zone, so the frame the CPU pushes cannot clobber the interrupted
+    // code's locals; exception stubs report and exit. `nomem` holds because the
+    // handlers share only the atomic PIAS_WAKEUPS with Rust code.
     unsafe { asm!("sti", options(nomem, nostack)) };
 }
 
 pub fn disable() {
-    // SAFETY: masking interrupts on this CPU.
+    // SAFETY: `cli` only clears IF on this CPU; it touches no memory or stack.
     unsafe { asm!("cli", options(nomem, nostack)) };
 }
 
 /// Enables interrupts and halts in one step (`sti` holds interrupts off for
 /// one more instruction, so a wake-up between the two cannot be lost).
 pub fn enable_and_halt() {
-    // SAFETY: see above; an interrupt resumes execution after hlt.
+    // SAFETY: as in `enable`: every vector has a gate whose handler returns (or
+    // exits). `sti` takes effect after the next instruction, so `hlt` runs with
+    // interrupts enabled and the next interrupt resumes after it.
     unsafe { asm!("sti; hlt", options(nomem, nostack)) };
 }

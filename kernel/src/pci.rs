@@ -24,7 +24,10 @@ fn port_address(df: DeviceFunction, off: u8) -> u32 {
 
 impl ConfigurationAccess for PortCam {
     fn read_word(&self, df: DeviceFunction, off: u8) -> u32 {
-        // SAFETY: the two-step CF8/CFC access; nothing else uses these ports.
+        // SAFETY: configuration mechanism #1: the address goes to 0xcf8, the
+        // word comes from 0xcfc. Neither touches memory, and configuration
+        // reads have no side effects. The pair cannot be split: one CPU, and no
+        // interrupt handler uses these ports.
         unsafe {
             outl(0xcf8, port_address(df, off));
             inl(0xcfc)
@@ -32,7 +35,11 @@ impl ConfigurationAccess for PortCam {
     }
 
     fn write_word(&mut self, df: DeviceFunction, off: u8, data: u32) {
-        // SAFETY: as `read_word`.
+        // SAFETY: the port pair as in `read_word`. The write reprograms the
+        // device; the only writers are `cam` (PCIEXBAR) and virtio-drivers'
+        // `PciRoot` as `assign_bars` and `pci_notifier` drive it: BAR sizing
+        // with decoding off, BARs placed in the PCI hole (where no RAM is), and
+        // the command register.
         unsafe {
             outl(0xcf8, port_address(df, off));
             outl(0xcfc, data);
@@ -65,7 +72,8 @@ impl ConfigurationAccess for AnyCam {
     }
     unsafe fn unsafe_clone(&self) -> Self {
         match self {
-            // SAFETY: forwarded contract: the clone is used for reads only.
+            // SAFETY: our caller accepted `unsafe_clone`'s contract (the clone
+            // reads only read-only fields), which is what `MmioCam` asks in turn.
             AnyCam::Ecam(c) => AnyCam::Ecam(unsafe { c.unsafe_clone() }),
             AnyCam::Port(_) => AnyCam::Port(PortCam),
         }
@@ -97,8 +105,12 @@ pub fn cam() -> AnyCam {
             base = Q35_ECAM_DEFAULT;
         }
         if base < crate::phys::MAPPED_LIMIT {
-            // SAFETY: PCIEXBAR now decodes 256 MiB of ECAM at `base`, inside the
-            // identity map's uncached part; nothing else touches it.
+            // SAFETY: PCIEXBAR now decodes ECAM at `base`. The mask makes `base`
+            // 256 MiB-aligned and the check puts it below 4 GiB, so the whole
+            // 256 MiB window is identity-mapped (uncached when above 2 GiB, as
+            // our default and QEMU firmware's choice are). No Rust reference
+            // points into it. It is not unique: each call makes a new `MmioCam`,
+            // and `virtio::pci_notifier` holds a second one, used only for reads.
             let cam = unsafe { MmioCam::new(base as usize as *mut u8, Cam::Ecam) };
             return AnyCam::Ecam(cam);
         }

@@ -10,9 +10,15 @@ pub fn slice(addr: u64, len: usize) -> Option<&'static [u8]> {
     if addr == 0 || end > MAPPED_LIMIT {
         return None;
     }
-    // SAFETY: the range is inside the identity map; boot info, modules and
-    // fw_cfg-free RAM are not written while these slices are alive (the arena
-    // is placed after every module and the image).
+    // SAFETY: `addr` is non-null and `[addr, end)` lies below MAPPED_LIMIT, so
+    // every byte is mapped (the boot page tables identity-map the first 4 GiB)
+    // and `len` is far below isize::MAX. Callers pass ranges the loader gave
+    // (boot information, memory map, boot modules), which nothing writes while
+    // the slices live: the kernel never writes them and the arena avoids every
+    // boot module. The boot information itself may lie where the arena goes
+    // later, so the `'static` is wider than what holds; it is sound because the
+    // only callers, `bootinfo::read` and `config::load`, run before
+    // `arena::init` and keep no slice.
     Some(unsafe { core::slice::from_raw_parts(addr as usize as *const u8, len) })
 }
 

@@ -6,7 +6,9 @@ use core::arch::asm;
 /// The caller must know what the device at `port` does on a read.
 pub unsafe fn inb(port: u16) -> u8 {
     let v: u8;
-    // SAFETY: port I/O has no memory effects; the caller vouches for the device.
+    // SAFETY: `in al, dx` reads the port into `al` and touches no memory, stack
+    // or flags (the options say so); what the device does on the read is the
+    // caller's to vouch for (`# Safety`).
     unsafe {
         asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
     };
@@ -16,7 +18,9 @@ pub unsafe fn inb(port: u16) -> u8 {
 /// # Safety
 /// The caller must know what the device at `port` does on this write.
 pub unsafe fn outb(port: u16, v: u8) {
-    // SAFETY: port I/O has no memory effects; the caller vouches for the device.
+    // SAFETY: `out dx, al` writes `al` to the port and touches no memory, stack
+    // or flags; what the device does on the write (DMA included) is the
+    // caller's to vouch for (`# Safety`).
     unsafe {
         asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
     };
@@ -25,7 +29,8 @@ pub unsafe fn outb(port: u16, v: u8) {
 /// # Safety
 /// As `outb`.
 pub unsafe fn outw(port: u16, v: u16) {
-    // SAFETY: as `outb`.
+    // SAFETY: `out dx, ax` writes `ax` to the port and touches no memory, stack
+    // or flags; the device's reaction is the caller's to vouch for.
     unsafe {
         asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
     };
@@ -35,7 +40,8 @@ pub unsafe fn outw(port: u16, v: u16) {
 /// As `inb`.
 pub unsafe fn inl(port: u16) -> u32 {
     let v: u32;
-    // SAFETY: as `inb`.
+    // SAFETY: `in eax, dx` reads the port into `eax` and touches no memory,
+    // stack or flags; the device's reaction is the caller's to vouch for.
     unsafe {
         asm!("in eax, dx", out("eax") v, in("dx") port, options(nomem, nostack, preserves_flags))
     };
@@ -45,7 +51,8 @@ pub unsafe fn inl(port: u16) -> u32 {
 /// # Safety
 /// As `outb`.
 pub unsafe fn outl(port: u16, v: u32) {
-    // SAFETY: as `outb`.
+    // SAFETY: `out dx, eax` writes `eax` to the port and touches no memory,
+    // stack or flags; the device's reaction is the caller's to vouch for.
     unsafe {
         asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
     };

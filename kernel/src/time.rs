@@ -12,7 +12,8 @@ static TSC_KHZ: AtomicU64 = AtomicU64::new(0);
 static SOURCE: AtomicU64 = AtomicU64::new(0);
 
 pub fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no side effects.
+    // SAFETY: `rdtsc` exists on every x86_64 CPU and only reads the time-stamp
+    // counter into registers (CR4.TSD, which could forbid it, limits only CPL 3).
     unsafe { _rdtsc() }
 }
 
@@ -123,8 +124,14 @@ fn kvmclock_khz() -> Option<u64> {
         return None; // no KVM_FEATURE_CLOCKSOURCE2
     }
     let addr = core::ptr::addr_of_mut!(PVCLOCK) as u64;
-    // SAFETY: we hand the hypervisor the (identity-mapped) address of a static,
-    // aligned pvclock record, read it, then turn the feature off again.
+    // SAFETY: KVM advertised KVM_FEATURE_CLOCKSOURCE2, so the MSR exists. Its
+    // value is PVCLOCK's address plus the enable bit: identity-mapped, so
+    // also the physical address, of a static (valid for ever) whose 64-byte
+    // alignment keeps the 32-byte record within one page, as KVM requires.
+    // From then on the hypervisor may write the record at any time, so it is
+    // read only through raw pointers with volatile reads, and no reference to
+    // PVCLOCK is ever made. Both ways out of this loop write 0 to the MSR
+    // (here on timeout, below otherwise), after which KVM stops writing.
     let (mul, shift) = unsafe {
         wrmsr(MSR_KVM_SYSTEM_TIME_NEW, addr | 1);
         let p = core::ptr::addr_of!(PVCLOCK);
@@ -144,7 +151,8 @@ fn kvmclock_khz() -> Option<u64> {
             }
         }
     };
-    // SAFETY: disabling kvmclock updates to our static.
+    // SAFETY: writing 0 to the (present) MSR turns kvmclock off: KVM stops
+    // writing PVCLOCK.
     unsafe { wrmsr(MSR_KVM_SYSTEM_TIME_NEW, 0) };
     // ns = ((tsc << shift) * mul) >> 32  =>  tsc_hz = 1e9 * 2^32 / mul, shifted back.
     let mut hz = (1_000_000_000u128 << 32) / u128::from(mul);
@@ -186,9 +194,12 @@ fn qemu_lapic_khz() -> Option<u64> {
     if !qemu_tcg() {
         return None;
     }
-    // SAFETY: the xAPIC registers are identity-mapped (uncached); the timer is
-    // masked, so counting down raises no interrupt. `interrupts::init` programs
-    // the timer for real later.
+    // SAFETY: the xAPIC registers at LAPIC_BASE + LAPIC_* are aligned 32-bit
+    // registers, identity-mapped uncached, and accessed volatile. The timer's
+    // LVT entry is masked before the count starts, so counting raises no
+    // interrupt (interrupts are disabled anyway), and the count is stopped
+    // (initial count 0) before either return. `interrupts::init` programs the
+    // timer for real later.
     unsafe {
         core::ptr::write_volatile(lapic(LAPIC_TIMER_DIVIDE), 0b1011);
         core::ptr::write_volatile(lapic(LAPIC_LVT_TIMER), 1 << 16);
@@ -228,7 +239,10 @@ fn cpuid_khz() -> Option<u64> {
 /// # Safety
 /// The caller must know the MSR and the effect of the value.
 pub unsafe fn wrmsr(msr: u32, v: u64) {
-    // SAFETY: the caller vouches for the MSR write.
+    // SAFETY: the operands are `wrmsr`'s (ecx = index, edx:eax = value) and it
+    // uses no stack or flags. It is not `nomem` on purpose: an MSR write can
+    // make the CPU or hypervisor access memory (kvmclock). That the MSR exists
+    // and what the value does is the caller's to vouch for (`# Safety`).
     unsafe {
         core::arch::asm!("wrmsr", in("ecx") msr, in("eax") v as u32, in("edx") (v >> 32) as u32,
             options(nostack, preserves_flags))
@@ -248,7 +262,11 @@ const PERIODIC_HZ: u64 = 1024;
 const CALIBRATION_TICKS: u64 = 32;
 
 fn cmos_read(reg: u8) -> u8 {
-    // SAFETY: selecting and reading a CMOS register (NMI stays masked meanwhile).
+    // SAFETY: 0x70/0x71 are the CMOS/RTC index and data ports; selecting a
+    // register and reading it touches no memory (reading C clears the RTC's
+    // flags, as the callers intend). Bit 7 of the index keeps NMI masked. Only
+    // boot-time code on the one CPU, with interrupts disabled, uses CMOS, so
+    // the index/data pair is not split.
     unsafe {
         outb(CMOS_INDEX, NMI_OFF | reg);
         inb(CMOS_DATA)
@@ -256,7 +274,9 @@ fn cmos_read(reg: u8) -> u8 {
 }
 
 fn cmos_write(reg: u8, v: u8) {
-    // SAFETY: selecting and writing a CMOS RTC control register.
+    // SAFETY: the port pair as in `cmos_read`. Callers write only RTC registers
+    // A (rate) and B (periodic flag), then restore both; the RTC's line (IOAPIC
+    // pin 8) is never routed, so the periodic flag raises no interrupt.
     unsafe {
         outb(CMOS_INDEX, NMI_OFF | reg);
         outb(CMOS_DATA, v);

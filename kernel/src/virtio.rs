@@ -31,8 +31,14 @@ const QUEUE_TRANSMIT: u16 = 1;
 /// DMA from the boot arena; addresses are identity-mapped, so physical = virtual.
 pub struct ArenaHal;
 
-// SAFETY: dma_alloc returns fresh, zeroed, page-aligned arena pages that are
-// never handed out again; MMIO and shared buffers are identity-mapped.
+// SAFETY: everything the kernel addresses (image, stack, arena, MMIO) is in
+// the identity map, so virtual = physical, and x86 DMA is cache-coherent, so
+// `share` and `unshare` need no copies or flushes. `dma_alloc` returns fresh,
+// zeroed, page-aligned arena pages that are never handed out again
+// (`dma_dealloc` keeps them), so they alias nothing. One gap: on arena
+// exhaustion it returns `(0, dangling)`, which the trait's contract does not
+// allow; it is sound only because virtio-drivers 0.13 (pinned with `=`) checks
+// for physical address 0 in its one caller, `Dma::new`, before using the pointer.
 unsafe impl Hal for ArenaHal {
     fn dma_alloc(pages: usize, _dir: BufferDirection) -> (PhysAddr, NonNull<u8>) {
         match arena::alloc_pages(pages)
@@ -103,8 +109,12 @@ enum Notifier {
 
 impl Notifier {
     fn notify(&self, queue: u16) {
-        // SAFETY: the addresses are the device's own notification registers, in
-        // identity-mapped uncached MMIO (the device window or an assigned BAR).
+        // SAFETY: `base + 0x50` is QueueNotify of the virtio-mmio device
+        // `find_mmio` found, and `rx`/`tx` are the notify addresses
+        // `pci_notifier` derived from the device's capability inside a BAR
+        // `assign_bars` placed: device registers, identity-mapped uncached and
+        // aligned for the write. Writing a queue index only tells the device to
+        // look at that queue, whose posted buffers it owns already.
         unsafe {
             match *self {
                 Notifier::Mmio { base } => {
@@ -161,8 +171,11 @@ fn pci_notifier(root: &mut PciRootAny, df: DeviceFunction) -> Option<Notifier> {
     let notify_base = bar_base(root, nbar)? + noff;
     let mut addr = [0usize; 2];
     for (q, slot) in addr.iter_mut().enumerate() {
-        // SAFETY: the common configuration structure lives in an assigned BAR;
-        // selecting a queue and reading its notify offset has no other effect.
+        // SAFETY: `common_base` is the device's common configuration structure
+        // (an assigned BAR plus the capability's offset), identity-mapped
+        // uncached; queue_select and queue_notify_off are aligned u16 registers.
+        // Selecting a queue only changes which queue those registers show, and
+        // virtio-drivers selects again before each queue access of its own.
         let off = unsafe {
             core::ptr::write_volatile((common_base + COMMON_QUEUE_SELECT) as *mut u16, q as u16);
             core::ptr::read_volatile((common_base + COMMON_QUEUE_NOTIFY_OFF) as *const u16)
@@ -179,8 +192,9 @@ fn find_mmio() -> Option<(SomeTransport<'static>, usize)> {
     for slot in 0..MMIO_SLOTS {
         let addr = MMIO_BASE + slot * MMIO_STRIDE;
         // SAFETY: the microvm virtio-mmio window is identity-mapped and uncached;
-        // reading the magic and device id registers has no side effects. On
-        // other machines the window is unassigned and reads return all-ones or 0.
+        // MagicValue (offset 0) and DeviceID (offset 8) are aligned u32 registers
+        // whose reads have no side effects. On other machine types the window is
+        // unassigned and reads return all-ones or 0, which the check skips.
         let (magic, id) = unsafe {
             (
                 core::ptr::read_volatile(addr as *const u32),
@@ -191,8 +205,10 @@ fn find_mmio() -> Option<(SomeTransport<'static>, usize)> {
             continue;
         }
         let header = NonNull::new(addr as *mut VirtIOHeader)?;
-        // SAFETY: a virtio-mmio device answered at `addr`; its 512-byte window is
-        // used only through this transport.
+        // SAFETY: a virtio-mmio network device answered at `addr`, which is
+        // 512-aligned; its 512-byte window (header and config space) is
+        // identity-mapped, exists for the whole run, and is used only through
+        // this transport and `Notifier::Mmio`'s QueueNotify writes.
         match unsafe { MmioTransport::new(header, MMIO_STRIDE) } {
             Ok(t) => return Some((t.into(), addr)),
             Err(e) => log::warn!("virtio-mmio at {addr:#x}: {e}"),
@@ -238,8 +254,9 @@ impl VirtioNic {
             arena::alloc_slice(TX_BUFS, || [0u8; TX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
         let mut rx_tokens = [None; QUEUE];
         for (i, buf) in rx_bufs.iter_mut().enumerate() {
-            // SAFETY: each buffer lives in the arena for ever and is touched again
-            // only after the device hands it back (receive_complete).
+            // SAFETY: each buffer lives in the arena for ever (never freed or
+            // reused), and is touched again only after `poll_receive` returns its
+            // token and `receive_complete` takes it back (see `receive`).
             rx_tokens[i] =
                 Some(unsafe { dev.receive_begin(buf) }.map_err(|_| ProbeError::Init("rx post"))?);
         }
@@ -309,7 +326,9 @@ impl VirtioNic {
                 return;
             };
             let len = self.tx_tokens[i].map(|(_, l)| l).unwrap_or(0);
-            // SAFETY: the same buffer and length that were given to transmit_begin.
+            // SAFETY: slot i holds the token `transmit_begin` returned for
+            // `tx_bufs[i][..len]`, and `len` is the one stored with it, so this is
+            // the same buffer.
             if unsafe { self.dev.transmit_complete(token, &self.tx_bufs[i][..len]) }.is_err() {
                 log::warn!("virtio: transmit completion failed");
             }
@@ -332,7 +351,8 @@ impl Nic for VirtioNic {
             return Err(NicError);
         };
         self.rx_tokens[i] = None;
-        // SAFETY: buffer i is the one posted with this token.
+        // SAFETY: slot i held this token, which `receive_begin` returned for the
+        // whole of `rx_bufs[i]`.
         let done = unsafe { self.dev.receive_complete(token, &mut self.rx_bufs[i]) };
         let result = match done {
             Ok((hdr, len)) if len <= out.len() && hdr + len <= RX_BUF => {
@@ -341,7 +361,9 @@ impl Nic for VirtioNic {
             }
             _ => Err(NicError),
         };
-        // SAFETY: as in `probe`: the buffer is ours again and re-posted whole.
+        // SAFETY: the device has returned buffer i and the frame is copied out;
+        // it is posted whole again and, as in `probe`, not touched until its new
+        // token comes back.
         match unsafe { self.dev.receive_begin(&mut self.rx_bufs[i]) } {
             Ok(t) => {
                 self.rx_tokens[i] = Some(t);
@@ -373,7 +395,9 @@ impl Nic for VirtioNic {
             return Err(NicError);
         }
         self.tx_bufs[i][hdr..len].copy_from_slice(frame);
-        // SAFETY: buffer i stays untouched until reclaim_tx sees its token come back.
+        // SAFETY: slot i had no token, so the device does not hold buffer i; it
+        // stays untouched until `reclaim_tx` sees the new token come back and
+        // completes it with the same slice.
         let token =
             unsafe { self.dev.transmit_begin(&self.tx_bufs[i][..len]) }.map_err(|_| NicError)?;
         self.tx_tokens[i] = Some((token, len));
