@@ -7,17 +7,32 @@ use smoltcp::wire::{
     TcpPacket, UdpPacket,
 };
 
-/// Why a received frame was dropped.
+/// Why a received frame was dropped; each reason has its own counter in
+/// `NetCounters` (see `count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
+    /// Shorter than an Ethernet header (`rx_runt`).
     Runt,
+    /// Longer than the Ethernet header plus the interface's IP MTU
+    /// (`rx_oversized`).
     Oversized,
+    /// Unicast to another MAC address (`rx_not_for_us`).
     NotForUs,
+    /// An EtherType other than ARP and IPv4 (VLAN-tagged frames included), or
+    /// an IPv4 fragment, which this build does not reassemble
+    /// (`rx_unsupported`).
     Unsupported,
+    /// An ARP packet smoltcp cannot parse (`rx_bad_arp`).
     BadArp,
+    /// An IPv4 header that is truncated, inconsistent with the frame, or not
+    /// version 4 (`rx_bad_ipv4`).
     BadIpv4,
+    /// A wrong IPv4 header checksum (`rx_bad_ip_checksum`).
     BadIpChecksum,
+    /// A truncated or inconsistent UDP, TCP or ICMP header, e.g. a UDP length
+    /// that disagrees with the IP payload (`rx_bad_l4`).
     BadL4,
+    /// A wrong UDP, TCP or ICMP checksum (`rx_bad_l4_checksum`).
     BadL4Checksum,
 }
 

@@ -23,6 +23,7 @@ pub struct NicError;
 
 /// What the packet plane needs of a network driver.
 pub trait Nic {
+    /// The interface's MAC address; `NicDevice` reads it once, in `new`.
     fn mac(&self) -> [u8; 6];
     /// Copies the next received frame into `buf` and returns its length, or
     /// `Ok(None)` when nothing is pending. Frames longer than `buf` are errors.
@@ -40,6 +41,8 @@ pub struct NicDevice<N: Nic> {
     mtu: u16,
     rx_buf: [u8; RX_BUF_LEN],
     tx_buf: [u8; FRAME_MAX],
+    /// Frames and bytes in and out, and every drop by reason; the status
+    /// report's `net`.
     pub counters: NetCounters,
 }
 
@@ -57,19 +60,26 @@ impl<N: Nic> NicDevice<N> {
         }
     }
 
+    /// The driver's MAC address, as read at construction.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
     }
 
+    /// The driver, for what smoltcp does not do: notifying the device,
+    /// acknowledging its interrupt, flushing at shutdown.
     pub fn nic_mut(&mut self) -> &mut N {
         &mut self.nic
     }
 }
 
+/// smoltcp's handle on one received frame that passed `classify`; it
+/// borrows the device's receive buffer until consumed.
 pub struct RxToken<'a> {
     frame: &'a [u8],
 }
 
+/// smoltcp's handle on one transmission: the frame is built in the device's
+/// transmit buffer, then handed to the driver and counted.
 pub struct TxToken<'a, N: Nic> {
     nic: &'a mut N,
     buf: &'a mut [u8; FRAME_MAX],

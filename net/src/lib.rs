@@ -3,6 +3,7 @@
 //! the management service. `no_std`, no unsafe, host-tested.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod classify;
 pub mod device;

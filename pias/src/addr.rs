@@ -6,14 +6,19 @@ use core::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// An IPv4 address.
+/// An IPv4 address: the four octets in network order (`Ipv4([192, 0, 2, 1])`
+/// is 192.0.2.1). Ordered as the big-endian integer; the default is 0.0.0.0.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Ipv4(pub [u8; 4]);
 
 /// An IPv4 prefix: address and length (0..=32).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Ipv4Prefix {
+    /// The address as written; it may have host bits set (an interface's own
+    /// address in "198.18.0.2/24"), see `has_host_bits` and `network`.
     pub addr: Ipv4,
+    /// Prefix length in bits. Parsing and decoding refuse values above 32;
+    /// `new` does not check.
     pub len: u8,
 }
 
@@ -36,20 +41,27 @@ impl fmt::Display for AddrParseError {
 }
 
 impl Ipv4 {
+    /// 0.0.0.0, "no address".
     pub const UNSPECIFIED: Ipv4 = Ipv4([0; 4]);
 
+    /// The address as a host-order integer (192.0.2.1 is 0xc000_0201).
     pub fn to_u32(self) -> u32 {
         u32::from_be_bytes(self.0)
     }
 
+    /// The address of a host-order integer; the inverse of `to_u32`.
     pub fn from_u32(v: u32) -> Self {
         Ipv4(v.to_be_bytes())
     }
 
+    /// Whether this is 0.0.0.0.
     pub fn is_unspecified(self) -> bool {
         self.0 == [0; 4]
     }
 
+    /// Whether the first octet is 224 or above: multicast (224/4), the
+    /// reserved 240/4 and the limited broadcast 255.255.255.255, none of which
+    /// may be a unicast host address.
     pub fn is_multicast_or_broadcast(self) -> bool {
         self.0[0] >= 224
     }
@@ -78,6 +90,7 @@ impl fmt::Debug for Ipv4 {
 }
 
 impl Ipv4Prefix {
+    /// The prefix `addr/len`, as given: `len` is not checked against 32.
     pub fn new(addr: Ipv4, len: u8) -> Self {
         Ipv4Prefix { addr, len }
     }
@@ -96,6 +109,8 @@ impl Ipv4Prefix {
         Ipv4::from_u32(self.addr.to_u32() & self.mask())
     }
 
+    /// Whether `ip` lies in the prefix (its first `len` bits match). Always
+    /// false for a length above 32; /0 contains every address.
     pub fn contains(self, ip: Ipv4) -> bool {
         self.len <= 32 && (ip.to_u32() & self.mask()) == (self.addr.to_u32() & self.mask())
     }
@@ -286,22 +301,30 @@ mod tests {
 /// Transport protocol of a group or endpoint.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum Transport {
+    /// UDP (encoded as 0 in `Group::key_bytes`).
     Udp,
+    /// TCP (encoded as 1 in `Group::key_bytes`).
     Tcp,
 }
 
 /// An IPv4 transport endpoint (a target's `AT:r`, a client's source).
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct Endpoint {
+    /// The unicast address.
     pub ip: Ipv4,
+    /// The transport port, in host order.
     pub port: u16,
 }
 
 /// An anycast group: the transport address `AA:g` inside an anycast prefix.
 #[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct Group {
+    /// The anycast address `AA`, inside one of the configured anycast prefixes.
     pub ip: Ipv4,
+    /// The group's port `g`, in host order.
     pub port: u16,
+    /// Whether the group is reached over UDP or TCP; the same address and port
+    /// over the other transport is a different group.
     pub transport: Transport,
 }
 

@@ -31,17 +31,39 @@ pub enum BlobError {
     /// No config was supplied at all (reported by the loader, not by `decode`).
     Missing,
     /// Shorter than the header.
-    TooShort { len: usize },
+    TooShort {
+        /// The blob's whole length in bytes (less than `HEADER_LEN`).
+        len: usize,
+    },
     /// The first six bytes are not "PIASCF".
     BadMagic,
     /// A format version this build does not read.
-    UnsupportedVersion { found: u16 },
+    UnsupportedVersion {
+        /// The version in the header (this build reads `FORMAT_VERSION`).
+        found: u16,
+    },
     /// The header declares more payload than is present.
-    Truncated { declared: usize, present: usize },
+    Truncated {
+        /// Payload bytes the header's length field announces.
+        declared: usize,
+        /// Payload bytes after the header (fewer than `declared`).
+        present: usize,
+    },
     /// Bytes follow the declared payload, or the declared payload is too large.
-    BadLength { declared: usize, present: usize },
+    BadLength {
+        /// Payload bytes the header's length field announces.
+        declared: usize,
+        /// Payload bytes after the header (more than `declared`, or any number
+        /// when `declared` exceeds `MAX_PAYLOAD`).
+        present: usize,
+    },
     /// The payload does not match its CRC.
-    BadCrc { expected: u32, computed: u32 },
+    BadCrc {
+        /// The CRC-32 in the header.
+        expected: u32,
+        /// The CRC-32 of the payload as received.
+        computed: u32,
+    },
     /// The payload is not a postcard `Config` (or has bytes left over).
     Decode,
     /// The payload decoded but broke a rule of docs/config.md.

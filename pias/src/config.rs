@@ -20,13 +20,21 @@ pub const NODE_NAME_LEN: usize = 32;
 /// Longest interface name, in bytes.
 pub const IFACE_NAME_LEN: usize = 16;
 
-/// Upper bounds on the capacities (the paper's deployment size and what one
-/// appliance can reasonably hold).
+// Upper bounds on the capacities (the paper's deployment size and what one
+// appliance can reasonably hold).
+
+/// Largest `capacity.peers`: the paper's deployment of 20,000 proxies.
 pub const MAX_PEERS: u32 = 20_000;
+/// Largest `capacity.groups`: JAP, RAP and IAP-cache entries together.
 pub const MAX_GROUPS: u32 = 1_000_000;
+/// Largest `capacity.targets_per_group` (65,535, the largest u16).
 pub const MAX_TARGETS_PER_GROUP: u32 = 65_535;
+/// Largest `capacity.flows` (NAT flow entries).
 pub const MAX_FLOWS: u32 = 4_000_000;
 
+/// One appliance's whole configuration, as the TOML file and the postcard
+/// blob carry it. A decoded `Config` is trusted only after `validate`
+/// (`blob::decode` calls it); unknown TOML fields are refused.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -35,32 +43,53 @@ pub struct Config {
     /// What the main loop does with no work: halt until an interrupt or the
     /// next deadline (the default), or keep polling (for latency comparisons).
     pub idle: IdleMode,
+    /// Who this appliance is: proxy id, name and cluster.
     pub node: Node,
+    /// The network interfaces, 1..=4 with distinct names (the kernel drives
+    /// only the first and refuses a config with more).
     pub interfaces: Vec<Interface, MAX_INTERFACES>,
+    /// The anycast prefixes the deployment advertises.
     pub anycast: Anycast,
+    /// UDP ports of the management, registration and proxy services.
     pub ports: Ports,
+    /// Who may use the management port, and whether they may shut it down.
     pub management: Management,
+    /// Table sizes for the proxy core.
     pub capacity: Capacity,
+    /// Protocol intervals and thresholds for the proxy core.
     pub timers: Timers,
 }
 
+/// Serial console verbosity, least to most verbose: a level shows its own
+/// records and every more severe one (the `log` crate's levels). Written in
+/// lowercase in TOML.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
+    /// Errors only: what stops the appliance or a service.
     Error,
+    /// Also warnings: problems the appliance works around.
     Warn,
+    /// Also the boot summary, readiness and shutdown lines (the usual setting).
     Info,
+    /// Also diagnostic detail.
     Debug,
+    /// Everything, the most verbose.
     Trace,
 }
 
+/// What the main loop does when it has no work. Written in lowercase in TOML.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum IdleMode {
+    /// Halt the CPU until an interrupt or the next deadline (the default).
     Halt,
+    /// Keep polling: lowest latency, but burns a whole core (for latency
+    /// comparisons).
     Poll,
 }
 
+/// The appliance's identity within the deployment.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
@@ -72,6 +101,7 @@ pub struct Node {
     pub cluster: u32,
 }
 
+/// One network interface: its unicast address, subnet, gateway and MTU.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {
@@ -85,13 +115,17 @@ pub struct Interface {
     pub mtu: u16,
 }
 
+/// The anycast address space the deployment serves: groups live here.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Anycast {
-    /// Prefixes every proxy advertises, e.g. "203.0.113.0/24".
+    /// Prefixes every proxy advertises, e.g. "203.0.113.0/24": 1..=8, length
+    /// 8..=32, no host bits, overlapping neither each other nor an interface
+    /// subnet.
     pub prefixes: Vec<Ipv4Prefix, MAX_ANYCAST_PREFIXES>,
 }
 
+/// The UDP ports the appliance listens on; none may be 0.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
@@ -99,19 +133,25 @@ pub struct Ports {
     pub management: u16,
     /// UDP port on anycast addresses where targets join and leave.
     pub registration: u16,
-    /// UDP port for proxy-to-proxy messages on the unicast address.
+    /// UDP port for proxy-to-proxy messages on the unicast address; must
+    /// differ from `management`.
     pub proxy: u16,
 }
 
+/// Access to the management service (status and shutdown requests).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Management {
-    /// Source prefixes allowed to query the management port.
+    /// Source prefixes allowed to query the management port (1..=8); requests
+    /// from anywhere else get no answer and count as `refused_source`.
     pub allow: Vec<Ipv4Prefix, MAX_MGMT_ALLOW>,
     /// Whether an allowed source may shut the appliance down.
     pub allow_shutdown: bool,
 }
 
+/// Table sizes for the proxy core, which reserves each table once and then
+/// refuses (and counts) rather than grow, so these bound its memory. The
+/// appliance validates them but does not run the core yet (docs/config.md).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Capacity {
@@ -125,6 +165,8 @@ pub struct Capacity {
     pub flows: u32,
 }
 
+/// Protocol intervals (the unit is in each name) and health thresholds for
+/// the proxy core; validated, but not used by the appliance yet.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Timers {
@@ -144,13 +186,16 @@ pub struct Timers {
     pub rtt_probe_ms: u32,
 }
 
-/// A field path such as "interfaces[0].gateway".
+/// A field path such as `interfaces[0].gateway`, at most 48 bytes (longer
+/// paths are cut short).
 pub type FieldPath = String<48>;
 
 /// The first problem `Config::validate` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// Where: the path of the offending field, as written in TOML.
     pub field: FieldPath,
+    /// What is wrong, including the allowed range where there is one.
     pub reason: &'static str,
 }
 

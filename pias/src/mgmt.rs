@@ -4,28 +4,41 @@
 use crate::status::Status;
 use serde::{Deserialize, Serialize};
 
+/// "PIAQ": the first four bytes of every request datagram.
 pub const REQUEST_MAGIC: [u8; 4] = *b"PIAQ";
+/// "PIAR": the first four bytes of every response datagram.
 pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
+/// The protocol version this build speaks, carried in requests and responses.
 pub const VERSION: u8 = 1;
 /// A response with a full status fits in this many bytes.
 pub const MAX_RESPONSE: usize = 1024;
 /// Requests are small; anything longer is refused.
 pub const MAX_REQUEST: usize = 64;
 
+/// What a request asks for.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// The current `Status` report.
     Status,
+    /// A clean stop: the appliance replies, flushes, and exits through the
+    /// debug-exit port. Honoured only with `management.allow_shutdown`.
     Shutdown,
 }
 
+/// A management request: `REQUEST_MAGIC` then this, postcard-encoded, at most
+/// `MAX_REQUEST` bytes in all.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
+    /// The sender's protocol version; anything but `VERSION` is refused with
+    /// `Refusal::Version`.
     pub version: u8,
     /// Echoed in the response so a client can match replies to requests.
     pub nonce: u32,
+    /// The operation asked for.
     pub op: Op,
 }
 
+/// Why a request from an allowed source was answered with a refusal.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The request's version is not this build's.
@@ -36,25 +49,41 @@ pub enum Refusal {
 
 // No alloc to box the status into; a response is built once per request.
 #[allow(clippy::large_enum_variant)]
+/// The answer proper.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Body {
+    /// The report asked for by `Op::Status`.
     Status(Status),
+    /// `Op::Shutdown` was accepted; the appliance stops after this reply.
     ShuttingDown,
+    /// The request was understood but not carried out.
     Refused(Refusal),
 }
 
+/// A management response: `RESPONSE_MAGIC` then this, postcard-encoded, at
+/// most `MAX_RESPONSE` bytes in all.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The responder's protocol version (`VERSION`), also when it refuses the
+    /// request's.
     pub version: u8,
+    /// The request's nonce, unchanged.
     pub nonce: u32,
+    /// The answer.
     pub body: Body,
 }
 
+/// Why a management message could not be encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MgmtError {
+    /// Shorter than 4 bytes, or the first 4 are not the expected magic.
     BadMagic,
+    /// A request longer than `MAX_REQUEST` bytes (refused before decoding).
     TooLong,
+    /// The bytes after the magic are not one postcard message of the expected
+    /// type, or bytes are left over after it.
     Decode,
+    /// The output buffer cannot hold the magic and the encoded message.
     NoSpace,
 }
 
@@ -81,10 +110,15 @@ fn decode<'a, T: Deserialize<'a>>(magic: [u8; 4], bytes: &'a [u8]) -> Result<T, 
 }
 
 impl Request {
+    /// Writes the magic and the request into `out`; `Ok(n)` is the datagram's
+    /// length, `NoSpace` if `out` is too small.
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, MgmtError> {
         encode(REQUEST_MAGIC, self, out)
     }
 
+    /// Reads one whole request datagram. Total: any bytes give a `Request` or
+    /// an error (`TooLong`, `BadMagic`, `Decode`); the version is not checked
+    /// here.
     pub fn decode(bytes: &[u8]) -> Result<Self, MgmtError> {
         if bytes.len() > MAX_REQUEST {
             return Err(MgmtError::TooLong);
@@ -94,10 +128,15 @@ impl Request {
 }
 
 impl Response {
+    /// Writes the magic and the response into `out`; `Ok(n)` is the
+    /// datagram's length, `NoSpace` if `out` is too small (`MAX_RESPONSE`
+    /// always suffices).
     pub fn encode(&self, out: &mut [u8]) -> Result<usize, MgmtError> {
         encode(RESPONSE_MAGIC, self, out)
     }
 
+    /// Reads one whole response datagram. Total: any bytes give a `Response`
+    /// or an error (`BadMagic`, `Decode`).
     pub fn decode(bytes: &[u8]) -> Result<Self, MgmtError> {
         decode(RESPONSE_MAGIC, bytes)
     }

@@ -14,6 +14,9 @@ const MIN_HEIGHT: f32 = 0.1;
 /// A new node trusts its (origin) coordinate not at all.
 pub const INITIAL_ERROR: f32 = 1.0;
 
+/// The coordinate a proxy starts with (and falls back to if an update ever
+/// produced a non-finite one): the origin, the minimum height, and error
+/// `INITIAL_ERROR`, so measurements to better-placed peers move it most.
 pub fn fresh() -> Coord {
     Coord {
         x: 0.0,

@@ -76,6 +76,7 @@ impl Ring {
         Ok(())
     }
 
+    /// How many proxies have points on the ring (live or not).
     pub fn proxies(&self) -> usize {
         self.points.len() / VNODES
     }

@@ -7,6 +7,9 @@ use crate::ring::Ring;
 use crate::wire::ProxyId;
 use alloc::vec::Vec;
 
+/// Every member proxy with its cluster, indexed by id and by cluster, plus
+/// the consistent-hash ring over all members. Built once by `new`, never
+/// changed after.
 pub struct Roster {
     /// Member ids, sorted, each once; 0 is never a member.
     ids: Vec<ProxyId>,
@@ -50,10 +53,12 @@ impl Roster {
         }
     }
 
+    /// Number of members.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
+    /// Whether the roster has no member at all.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -63,6 +68,8 @@ impl Roster {
         self.refused
     }
 
+    /// Member ids, sorted ascending, each once (never 0); `index_of` gives a
+    /// position in this slice.
     pub fn ids(&self) -> &[ProxyId] {
         &self.ids
     }
@@ -72,10 +79,12 @@ impl Roster {
         self.ids.binary_search(&p).ok()
     }
 
+    /// Whether `p` is a member (O(log N)).
     pub fn contains(&self, p: ProxyId) -> bool {
         self.index_of(p).is_some()
     }
 
+    /// The cluster of member `p`; `None` if `p` is not a member.
     pub fn cluster_of(&self, p: ProxyId) -> Option<u32> {
         self.index_of(p).map(|i| self.cluster_of[i])
     }
@@ -92,6 +101,8 @@ impl Roster {
         &self.cluster_list
     }
 
+    /// The RAP placement ring over every member (liveness is the caller's to
+    /// apply in `Ring::raps`).
     pub fn ring(&self) -> &Ring {
         &self.ring
     }

@@ -9,24 +9,38 @@ use serde::{Deserialize, Serialize};
 /// Tables reported in one status.
 pub const MAX_TABLES: usize = 8;
 
+/// One status report, the body of a `Response` to `Op::Status`. A response
+/// carrying the largest possible report fits `mgmt::MAX_RESPONSE` (a test
+/// checks it). Counters are cumulative since boot.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Status {
+    /// The proxy id from `node.id` of the config.
     pub node_id: u32,
+    /// The name from `node.name` of the config.
     pub name: String<NODE_NAME_LEN>,
+    /// Milliseconds since the kernel was entered.
     pub uptime_ms: u64,
+    /// Where the appliance's clock rate came from.
     pub clock: ClockInfo,
+    /// The interfaces in use, with their MAC addresses.
     pub interfaces: Vec<InterfaceStatus, MAX_INTERFACES>,
+    /// Packet-plane counters.
     pub net: NetCounters,
+    /// Management-service counters, this request included.
     pub mgmt: MgmtCounters,
+    /// Main-loop counters: polls, halts and wake-ups.
     pub idle: IdleCounters,
+    /// Fill of the appliance's fixed-size tables and memory.
     pub tables: Vec<TableFill, MAX_TABLES>,
 }
 
+/// How the appliance learned its TSC rate (the kernel tries kvmclock, then
+/// CPUID, then QEMU's LAPIC timer, then the RTC).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockSource {
     /// TSC rate read from the hypervisor (kvmclock / pvclock).
     Kvmclock,
-    /// TSC rate from CPUID leaf 0x15/0x16.
+    /// TSC rate from CPUID leaf 0x15 (crystal clock and TSC ratio).
     Cpuid,
     /// TSC rate measured against the CMOS RTC's periodic flag.
     RtcCalibrated,
@@ -34,27 +48,40 @@ pub enum ClockSource {
     QemuLapic,
 }
 
+/// The appliance's clock: the TSC, and how its rate was found.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClockInfo {
+    /// Where the rate came from.
     pub source: ClockSource,
+    /// TSC ticks per millisecond (the rate in kHz) that uptime and timers use.
     pub tsc_khz: u64,
 }
 
+/// One interface as configured, plus what only the driver knows (the MAC).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct InterfaceStatus {
+    /// The configured name (`interfaces[].name`).
     pub name: String<IFACE_NAME_LEN>,
+    /// The NIC's MAC address, as the device reports it.
     pub mac: [u8; 6],
+    /// The configured unicast address and subnet length.
     pub address: Ipv4Prefix,
+    /// The configured default gateway, if any.
     pub gateway: Option<Ipv4>,
+    /// The configured IP MTU in bytes.
     pub mtu: u16,
 }
 
 /// Packet-plane counters. Every dropped frame is counted under one reason.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NetCounters {
+    /// Frames the driver delivered, before classification (dropped ones too).
     pub rx_frames: u64,
+    /// Bytes of those frames, Ethernet header included.
     pub rx_bytes: u64,
+    /// Frames the driver accepted for transmission.
     pub tx_frames: u64,
+    /// Bytes of those frames, Ethernet header included.
     pub tx_bytes: u64,
     /// Shorter than an Ethernet header.
     pub rx_runt: u64,
@@ -62,23 +89,24 @@ pub struct NetCounters {
     pub rx_oversized: u64,
     /// Not addressed to our MAC, broadcast or multicast.
     pub rx_not_for_us: u64,
-    /// EtherType other than ARP and IPv4.
+    /// EtherType other than ARP and IPv4 (VLAN tags included), or an IPv4
+    /// fragment (this build does not reassemble).
     pub rx_unsupported: u64,
     /// Malformed ARP packet.
     pub rx_bad_arp: u64,
-    /// Malformed IPv4 header (version, IHL, total length, fragments).
+    /// Malformed IPv4 header (version, IHL, total length).
     pub rx_bad_ipv4: u64,
     /// IPv4 header checksum wrong.
     pub rx_bad_ip_checksum: u64,
-    /// Truncated or inconsistent UDP/ICMP header.
+    /// Truncated or inconsistent UDP, TCP or ICMP header.
     pub rx_bad_l4: u64,
-    /// UDP/ICMP checksum wrong.
+    /// UDP, TCP or ICMP checksum wrong.
     pub rx_bad_l4_checksum: u64,
     /// The driver reported a receive error.
     pub rx_driver_errors: u64,
-    /// A frame could not be queued for transmission (ring full).
+    /// smoltcp wanted to send but the driver had no room (ring full).
     pub tx_ring_full: u64,
-    /// The driver reported a transmit error.
+    /// The driver refused a frame, or the frame exceeded `FRAME_MAX`.
     pub tx_driver_errors: u64,
 }
 
@@ -97,19 +125,23 @@ impl NetCounters {
     }
 }
 
+/// Management-service counters: every datagram counts in `requests`; the
+/// others count what went wrong.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MgmtCounters {
+    /// Datagrams received on the management port, whatever became of them.
     pub requests: u64,
     /// From a source outside `management.allow`.
     pub refused_source: u64,
     /// Shutdown asked while `management.allow_shutdown` is false.
     pub refused_shutdown: u64,
-    /// Not a valid request (bad magic, version or encoding).
+    /// Not a valid request (bad magic, version or encoding, or too long).
     pub bad_requests: u64,
-    /// A reply could not be sent (socket buffer full).
+    /// A reply could not be encoded or sent (socket buffer full).
     pub reply_failures: u64,
 }
 
+/// How the main loop spent its time (see `config::IdleMode`).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IdleCounters {
     /// Iterations of the main loop.
@@ -120,9 +152,13 @@ pub struct IdleCounters {
     pub wakeups: u64,
 }
 
+/// How full one fixed-size table (or memory pool) is.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct TableFill {
+    /// Which table, e.g. "arena_bytes" or "sockets" (at most 16 bytes).
     pub name: String<16>,
+    /// Units in use, in the table's own unit (entries, or bytes for memory).
     pub used: u64,
+    /// Units reserved at start; `used` never exceeds it.
     pub capacity: u64,
 }
