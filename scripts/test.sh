@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Sets up what is missing, then runs every test: a short fuzzing pass over each
-# decoder (nightly, cargo-fuzz), the host unit and property tests, and the QEMU
-# lab tests (they need root for network namespaces). Ends with one summary line.
+# Sets up what is missing, checks formatting and lints (rustfmt; clippy with
+# warnings denied, for the host crates and for the kernel on its own target),
+# then runs every test: a short fuzzing pass over each decoder (nightly,
+# cargo-fuzz), the host unit and property tests, and the QEMU lab tests (they
+# need root for network namespaces). Ends with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+cargo fmt --all --check
+cargo clippy --workspace --exclude pias-kernel --exclude pias-boot --all-targets -- -D warnings
+cargo kernel-clippy -- -D warnings
 bash scripts/fuzz.sh "${PIAS_FUZZ_SECONDS:-10}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
