@@ -184,6 +184,10 @@ pub struct GroupPoint {
     pub peak_size: usize,
     /// Largest |RAP's sum of counts − true size| / size at the end, over seeds.
     pub worst_rap_error: f64,
+    /// Report retries and periodic refreshes, summed over the seeds (both 0
+    /// expected: no loss, refresh period beyond the event).
+    pub report_retries: u64,
+    pub report_refreshes: u64,
 }
 
 pub struct GroupPlan {
@@ -252,7 +256,7 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
     .collect::<Result<Vec<_>, String>>()?;
     let mut points = Vec::new();
     let mut csv = String::from(
-        "proxies,max_group,inaccuracy_pct,seeds,mean_msgs_per_s,std_msgs_per_s,mean_per_rap_msgs_per_s,joins,leaves,peak_size,nacks,worst_rap_error\n",
+        "proxies,max_group,inaccuracy_pct,seeds,mean_msgs_per_s,std_msgs_per_s,mean_per_rap_msgs_per_s,joins,leaves,peak_size,nacks,worst_rap_error,report_retries,report_refreshes\n",
     );
     for &p in &plan.proxies {
         for &g in &plan.groups {
@@ -287,6 +291,8 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
                                 / r.final_size.max(1) as f64
                         })
                         .fold(0.0, f64::max),
+                    report_retries: runs.iter().map(|r| r.report_retries).sum(),
+                    report_refreshes: runs.iter().map(|r| r.report_refreshes).sum(),
                 };
                 let raps = runs.first().map_or(4, |r| r.raps.max(1)) as f64;
                 let joins: usize = runs.iter().map(|r| r.joins).sum::<usize>() / runs.len().max(1);
@@ -294,14 +300,16 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
                     runs.iter().map(|r| r.leaves).sum::<usize>() / runs.len().max(1);
                 let _ = writeln!(
                     csv,
-                    "{p},{g},{i},{},{:.4},{:.4},{:.4},{joins},{leaves},{},{},{:.4}",
+                    "{p},{g},{i},{},{:.4},{:.4},{:.4},{joins},{leaves},{},{},{:.4},{},{}",
                     point.seeds,
                     point.mean_per_s,
                     point.std_per_s,
                     point.mean_per_s / raps,
                     point.peak_size,
                     point.nacks,
-                    point.worst_rap_error
+                    point.worst_rap_error,
+                    point.report_retries,
+                    point.report_refreshes
                 );
                 points.push(point);
             }
@@ -346,6 +354,12 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
             s.say(&line);
         }
     }
+    s.say(&format!(
+        "  counted: reports caused by group dynamics; over all {} runs {} report retries, {} refreshes (refresh period beyond the event)",
+        results.len(),
+        results.iter().map(|r| r.report_retries).sum::<u64>(),
+        results.iter().map(|r| r.report_refreshes).sum::<u64>()
+    ));
     timeline(s, plan, &jobs, &results)?;
     Ok(points)
 }

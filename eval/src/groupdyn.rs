@@ -4,6 +4,7 @@
 //! The workload's trace is not public; every parameter here is an assumption,
 //! stated in `Workload` and docs/evaluation.md.
 
+use crate::sizing;
 use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
 use pias::wire::ProxyId;
 use pias_sim::{udp_group, Pos, Sim, GROUP_KEY};
@@ -195,6 +196,11 @@ pub struct RunResult {
     /// Members the JAPs acknowledged / refused.
     pub acks: u64,
     pub nacks: u64,
+    /// Count reports re-sent for want of an ack, and periodic refreshes, over
+    /// all JAPs (both among `reports`; expected 0 here: no loss, and the
+    /// refresh period is beyond the event).
+    pub report_retries: u64,
+    pub report_refreshes: u64,
     /// Sum of the counts the first RAP holds at the end, and the true size.
     pub rap_total: u64,
     pub final_size: usize,
@@ -209,10 +215,14 @@ impl RunResult {
 }
 
 /// Configuration of every proxy in the experiment: one group with report
-/// band `inaccuracy_pct`, 4 RAPs, tables sized for the run, and membership,
-/// proximity and health-check timers beyond the event (their traffic is
-/// measured on its own in `overhead`; members leave explicitly).
-pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct: u8) {
+/// band `inaccuracy_pct`, 4 RAPs, tables sized for the run (RAP entries only
+/// on the group's RAPs, `rap`), and membership, proximity, health-check and
+/// soft-state refresh timers beyond the event: Figs 6–7 count the reports
+/// that group dynamics cause, as the paper does; heartbeats, probes and
+/// refreshes are measured on their own in `overhead`, and members leave
+/// explicitly. Report retries keep the default (1 s): without loss there
+/// are none (`RunResult::report_retries`).
+pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct: u8, rap: bool) {
     let quiet = (w.duration_secs + 3600) * SEC;
     cfg.groups = vec![GroupConfig {
         group: udp_group(1),
@@ -229,11 +239,23 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     cfg.max_japs_per_group = proxies;
     // Room for four times the even share of the largest group, and never under 64.
     cfg.max_targets_per_group = (4 * w.max_group / proxies.max(1)).max(64);
+    // One group: the target pool is that group's room.
+    cfg.max_targets = cfg.max_targets_per_group;
+    // A RAP holds one entry per JAP; more than twice that, so its table stays
+    // under half full and it never widens the band (`band_for_load`).
+    cfg.max_rap_entries = if rap { 2 * proxies + 2 } else { 0 };
+    // The replay cache sized for 8× a JAP's even share of the peak arrival
+    // rate (joins and leaves together are at most about twice it), so
+    // Poisson bursts fit; no member is refused (`nacks`, 0 in every run).
+    let peak = w.flash_rate.max(w.rate_after);
+    cfg.join_rate = (8.0 * peak / proxies.max(1) as f64).ceil().max(2.0) as u32;
     cfg.heartbeat = quiet;
     cfg.peer_dead = quiet;
     cfg.target_ping = quiet;
     cfg.rtt_probe = quiet;
     cfg.flow_idle = quiet;
+    cfg.report_refresh = quiet;
+    cfg.report_expiry = 2 * quiet;
     cfg.lookup_timeout = 300 * MS;
 }
 
@@ -257,9 +279,13 @@ pub fn run(
             )
         })
         .collect();
-    let mut sim = Sim::new(seed, &pops, |cfg| tune(cfg, proxies, w, inaccuracy_pct));
-    let start = sim.now;
     let group = udp_group(1);
+    let raps = sizing::raps(&sizing::roster(&pops), &group, 4, |_| true);
+    let mut sim = Sim::new(seed, &pops, |cfg| {
+        let rap = raps.contains(&cfg.id);
+        tune(cfg, proxies, w, inaccuracy_pct, rap)
+    });
+    let start = sim.now;
     let (changes, turned_away) = schedule(w, seed)?;
     let mut target_of: Vec<usize> = Vec::new();
     let mut r = RunResult {
@@ -303,9 +329,26 @@ pub fn run(
     r.acks = sim.targets.iter().map(|t| u64::from(t.acks)).sum();
     r.nacks = sim.targets.iter().map(|t| t.nacks.len() as u64).sum();
     r.final_size = size;
+    let mut refused = 0;
+    for p in (1..=proxies as ProxyId).filter_map(|p| sim.proxy(p)) {
+        let c = p.counters();
+        r.report_retries += c.jap.report_retries;
+        r.report_refreshes += c.jap.report_refreshes;
+        refused += c.rap.refused + c.rap.expired;
+    }
+    if refused > 0 {
+        return Err(format!(
+            "{proxies} proxies, {inaccuracy_pct}%: {refused} count reports refused or expired at a RAP (tables or timers sized wrong)"
+        ));
+    }
     if let Some(p) = sim.proxy(1) {
-        let raps = p.raps_of(&group);
-        r.raps = raps.len();
+        let found = p.raps_of(&group);
+        if found.as_slice() != raps.as_slice() {
+            return Err(format!(
+                "the group's RAPs are {found:?}, the sizing assumed {raps:?}"
+            ));
+        }
+        r.raps = found.len();
         if let Some(rap) = raps.first().and_then(|&id| sim.proxy(id)) {
             r.rap_total = rap
                 .rap_entries(&group)

@@ -71,8 +71,12 @@ fn the_smoke_run_writes_every_figure_with_its_shape() {
     // no member refused; with exact counts the RAP knows the exact size.
     let fig7 = csv(&out.join("fig7_group_messages.csv"));
     let mut by_line: HashMap<(String, String), Vec<(f64, f64)>> = HashMap::new();
+    // Figs 6–7 count the reports group dynamics cause: no refresh falls in
+    // the event, and without loss no report is retried.
     for r in &fig7 {
         assert_eq!(num(r, "nacks"), 0.0, "{r:?}");
+        assert_eq!(num(r, "report_refreshes"), 0.0, "{r:?}");
+        assert_eq!(num(r, "report_retries"), 0.0, "{r:?}");
         assert_eq!(num(r, "seeds"), 2.0);
         let inacc = num(r, "inaccuracy_pct");
         let err = num(r, "worst_rap_error");
