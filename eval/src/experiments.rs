@@ -4,7 +4,7 @@
 use crate::internet::Internet;
 use crate::plot::{self, Chart, Series};
 use crate::topology::{load_cch, load_cities, load_graphml, Unlocated};
-use crate::{failover, groupdyn, overhead, par};
+use crate::{failover, groupdyn, overhead, par, sizing};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::error::Error;
@@ -24,6 +24,9 @@ pub struct Settings {
     /// Reduced sizes for the test suite: same code, minutes → seconds.
     pub smoke: bool,
     pub quiet: bool,
+    /// The process's allocated heap bytes (the binary's counting allocator),
+    /// for the memory figures and the memory checks.
+    pub heap_bytes: fn() -> usize,
 }
 
 impl Settings {
@@ -231,8 +234,32 @@ impl GroupPlan {
     }
 }
 
+/// Refuses the runs of `plan` if the largest ones, `s.threads` at once, need
+/// more memory than the host has.
+pub fn check_group_memory(s: &Settings, plan: &GroupPlan) -> Res<()> {
+    let Some(largest) = plan.proxies.iter().copied().max() else {
+        return Ok(());
+    };
+    let Some(&bound) = plan.groups.iter().max() else {
+        return Ok(());
+    };
+    let per_proxy = groupdyn::reserved_per_proxy(largest, &(plan.workload)(bound), &s.heap_bytes);
+    let at_once = s
+        .threads
+        .clamp(1, plan.groups.len() * plan.inaccuracies.len() * plan.seeds);
+    let need = at_once * sizing::resident_estimate(largest, per_proxy);
+    Ok(sizing::check_memory(
+        &format!(
+            "the group runs at {largest} proxies ({at_once} at once, {} KiB reserved per proxy)",
+            per_proxy >> 10
+        ),
+        need,
+    )?)
+}
+
 /// Figs 6 and 7. Returns Fig 7's points.
 pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
+    check_group_memory(s, plan)?;
     let mut jobs = Vec::new();
     for &p in &plan.proxies {
         for &g in &plan.groups {
@@ -462,64 +489,103 @@ fn timeline(
 
 // ----------------------------------------------------------------- overhead
 
-/// Resident memory per simulated proxy in the overhead run (measured: 8.0 GB
-/// for 20,000 proxies), with a margin.
-const RESIDENT_PER_PROXY: usize = 450 * 1024;
-
-/// MemAvailable from /proc/meminfo, bytes (None where there is none).
-fn mem_available() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 pub struct OverheadPlan {
+    /// Deployments simulated.
     pub proxies: Vec<usize>,
+    /// Deployments whose memory per proxy is measured on one proxy built at
+    /// that size (no simulation), besides those simulated.
+    pub memory_proxies: Vec<usize>,
     pub cluster_size: usize,
     pub steady_secs: u64,
+    /// Groups each proxy is the JAP of (one member each), JAPs per group.
+    pub groups: overhead::Groups,
 }
 
 impl OverheadPlan {
+    /// Every proxy the JAP of 4 groups, 10 JAPs to a group.
+    pub const GROUPS: overhead::Groups = overhead::Groups {
+        jap_groups: 4,
+        japs_per_group: 10,
+    };
+
     pub fn full() -> OverheadPlan {
         OverheadPlan {
             proxies: vec![1000, 2000, 5000, 10_000, 20_000],
+            memory_proxies: vec![1000, 2000, 5000, 10_000, 20_000],
             cluster_size: 10,
-            // One full RTT-probe period (30 s), so every proxy probes once.
+            // One full RTT-probe and report-refresh period (30 s), so every
+            // proxy probes once and every (group, JAP) refreshes once.
             steady_secs: 30,
+            groups: Self::GROUPS,
         }
     }
 
     pub fn smoke() -> OverheadPlan {
         OverheadPlan {
             proxies: vec![100, 300],
+            memory_proxies: vec![100, 300, 1000],
             cluster_size: 10,
-            steady_secs: 3,
+            // One refresh period, as in the full run: the test checks the formula.
+            steady_secs: 30,
+            groups: Self::GROUPS,
         }
     }
 }
 
-/// Membership and proximity overhead, one deployment at a time (they are the
-/// memory-hungry runs, and the heap counter must see one at a time).
-pub fn overhead(
-    s: &Settings,
-    plan: &OverheadPlan,
-    heap_bytes: &dyn Fn() -> usize,
-) -> Res<Vec<overhead::Overhead>> {
-    // Fail before the first run rather than after the host starts swapping.
-    let largest = plan.proxies.iter().copied().max().unwrap_or(0);
-    let need = largest * RESIDENT_PER_PROXY;
-    if let Some(avail) = mem_available() {
-        if need > avail {
-            return Err(format!(
-                "the overhead run at {largest} proxies needs about {} MiB of memory and {} MiB are available; \
-                 run `pias-eval overhead` on a larger host, or the other experiments alone",
-                need >> 20,
-                avail >> 20
-            )
-            .into());
-        }
+/// Refuses the simulations of `plan` if the largest needs more memory than
+/// the host has (one deployment runs at a time): before the first run rather
+/// than after the host starts swapping.
+pub fn check_overhead_memory(s: &Settings, plan: &OverheadPlan) -> Res<()> {
+    let Some(largest) = plan.proxies.iter().copied().max() else {
+        return Ok(());
+    };
+    let (per_proxy, shared) =
+        overhead::reserved_one(largest, plan.cluster_size, &plan.groups, &s.heap_bytes);
+    let need = sizing::resident_estimate(largest, per_proxy) + shared;
+    Ok(sizing::check_memory(
+        &format!(
+            "the overhead run at {largest} proxies ({} KiB reserved per proxy)",
+            per_proxy >> 10
+        ),
+        need,
+    )?)
+}
+
+/// Memory per proxy of each deployment of `plan.memory_proxies`, from one
+/// proxy built at that size: (proxies, reserved per proxy, shared) rows,
+/// also written to overhead_memory.csv.
+pub fn overhead_memory(s: &Settings, plan: &OverheadPlan) -> Res<Vec<(usize, usize, usize)>> {
+    let mut csv = String::from(
+        "proxies,reserved_bytes_per_proxy,shared_bytes,simulated_resident_estimate_bytes\n",
+    );
+    let mut rows = Vec::new();
+    s.say("memory per proxy, one proxy built at each size (no simulation)");
+    s.say(&format!(
+        "{:>8} {:>14} {:>12} {:>22}",
+        "proxies", "reserved KiB", "shared KiB", "simulating them, MiB"
+    ));
+    for &n in &plan.memory_proxies {
+        let (per_proxy, shared) =
+            overhead::reserved_one(n, plan.cluster_size, &plan.groups, &s.heap_bytes);
+        let sim = sizing::resident_estimate(n, per_proxy) + shared;
+        let _ = writeln!(csv, "{n},{per_proxy},{shared},{sim}");
+        s.say(&format!(
+            "{n:>8} {:>14.0} {:>12.0} {:>22}",
+            per_proxy as f64 / 1024.0,
+            shared as f64 / 1024.0,
+            sim >> 20
+        ));
+        rows.push((n, per_proxy, shared));
     }
+    write(&s.file("overhead_memory.csv"), &csv)?;
+    Ok(rows)
+}
+
+/// Membership, proximity and soft-state overhead, one deployment at a time
+/// (they are the memory-hungry runs, and the heap counter must see one at a
+/// time); then the memory per proxy of `plan.memory_proxies`.
+pub fn overhead(s: &Settings, plan: &OverheadPlan) -> Res<Vec<overhead::Overhead>> {
+    check_overhead_memory(s, plan)?;
     let pb = par::bar(plan.proxies.len(), "overhead", s.quiet);
     let mut rows = Vec::new();
     for &n in &plan.proxies {
@@ -527,32 +593,41 @@ pub fn overhead(
         rows.push(overhead::run(
             n,
             plan.cluster_size,
+            plan.groups,
             plan.steady_secs,
             s.seed,
-            heap_bytes,
+            &s.heap_bytes,
         )?);
         par::release_free_memory();
         pb.inc(1);
     }
     pb.finish();
     let mut csv = String::from(
-        "proxies,cluster_size,heartbeat_msgs_per_s,rtt_msgs_per_s,news_msgs_per_failure,informed,informed_within_s,reserved_bytes_per_proxy,shared_bytes,refusals\n",
+        "proxies,cluster_size,heartbeat_msgs_per_s,rtt_msgs_per_s,news_msgs_per_failure,informed,informed_within_s,reserved_bytes_per_proxy,shared_bytes,refusals,\
+         jap_groups,japs_per_group,refresh_msgs_per_s,refresh_formula_msgs_per_s,self_report_share,rap_reports_mean_per_s,rap_reports_max_per_s,rap_entries_max,report_retries,report_msgs_after_failure,victim_rap_entries\n",
     );
-    s.say("membership and proximity overhead per proxy (default timers; POPs of 10 proxies)");
+    let g = plan.groups;
     s.say(&format!(
-        "{:>8} {:>12} {:>10} {:>14} {:>16} {:>14} {:>12}",
+        "membership, proximity and soft-state overhead per proxy (default timers; POPs of {} proxies; \
+         each proxy the JAP of {} groups with one member, {} JAPs to a group)",
+        plan.cluster_size, g.jap_groups, g.japs_per_group
+    ));
+    s.say(&format!(
+        "{:>8} {:>12} {:>10} {:>14} {:>16} {:>14} {:>12} {:>14} {:>12}",
         "proxies",
         "heartbeat/s",
         "rtt/s",
         "news/failure",
         "informed (s)",
         "reserved KiB",
-        "shared KiB"
+        "shared KiB",
+        "reports+acks/s",
+        "RAP max rx/s"
     ));
     for o in &rows {
         let _ = writeln!(
             csv,
-            "{},{},{:.3},{:.4},{:.2},{},{:.2},{:.0},{},{}",
+            "{},{},{:.3},{:.4},{:.2},{},{:.2},{:.0},{},{},{},{},{:.4},{:.4},{:.5},{:.4},{:.4},{},{},{},{}",
             o.proxies,
             o.cluster_size,
             o.heartbeat_per_s,
@@ -562,10 +637,21 @@ pub fn overhead(
             o.informed_within_s,
             o.reserved_per_proxy,
             o.shared_bytes,
-            o.refusals
+            o.refusals,
+            o.groups.jap_groups,
+            o.groups.japs_per_group,
+            o.refresh_per_s,
+            o.refresh_formula_per_s,
+            o.self_report_share,
+            o.rap_reports_mean_per_s,
+            o.rap_reports_max_per_s,
+            o.rap_entries_max,
+            o.report_retries,
+            o.report_msgs_after_failure,
+            o.victim_rap_entries
         );
         s.say(&format!(
-            "{:>8} {:>12.2} {:>10.3} {:>14.1} {:>9}/{:<6} {:>14.0} {:>12.0}",
+            "{:>8} {:>12.2} {:>10.3} {:>14.1} {:>9}/{:<6} {:>14.0} {:>12.0} {:>14.3} {:>12.2}",
             o.proxies,
             o.heartbeat_per_s,
             o.rtt_per_s,
@@ -573,7 +659,21 @@ pub fn overhead(
             o.informed,
             format!("{:.1}", o.informed_within_s),
             o.reserved_per_proxy / 1024.0,
-            o.shared_bytes as f64 / 1024.0
+            o.shared_bytes as f64 / 1024.0,
+            o.refresh_per_s,
+            o.rap_reports_max_per_s
+        ));
+    }
+    if let Some(o) = rows.first() {
+        s.say(&format!(
+            "  soft state: reports+acks/s per proxy against G×k×2/report_refresh = {:.3} for G = {} \
+             (less the {:.2}% a JAP sends itself as one of the RAPs); a RAP receives {:.3} reports/s on average; \
+             {} report retries in all steady states",
+            o.refresh_formula_per_s,
+            g.jap_groups,
+            100.0 * o.self_report_share,
+            o.rap_reports_mean_per_s,
+            rows.iter().map(|o| o.report_retries).sum::<u64>()
         ));
     }
     write(&s.file("overhead.csv"), &csv)?;
@@ -583,7 +683,7 @@ pub fn overhead(
     plot::line_chart(
         &s.file("overhead.svg"),
         &Chart {
-            title: "Membership and proximity overhead per proxy",
+            title: "Membership, proximity and soft-state overhead per proxy",
             x_label: "proxies",
             y_label: "messages (per s, or per failure) / KiB",
             log_y: true,
@@ -598,6 +698,14 @@ pub fn overhead(
                 points: pts(&|o| o.rtt_per_s),
             },
             Series {
+                name: format!("count reports+acks per s ({} groups as JAP)", g.jap_groups),
+                points: pts(&|o| o.refresh_per_s),
+            },
+            Series {
+                name: "count reports received per s, busiest RAP".into(),
+                points: pts(&|o| o.rap_reports_max_per_s),
+            },
+            Series {
                 name: "news messages per failure".into(),
                 points: pts(&|o| o.news_per_failure),
             },
@@ -607,6 +715,7 @@ pub fn overhead(
             },
         ],
     )?;
+    overhead_memory(s, plan)?;
     Ok(rows)
 }
 

@@ -6,13 +6,14 @@
 
 use crate::sizing;
 use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
-use pias::wire::ProxyId;
+use pias::wire::{Key, ProxyId};
 use pias_sim::{udp_group, Pos, Sim, GROUP_KEY};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 /// Header kind of a count report (JAP→RAP) and of its acknowledgement.
 const COUNT_REPORT: usize = 6;
@@ -257,6 +258,16 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     cfg.report_refresh = quiet;
     cfg.report_expiry = 2 * quiet;
     cfg.lookup_timeout = 300 * MS;
+}
+
+/// Heap one proxy of this experiment reserves at `proxies` proxies (a JAP
+/// that is not a RAP), for the memory check before the runs.
+pub fn reserved_per_proxy(proxies: usize, w: &Workload, heap_bytes: &dyn Fn() -> usize) -> usize {
+    let pops = vec![(Pos(0.0, 0.0), 1); proxies.max(1)];
+    let roster = Arc::new(sizing::roster(&pops));
+    let mut cfg = ProxyConfig::new(1, 0, Key([0x42; 32]));
+    tune(&mut cfg, proxies, w, 0, false);
+    sizing::reserved_bytes(cfg, &roster, heap_bytes)
 }
 
 /// Runs the group over `proxies` proxies (one per POP, POPs at random on a

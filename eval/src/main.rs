@@ -87,9 +87,39 @@ enum Cmd {
         pairs: usize,
     },
     /// Figs 6 and 7: JAP→RAP messages of one large churning group.
-    Groups(Common),
-    /// Membership and proximity overhead at 1,000–20,000 proxies.
-    Overhead(Common),
+    Groups {
+        #[command(flatten)]
+        common: Common,
+        /// Deployment sizes (Fig 7's lines; Fig 6 is drawn at 1,000).
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        proxies: Vec<usize>,
+    },
+    /// Membership, proximity and soft-state overhead at 1,000–20,000 proxies.
+    Overhead {
+        #[command(flatten)]
+        common: Common,
+        /// Deployment sizes simulated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "1000,2000,5000,10000,20000"
+        )]
+        proxies: Vec<usize>,
+        /// Deployment sizes whose memory per proxy is measured on one proxy
+        /// built at that size (no simulation).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "1000,2000,5000,10000,20000"
+        )]
+        memory_proxies: Vec<usize>,
+        /// Groups each proxy is the JAP of (one member each): G in G×k×2/report_refresh.
+        #[arg(long, default_value_t = OverheadPlan::GROUPS.jap_groups)]
+        jap_groups: usize,
+        /// JAPs of each group.
+        #[arg(long, default_value_t = OverheadPlan::GROUPS.japs_per_group)]
+        japs_per_group: usize,
+    },
     /// Failover time seen by clients when a JAP or a RAP dies.
     Failover {
         #[command(flatten)]
@@ -151,6 +181,7 @@ impl Common {
             seed: self.seed,
             smoke: self.smoke,
             quiet: self.quiet,
+            heap_bytes,
         }
     }
 }
@@ -163,22 +194,24 @@ fn stretch_args(s: &Settings) -> (Vec<usize>, usize) {
     }
 }
 
-fn groups(s: &Settings) -> Res<()> {
-    let plan = if s.smoke {
+fn group_plan(s: &Settings) -> GroupPlan {
+    if s.smoke {
         GroupPlan::smoke()
     } else {
         GroupPlan::full()
-    };
-    experiments::group_dynamics(s, &plan).map(|_| ())
+    }
 }
 
-fn overhead(s: &Settings) -> Res<()> {
-    let plan = if s.smoke {
+fn overhead(s: &Settings, plan: &OverheadPlan) -> Res<()> {
+    experiments::overhead(s, plan).map(|_| ())
+}
+
+fn overhead_plan(s: &Settings) -> OverheadPlan {
+    if s.smoke {
         OverheadPlan::smoke()
     } else {
         OverheadPlan::full()
-    };
-    experiments::overhead(s, &plan, &heap_bytes).map(|_| ())
+    }
 }
 
 fn failover(s: &Settings, runs: usize) -> Res<()> {
@@ -188,18 +221,25 @@ fn failover(s: &Settings, runs: usize) -> Res<()> {
 fn run(cmd: Cmd) -> Res<()> {
     let started = std::time::Instant::now();
     let quiet = match &cmd {
-        Cmd::All(c) | Cmd::Groups(c) | Cmd::Overhead(c) => c.quiet,
-        Cmd::Stretch { common, .. } | Cmd::Failover { common, .. } => common.quiet,
+        Cmd::All(c) => c.quiet,
+        Cmd::Stretch { common, .. }
+        | Cmd::Groups { common, .. }
+        | Cmd::Failover { common, .. }
+        | Cmd::Overhead { common, .. } => common.quiet,
     };
     let out = match cmd {
         Cmd::All(c) => {
             let s = c.settings();
+            let (groups, over) = (group_plan(&s), overhead_plan(&s));
+            // Refuse before any work if the host cannot hold the largest runs.
+            experiments::check_group_memory(&s, &groups)?;
+            experiments::check_overhead_memory(&s, &over)?;
             let (proxies, pairs) = stretch_args(&s);
             experiments::stretch(&s, &proxies, pairs)?;
-            groups(&s)?;
+            experiments::group_dynamics(&s, &groups)?;
             failover(&s, 10)?;
-            // Last: the most memory-hungry, and it refuses on a small host.
-            overhead(&s)?;
+            // Last: the most memory-hungry.
+            overhead(&s, &over)?;
             s.out
         }
         Cmd::Stretch {
@@ -216,14 +256,33 @@ fn run(cmd: Cmd) -> Res<()> {
             experiments::stretch(&s, &p, n)?;
             s.out
         }
-        Cmd::Groups(c) => {
-            let s = c.settings();
-            groups(&s)?;
+        Cmd::Groups { common, proxies } => {
+            let s = common.settings();
+            let mut plan = group_plan(&s);
+            if !s.smoke {
+                plan.proxies = proxies;
+            }
+            experiments::group_dynamics(&s, &plan)?;
             s.out
         }
-        Cmd::Overhead(c) => {
-            let s = c.settings();
-            overhead(&s)?;
+        Cmd::Overhead {
+            common,
+            proxies,
+            memory_proxies,
+            jap_groups,
+            japs_per_group,
+        } => {
+            let s = common.settings();
+            let mut plan = overhead_plan(&s);
+            if !s.smoke {
+                plan.proxies = proxies;
+                plan.memory_proxies = memory_proxies;
+            }
+            plan.groups = pias_eval::overhead::Groups {
+                jap_groups,
+                japs_per_group,
+            };
+            overhead(&s, &plan)?;
             s.out
         }
         Cmd::Failover { common, runs } => {

@@ -1,13 +1,16 @@
-//! Which proxies are a group's RAPs, known before the simulator starts, so
-//! that each proxy's RAP tables can be sized for what it will hold (the core
-//! reserves and writes every table at start, so a table sized for the
-//! busiest proxy would be resident in all of them).
+//! Sizing the experiments' proxies and the host they run on. Which proxies
+//! are a group's RAPs, known before the simulator starts, so that each
+//! proxy's RAP tables can be sized for what it will hold (the core reserves
+//! and writes every table at start, so a table sized for the busiest proxy
+//! would be resident in all of them); the heap one proxy reserves; and the
+//! memory check that refuses a run the host cannot hold.
 
 use pias::addr::Group;
-use pias::proxy::PeerInfo;
+use pias::proxy::{PeerInfo, Proxy, ProxyConfig, SEC};
 use pias::roster::Roster;
 use pias::wire::ProxyId;
 use pias_sim::Pos;
+use std::sync::Arc;
 
 /// The roster `pias_sim::Sim::new` builds for `pops`: ids from 1 in POP
 /// order, each POP one cluster.
@@ -33,4 +36,48 @@ pub fn raps(roster: &Roster, g: &Group, k: usize, up: impl Fn(ProxyId) -> bool) 
     let n = roster.ring().raps(g, k, up, &mut out);
     out.truncate(n);
     out
+}
+
+/// Heap one proxy built with `cfg` over `roster` reserves (every table is
+/// reserved, and written, at construction), measured with `heap_bytes`, the
+/// process's allocated bytes. Call it while no other thread allocates.
+pub fn reserved_bytes(
+    cfg: ProxyConfig,
+    roster: &Arc<Roster>,
+    heap_bytes: &dyn Fn() -> usize,
+) -> usize {
+    let before = heap_bytes();
+    let proxy = Proxy::with_roster(cfg, roster.clone(), 1_700_000_000 * SEC);
+    let after = heap_bytes();
+    drop(proxy);
+    after.saturating_sub(before)
+}
+
+/// MemAvailable from /proc/meminfo, bytes (None where there is none).
+pub fn mem_available() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resident memory of a simulation of `proxies` proxies that each reserve
+/// `per_proxy` bytes: the core writes every table it reserves, so all of it
+/// is resident; a quarter more and 256 MiB for the simulator's own state
+/// (events, members, configurations) and the allocator.
+pub fn resident_estimate(proxies: usize, per_proxy: usize) -> usize {
+    proxies.saturating_mul(per_proxy).saturating_mul(5) / 4 + (256 << 20)
+}
+
+/// Refuses, naming what it needs, a run that needs more memory than the host has.
+pub fn check_memory(what: &str, need: usize) -> Result<(), String> {
+    match mem_available() {
+        Some(avail) if need > avail => Err(format!(
+            "{what} needs about {} MiB of memory and {} MiB are available; \
+             run it with fewer proxies (--proxies) or on a larger host",
+            need >> 20,
+            avail >> 20
+        )),
+        _ => Ok(()),
+    }
 }

@@ -135,11 +135,61 @@ fn the_smoke_run_writes_every_figure_with_its_shape() {
         assert!(num(r, "news_msgs_per_failure") > 1.0);
         assert_eq!(num(r, "refusals"), 0.0);
         assert!(num(r, "reserved_bytes_per_proxy") > 0.0);
+
+        // Soft state: each proxy is the JAP of G groups with k = 4 RAPs; in the
+        // steady state (one refresh period, 30 s) every (group, JAP) sends each
+        // RAP one refresh and gets one ack, except the reports a JAP sends
+        // itself as one of the group's RAPs (about 1/N of them, not on the
+        // network). The run's resolution is one message in the steady state.
+        let n = num(r, "proxies");
+        let one = 1.0 / (n * 30.0);
+        let g = num(r, "jap_groups");
+        let formula = num(r, "refresh_formula_msgs_per_s");
+        assert!((formula - g * 4.0 * 2.0 / 30.0).abs() < 1e-3, "{r:?}");
+        let own = num(r, "self_report_share");
+        assert!(own <= 2.0 / n, "{own} of the reports to itself");
+        let measured = num(r, "refresh_msgs_per_s");
+        assert!(
+            (measured - formula * (1.0 - own)).abs() <= one + 1e-4,
+            "reports+acks/s {measured}, formula {formula}, {own} to itself"
+        );
+        assert!((measured - formula).abs() <= formula * own + one + 1e-4);
+        // What a RAP receives: G × k / 30 s on average (its own reports
+        // included), and the busiest its entries once per refresh period.
+        assert!((num(r, "rap_reports_mean_per_s") - g * 4.0 / 30.0).abs() <= one + 1e-4);
+        let busiest = num(r, "rap_entries_max");
+        assert!((num(r, "rap_reports_max_per_s") - busiest / 30.0).abs() <= 1.0 / 30.0 + 1e-4);
+        assert_eq!(num(r, "report_retries"), 0.0, "{r:?}");
+        // A death moves the dead RAP's entries to its successor: one report
+        // and one ack each (none for a JAP that is the successor itself).
+        let moved = num(r, "report_msgs_after_failure");
+        let held = num(r, "victim_rap_entries");
+        assert!(
+            moved <= 2.0 * held && (held == 0.0) == (moved == 0.0),
+            "{r:?}"
+        );
     }
     assert!(
         num(&over[1], "reserved_bytes_per_proxy") > num(&over[0], "reserved_bytes_per_proxy"),
         "a larger deployment reserves a larger peer table"
     );
+    // Memory per proxy from one proxy built at each size: what the simulated
+    // deployments reserved per proxy (their RAP tables vary: within 2%), and
+    // growing with the deployment.
+    let mem = csv(&out.join("overhead_memory.csv"));
+    assert_eq!(mem.len(), 3);
+    for r in &over {
+        let one = mem
+            .iter()
+            .find(|m| m["proxies"] == r["proxies"])
+            .map(|m| num(m, "reserved_bytes_per_proxy"))
+            .unwrap();
+        let all = num(r, "reserved_bytes_per_proxy");
+        assert!((one - all).abs() <= 0.02 * all, "{one} against {all}");
+    }
+    assert!(mem
+        .windows(2)
+        .all(|w| num(&w[1], "reserved_bytes_per_proxy") > num(&w[0], "reserved_bytes_per_proxy")));
 
     // Failover: clients of a dead JAP wait for its death to be detected (dead
     // after 3.5 s of silence) and no longer; a new client meets a dead RAP at
