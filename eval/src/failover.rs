@@ -27,8 +27,9 @@ pub struct Failover {
     /// JAP death: for each client the JAP served, the longest time without a
     /// reply around the death, less one probe interval (s).
     pub outages: Vec<f64>,
-    /// RAP death: for each client that starts after the death, the time from
-    /// its first packet to its first reply (s); and the same before the death.
+    /// RAP death: for each client that starts after the death (sending every
+    /// PROBE until answered), the time from its first packet to its first
+    /// reply (s); and the same before the death.
     pub first_reply_after: Vec<f64>,
     pub first_reply_before: Vec<f64>,
     /// Clients left without a reply: a dead JAP's clients that got none after
@@ -204,9 +205,16 @@ fn rap_death(seed: u64) -> Failover {
         let start = sim.now + if after { SEC / 2 } else { SEC / 10 };
         sim.run_until(start);
         let c = sim.add_client(pops[pop]);
-        sim.client_send(c, group(), b"first");
+        // Like every client here it sends every PROBE, until its first reply:
+        // a lookup that times out goes to the next RAP without the packet
+        // (the dead RAP may have delivered it), so a later packet is answered.
         let deadline = start + 3 * SEC;
+        let mut next_send = start;
         while sim.now < deadline && sim.clients[c].replies.is_empty() {
+            if sim.now >= next_send {
+                sim.client_send(c, group(), b"first");
+                next_send += PROBE;
+            }
             sim.run_for(STEP);
         }
         if sim.clients[c].replies.is_empty() {
