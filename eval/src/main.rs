@@ -73,7 +73,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Every experiment below, in one go (about 7 minutes on 2 cores, 8 GB of memory).
+    /// Every experiment below, in one go. It checks the memory of the largest
+    /// runs first: with the current core the default sizes need about 270 GB
+    /// (docs/evaluation.md names the smaller runs that fit on a 23 GB host).
     All(Common),
     /// Fig 8: stretch on the multi-ISP POP graph.
     Stretch {
