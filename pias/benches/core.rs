@@ -131,7 +131,10 @@ fn bench(c: &mut Criterion) {
         )
     });
 
-    println!("\nbytes per table entry (hash tables add ~1 control byte per slot, 7/8 load):");
+    println!(
+        "\nbytes per table entry (fixed hash tables reserve 8/7 to 16/7 slots \
+         per unit of capacity; pool entries include their link):"
+    );
     for (name, bytes) in Proxy::entry_sizes() {
         println!("  {name:<10} {bytes:>5}");
     }

@@ -4,7 +4,7 @@
 use crate::fixed::{FixedMap, FixedVec};
 
 /// How many accepted sequence numbers a `SeqWindow` remembers.
-const REMEMBERED: usize = 32;
+const REMEMBERED: usize = 16;
 
 /// Why a sequence number was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +70,18 @@ impl SeqWindow {
         } else {
             self.floor = *low;
             *low = seq;
+        }
+    }
+
+    /// A window that refuses everything at or below `floor`: for a sender
+    /// whose sequence numbers follow its clock (µs), `floor` = now − the
+    /// freshness window refuses any message older than that, so a window
+    /// made afresh (a new peer, a restart, an entry forgotten and made again)
+    /// cannot be fed an old captured message.
+    pub fn above(floor: u64) -> Self {
+        SeqWindow {
+            floor,
+            seen: [0; REMEMBERED],
         }
     }
 
@@ -252,9 +264,9 @@ mod tests {
             assert_eq!(w.check(seq), Ok(()), "seq {seq}");
             w.record(seq);
         }
-        // A message overtaken by 31 later-numbered ones is still accepted.
+        // A message overtaken by REMEMBERED - 1 later-numbered ones is still accepted.
         let mut w = SeqWindow::default();
-        for k in 1..=31u64 {
+        for k in 1..REMEMBERED as u64 {
             w.record(1_000 * k + 5_000);
         }
         assert_eq!(w.check(10), Ok(()));
@@ -276,13 +288,13 @@ mod tests {
     #[test]
     fn evicted_seq_is_stale() {
         let mut w = SeqWindow::default();
-        for k in 1..=32u64 {
+        for k in 1..=REMEMBERED as u64 {
             w.record(10 * k);
         }
-        // All 32 remembered: nothing is stale yet but 0.
+        // All remembered: nothing is stale yet but 0.
         assert_eq!(w.check(10), Err(SeqError::Replay));
         assert_eq!(w.check(5), Ok(()));
-        w.record(330);
+        w.record(10 * REMEMBERED as u64 + 10);
         // 10 was the smallest: forgotten, and the floor.
         assert_eq!(w.check(10), Err(SeqError::Stale));
         assert_eq!(w.check(5), Err(SeqError::Stale));
@@ -295,6 +307,11 @@ mod tests {
         w.reset();
         assert_eq!(w.check(1), Ok(()));
         assert_eq!(w.check(10), Ok(()));
+        // A window made above a floor refuses everything at or below it.
+        let w = SeqWindow::above(1_000);
+        assert_eq!(w.check(1_000), Err(SeqError::Stale));
+        assert_eq!(w.check(999), Err(SeqError::Stale));
+        assert_eq!(w.check(1_001), Ok(()));
     }
 
     #[derive(Clone, Debug)]

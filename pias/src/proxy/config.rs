@@ -46,6 +46,15 @@ pub struct ProxyConfig {
     pub k_raps: usize,
     /// Other proxies of the deployment it can know.
     pub max_peers: usize,
+    /// Peers it keeps state for (life, replay window, coordinate, damping):
+    /// those it watches, talks to, or believes down; at most the roster. The
+    /// default holds the whole roster of the largest deployment (a RAP of a
+    /// group with a JAP at every proxy hears from all of them); a simulation
+    /// of thousands of proxies in one process sets it lower where it can.
+    /// Beyond it the least recently heard peer silent for `freshness` is
+    /// forgotten (it is then up and unheard, as every roster member starts);
+    /// with none to forget, a new peer is refused (counted).
+    pub max_peer_state: usize,
     /// Groups it can hold as JAP, as RAP and in its IAP cache (each).
     pub max_groups: usize,
     /// Targets of one group it can hold as JAP.
@@ -88,7 +97,10 @@ pub struct ProxyConfig {
     pub lookup_timeout: u64,
     /// Period of the RTT probes behind the coordinates.
     pub rtt_probe: u64,
-    /// Registrations whose timestamp is further than this from `now` are refused.
+    /// Registrations whose timestamp is further than this from `now` are
+    /// refused, and so are proxy messages whose sequence number (the sender's
+    /// clock) is older than this when their sender's state is made afresh:
+    /// the proxies' and targets' clocks must agree within it.
     pub freshness: u64,
     /// Registrations per second the replay cache is sized for (over `2 ×
     /// freshness`); past it joins are refused with `Capacity`, never replayable.
@@ -115,6 +127,7 @@ impl ProxyConfig {
             cluster,
             k_raps: 4,
             max_peers: 1024,
+            max_peer_state: 20_000,
             max_groups: 4096,
             max_targets_per_group: 64,
             max_targets: 16_384,

@@ -60,8 +60,10 @@ pub struct MembershipCounters {
     pub damped: u64,
     /// Floods refused because too many were in progress.
     pub floods_refused: u64,
-    /// Peers refused because the peer table was full.
+    /// Peers refused because the peer table was full of peers it must keep.
     pub peers_refused: u64,
+    /// Peers whose state was forgotten (silent, up) to make room for another.
+    pub peers_forgotten: u64,
 }
 
 /// The JAP role.

@@ -5,7 +5,7 @@ use super::timers::Timer;
 use super::{Proxy, Transmit};
 use crate::ids::Incarnation;
 use crate::proximity;
-use crate::replay::SeqWindow;
+use crate::replay::{SeqError, SeqWindow};
 use crate::time::{Instant, MS, SEC};
 use crate::wire::{Coord, Message, ProxyId};
 
@@ -34,13 +34,15 @@ pub(super) struct Peer {
 }
 
 impl Peer {
-    pub(super) fn fresh(now: Instant) -> Peer {
+    /// A peer first heard of at `now`; its messages numbered at or below
+    /// `floor` (older than the freshness window, by their sender's clock) are refused.
+    pub(super) fn fresh(now: Instant, floor: u64) -> Peer {
         Peer {
             up: true,
             incarnation: None,
             last_heard: now,
             coord: None,
-            replay: SeqWindow::default(),
+            replay: SeqWindow::above(floor),
             declared: false,
             flaps: 0,
             flapped_at: now,
@@ -75,25 +77,78 @@ pub(super) enum Life {
 const FLAP_DECAY: u64 = 16;
 
 impl Proxy {
-    /// Where a verified message from `sender` in its life `boot` stands; the
-    /// first life heard of is recorded here, a later one by `peer_restarted`.
-    pub(super) fn life_of(&mut self, now: Instant, sender: ProxyId, boot: u64) -> Option<Life> {
-        let Ok(peer) = self.peers.get_or_insert_with(sender, || Peer::fresh(now)) else {
-            self.counters.membership.peers_refused += 1;
-            return None;
+    /// Where a verified message from `sender` in its life `boot`, numbered
+    /// `seq`, stands: its life against the one we know, and its number
+    /// against that life's replay window (a window made above `floor` for a
+    /// life or a peer we have no state for). Changes nothing.
+    pub(super) fn judge(
+        &self,
+        sender: ProxyId,
+        boot: u64,
+        seq: u64,
+        floor: u64,
+    ) -> (Life, Result<(), SeqError>) {
+        let fresh = || SeqWindow::above(floor).check(seq);
+        let Some(peer) = self.peers.get(&sender) else {
+            return (Life::Current, fresh());
         };
-        Some(match peer.incarnation {
-            None => {
-                peer.incarnation = Some(Incarnation {
-                    boot,
-                    refutation: 0,
-                });
-                Life::Current
+        match peer.incarnation {
+            Some(k) if boot < k.boot => (Life::Old, Ok(())),
+            Some(k) if boot > k.boot => (Life::Restarted, fresh()),
+            _ => (Life::Current, peer.replay.check(seq)),
+        }
+    }
+
+    /// Makes the state of `sender` if absent, recording its first life
+    /// heard of (a later one is recorded by `peer_restarted`); false if the
+    /// table has no room (counted).
+    pub(super) fn record_life(&mut self, now: Instant, sender: ProxyId, boot: u64) -> bool {
+        let Some(peer) = self.peer_entry(now, sender) else {
+            return false;
+        };
+        if peer.incarnation.is_none() {
+            peer.incarnation = Some(Incarnation {
+                boot,
+                refutation: 0,
+            });
+        }
+        true
+    }
+
+    /// The state of peer `id`, made if absent. When the table is full the
+    /// least recently heard peer that is up, not watched, not damped and
+    /// silent for `freshness` is forgotten to make room; if there is none,
+    /// `None` (counted).
+    fn peer_entry(&mut self, now: Instant, id: ProxyId) -> Option<&mut Peer> {
+        let window = self.cfg.freshness;
+        if !self.peers.contains_key(&id) && self.peers.len() >= self.peers.capacity() {
+            let victim = self
+                .peers
+                .iter()
+                .filter(|(p, x)| {
+                    x.up && !x.declared
+                        && x.flaps == 0
+                        && now.saturating_sub(x.last_heard) > window
+                        && self.watched.binary_search(p).is_err()
+                })
+                .min_by_key(|(p, x)| (x.last_heard, **p))
+                .map(|(p, _)| *p);
+            if let Some(v) = victim {
+                self.peers.remove(&v);
+                self.counters.membership.peers_forgotten += 1;
             }
-            Some(k) if boot < k.boot => Life::Old,
-            Some(k) if boot > k.boot => Life::Restarted,
-            Some(_) => Life::Current,
-        })
+        }
+        let floor = now.saturating_sub(window);
+        match self
+            .peers
+            .get_or_insert_with(id, || Peer::fresh(now, floor))
+        {
+            Ok(peer) => Some(peer),
+            Err(_) => {
+                self.counters.membership.peers_refused += 1;
+                None
+            }
+        }
     }
 
     /// A verified message from `p` in a life later than we knew: its state
@@ -217,8 +272,8 @@ impl Proxy {
         if subject == self.cfg.id || !self.roster.contains(subject) {
             return false;
         }
-        let Ok(peer) = self.peers.get_or_insert_with(subject, || Peer::fresh(now)) else {
-            self.counters.membership.peers_refused += 1;
+        let floor = now.saturating_sub(self.cfg.freshness);
+        let Some(peer) = self.peer_entry(now, subject) else {
             return false;
         };
         match peer.incarnation {
@@ -235,7 +290,7 @@ impl Proxy {
                 let restarted = known.is_some_and(|k| inc.boot > k.boot);
                 peer.incarnation = Some(inc);
                 if restarted {
-                    peer.replay.reset();
+                    peer.replay = SeqWindow::above(floor);
                 }
                 if peer.up != up {
                     // A refutation means a declaration was wrong; a restart does not.

@@ -112,10 +112,15 @@ impl Proxy {
     /// boot: a proxy restarted later gets a later incarnation.
     pub fn with_roster(cfg: ProxyConfig, roster: Arc<Roster>, now: Instant) -> Proxy {
         let (watched, watchers) = watch_sets(&roster, &cfg);
-        let mut peer_map = FixedMap::with_capacity(roster.len());
+        let room = cfg
+            .max_peer_state
+            .max(watched.len() + 1)
+            .min(roster.len().max(1));
+        let mut peer_map = FixedMap::with_capacity(room);
+        let floor = now.saturating_sub(cfg.freshness);
         for &p in &watched {
-            // Capacity is the roster's size, so this cannot be refused.
-            let _ = peer_map.insert(p, Peer::fresh(now));
+            // The table has room for every watched peer, so this cannot be refused.
+            let _ = peer_map.insert(p, Peer::fresh(now, floor));
         }
         let boot = now.max(1);
         let mut timers = TimerTable::default();
@@ -251,8 +256,9 @@ impl Proxy {
         ]
     }
 
-    /// Bytes per entry of each table (the entry itself; hash tables add about
-    /// one control byte per slot and keep 1/8 of slots free).
+    /// Bytes per entry of each table: the entry itself (pool entries with
+    /// their link). Fixed hash tables reserve 8/7 to 16/7 slots per unit of
+    /// capacity (a power of two, at most 7/8 full).
     pub fn entry_sizes() -> [(&'static str, usize); 8] {
         use core::mem::size_of;
         [
@@ -323,6 +329,7 @@ impl Proxy {
     /// (from a target); `src` is its UDP source. Nothing that fails to verify
     /// changes any state or causes any output.
     pub fn handle_message(&mut self, now: Instant, src: Endpoint, bytes: &[u8]) {
+        self.out.set_clock(now);
         let parsed = match wire::parse(bytes) {
             Ok(p) => p,
             Err(_) => {
@@ -362,29 +369,34 @@ impl Proxy {
             self.counters.wire.bad_tag += 1;
             return;
         }
-        match self.life_of(now, sender, boot) {
-            None => return,
-            Some(Life::Old) => {
+        // Judge the message against the sender's life and replay window
+        // before anything changes: a stale or replayed message changes nothing.
+        let floor = now.saturating_sub(self.cfg.freshness);
+        let (life, verdict) = self.judge(sender, boot, parsed.seq, floor);
+        match (life, verdict) {
+            (Life::Old, _) => {
                 self.counters.wire.stale_incarnation += 1;
                 return;
             }
-            // A later life, authenticated: its replay window starts over.
-            Some(Life::Restarted) => self.peer_restarted(now, sender, boot),
-            Some(Life::Current) => {}
-        }
-        let Some(peer) = self.peers.get_mut(&sender) else {
-            return;
-        };
-        match peer.replay.check(parsed.seq) {
-            Ok(()) => peer.replay.record(parsed.seq),
-            Err(SeqError::Replay) => {
+            (_, Err(SeqError::Replay)) => {
                 self.counters.wire.replayed += 1;
                 return;
             }
-            Err(SeqError::Stale) => {
+            (_, Err(SeqError::Stale)) => {
                 self.counters.wire.stale += 1;
                 return;
             }
+            _ => {}
+        }
+        if !self.record_life(now, sender, boot) {
+            return;
+        }
+        if life == Life::Restarted {
+            // A later life, authenticated: its state starts over.
+            self.peer_restarted(now, sender, boot);
+        }
+        if let Some(peer) = self.peers.get_mut(&sender) {
+            peer.replay.record(parsed.seq);
         }
         self.heard_from(now, sender);
         if parsed.message.target_group().is_some() {
@@ -404,6 +416,7 @@ impl Proxy {
         client: Endpoint,
         packet: &[u8],
     ) {
+        self.out.set_clock(now);
         if packet.len() > MAX_CARRIED {
             self.counters.wire.oversized += 1;
             return;
@@ -424,6 +437,7 @@ impl Proxy {
         client: Endpoint,
         packet: &[u8],
     ) {
+        self.out.set_clock(now);
         self.jap_target_reply(now, group, target, client);
         let Ok(packet) = Buf::from_slice(packet) else {
             self.counters.wire.oversized += 1;
@@ -439,6 +453,7 @@ impl Proxy {
     /// Runs every timer due at `now`, in `Timer::ALL`'s order; each re-arms
     /// itself (or stops when nothing is left to do).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.out.set_clock(now);
         for t in Timer::ALL {
             if !self.timers.is_due(t, now) {
                 continue;

@@ -44,8 +44,10 @@ fn signed(sender: Sender, seq: u64, msg: &Message, key: &Key) -> Vec<u8> {
     out
 }
 
+/// `msg` from proxy `id` (in its life since `BOOT`), its `seq`-th message:
+/// sequence numbers follow the sender's clock, so they count from `BOOT`.
 fn from_peer(id: ProxyId, seq: u64, msg: &Message) -> Vec<u8> {
-    signed(Sender::Proxy { id, boot: BOOT }, seq, msg, &DK)
+    signed(Sender::Proxy { id, boot: BOOT }, BOOT + seq, msg, &DK)
 }
 
 fn target(i: u8) -> Endpoint {
@@ -492,7 +494,11 @@ fn a_peer_in_a_later_life_is_believed_and_down_news_of_its_old_life_is_not() {
         id: 2,
         boot: T0 + SEC,
     };
-    p.handle_message(T0 + 2 * SEC, target(0), &signed(new_life, 1, &hb, &DK));
+    p.handle_message(
+        T0 + 2 * SEC,
+        target(0),
+        &signed(new_life, T0 + SEC + 1, &hb, &DK),
+    );
     let c = p.counters();
     assert_eq!((c.wire.stale, c.membership.restarts_seen), (0, 1), "{c:?}");
     assert_eq!(p.peer_incarnation(2).map(|i| i.boot), Some(T0 + SEC));
@@ -619,4 +625,46 @@ fn coordinates_beyond_any_rtt_are_refused_and_ranking_cannot_overflow() {
         .iter()
         .any(|t| matches!(t, Transmit::Proxy { bytes, .. }
             if matches!(wire::parse(bytes).map(|x| x.message), Ok(Message::Lookup { .. })))));
+}
+
+#[test]
+fn peer_state_is_bounded_and_a_forgotten_peers_old_messages_stay_refused() {
+    // Proxy 1 alone in its cluster, watching no one; room for 8 peers' state.
+    let mut cfg = ProxyConfig::new(1, 0, DK);
+    cfg.watch_clusters = 0;
+    cfg.max_peer_state = 8;
+    let list: Vec<PeerInfo> = (1..=20)
+        .map(|id| PeerInfo {
+            id,
+            cluster: 100 + id,
+        })
+        .collect();
+    let mut p = Proxy::new(cfg, &list, T0);
+    let hb = Message::Heartbeat {
+        cluster: 0,
+        coord: Coord::default(),
+    };
+    let captured = from_peer(2, SEC, &hb);
+    p.handle_message(T0, target(0), &captured);
+    for id in 3..=9 {
+        p.handle_message(T0, target(0), &from_peer(id, SEC, &hb));
+    }
+    assert_eq!(p.table_fill()[1], ("peer_state", 8, 8));
+    // Full of peers heard within the freshness window: the ninth is refused.
+    p.handle_message(T0 + SEC, target(0), &from_peer(10, 2 * SEC, &hb));
+    assert_eq!(p.counters().membership.peers_refused, 1);
+    // 40 s later the least recently heard is forgotten to make room.
+    p.handle_message(T0 + 40 * SEC, target(0), &from_peer(10, 41 * SEC, &hb));
+    let c = p.counters().membership;
+    assert_eq!((c.peers_refused, c.peers_forgotten), (1, 1));
+    // Proxy 2's entry was forgotten; its message from 40 s ago, replayed, is
+    // older than the freshness window for the state made afresh: refused.
+    // Refused before any state is made for it: nothing else is forgotten.
+    p.handle_message(T0 + 40 * SEC, target(0), &captured);
+    assert_eq!(p.counters().wire.stale, 1);
+    assert_eq!(p.counters().membership.peers_forgotten, 1);
+    // A fresh message from it is welcome (another silent peer makes room).
+    p.handle_message(T0 + 40 * SEC, target(0), &from_peer(2, 41 * SEC, &hb));
+    assert_eq!(p.counters().wire.stale, 1);
+    assert_eq!(p.counters().membership.peers_forgotten, 2);
 }

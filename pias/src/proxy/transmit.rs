@@ -54,7 +54,11 @@ pub enum Transmit {
 pub(super) struct Outbox {
     id: ProxyId,
     boot: u64,
+    /// The last sequence number used; numbers follow the clock (µs, and
+    /// strictly increase), so a receiver can refuse very old ones.
     seq: u64,
+    /// The clock as of the latest input.
+    clock: u64,
     queue: VecDeque<Transmit>,
     cap: usize,
     /// Datagrams dropped because the queue was full.
@@ -69,11 +73,17 @@ impl Outbox {
             id,
             boot,
             seq: 0,
+            clock: boot,
             queue: VecDeque::with_capacity(cap),
             cap,
             full: 0,
             oversized: 0,
         }
+    }
+
+    /// The clock advanced to `now` (called at every input).
+    pub(super) fn set_clock(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
     }
 
     /// Whether a datagram would be queued now.
@@ -101,7 +111,7 @@ impl Outbox {
     /// `msg` to proxy `to` (0: a target) signed with `key`, with the next
     /// sequence number of this life.
     pub(super) fn sign(&mut self, to: ProxyId, msg: &Message, key: &Key) -> Option<Buf> {
-        self.seq += 1;
+        self.seq = self.seq.saturating_add(1).max(self.clock);
         let mut buf = Buf::new();
         // A Buf is MAX_MESSAGE bytes: fill it, encode, then cut to length.
         let _ = buf.resize(MAX_MESSAGE, 0);
