@@ -303,14 +303,21 @@ impl Proxy {
         let Some(j) = self.jap.groups.get_mut(&r.group) else {
             return Err(NackReason::NotResponsible);
         };
-        let before = j.targets.len();
-        self.jap
-            .targets
-            .retain(&mut j.targets, |t| t.ep != r.target);
-        if j.targets.len() == before {
+        let mut had_flows = None;
+        self.jap.targets.retain(&mut j.targets, |t| {
+            let leaving = t.ep == r.target;
+            if leaving {
+                had_flows = Some(t.flows > 0);
+            }
+            !leaving
+        });
+        let Some(had_flows) = had_flows else {
             return Err(NackReason::NotResponsible);
+        };
+        // The flow table is scanned only when the target has flows in it.
+        if had_flows {
+            self.jap.end_flows_to(r.group, r.target);
         }
-        self.jap.end_flows_to(r.group, r.target);
         self.counters.jap.leaves += 1;
         Ok(())
     }
@@ -355,11 +362,13 @@ impl Proxy {
                     if t.misses >= fall && t.health != Health::Down {
                         t.health = Health::Down;
                         t.down_since = Some(now);
-                        t.flows = 0;
                         group_changed = true;
                         counters.jap.targets_down += 1;
-                        let (fg, ep) = (*g, t.ep);
-                        flows.retain(|(k, _), f| !(*k == fg && f.target == ep));
+                        if t.flows > 0 {
+                            let (fg, ep) = (*g, t.ep);
+                            flows.retain(|(k, _), f| !(*k == fg && f.target == ep));
+                        }
+                        t.flows = 0;
                     } else if t.health == Health::Up {
                         t.health = Health::Suspect;
                     }
