@@ -1,0 +1,303 @@
+//! Round trips, tampering, framing errors and field domains of the wire format.
+
+use super::*;
+use crate::addr::{Endpoint, Group, Ipv4, Transport};
+use proptest::prelude::*;
+
+fn group() -> Group {
+    Group {
+        ip: Ipv4([203, 0, 113, 1]),
+        port: 53,
+        transport: Transport::Udp,
+    }
+}
+
+fn ep(last: u8, port: u16) -> Endpoint {
+    Endpoint {
+        ip: Ipv4([198, 18, 1, last]),
+        port,
+    }
+}
+
+const K: Key = Key([7; 32]);
+const PROXY: Sender = Sender::Proxy { id: 17, boot: 99 };
+
+/// Where a message goes: proxy 9, or 0 for a target's message or one to a target.
+fn to_of(m: &Message) -> ProxyId {
+    if m.target_group().is_some() {
+        0
+    } else {
+        9
+    }
+}
+
+fn all_messages(packet: &[u8]) -> std::vec::Vec<Message<'_>> {
+    let reg = Registration {
+        group: group(),
+        target: ep(5, 5353),
+        timestamp_ms: 1_700_000_000_000,
+        nonce: 99,
+        options: JoinOptions { weight: 3 },
+    };
+    let mut tried = Tried::new();
+    tried.push(6).unwrap();
+    let mut japs = Vec::new();
+    japs.push(RankedJap { jap: 4, count: 10 }).unwrap();
+    vec![
+        Message::Join(reg),
+        Message::Leave(reg),
+        Message::Ack {
+            group: group(),
+            target: ep(5, 1),
+            nonce: 1,
+        },
+        Message::Nack {
+            group: group(),
+            target: ep(5, 1),
+            nonce: 1,
+            reason: NackReason::Capacity,
+        },
+        Message::Ping {
+            group: group(),
+            target: ep(5, 1),
+            nonce: 2,
+        },
+        Message::Pong {
+            group: group(),
+            target: ep(5, 1),
+            nonce: 2,
+        },
+        Message::CountReport {
+            group: group(),
+            count: 12,
+            coord: Coord::default(),
+        },
+        Message::ReportAck {
+            group: group(),
+            count: 12,
+            band_pct: 25,
+        },
+        Message::Lookup {
+            group: group(),
+            client: ep(9, 4000),
+            iap_coord: Coord::default(),
+            tried: tried.clone(),
+            packet: Some(packet),
+        },
+        Message::JapList {
+            group: group(),
+            japs,
+            ttl_s: 3600,
+        },
+        Message::Forward {
+            group: group(),
+            client: ep(9, 4000),
+            iap: 3,
+            tried: tried.clone(),
+            packet,
+        },
+        Message::Invalidate {
+            group: group(),
+            gone: true,
+            bounced: Some(Bounced {
+                client: ep(9, 4000),
+                tried,
+                packet,
+            }),
+        },
+        Message::Heartbeat {
+            cluster: 2,
+            coord: Coord {
+                x: 1.0,
+                y: -2.0,
+                h: 0.5,
+                err: 0.3,
+            },
+        },
+        Message::News {
+            subject: 8,
+            incarnation: Incarnation {
+                boot: 17,
+                refutation: 2,
+            },
+            up: false,
+        },
+        Message::RttProbe { nonce: 3 },
+        Message::RttReply {
+            nonce: 3,
+            coord: Coord::default(),
+        },
+        Message::Rejoin {
+            group: group(),
+            target: ep(5, 1),
+            nonce: 4,
+        },
+    ]
+}
+
+#[test]
+fn every_message_round_trips_and_verifies() {
+    let payload = [0xabu8; 100];
+    let messages = all_messages(&payload);
+    assert_eq!(messages.len(), KINDS);
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(usize::from(m.kind()), i, "kinds are the variant order");
+        let sender = if m.from_target() {
+            Sender::Target
+        } else {
+            PROXY
+        };
+        let mut out = [0u8; MAX_MESSAGE];
+        let n = encode(sender, to_of(m), 1, m, &K, &mut out).unwrap();
+        assert_eq!(peek_kind(&out[..n]), Some(i as u8));
+        assert!(KIND_NAMES[i].len() > 2);
+        let mut out = [0u8; MAX_MESSAGE];
+        let n = encode(sender, to_of(m), 1000 + i as u64, m, &K, &mut out).unwrap();
+        let p = parse(&out[..n]).unwrap();
+        assert_eq!((&p.message, p.sender, p.seq), (m, sender, 1000 + i as u64));
+        p.verify(&K).unwrap();
+        assert_eq!(p.verify(&Key([8; 32])), Err(WireError::BadTag));
+    }
+}
+
+#[test]
+fn tampering_is_detected() {
+    let m = Message::CountReport {
+        group: group(),
+        count: 12,
+        coord: Coord::default(),
+    };
+    let mut out = [0u8; MAX_MESSAGE];
+    let n = encode(PROXY, 9, 1, &m, &K, &mut out).unwrap();
+    for i in 0..n {
+        let mut b = out[..n].to_vec();
+        b[i] ^= 0x01;
+        if let Ok(p) = parse(&b) {
+            assert_eq!(
+                p.verify(&K),
+                Err(WireError::BadTag),
+                "flip at byte {i} went unnoticed"
+            );
+        }
+    }
+}
+
+#[test]
+fn framing_errors_are_named() {
+    let m = Message::Heartbeat {
+        cluster: 1,
+        coord: Coord::default(),
+    };
+    let mut out = [0u8; MAX_MESSAGE];
+    let n = encode(PROXY, 9, 1, &m, &K, &mut out).unwrap();
+    let good = out[..n].to_vec();
+    assert_eq!(parse(&good[..10]).unwrap_err(), WireError::TooShort);
+    let mut b = good.clone();
+    b[0] = b'Q';
+    assert_eq!(parse(&b).unwrap_err(), WireError::BadMagic);
+    let mut b = good.clone();
+    b[2] = 9;
+    assert_eq!(parse(&b).unwrap_err(), WireError::UnsupportedVersion(9));
+    let mut b = good.clone();
+    b[3] = 11;
+    assert_eq!(parse(&b).unwrap_err(), WireError::Malformed);
+    assert_eq!(
+        parse(&[0u8; MAX_MESSAGE + 1]).unwrap_err(),
+        WireError::TooLong
+    );
+    let big = [0u8; MAX_CARRIED + 1];
+    let m = Message::Forward {
+        group: group(),
+        client: ep(1, 1),
+        iap: 1,
+        tried: Tried::new(),
+        packet: &big,
+    };
+    assert_eq!(
+        encode(PROXY, 9, 1, &m, &K, &mut out).unwrap_err(),
+        WireError::Oversized
+    );
+}
+
+#[test]
+fn keys_are_never_printed() {
+    assert_eq!(format!("{:?}", Key([0x41; 32])), "Key(<redacted>)");
+}
+
+/// Frames `m` as `sender` without `encode`'s checks (which refuse it).
+fn sealed(sender: Sender, m: &Message) -> std::vec::Vec<u8> {
+    let body = postcard::to_allocvec(m).unwrap();
+    let mut out = [0u8; MAX_MESSAGE];
+    let n = seal(sender, to_of(m), 1, m.kind(), &body, &K, &mut out).unwrap();
+    out[..n].to_vec()
+}
+
+#[test]
+fn out_of_domain_fields_and_mismatched_senders_are_malformed() {
+    let nan = Message::Heartbeat {
+        cluster: 1,
+        coord: Coord {
+            x: f32::NAN,
+            ..Coord::default()
+        },
+    };
+    let inf = Message::CountReport {
+        group: group(),
+        count: 1,
+        coord: Coord {
+            h: f32::INFINITY,
+            ..Coord::default()
+        },
+    };
+    let mut reg = Registration {
+        group: group(),
+        target: ep(5, 5353),
+        timestamp_ms: 1,
+        nonce: 1,
+        options: JoinOptions { weight: 0 },
+    };
+    let mut out = [0u8; MAX_MESSAGE];
+    for (sender, m) in [
+        (PROXY, nan),
+        (PROXY, inf),
+        (Sender::Target, Message::Join(reg)),
+    ] {
+        assert_eq!(
+            encode(sender, to_of(&m), 1, &m, &K, &mut out).unwrap_err(),
+            WireError::Malformed,
+            "{m:?}"
+        );
+        assert_eq!(
+            parse(&sealed(sender, &m)).unwrap_err(),
+            WireError::Malformed
+        );
+    }
+    reg.options.weight = JoinOptions::MAX_WEIGHT;
+    assert!(parse(&sealed(Sender::Target, &Message::Join(reg))).is_ok());
+    reg.options.weight = JoinOptions::MAX_WEIGHT + 1;
+    assert!(parse(&sealed(Sender::Target, &Message::Join(reg))).is_err());
+    // A join signed as a proxy, a heartbeat as a target: refused.
+    reg.options.weight = 1;
+    assert_eq!(
+        parse(&sealed(PROXY, &Message::Join(reg))).unwrap_err(),
+        WireError::Malformed
+    );
+    let hb = Message::Heartbeat {
+        cluster: 1,
+        coord: Coord::default(),
+    };
+    assert_eq!(
+        parse(&sealed(Sender::Target, &hb)).unwrap_err(),
+        WireError::Malformed
+    );
+}
+
+proptest! {
+    #[test]
+    fn parse_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..1500)) {
+        if let Ok(p) = parse(&bytes) {
+            let _ = p.verify(&K);
+        }
+    }
+
+}
