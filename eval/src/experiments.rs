@@ -191,6 +191,10 @@ pub struct GroupPoint {
     /// expected: no loss, refresh period beyond the event).
     pub report_retries: u64,
     pub report_refreshes: u64,
+    /// Peers refused for want of peer state (a run with any fails) and
+    /// forgotten to make room, summed over the seeds (both 0 expected).
+    pub peers_refused: u64,
+    pub peers_forgotten: u64,
 }
 
 pub struct GroupPlan {
@@ -243,11 +247,17 @@ pub fn check_group_memory(s: &Settings, plan: &GroupPlan) -> Res<()> {
     let Some(&bound) = plan.groups.iter().max() else {
         return Ok(());
     };
-    let per_proxy = groupdyn::reserved_per_proxy(largest, &(plan.workload)(bound), &s.heap_bytes);
+    let w = (plan.workload)(bound);
+    let per_proxy = groupdyn::reserved_per_proxy(largest, &w, false, &s.heap_bytes);
+    // The group's 4 RAPs keep state for the whole roster.
+    let per_rap = groupdyn::reserved_per_proxy(largest, &w, true, &s.heap_bytes);
+    let raps = 4.min(largest);
     let at_once = s
         .threads
         .clamp(1, plan.groups.len() * plan.inaccuracies.len() * plan.seeds);
-    let need = at_once * sizing::resident_estimate(largest, per_proxy);
+    let need = at_once
+        * (sizing::resident_estimate(largest - raps, per_proxy)
+            + raps * per_rap.saturating_sub(per_proxy) * 5 / 4);
     Ok(sizing::check_memory(
         &format!(
             "the group runs at {largest} proxies ({at_once} at once, {} KiB reserved per proxy)",
@@ -283,7 +293,7 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
     .collect::<Result<Vec<_>, String>>()?;
     let mut points = Vec::new();
     let mut csv = String::from(
-        "proxies,max_group,inaccuracy_pct,seeds,mean_msgs_per_s,std_msgs_per_s,mean_per_rap_msgs_per_s,joins,leaves,peak_size,nacks,worst_rap_error,report_retries,report_refreshes\n",
+        "proxies,max_group,inaccuracy_pct,seeds,mean_msgs_per_s,std_msgs_per_s,mean_per_rap_msgs_per_s,joins,leaves,peak_size,nacks,worst_rap_error,report_retries,report_refreshes,peers_refused,peers_forgotten\n",
     );
     for &p in &plan.proxies {
         for &g in &plan.groups {
@@ -320,6 +330,8 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
                         .fold(0.0, f64::max),
                     report_retries: runs.iter().map(|r| r.report_retries).sum(),
                     report_refreshes: runs.iter().map(|r| r.report_refreshes).sum(),
+                    peers_refused: runs.iter().map(|r| r.peers_refused).sum(),
+                    peers_forgotten: runs.iter().map(|r| r.peers_forgotten).sum(),
                 };
                 let raps = runs.first().map_or(4, |r| r.raps.max(1)) as f64;
                 let joins: usize = runs.iter().map(|r| r.joins).sum::<usize>() / runs.len().max(1);
@@ -327,7 +339,7 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
                     runs.iter().map(|r| r.leaves).sum::<usize>() / runs.len().max(1);
                 let _ = writeln!(
                     csv,
-                    "{p},{g},{i},{},{:.4},{:.4},{:.4},{joins},{leaves},{},{},{:.4},{},{}",
+                    "{p},{g},{i},{},{:.4},{:.4},{:.4},{joins},{leaves},{},{},{:.4},{},{},{},{}",
                     point.seeds,
                     point.mean_per_s,
                     point.std_per_s,
@@ -336,7 +348,9 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
                     point.nacks,
                     point.worst_rap_error,
                     point.report_retries,
-                    point.report_refreshes
+                    point.report_refreshes,
+                    point.peers_refused,
+                    point.peers_forgotten
                 );
                 points.push(point);
             }
@@ -604,7 +618,7 @@ pub fn overhead(s: &Settings, plan: &OverheadPlan) -> Res<Vec<overhead::Overhead
     pb.finish();
     let mut csv = String::from(
         "proxies,cluster_size,heartbeat_msgs_per_s,rtt_msgs_per_s,news_msgs_per_failure,informed,informed_within_s,reserved_bytes_per_proxy,shared_bytes,refusals,\
-         jap_groups,japs_per_group,refresh_msgs_per_s,refresh_formula_msgs_per_s,self_report_share,rap_reports_mean_per_s,rap_reports_max_per_s,rap_entries_max,report_retries,report_msgs_after_failure,victim_rap_entries\n",
+         jap_groups,japs_per_group,refresh_msgs_per_s,refresh_formula_msgs_per_s,self_report_share,rap_reports_mean_per_s,rap_reports_max_per_s,rap_entries_max,report_retries,report_msgs_after_failure,victim_rap_entries,peers_refused,peers_forgotten\n",
     );
     let g = plan.groups;
     s.say(&format!(
@@ -627,7 +641,7 @@ pub fn overhead(s: &Settings, plan: &OverheadPlan) -> Res<Vec<overhead::Overhead
     for o in &rows {
         let _ = writeln!(
             csv,
-            "{},{},{:.3},{:.4},{:.2},{},{:.2},{:.0},{},{},{},{},{:.4},{:.4},{:.5},{:.4},{:.4},{},{},{},{}",
+            "{},{},{:.3},{:.4},{:.2},{},{:.2},{:.0},{},{},{},{},{:.4},{:.4},{:.5},{:.4},{:.4},{},{},{},{},{},{}",
             o.proxies,
             o.cluster_size,
             o.heartbeat_per_s,
@@ -648,7 +662,9 @@ pub fn overhead(s: &Settings, plan: &OverheadPlan) -> Res<Vec<overhead::Overhead
             o.rap_entries_max,
             o.report_retries,
             o.report_msgs_after_failure,
-            o.victim_rap_entries
+            o.victim_rap_entries,
+            o.peers_refused,
+            o.peers_forgotten
         );
         s.say(&format!(
             "{:>8} {:>12.2} {:>10.3} {:>14.1} {:>9}/{:<6} {:>14.0} {:>12.0} {:>14.3} {:>12.2}",

@@ -202,6 +202,11 @@ pub struct RunResult {
     /// refresh period is beyond the event).
     pub report_retries: u64,
     pub report_refreshes: u64,
+    /// Messages refused because the receiver's peer-state table was full
+    /// (an error: `tune` sizes it), and peers forgotten to make room (0:
+    /// it is sized so that none need be).
+    pub peers_refused: u64,
+    pub peers_forgotten: u64,
     /// Sum of the counts the first RAP holds at the end, and the true size.
     pub rap_total: u64,
     pub final_size: usize,
@@ -245,6 +250,15 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     // A RAP holds one entry per JAP; more than twice that, so its table stays
     // under half full and it never widens the band (`band_for_load`).
     cfg.max_rap_entries = if rap { 2 * proxies + 2 } else { 0 };
+    // Peer state: a RAP hears from every JAP of the group, here every proxy,
+    // so it keeps the roster; any other proxy keeps its watched peers (no
+    // heartbeats flow, but the core holds them from the start) and the
+    // group's k RAPs that ack its reports: no probes, no deaths, no lookups.
+    cfg.max_peer_state = if rap {
+        proxies
+    } else {
+        sizing::peer_state(cfg, 1, cfg.k_raps)
+    };
     // The replay cache sized for 8× a JAP's even share of the peak arrival
     // rate (joins and leaves together are at most about twice it), so
     // Poisson bursts fit; no member is refused (`nacks`, 0 in every run).
@@ -260,13 +274,18 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     cfg.lookup_timeout = 300 * MS;
 }
 
-/// Heap one proxy of this experiment reserves at `proxies` proxies (a JAP
-/// that is not a RAP), for the memory check before the runs.
-pub fn reserved_per_proxy(proxies: usize, w: &Workload, heap_bytes: &dyn Fn() -> usize) -> usize {
+/// Heap one proxy of this experiment reserves at `proxies` proxies, as one
+/// of the group's RAPs (`rap`) or not, for the memory check before the runs.
+pub fn reserved_per_proxy(
+    proxies: usize,
+    w: &Workload,
+    rap: bool,
+    heap_bytes: &dyn Fn() -> usize,
+) -> usize {
     let pops = vec![(Pos(0.0, 0.0), 1); proxies.max(1)];
     let roster = Arc::new(sizing::roster(&pops));
     let mut cfg = ProxyConfig::new(1, 0, Key([0x42; 32]));
-    tune(&mut cfg, proxies, w, 0, false);
+    tune(&mut cfg, proxies, w, 0, rap);
     sizing::reserved_bytes(cfg, &roster, heap_bytes)
 }
 
@@ -345,11 +364,19 @@ pub fn run(
         let c = p.counters();
         r.report_retries += c.jap.report_retries;
         r.report_refreshes += c.jap.report_refreshes;
+        r.peers_refused += c.membership.peers_refused;
+        r.peers_forgotten += c.membership.peers_forgotten;
         refused += c.rap.refused + c.rap.expired;
     }
     if refused > 0 {
         return Err(format!(
             "{proxies} proxies, {inaccuracy_pct}%: {refused} count reports refused or expired at a RAP (tables or timers sized wrong)"
+        ));
+    }
+    if r.peers_refused > 0 {
+        return Err(format!(
+            "{proxies} proxies, {inaccuracy_pct}%: {} messages refused for want of peer state (max_peer_state sized too small)",
+            r.peers_refused
         ));
     }
     if let Some(p) = sim.proxy(1) {

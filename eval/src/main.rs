@@ -74,8 +74,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Every experiment below, in one go. It checks the memory of the largest
-    /// runs first: with the current core the default sizes need about 270 GB
-    /// (docs/evaluation.md names the smaller runs that fit on a 23 GB host).
+    /// runs first: the default sizes need about 5 GB (the 20,000-proxy
+    /// overhead run).
     All(Common),
     /// Fig 8: stretch on the multi-ISP POP graph.
     Stretch {

@@ -26,6 +26,10 @@ const RTT_REPLY: usize = 15;
 const WARM_UP_SECS: u64 = 5;
 const JOIN_SECS: u64 = 4;
 
+/// RTT probe partners a proxy hears from during a run (45 s: about 2 it
+/// probes, and about as many that probe it, Poisson), with a wide margin.
+pub const PROBE_PEERS: usize = 16;
+
 /// The groups of the experiment: every proxy is the JAP of `jap_groups` of
 /// them, with one member each; each group has `japs_per_group` JAPs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -101,6 +105,10 @@ pub struct Overhead {
     pub by_kind: [u64; KINDS],
     /// Refusals and queue overflows summed over all proxies (expected 0).
     pub refusals: u64,
+    /// Of them, messages refused for want of peer state (`max_peer_state`
+    /// too small); and peers forgotten to make room (0: sized so none need be).
+    pub peers_refused: u64,
+    pub peers_forgotten: u64,
 }
 
 impl Overhead {
@@ -169,9 +177,16 @@ fn rap_loads(
 /// JAP's `jap_groups` groups, with one member each (and their keys); the RAP
 /// tables for what this proxy holds before and after the death (`rap`); the
 /// replay cache for the few joins; flow and lookup tables small, and a 64-slot
-/// send queue (a heartbeat round is 29 messages; floods do not queue), so
-/// that 20,000 proxies fit in one host's memory.
-pub fn tune(cfg: &mut ProxyConfig, proxies: usize, groups: &Groups, rap: RapLoad) {
+/// send queue (a heartbeat round is 29 messages; floods do not queue); the
+/// peer state for the peers this proxy hears from (`PROBE_PEERS`), so that
+/// 20,000 proxies fit in one host's memory.
+pub fn tune(
+    cfg: &mut ProxyConfig,
+    proxies: usize,
+    cluster_size: usize,
+    groups: &Groups,
+    rap: RapLoad,
+) {
     cfg.max_peers = proxies;
     cfg.tx_queue = 64;
     cfg.max_flows = 64;
@@ -191,14 +206,28 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, groups: &Groups, rap: RapLoad
     cfg.max_targets_per_group = 1;
     cfg.max_japs_per_group = groups.japs_per_group.max(1);
     cfg.max_rap_entries = rap.entries;
+    // Peer state, an upper bound on the peers it hears from in the run: its
+    // watched POPs (heartbeats); as RAP, the JAPs of its entries (one peer
+    // each at most); as JAP, its groups' k RAPs and, after the death, each
+    // group's new one; RTT probe partners, both ways; and after the death
+    // the dead proxy and the watchers that flood its news. No peer has to
+    // be forgotten, and none may be refused (`refusals`, 0).
+    let news = (cfg.watch_clusters + 1) * cluster_size.max(1);
+    cfg.max_peer_state = sizing::peer_state(
+        cfg,
+        cluster_size,
+        rap.entries + mine.len() * (cfg.k_raps + 1) + PROBE_PEERS + news,
+    );
     // Its joins all come in the warm-up: a replay cache of 60 per freshness
     // window per unit of rate.
     cfg.join_rate = (mine.len() as u32).div_ceil(60).max(1);
 }
 
-/// Heap one proxy of a deployment of `proxies` reserves in this experiment
-/// (a proxy with the mean RAP load), and the heap shared by all (the
-/// roster): the memory per proxy without simulating the deployment.
+/// Heap a proxy of a deployment of `proxies` reserves in this experiment, on
+/// average, and the heap shared by all (the roster): the memory per proxy
+/// without simulating the deployment. The proxies differ only in their RAP
+/// load (from the ring), so one proxy is built for each distinct load and
+/// weighted by how many proxies carry it (before any death).
 pub fn reserved_one(
     proxies: usize,
     cluster_size: usize,
@@ -210,17 +239,30 @@ pub fn reserved_one(
         .map(|i| (Pos(0.0, 0.0), cluster_size.min(proxies - i * cluster_size)))
         .collect();
     let roster = Arc::new(sizing::roster(&pops));
-    let mut cfg = ProxyConfig::new(1, 0, Key([0x42; 32]));
-    let k = cfg.k_raps;
-    let mean = RapLoad {
-        groups: (groups.jap_groups * k).div_ceil(groups.japs_per_group.max(1)),
-        entries: groups.jap_groups * k,
-    };
-    tune(&mut cfg, proxies, groups, mean);
-    (
-        sizing::reserved_bytes(cfg, &roster, heap_bytes),
-        roster.heap_bytes(),
-    )
+    let k = ProxyConfig::new(1, 0, Key([0; 32])).k_raps;
+    // No proxy has id 0: no death, the loads before it.
+    let (_, loads) = rap_loads(&pops, proxies, k, groups, 0);
+    let mut distinct: Vec<((usize, usize), usize)> = Vec::new();
+    for l in &loads {
+        match distinct
+            .iter_mut()
+            .find(|(x, _)| *x == (l.groups, l.entries))
+        {
+            Some((_, n)) => *n += 1,
+            None => distinct.push(((l.groups, l.entries), 1)),
+        }
+    }
+    let mut total = 0usize;
+    for &((groups_held, entries), n) in &distinct {
+        let mut cfg = ProxyConfig::new(1, 0, Key([0x42; 32]));
+        let load = RapLoad {
+            groups: groups_held,
+            entries,
+        };
+        tune(&mut cfg, proxies, cluster_size, groups, load);
+        total += n * sizing::reserved_bytes(cfg, &roster, heap_bytes);
+    }
+    (total / proxies.max(1), roster.heap_bytes())
 }
 
 /// Runs `proxies` proxies in POPs of `cluster_size`, each the JAP of
@@ -277,7 +319,7 @@ pub fn run(
     let before = heap_bytes();
     let mut sim = Sim::new(seed, &pops, |cfg| {
         let room = rap_room[cfg.id as usize - 1];
-        tune(cfg, proxies, &groups, room)
+        tune(cfg, proxies, cluster_size, &groups, room)
     });
     let after = heap_bytes();
     let shared_bytes = sim.roster().heap_bytes();
@@ -362,6 +404,10 @@ pub fn run(
     o.informed = informed;
     o.informed_within_s = (informed_at - crash_at) as f64 / SEC as f64;
     o.by_kind = sim.sent_by_kind;
+    for p in (1..=proxies as u32).filter_map(|p| sim.proxy(p)) {
+        o.peers_refused += p.counters().membership.peers_refused;
+        o.peers_forgotten += p.counters().membership.peers_forgotten;
+    }
     o.refusals = (1..=proxies as u32)
         .filter_map(|p| sim.proxy(p))
         .map(|p| {

@@ -2,8 +2,9 @@
 //! are a group's RAPs, known before the simulator starts, so that each
 //! proxy's RAP tables can be sized for what it will hold (the core reserves
 //! and writes every table at start, so a table sized for the busiest proxy
-//! would be resident in all of them); the heap one proxy reserves; and the
-//! memory check that refuses a run the host cannot hold.
+//! would be resident in all of them); the peers whose state a proxy keeps;
+//! the heap one proxy reserves; and the memory check that refuses a run the
+//! host cannot hold.
 
 use pias::addr::Group;
 use pias::proxy::{PeerInfo, Proxy, ProxyConfig, SEC};
@@ -36,6 +37,23 @@ pub fn raps(roster: &Roster, g: &Group, k: usize, up: impl Fn(ProxyId) -> bool) 
     let n = roster.ring().raps(g, k, up, &mut out);
     out.truncate(n);
     out
+}
+
+/// Peers a proxy of `cfg` watches when every POP has `cluster_size`
+/// proxies: its own POP and the next `watch_clusters` POPs, less itself (the
+/// core keeps their state from the start; at most, for a roster of fewer POPs).
+pub fn watched(cfg: &ProxyConfig, cluster_size: usize) -> usize {
+    (cfg.watch_clusters + 1) * cluster_size.max(1) - 1
+}
+
+/// `ProxyConfig::max_peer_state` for a proxy of `cfg` in POPs of
+/// `cluster_size` that also hears from `others` peers it does not watch
+/// (RAPs, JAPs, probe partners, news senders: the caller counts them for
+/// what the proxy does, as an upper bound, so the core never has to forget
+/// a peer to make room, let alone refuse one). The core keeps at most the
+/// roster.
+pub fn peer_state(cfg: &ProxyConfig, cluster_size: usize, others: usize) -> usize {
+    watched(cfg, cluster_size) + others
 }
 
 /// Heap one proxy built with `cfg` over `roster` reserves (every table is
