@@ -251,9 +251,12 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     // under half full and it never widens the band (`band_for_load`).
     cfg.max_rap_entries = if rap { 2 * proxies + 2 } else { 0 };
     // Peer state: a RAP hears from every JAP of the group, here every proxy,
-    // so it keeps the roster; any other proxy keeps its watched peers (no
-    // heartbeats flow, but the core holds them from the start) and the
-    // group's k RAPs that ack its reports: no probes, no deaths, no lookups.
+    // so it keeps the roster; any other proxy keeps its watched peers (one
+    // heartbeat round at start, and the core holds them from the start) and
+    // the group's k RAPs that ack its reports: no probes, no deaths, no
+    // lookups. (With the first RTT probe inside the event, at a quarter of
+    // `quiet`, a probed JAP would refuse its prober: 1,826 refusals at 1,000
+    // proxies and 0%.)
     cfg.max_peer_state = if rap {
         proxies
     } else {
@@ -267,7 +270,8 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     cfg.heartbeat = quiet;
     cfg.peer_dead = quiet;
     cfg.target_ping = quiet;
-    cfg.rtt_probe = quiet;
+    // The first probe goes out a quarter period after start: beyond the event too.
+    cfg.rtt_probe = 4 * quiet;
     cfg.flow_idle = quiet;
     cfg.report_refresh = quiet;
     cfg.report_expiry = 2 * quiet;
