@@ -103,7 +103,7 @@ impl Proxy {
     /// heard of (a later one is recorded by `peer_restarted`); false if the
     /// table has no room (counted).
     pub(super) fn record_life(&mut self, now: Instant, sender: ProxyId, boot: u64) -> bool {
-        let Some(peer) = self.peer_entry(now, sender) else {
+        let Some(peer) = self.peer_entry(now, sender, false) else {
             return false;
         };
         if peer.incarnation.is_none() {
@@ -118,8 +118,10 @@ impl Proxy {
     /// The state of peer `id`, made if absent. When the table is full the
     /// least recently heard peer that is up, not watched, not damped and
     /// silent for `freshness` is forgotten to make room; if there is none,
-    /// `None` (counted).
-    fn peer_entry(&mut self, now: Instant, id: ProxyId) -> Option<&mut Peer> {
+    /// `None` (counted). `urgent` (news of a death, which a peer without state
+    /// could not hold: it would count as up) may forget a peer heard within
+    /// `freshness` too.
+    fn peer_entry(&mut self, now: Instant, id: ProxyId, urgent: bool) -> Option<&mut Peer> {
         let window = self.cfg.freshness;
         if !self.peers.contains_key(&id) && self.peers.len() >= self.peers.capacity() {
             let victim = self
@@ -128,7 +130,7 @@ impl Proxy {
                 .filter(|(p, x)| {
                     x.up && !x.declared
                         && x.flaps == 0
-                        && now.saturating_sub(x.last_heard) > window
+                        && (urgent || now.saturating_sub(x.last_heard) > window)
                         && self.watched.binary_search(p).is_err()
                 })
                 .min_by_key(|(p, x)| (x.last_heard, **p))
@@ -273,7 +275,7 @@ impl Proxy {
             return false;
         }
         let floor = now.saturating_sub(self.cfg.freshness);
-        let Some(peer) = self.peer_entry(now, subject) else {
+        let Some(peer) = self.peer_entry(now, subject, !up) else {
             return false;
         };
         match peer.incarnation {

@@ -667,4 +667,22 @@ fn peer_state_is_bounded_and_a_forgotten_peers_old_messages_stay_refused() {
     p.handle_message(T0 + 40 * SEC, target(0), &from_peer(2, 41 * SEC, &hb));
     assert_eq!(p.counters().wire.stale, 1);
     assert_eq!(p.counters().membership.peers_forgotten, 2);
+    // News of a death never goes unheld for want of room: a peer heard
+    // recently is forgotten for it (a peer without state would count as up).
+    let mut cfg = ProxyConfig::new(1, 0, DK);
+    cfg.watch_clusters = 0;
+    cfg.max_peer_state = 8;
+    let mut p = Proxy::new(cfg, &list, T0);
+    for id in 2..=9 {
+        p.handle_message(T0, target(0), &from_peer(id, SEC, &hb));
+    }
+    let death = Message::News {
+        subject: 15,
+        incarnation: Incarnation::default(),
+        up: false,
+    };
+    p.handle_message(T0 + SEC, target(0), &from_peer(2, 2 * SEC, &death));
+    assert!(!p.peer_up(15), "the death is held");
+    let c = p.counters().membership;
+    assert_eq!((c.peers_forgotten, c.peers_refused), (1, 0));
 }
