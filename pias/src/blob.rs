@@ -230,6 +230,21 @@ mod tests {
         assert_eq!(decode(&example_blob()).unwrap(), Config::example());
     }
 
+    /// The blob's CRC is CRC-32/ISO-HDLC (what `crc32` and zlib compute), pinned
+    /// by its standard check value rather than by the constant the code uses.
+    #[test]
+    fn the_blob_crc_is_the_standard_crc32() {
+        assert_eq!(CRC32.checksum(b"123456789"), 0xCBF4_3926);
+        let blob = example_blob();
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&blob[OFF_CRC..HEADER_LEN]);
+        assert_eq!(
+            u32::from_le_bytes(crc),
+            CRC32.checksum(&blob[HEADER_LEN..]),
+            "the header holds the payload's CRC-32"
+        );
+    }
+
     #[test]
     fn each_defect_has_its_own_error_and_code() {
         let good = example_blob();

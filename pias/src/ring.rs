@@ -217,4 +217,38 @@ mod tests {
         assert_eq!(r.add(3), Err(Full));
         assert_eq!(r.proxies(), 2);
     }
+
+    /// Every proxy of a deployment, whatever its version, must put a group
+    /// at the same place on the ring: these values are the protocol.
+    #[test]
+    fn group_and_point_hashes_are_pinned_known_answers() {
+        use crate::addr::{Ipv4, Transport};
+        let g = |ip: [u8; 4], port, transport| Group {
+            ip: Ipv4(ip),
+            port,
+            transport,
+        };
+        let cases = [
+            (
+                g([203, 0, 113, 7], 53, Transport::Udp),
+                0x073c_a348_74a9_8bc2,
+            ),
+            (
+                g([203, 0, 113, 7], 53, Transport::Tcp),
+                0xbc25_bbcc_e216_3f78,
+            ),
+            (
+                g([203, 0, 113, 7], 80, Transport::Tcp),
+                0xba98_a09d_ca8c_9731,
+            ),
+            (
+                g([203, 0, 113, 8], 53, Transport::Udp),
+                0xa2b2_0089_4b99_2d6c,
+            ),
+        ];
+        for (group, want) in cases {
+            assert_eq!(group_hash(&group), want, "{group}");
+        }
+        assert_eq!(point_hash(1, 0), 1_222_104_804_653_380_435);
+    }
 }
