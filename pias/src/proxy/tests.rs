@@ -686,3 +686,109 @@ fn peer_state_is_bounded_and_a_forgotten_peers_old_messages_stay_refused() {
     let c = p.counters().membership;
     assert_eq!((c.peers_forgotten, c.peers_refused), (1, 0));
 }
+
+#[test]
+fn forged_proxy_messages_of_every_kind_change_nothing() {
+    let mut p = proxy(1, 12);
+    join(&mut p, 1, 1);
+    drain(&mut p);
+    let forge = |seq: u64, msg: &Message| {
+        signed(
+            Sender::Proxy { id: 2, boot: BOOT },
+            BOOT + seq,
+            msg,
+            &Key([7; 32]),
+        )
+    };
+    let before = (p.peer_up(3), p.live_targets(&g()), p.cached_japs(&g()));
+    let news = Message::News {
+        subject: 3,
+        incarnation: Incarnation::default(),
+        up: false,
+    };
+    let ack = Message::ReportAck {
+        group: g(),
+        count: 1,
+        band_pct: 100,
+    };
+    let mut list = heapless::Vec::new();
+    list.push(RankedJap { jap: 9, count: 1 }).unwrap();
+    let japs = Message::JapList {
+        group: g(),
+        japs: list,
+        ttl_s: 3600,
+    };
+    let fwd = Message::Forward {
+        group: g(),
+        client: target(9),
+        iap: 2,
+        tried: Tried::new(),
+        packet: b"x",
+    };
+    // A huge sequence number too: verified before any replay state is touched.
+    for (i, m) in [news, ack, japs, fwd].iter().enumerate() {
+        p.handle_message(T0, target(0), &forge(u64::MAX / 2 + i as u64, m));
+    }
+    assert_eq!(p.counters().wire.bad_tag, 4);
+    assert!(drain(&mut p).is_empty(), "no output for forged input");
+    assert_eq!(
+        (p.peer_up(3), p.live_targets(&g()), p.cached_japs(&g())),
+        before
+    );
+    // Proxy 2 itself is not locked out by the forged huge numbers.
+    let hb = Message::Heartbeat {
+        cluster: 2,
+        coord: Coord::default(),
+    };
+    p.handle_message(T0, target(0), &from_peer(2, 5, &hb));
+    let c = p.counters().wire;
+    assert_eq!((c.stale, c.replayed), (0, 0));
+    // A forged pong (wrong group key) does not answer a ping.
+    p.handle_timeout(T0 + 2 * SEC);
+    let nonce = drain(&mut p)
+        .iter()
+        .find_map(|t| match t {
+            Transmit::Target { bytes, .. } => match wire::parse(bytes).ok()?.message {
+                Message::Ping { nonce, .. } => Some(nonce),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("the target is pinged");
+    let pong = Message::Pong {
+        group: g(),
+        target: target(1),
+        nonce,
+    };
+    for _ in 0..3 {
+        p.handle_message(
+            T0 + 2 * SEC,
+            target(1),
+            &signed(Sender::Target, 1, &pong, &Key([8; 32])),
+        );
+    }
+    for k in 2..6 {
+        p.handle_timeout(T0 + k * 2 * SEC);
+        drain(&mut p);
+    }
+    assert_eq!(p.live_targets(&g()), 0, "forged pongs kept it alive");
+}
+
+#[test]
+fn a_jap_reports_zero_even_with_a_band_of_100_percent() {
+    let mut p = proxy(1, 12);
+    join(&mut p, 1, 1);
+    drain(&mut p);
+    for rap in p.raps_of(&g()) {
+        let ack = Message::ReportAck {
+            group: g(),
+            count: 1,
+            band_pct: 100,
+        };
+        p.handle_message(T0, target(0), &from_peer(rap, 5, &ack));
+    }
+    let leave = signed(Sender::Target, 1, &Message::Leave(registration(1, 2)), &GK);
+    p.handle_message(T0 + SEC, target(1), &leave);
+    let zeros: Vec<u32> = reports(&mut p).into_iter().map(|(_, c)| c).collect();
+    assert_eq!(zeros, vec![0; 4], "0 is outside any band of 1");
+}
