@@ -743,33 +743,29 @@ fn forged_proxy_messages_of_every_kind_change_nothing() {
     p.handle_message(T0, target(0), &from_peer(2, 5, &hb));
     let c = p.counters().wire;
     assert_eq!((c.stale, c.replayed), (0, 0));
-    // A forged pong (wrong group key) does not answer a ping.
-    p.handle_timeout(T0 + 2 * SEC);
-    let nonce = drain(&mut p)
-        .iter()
-        .find_map(|t| match t {
-            Transmit::Target { bytes, .. } => match wire::parse(bytes).ok()?.message {
-                Message::Ping { nonce, .. } => Some(nonce),
+    // Forged pongs (wrong group key) answering every ping keep nothing alive.
+    for k in 1..6 {
+        let now = T0 + k * 2 * SEC;
+        p.handle_timeout(now);
+        let pings: Vec<u64> = drain(&mut p)
+            .iter()
+            .filter_map(|t| match t {
+                Transmit::Target { bytes, .. } => match wire::parse(bytes).ok()?.message {
+                    Message::Ping { nonce, .. } => Some(nonce),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        })
-        .expect("the target is pinged");
-    let pong = Message::Pong {
-        group: g(),
-        target: target(1),
-        nonce,
-    };
-    for _ in 0..3 {
-        p.handle_message(
-            T0 + 2 * SEC,
-            target(1),
-            &signed(Sender::Target, 1, &pong, &Key([8; 32])),
-        );
-    }
-    for k in 2..6 {
-        p.handle_timeout(T0 + k * 2 * SEC);
-        drain(&mut p);
+            })
+            .collect();
+        for nonce in pings {
+            let pong = Message::Pong {
+                group: g(),
+                target: target(1),
+                nonce,
+            };
+            let forged = signed(Sender::Target, 1, &pong, &Key([8; 32]));
+            p.handle_message(now, target(1), &forged);
+        }
     }
     assert_eq!(p.live_targets(&g()), 0, "forged pongs kept it alive");
 }
