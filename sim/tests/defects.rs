@@ -541,9 +541,10 @@ fn a_crash_loop_is_not_damped_like_a_flap() {
 
 #[test]
 fn load_beyond_eight_japs_reaches_every_jap_in_proportion() {
-    // Fourteen POPs of one proxy; twelve JAPs with 1, 2 or 3 members.
-    let pops: Vec<(Pos, usize)> = (0..14)
-        .map(|i| (Pos(f64::from(i % 7) * 30.0, f64::from(i / 7) * 30.0), 1))
+    // Forty POPs of one proxy (forty IAPs, each drawing its own sample of
+    // 8); twelve JAPs with 1, 2 or 3 members.
+    let pops: Vec<(Pos, usize)> = (0..40)
+        .map(|i| (Pos(f64::from(i % 8) * 30.0, f64::from(i / 8) * 30.0), 1))
         .collect();
     let mut s = Sim::new(11, &pops, tune(Policy::Load));
     s.run_for(2 * SEC);
@@ -561,8 +562,8 @@ fn load_beyond_eight_japs_reaches_every_jap_in_proportion() {
         }
     }
     s.run_for(2 * SEC);
-    for i in 0..1400 {
-        let p = pops[i % 14].0;
+    for i in 0..4000 {
+        let p = pops[i % 40].0;
         let c = s.add_client(Pos(p.0 + 1.0, p.1 + (i / 14) as f64 * 0.001));
         s.client_send(c, group(), b"x");
     }
@@ -581,14 +582,69 @@ fn load_beyond_eight_japs_reaches_every_jap_in_proportion() {
         per_weight.entry(w).or_default().push(n);
     }
     let total: usize = per_weight.values().flatten().sum();
-    assert_eq!(total, 1400);
+    assert_eq!(total, 4000);
     assert!(
         per_weight.values().flatten().all(|&n| n > 0),
         "a JAP beyond the first eight got nothing: {per_weight:?}"
     );
-    let mean = |w: u32| per_weight[&w].iter().sum::<usize>() as f64 / per_weight[&w].len() as f64;
+    // Each weight class's share within a quarter of its fair share (1/24,
+    // 2/24, 3/24 per JAP): counts are not weighed twice.
+    for (w, ns) in &per_weight {
+        let share = ns.iter().sum::<usize>() as f64 / ns.len() as f64 / total as f64;
+        let fair = f64::from(*w) / 24.0;
+        assert!(
+            (share - fair).abs() < fair / 4.0 && ns.iter().all(|&n| n > 0),
+            "weight {w}: share {share:.4}, fair {fair:.4} ({per_weight:?})"
+        );
+    }
+}
+
+#[test]
+fn japs_that_gain_members_later_get_their_share_from_caching_iaps() {
+    let mut s = sim(Policy::Load);
+    let a = s.add_target(group(), KEY, Pos(0.0, 1.0));
+    s.register(a, true);
+    s.run_for(2 * SEC);
+    // Every POP's IAP caches a list with A alone.
+    for i in 0..50 {
+        let p = pops()[i % 5].0;
+        let c = s.add_client(Pos(p.0 + 1.0, p.1 + i as f64 * 0.001));
+        s.client_send(c, group(), b"warm");
+    }
+    s.run_for(2 * SEC);
+    // B gains five members; the IAPs' lists are refreshed while in use.
+    let bs: Vec<usize> = (0..5)
+        .map(|k| {
+            let b = s.add_target(group(), KEY, Pos(100.0, 1.0 + f64::from(k) * 0.01));
+            s.register(b, true);
+            b
+        })
+        .collect();
+    for round in 0..20 {
+        s.run_for(SEC);
+        let p = pops()[round % 5].0;
+        let c = s.add_client(Pos(p.0 + 1.5, p.1 + round as f64 * 0.001));
+        s.client_send(c, group(), b"keep-alive");
+    }
+    s.run_for(5 * SEC);
+    let ra = s.targets[a].received.len();
+    let rb: usize = bs.iter().map(|&b| s.targets[b].received.len()).sum();
+    for i in 0..600 {
+        let p = pops()[i % 5].0;
+        let c = s.add_client(Pos(p.0 + 2.0, p.1 + i as f64 * 0.001));
+        s.client_send(c, group(), b"new");
+    }
+    s.run_for(2 * SEC);
+    let na = s.targets[a].received.len() - ra;
+    let nb: usize = bs
+        .iter()
+        .map(|&b| s.targets[b].received.len())
+        .sum::<usize>()
+        - rb;
+    assert_eq!(na + nb, 600);
+    let share = nb as f64 / 600.0;
     assert!(
-        mean(3) > 2.0 * mean(1) && mean(2) > 1.3 * mean(1),
-        "not in proportion: {per_weight:?}"
+        (share - 5.0 / 6.0).abs() < 0.06,
+        "B has 5 of 6 members but got {nb} of 600 new clients (A {na})"
     );
 }

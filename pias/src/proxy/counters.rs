@@ -137,6 +137,8 @@ pub struct IapCounters {
     pub negative_hits: u64,
     /// Packets forwarded to a cached JAP.
     pub forwards: u64,
+    /// Lookups without a packet that refresh a cached list in use.
+    pub list_refreshes: u64,
     /// Invalidations received.
     pub invalidations: u64,
     /// Packets dropped after every JAP they could go to bounced them.

@@ -16,6 +16,9 @@ use heapless::Vec as HVec;
 pub(super) struct CacheEntry {
     pub(super) japs: HVec<RankedJap, MAX_RANKED>,
     pub(super) expires: Instant,
+    /// After this a packet to the group also asks a RAP for a fresh list
+    /// (JAPs joined, counts moved), without waiting for `expires`.
+    pub(super) refresh_at: Instant,
 }
 
 /// A lookup in progress.
@@ -73,7 +76,11 @@ impl Proxy {
                     self.counters.iap.negative_hits += 1;
                     return;
                 }
+                let stale = now >= c.refresh_at;
                 let pick = select::pick(policy, &c.japs, client, me, tried, |j| self.peer_up(j));
+                if stale && !self.iap.pending.contains_key(&group) {
+                    self.refresh_list(now, group, client);
+                }
                 if let Some(jap) = pick {
                     self.counters.iap.forwards += 1;
                     let msg = Message::Forward {
@@ -187,7 +194,7 @@ impl Proxy {
         if !japs.is_empty() {
             self.iap.pending.remove(&group);
             let ttl = (u64::from(ttl_s) * SEC).min(self.cfg.cache_ttl);
-            self.install(group, japs, now + ttl);
+            self.install(now, group, japs, now + ttl);
             return;
         }
         let Some(p) = self.iap.pending.get(&group) else {
@@ -200,10 +207,24 @@ impl Proxy {
         self.next_rap(now, group, true);
     }
 
-    fn install(&mut self, group: Group, japs: &[RankedJap], expires: Instant) {
+    /// Asks the nearest RAP for the group's list again (no packet), at most
+    /// once per `report_refresh` while the group has traffic.
+    fn refresh_list(&mut self, now: Instant, group: Group, client: Endpoint) {
+        if let Some(c) = self.iap.cache.get_mut(&group) {
+            c.refresh_at = now.saturating_add(self.cfg.report_refresh);
+        }
+        let raps = self.raps_of(&group);
+        if let Some(rap) = self.nearest(&raps, 0) {
+            self.counters.iap.list_refreshes += 1;
+            self.send_lookup(now, rap, group, client, None, &Tried::new());
+        }
+    }
+
+    fn install(&mut self, now: Instant, group: Group, japs: &[RankedJap], expires: Instant) {
         let entry = CacheEntry {
             japs: japs.iter().copied().take(MAX_RANKED).collect(),
             expires,
+            refresh_at: now.saturating_add(self.cfg.report_refresh).min(expires),
         };
         if self.iap.cache.insert(group, entry).is_err() {
             self.counters.iap.refused += 1;
@@ -226,7 +247,7 @@ impl Proxy {
         };
         let Some(rap) = next else {
             self.counters.iap.lookups_failed += 1;
-            self.install(group, &[], now + self.cfg.negative_ttl);
+            self.install(now, group, &[], now + self.cfg.negative_ttl);
             return;
         };
         self.counters.iap.lookup_retries += 1;

@@ -269,6 +269,9 @@ impl Proxy {
             return Ok(());
         }
         if entry.targets.len() >= per_group {
+            if entry.targets.is_empty() {
+                self.jap.groups.remove(&r.group);
+            }
             return Err(NackReason::Capacity);
         }
         let nonce = mix64(now ^ u64::from(r.target.port) ^ u64::from(r.target.ip.to_u32()));
@@ -328,7 +331,7 @@ impl Proxy {
         let ping_every = self.cfg.target_ping;
         let fall = self.cfg.target_fall;
         let passive = self.cfg.passive_timeout;
-        let forget = ping_every * DOWN_FORGET_PINGS;
+        let forget = ping_every.saturating_mul(DOWN_FORGET_PINGS);
         let mut seed = self.next_random();
         let mut deadline = Instant::MAX;
         let mut changed = false;

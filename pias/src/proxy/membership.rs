@@ -214,7 +214,9 @@ impl Proxy {
             let damped = base << peer.flaps.min(16);
             let silent = now.saturating_sub(peer.last_heard);
             if silent <= base {
-                if peer.flaps > 0 && now.saturating_sub(peer.flapped_at) > FLAP_DECAY * damped {
+                if peer.flaps > 0
+                    && now.saturating_sub(peer.flapped_at) > FLAP_DECAY.saturating_mul(damped)
+                {
                     peer.flaps -= 1;
                     peer.flapped_at = now;
                 }

@@ -167,10 +167,11 @@ impl Proxy {
     /// Up to `MAX_RANKED` of the live JAPs this proxy holds as RAP for `g`,
     /// best first for `policy` and the asking IAP:
     /// - `Proximity`: nearest `iap_coord`.
-    /// - `Load`: a sample weighted by count, drawn per IAP (weighted
-    ///   rendezvous on the IAP's id), so that beyond 8 JAPs every JAP is in
-    ///   some IAPs' lists in proportion to its members; with 8 or fewer, all.
-    /// - `Random`: a uniform sample per IAP, the same way.
+    /// - `Load` and `Random`: a uniform sample drawn per IAP (rendezvous on
+    ///   the IAP's id), so that beyond 8 JAPs every JAP is in some IAPs'
+    ///   lists; the IAP then weighs the 8 by count (`Load`), which keeps the
+    ///   overall spread close to proportional (a sample weighted by count too
+    ///   would weigh the heavy JAPs twice). With 8 or fewer, all.
     /// - `ClientHash`: most members, then lowest id: the same list for every
     ///   IAP, so a client maps to the same JAP from any of them.
     fn ranked(
@@ -195,8 +196,7 @@ impl Proxy {
             // Lower is better.
             let score = match policy {
                 Policy::Proximity => f64::from(proximity::distance(iap_coord, &e.coord)),
-                Policy::Load => -select::weighted_score(draw(e.jap), e.count),
-                Policy::Random => -select::weighted_score(draw(e.jap), 1),
+                Policy::Load | Policy::Random => -select::weighted_score(draw(e.jap), 1),
                 Policy::ClientHash => 0.0,
             };
             let item = (
