@@ -250,6 +250,19 @@ impl<K, V, S> FixedMap<K, V, S> {
             .filter_map(|s| s.as_ref().map(|(k, v)| (k, v)))
     }
 
+    /// Up to `N` keys whose values `f` picks, on the stack: for handling
+    /// due entries in batches without allocating.
+    pub fn keys_where<const N: usize>(&self, f: impl Fn(&V) -> bool) -> heapless::Vec<K, N>
+    where
+        K: Copy,
+    {
+        self.iter()
+            .filter(|(_, v)| f(v))
+            .map(|(k, _)| *k)
+            .take(N)
+            .collect()
+    }
+
     /// The entries with mutable values, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.slots
@@ -449,6 +462,24 @@ mod tests {
     use std::collections::HashMap;
     use std::format;
     use std::vec;
+
+    #[test]
+    fn keys_where_picks_matching_keys_up_to_the_batch() {
+        let mut m = FixedMap::with_capacity(64);
+        for k in 0..40u32 {
+            m.insert(k, k % 3 == 0).unwrap();
+        }
+        let all: heapless::Vec<u32, 64> = m.keys_where(|due| *due);
+        let mut all: std::vec::Vec<u32> = all.into_iter().collect();
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..40).filter(|k| k % 3 == 0).collect::<std::vec::Vec<_>>()
+        );
+        let batch: heapless::Vec<u32, 4> = m.keys_where(|due| *due);
+        assert_eq!(batch.len(), 4);
+        assert!(batch.iter().all(|k| k % 3 == 0));
+    }
 
     #[test]
     fn full_tables_refuse_and_keep_their_entries() {

@@ -269,14 +269,7 @@ impl Proxy {
     /// their packet.
     pub(super) fn lookup_timers(&mut self, now: Instant) {
         for _ in 0..=self.iap.pending.len() / BATCH + 1 {
-            let due: HVec<Group, BATCH> = self
-                .iap
-                .pending
-                .iter()
-                .filter(|(_, p)| p.deadline <= now)
-                .map(|(g, _)| *g)
-                .take(BATCH)
-                .collect();
+            let due: HVec<Group, BATCH> = self.iap.pending.keys_where(|p| p.deadline <= now);
             if due.is_empty() {
                 break;
             }

@@ -180,16 +180,9 @@ impl Proxy {
         // Each pass handles up to BATCH due groups and makes them not due, so
         // the passes end; the bound guards against a logic error looping.
         for _ in 0..=self.jap.groups.len() / BATCH + 1 {
-            let due: HVec<Group, BATCH> = self
-                .jap
-                .groups
-                .iter()
-                .filter(|(_, j)| {
-                    j.dirty || j.retry_at.is_some_and(|t| t <= now) || j.refresh_at <= now
-                })
-                .map(|(g, _)| *g)
-                .take(BATCH)
-                .collect();
+            let due: HVec<Group, BATCH> = self.jap.groups.keys_where(|j| {
+                j.dirty || j.retry_at.is_some_and(|t| t <= now) || j.refresh_at <= now
+            });
             if due.is_empty() {
                 break;
             }
