@@ -470,6 +470,16 @@ impl Sim {
         buf
     }
 
+    /// A target of `group` at `pos` that joins, after a second to settle:
+    /// (its index, its JAP: the proxy anycast takes it to).
+    pub fn one_member(&mut self, group: Group, key: Key, pos: Pos) -> (usize, ProxyId) {
+        let t = self.add_target(group, key, pos);
+        self.register(t, true);
+        self.run_for(1000 * MS);
+        let jap = self.anycast(&pos).expect("a live proxy takes the target");
+        (t, jap)
+    }
+
     /// Target `t` sends join (or leave) to the anycast registration address.
     pub fn register(&mut self, t: usize, join: bool) {
         self.targets[t].member = join;

@@ -57,10 +57,7 @@ fn a_count_report_lost_in_a_50ms_partition_is_retried_until_every_rap_has_it() {
 #[test]
 fn a_rap_restarted_faster_than_peer_dead_relearns_its_japs() {
     let mut s = sim(Policy::Proximity);
-    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
-    s.register(t, true);
-    s.run_for(SEC);
-    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let (t, jap) = s.one_member(group(), KEY, Pos(1.0, 1.0));
     let raps = s.proxy(jap).unwrap().raps_of(&group());
     let r = raps.iter().copied().find(|&r| r != jap).unwrap();
     s.crash(r);
@@ -111,10 +108,7 @@ fn news_from_a_restarted_proxy_is_believed() {
 #[test]
 fn a_stand_in_raps_entries_expire_once_the_rap_is_back() {
     let mut s = sim(Policy::Proximity);
-    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
-    s.register(t, true);
-    s.run_for(SEC);
-    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let (_, jap) = s.one_member(group(), KEY, Pos(1.0, 1.0));
     let before = s.proxy(jap).unwrap().raps_of(&group());
     let r = before.iter().copied().find(|&r| r != jap).unwrap();
     s.crash(r);
@@ -145,10 +139,7 @@ fn a_stand_in_raps_entries_expire_once_the_rap_is_back() {
 #[test]
 fn the_last_target_going_down_keeps_its_group_and_is_pinged_back_up() {
     let mut s = sim(Policy::Proximity);
-    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
-    s.register(t, true);
-    s.run_for(SEC);
-    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let (t, jap) = s.one_member(group(), KEY, Pos(1.0, 1.0));
     s.targets[t].alive = false;
     s.run_for(2 * SEC);
     assert_eq!(s.proxy(jap).unwrap().live_targets(&group()), 0);
@@ -367,10 +358,7 @@ fn flow_counts_fall_when_flows_end_so_least_loaded_means_now() {
         cfg.flow_idle = 2 * SEC;
     });
     s.run_for(2 * SEC);
-    let a = s.add_target(group(), KEY, Pos(1.0, 1.0));
-    s.register(a, true);
-    s.run_for(SEC);
-    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let (_, jap) = s.one_member(group(), KEY, Pos(1.0, 1.0));
     for i in 0..20 {
         let c = s.add_client(Pos(2.0, 1.0 + i as f64 * 0.01));
         s.client_send(c, group(), b"x");
@@ -457,10 +445,7 @@ fn shipped_refresh(policy: Policy) -> impl Fn(&mut pias::proxy::ProxyConfig) {
 fn a_refuted_false_death_keeps_the_japs_rap_entries() {
     let mut s = Sim::new(7, &pops(), shipped_refresh(Policy::Proximity));
     s.run_for(2 * SEC);
-    let t = s.add_target(group(), KEY, Pos(50.0, 1.0));
-    s.register(t, true);
-    s.run_for(SEC);
-    let jap = s.anycast(&Pos(50.0, 1.0)).unwrap();
+    let (t, jap) = s.one_member(group(), KEY, Pos(50.0, 1.0));
     assert_eq!(reached_from_every_pop(&mut s, t), 5);
     // Proxy 1 (POP 0 watches POP 1) loses the JAP for a second: it declares
     // it dead, everyone believes it, the JAP refutes.

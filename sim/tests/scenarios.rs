@@ -114,10 +114,7 @@ fn jap_failure_fails_over_to_another_jap() {
 #[test]
 fn rap_failure_retries_the_next_rap_and_japs_re_report() {
     let mut s = sim(Policy::Proximity);
-    let t = s.add_target(group(), KEY, Pos(1.0, 1.0));
-    s.register(t, true);
-    s.run_for(SEC);
-    let jap = s.anycast(&Pos(1.0, 1.0)).unwrap();
+    let (t, jap) = s.one_member(group(), KEY, Pos(1.0, 1.0));
     let raps = s.proxy(jap).unwrap().raps_of(&group());
     let doomed: Vec<_> = raps.iter().copied().filter(|&r| r != jap).take(2).collect();
     for &r in &doomed {
