@@ -162,7 +162,7 @@ impl Proxy {
                             nonce: r.nonce,
                         };
                         self.send_target(r.group, r.target, &ack);
-                        self.jap_changed(now, r.group);
+                        self.report_if_needed(now, r.group);
                     }
                     Err(reason) => self.nack(r, reason),
                 }
@@ -206,7 +206,7 @@ impl Proxy {
             t.down_since = None;
         }
         if back {
-            self.jap_changed(now, group);
+            self.report_if_needed(now, group);
         }
     }
 

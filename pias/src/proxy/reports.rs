@@ -14,11 +14,6 @@ const BATCH: usize = 32;
 const CLOSING_RETRIES: u8 = 3;
 
 impl Proxy {
-    /// The group's targets changed: report at once if the count left its band.
-    pub(super) fn jap_changed(&mut self, now: Instant, g: Group) {
-        self.report_if_needed(now, g);
-    }
-
     /// Every JAP group re-examines its RAP set at the next report timer
     /// (membership changed).
     pub(super) fn jap_raps_changed(&mut self, now: Instant) {
@@ -63,7 +58,7 @@ impl Proxy {
     /// Sends the group's count to its RAPs when it left the band (or became or
     /// stopped being zero), and the current count to RAPs that do not have it
     /// (the RAP set changed). Removes a group left without any target.
-    fn report_if_needed(&mut self, now: Instant, g: Group) {
+    pub(super) fn report_if_needed(&mut self, now: Instant, g: Group) {
         let raps = self.raps_of(&g);
         let (live, entries) = self.jap.live_weight(&g);
         let Some(j) = self.jap.groups.get_mut(&g) else {
