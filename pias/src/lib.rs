@@ -44,6 +44,7 @@ pub mod config;
 pub mod exit;
 pub mod fixed;
 pub mod ids;
+pub mod keys;
 pub mod mgmt;
 pub mod pool;
 pub mod proximity;

@@ -1,7 +1,7 @@
 //! What one proxy is told at start: its sizes, timers, keys and groups
 //! (`ProxyConfig`), and how a group picks its JAPs (`Policy`).
 
-use crate::addr::Group;
+use crate::addr::{Group, Ipv4Prefix};
 use crate::time::{MS, SEC};
 use crate::wire::{Key, ProxyId};
 use alloc::vec::Vec;
@@ -22,7 +22,26 @@ pub enum Policy {
     ClientHash,
 }
 
-/// A group this deployment serves.
+/// How one group's JAPs are chosen and reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// How its packets are spread over its JAPs.
+    pub policy: Policy,
+    /// Initial count-report band, percent.
+    pub band_pct: u8,
+}
+
+impl Default for GroupPolicy {
+    fn default() -> Self {
+        GroupPolicy {
+            policy: Policy::Proximity,
+            band_pct: 10,
+        }
+    }
+}
+
+/// A group configured by name, with its own key (the simulator's groups, and
+/// per-group policy overrides in a deployment).
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
     /// The group's anycast transport address.
@@ -115,8 +134,17 @@ pub struct ProxyConfig {
     pub report_expiry: u64,
     /// The deployment's key (proxy-to-proxy messages).
     pub deployment_key: Key,
-    /// The groups it serves.
+    /// Groups configured one by one (their own key and policy); they win
+    /// over the derived groups below.
     pub groups: Vec<GroupConfig>,
+    /// The deployment's group secret: any group inside `anycast` has the key
+    /// `keys::group_key(secret, group)` and the policy `default_policy`.
+    /// None: only `groups` are served.
+    pub group_secret: Option<Key>,
+    /// The anycast prefixes whose every address and port is a derived group.
+    pub anycast: Vec<Ipv4Prefix>,
+    /// Policy of the derived groups.
+    pub default_policy: GroupPolicy,
 }
 
 impl ProxyConfig {
@@ -156,11 +184,38 @@ impl ProxyConfig {
             report_expiry: 100 * SEC,
             deployment_key,
             groups: Vec::new(),
+            group_secret: None,
+            anycast: Vec::new(),
+            default_policy: GroupPolicy::default(),
         }
     }
 
-    /// The configuration of group `g`, if this deployment serves it.
-    pub fn group(&self, g: &Group) -> Option<&GroupConfig> {
-        self.groups.iter().find(|c| c.group == *g)
+    /// The policy of group `g`, if this deployment serves it (cheap: no key
+    /// is derived).
+    pub fn group_policy(&self, g: &Group) -> Option<GroupPolicy> {
+        if let Some(c) = self.groups.iter().find(|c| c.group == *g) {
+            return Some(GroupPolicy {
+                policy: c.policy,
+                band_pct: c.band_pct,
+            });
+        }
+        self.derives(g).then_some(self.default_policy)
+    }
+
+    /// The key of group `g`'s target messages, if this deployment serves it.
+    pub fn group_key(&self, g: &Group) -> Option<Key> {
+        if let Some(c) = self.groups.iter().find(|c| c.group == *g) {
+            return Some(c.key.clone());
+        }
+        match &self.group_secret {
+            Some(secret) if self.derives(g) => Some(crate::keys::group_key(secret, g)),
+            _ => None,
+        }
+    }
+
+    /// Whether `g` is a derived group: a secret is set and its address lies
+    /// in an anycast prefix.
+    fn derives(&self, g: &Group) -> bool {
+        self.group_secret.is_some() && self.anycast.iter().any(|p| p.contains(g.ip))
     }
 }

@@ -67,7 +67,7 @@ impl Proxy {
     ) {
         let policy = self
             .cfg
-            .group(&group)
+            .group_policy(&group)
             .map_or(Policy::Proximity, |g| g.policy);
         let me = self.cfg.id;
         if let Some(c) = self.iap.cache.get(&group) {

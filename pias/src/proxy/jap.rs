@@ -25,7 +25,11 @@ pub enum Health {
 
 #[derive(Clone, Debug)]
 pub(super) struct TargetEntry {
+    /// The service's endpoint: where client packets go.
     pub(super) ep: Endpoint,
+    /// Where its registration came from (the target's agent, on the same
+    /// address): where health pings go, since the service owns `ep`.
+    pub(super) ctl: Endpoint,
     pub(super) weight: u16,
     pub(super) health: Health,
     pub(super) misses: u8,
@@ -145,12 +149,12 @@ impl Proxy {
                         return;
                     }
                     Err(NonceError::Full) => {
-                        self.nack(r, NackReason::Capacity);
+                        self.nack(src, r, NackReason::Capacity);
                         return;
                     }
                 }
                 let result = if matches!(msg, Message::Join(_)) {
-                    self.jap_join(now, r)
+                    self.jap_join(now, src, r)
                 } else {
                     self.jap_leave(r)
                 };
@@ -161,10 +165,10 @@ impl Proxy {
                             target: r.target,
                             nonce: r.nonce,
                         };
-                        self.send_target(r.group, r.target, &ack);
+                        self.send_target(r.group, src, &ack);
                         self.report_if_needed(now, r.group);
                     }
-                    Err(reason) => self.nack(r, reason),
+                    Err(reason) => self.nack(src, r, reason),
                 }
             }
             Message::Pong {
@@ -176,20 +180,20 @@ impl Proxy {
                     self.counters.jap.wrong_source += 1;
                     return;
                 }
-                self.on_pong(now, group, target, nonce);
+                self.on_pong(now, src, group, target, nonce);
             }
             _ => self.counters.wire.malformed += 1,
         }
     }
 
-    fn on_pong(&mut self, now: Instant, group: Group, target: Endpoint, nonce: u64) {
+    fn on_pong(&mut self, now: Instant, src: Endpoint, group: Group, target: Endpoint, nonce: u64) {
         let rise = self.cfg.target_rise;
         let Some(j) = self.jap.groups.get(&group) else {
-            self.ask_rejoin(group, target, nonce);
+            self.ask_rejoin(src, group, target, nonce);
             return;
         };
         let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) else {
-            self.ask_rejoin(group, target, nonce);
+            self.ask_rejoin(src, group, target, nonce);
             return;
         };
         if !(t.ping_outstanding && t.ping_nonce == nonce) {
@@ -212,18 +216,20 @@ impl Proxy {
 
     /// A pong from a target we do not hold: its JAP died and anycast brought
     /// it here (paper §3.6.2). Ask it to register again (same size as the
-    /// pong, to the target named in its verified body only).
-    fn ask_rejoin(&mut self, group: Group, target: Endpoint, nonce: u64) {
+    /// pong, to the address named in its verified body only, at the port the
+    /// pong came from: the target's agent).
+    fn ask_rejoin(&mut self, src: Endpoint, group: Group, target: Endpoint, nonce: u64) {
         self.counters.jap.rejoins_sent += 1;
         let msg = Message::Rejoin {
             group,
             target,
             nonce,
         };
-        self.send_target(group, target, &msg);
+        self.send_target(group, src, &msg);
     }
 
-    fn nack(&mut self, r: &Registration, reason: NackReason) {
+    /// Refuses a registration; `src` (the target's address, checked) hears why.
+    fn nack(&mut self, src: Endpoint, r: &Registration, reason: NackReason) {
         match reason {
             NackReason::Capacity => self.counters.jap.nack_capacity += 1,
             _ => self.counters.jap.nack_not_responsible += 1,
@@ -234,12 +240,17 @@ impl Proxy {
             nonce: r.nonce,
             reason,
         };
-        self.send_target(r.group, r.target, &msg);
+        self.send_target(r.group, src, &msg);
     }
 
-    fn jap_join(&mut self, now: Instant, r: &Registration) -> Result<(), NackReason> {
+    fn jap_join(
+        &mut self,
+        now: Instant,
+        src: Endpoint,
+        r: &Registration,
+    ) -> Result<(), NackReason> {
         let per_group = self.cfg.max_targets_per_group;
-        let band = self.cfg.group(&r.group).map_or(10, |g| g.band_pct);
+        let band = self.cfg.group_policy(&r.group).map_or(10, |g| g.band_pct);
         let ping = self.cfg.target_ping;
         let Ok(entry) = self.jap.groups.get_or_insert_with(r.group, || JapGroup {
             targets: List::default(),
@@ -263,6 +274,7 @@ impl Proxy {
             .find_mut(&entry.targets, |t| t.ep == r.target)
         {
             t.weight = weight;
+            t.ctl = src;
             t.health = Health::Up;
             t.misses = 0;
             t.down_since = None;
@@ -279,6 +291,7 @@ impl Proxy {
             &mut entry.targets,
             TargetEntry {
                 ep: r.target,
+                ctl: src,
                 weight,
                 health: Health::Up,
                 misses: 0,
@@ -349,7 +362,7 @@ impl Proxy {
             ..
         } = jap;
         for (g, j) in groups.iter_mut() {
-            let Some(key) = cfg.group(g).map(|c| &c.key) else {
+            let Some(key) = cfg.group_key(g) else {
                 continue;
             };
             let mut group_changed = false;
@@ -388,7 +401,7 @@ impl Proxy {
                     target: t.ep,
                     nonce: seed,
                 };
-                out.queue_target(*g, t.ep, &ping, key);
+                out.queue_target(*g, t.ctl, &ping, &key);
             });
             let before = j.targets.len();
             targets.retain(&mut j.targets, |t| {

@@ -25,7 +25,7 @@ mod tests;
 mod timers;
 mod transmit;
 
-pub use self::config::{GroupConfig, Policy, ProxyConfig};
+pub use self::config::{GroupConfig, GroupPolicy, Policy, ProxyConfig};
 pub use self::counters::{
     Counters, IapCounters, JapCounters, MembershipCounters, RapCounters, WireCounters,
 };
@@ -320,8 +320,8 @@ impl Proxy {
 
     /// Sends to a target of `group`, signed with the group's key.
     fn send_target(&mut self, group: Group, to: Endpoint, msg: &Message) {
-        if let Some(c) = self.cfg.group(&group) {
-            self.out.queue_target(group, to, msg, &c.key);
+        if let Some(key) = self.cfg.group_key(&group) {
+            self.out.queue_target(group, to, msg, &key);
         }
     }
 
@@ -343,11 +343,11 @@ impl Proxy {
                     self.counters.wire.malformed += 1;
                     return;
                 };
-                let Some(key) = self.cfg.group(&group).map(|c| &c.key) else {
+                let Some(key) = self.cfg.group_key(&group) else {
                     self.counters.wire.unknown_group += 1;
                     return;
                 };
-                if parsed.verify(key).is_err() {
+                if parsed.verify(&key).is_err() {
                     self.counters.wire.bad_tag += 1;
                     return;
                 }
@@ -421,7 +421,7 @@ impl Proxy {
             self.counters.wire.oversized += 1;
             return;
         }
-        if self.cfg.group(&group).is_none() {
+        if self.cfg.group_policy(&group).is_none() {
             self.counters.iap.unknown_group += 1;
             return;
         }

@@ -58,7 +58,7 @@ impl Proxy {
     /// The band a RAP asks its JAPs to keep: the group's own while the RAP's
     /// tables are under half full, twice it up to 80%, four times it beyond.
     pub(super) fn band_for_load(&self, g: &Group) -> u8 {
-        let base = self.cfg.group(g).map_or(10, |c| c.band_pct);
+        let base = self.cfg.group_policy(g).map_or(10, |c| c.band_pct);
         match self.rap.fill_pct() {
             0..=49 => base,
             50..=79 => base.saturating_mul(2).min(100),
@@ -231,7 +231,7 @@ impl Proxy {
         self.counters.rap.lookups += 1;
         let policy = self
             .cfg
-            .group(&group)
+            .group_policy(&group)
             .map_or(Policy::Proximity, |g| g.policy);
         let japs = self.ranked(&group, policy, iap, &iap_coord);
         if let Some(packet) = packet {

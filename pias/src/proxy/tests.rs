@@ -788,3 +788,83 @@ fn a_jap_reports_zero_even_with_a_band_of_100_percent() {
     let zeros: Vec<u32> = reports(&mut p).into_iter().map(|(_, c)| c).collect();
     assert_eq!(zeros, vec![0; 4], "0 is outside any band of 1");
 }
+
+/// A proxy serving every group of 203.0.113.0/24 under a group secret.
+fn derived_proxy(secret: &Key) -> Proxy {
+    let mut cfg = ProxyConfig::new(1, 0, DK);
+    cfg.group_secret = Some(secret.clone());
+    cfg.anycast = vec![crate::addr::Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)];
+    let list = [PeerInfo { id: 1, cluster: 0 }];
+    Proxy::new(cfg, &list, T0)
+}
+
+#[test]
+fn any_group_in_the_prefixes_joins_with_its_derived_key_and_acks_its_agent() {
+    let secret = Key([9; 32]);
+    let mut p = derived_proxy(&secret);
+    let grp = Group {
+        ip: Ipv4([203, 0, 113, 200]),
+        port: 8080,
+        transport: Transport::Tcp,
+    };
+    let service = target(3);
+    // The agent sends from its own port on the service's address.
+    let agent = Endpoint {
+        ip: service.ip,
+        port: 40000,
+    };
+    let r = Registration {
+        group: grp,
+        ..registration(3, 77)
+    };
+    let msg = Message::Join(r);
+    // Signed with the wrong group's key: refused, no answer.
+    let other = crate::keys::group_key(&secret, &g());
+    p.handle_message(T0, agent, &signed(Sender::Target, 1, &msg, &other));
+    assert_eq!(p.counters().wire.bad_tag, 1);
+    assert!(drain(&mut p).is_empty());
+    // With its own derived key: held, and the ack goes to the agent's port.
+    let key = crate::keys::group_key(&secret, &grp);
+    p.handle_message(T0, agent, &signed(Sender::Target, 1, &msg, &key));
+    assert_eq!(p.targets_held(&grp), 1);
+    let out = drain(&mut p);
+    assert!(
+        out.iter()
+            .any(|t| matches!(t, Transmit::Target { to, .. } if *to == agent)),
+        "{out:?}"
+    );
+    // Health pings go to the agent too, not to the service's port.
+    p.handle_timeout(T0 + 3 * SEC);
+    let pings: Vec<Endpoint> = drain(&mut p)
+        .into_iter()
+        .filter_map(|t| match t {
+            Transmit::Target { to, .. } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pings, vec![agent]);
+}
+
+#[test]
+fn a_group_outside_the_prefixes_is_not_served_even_with_a_secret() {
+    let secret = Key([9; 32]);
+    let mut p = derived_proxy(&secret);
+    let outside = Group {
+        ip: Ipv4([203, 0, 114, 1]),
+        port: 53,
+        transport: Transport::Udp,
+    };
+    let r = Registration {
+        group: outside,
+        ..registration(3, 78)
+    };
+    let key = crate::keys::group_key(&secret, &outside);
+    p.handle_message(
+        T0,
+        target(3),
+        &signed(Sender::Target, 1, &Message::Join(r), &key),
+    );
+    assert_eq!(p.counters().wire.unknown_group, 1);
+    assert_eq!(p.targets_held(&outside), 0);
+    assert!(drain(&mut p).is_empty());
+}
