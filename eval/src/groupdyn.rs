@@ -272,7 +272,8 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     cfg.target_ping = quiet;
     // The first probe goes out a quarter period after start: beyond the event too.
     cfg.rtt_probe = 4 * quiet;
-    cfg.flow_idle = quiet;
+    cfg.flow_idle_udp = quiet;
+    cfg.flow_idle_tcp = quiet;
     cfg.report_refresh = quiet;
     cfg.report_expiry = 2 * quiet;
     cfg.lookup_timeout = 300 * MS;

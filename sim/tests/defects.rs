@@ -355,7 +355,7 @@ fn load_spreads_flows_over_japs_in_proportion_to_members_with_affinity() {
 fn flow_counts_fall_when_flows_end_so_least_loaded_means_now() {
     let mut s = Sim::new(7, &pops(), |cfg| {
         tune(Policy::Proximity)(cfg);
-        cfg.flow_idle = 2 * SEC;
+        cfg.flow_idle_udp = 2 * SEC;
     });
     s.run_for(2 * SEC);
     let (_, jap) = s.one_member(group(), KEY, Pos(1.0, 1.0));

@@ -124,8 +124,13 @@ pub struct ProxyConfig {
     /// Registrations per second the replay cache is sized for (over `2 ×
     /// freshness`); past it joins are refused with `Capacity`, never replayable.
     pub join_rate: u32,
-    /// An idle flow is forgotten after this.
-    pub flow_idle: u64,
+    /// An idle UDP flow is forgotten after this (RFC 4787 REQ-5: at least
+    /// 2 minutes; 5 recommended).
+    pub flow_idle_udp: u64,
+    /// An idle TCP flow is forgotten after this (RFC 5382 REQ-5: an established
+    /// connection at least 2 h 4 min); the I/O layer ends closed ones sooner
+    /// with `Proxy::end_flow`.
+    pub flow_idle_tcp: u64,
     /// First wait for a RAP's acknowledgement of a count report (doubles per retry).
     pub report_retry: u64,
     /// Period at which a JAP re-sends its counts to its RAPs (soft state).
@@ -178,7 +183,8 @@ impl ProxyConfig {
             rtt_probe: 30 * SEC,
             freshness: 30 * SEC,
             join_rate: 100,
-            flow_idle: 120 * SEC,
+            flow_idle_udp: 300 * SEC,
+            flow_idle_tcp: 7440 * SEC,
             report_retry: SEC,
             report_refresh: 30 * SEC,
             report_expiry: 100 * SEC,
@@ -188,6 +194,19 @@ impl ProxyConfig {
             anycast: Vec::new(),
             default_policy: GroupPolicy::default(),
         }
+    }
+
+    /// How long a flow of `g` may be idle.
+    pub fn flow_idle(&self, g: &Group) -> u64 {
+        match g.transport {
+            crate::addr::Transport::Udp => self.flow_idle_udp,
+            crate::addr::Transport::Tcp => self.flow_idle_tcp,
+        }
+    }
+
+    /// The period of the idle-flow sweep: half the shorter idle time.
+    pub fn sweep_period(&self) -> u64 {
+        (self.flow_idle_udp.min(self.flow_idle_tcp) / 2).max(1)
     }
 
     /// The policy of group `g`, if this deployment serves it (cheap: no key

@@ -135,9 +135,15 @@ impl Proxy {
         }
     }
 
+    /// Ends `client`'s flow in `group` now (the I/O layer saw its TCP
+    /// connection close): its next packet picks a target afresh.
+    pub fn end_flow(&mut self, group: Group, client: Endpoint) {
+        self.jap.end_flow(&group, &client);
+    }
+
     /// Forgets idle flows, giving each its target's flow back.
     pub(super) fn sweep_flows(&mut self, now: Instant) {
-        let idle = self.cfg.flow_idle;
+        let cfg = &self.cfg;
         let Jap {
             groups,
             targets,
@@ -145,7 +151,7 @@ impl Proxy {
             nonces,
         } = &mut self.jap;
         flows.retain(|(g, _), f| {
-            let keep = now.saturating_sub(f.last) < idle;
+            let keep = now.saturating_sub(f.last) < cfg.flow_idle(g);
             if !keep {
                 if let Some(j) = groups.get(g) {
                     if let Some(t) = targets.find_mut(&j.targets, |t| t.ep == f.target) {

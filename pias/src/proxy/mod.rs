@@ -126,7 +126,7 @@ impl Proxy {
         let mut timers = TimerTable::default();
         timers.set(Timer::Heartbeat, now);
         timers.set(Timer::Probe, now + cfg.rtt_probe / 4);
-        timers.set(Timer::Sweep, now + cfg.flow_idle / 2);
+        timers.set(Timer::Sweep, now + cfg.sweep_period());
         Proxy {
             incarnation: Incarnation {
                 boot,
@@ -465,8 +465,7 @@ impl Proxy {
                 Timer::Lookups => self.lookup_timers(now),
                 Timer::RapExpiry => self.rap_expire(now),
                 Timer::Sweep => {
-                    self.timers
-                        .set(Timer::Sweep, now + (self.cfg.flow_idle / 2).max(1));
+                    self.timers.set(Timer::Sweep, now + self.cfg.sweep_period());
                     self.sweep_flows(now);
                     self.sweep_probes(now);
                 }

@@ -56,7 +56,7 @@ fn config(id: ProxyId) -> ProxyConfig {
     cfg.rtt_probe = 250 * MS;
     cfg.report_refresh = 2 * SEC;
     cfg.report_expiry = 7 * SEC;
-    cfg.flow_idle = 4 * SEC;
+    cfg.flow_idle_udp = 4 * SEC;
     cfg
 }
 
