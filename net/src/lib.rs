@@ -5,7 +5,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+extern crate alloc;
+
 pub mod classify;
+pub mod dataplane;
 pub mod device;
 pub mod mgmt;
 

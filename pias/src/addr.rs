@@ -109,6 +109,11 @@ impl Ipv4Prefix {
         Ipv4::from_u32(self.addr.to_u32() & self.mask())
     }
 
+    /// The subnet's broadcast address (all host bits set).
+    pub fn broadcast(self) -> Ipv4 {
+        Ipv4::from_u32(self.network().to_u32() | !self.mask())
+    }
+
     /// Whether `ip` lies in the prefix (its first `len` bits match). Always
     /// false for a length above 32; /0 contains every address.
     pub fn contains(self, ip: Ipv4) -> bool {

@@ -162,3 +162,64 @@ pub struct TableFill {
     /// Units reserved at start; `used` never exceeds it.
     pub capacity: u64,
 }
+
+/// The proxy data path's counters (`pias_net::dataplane`): what each
+/// received packet became and what was sent, every drop under its reason.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataCounters {
+    /// Proxy-to-proxy datagrams received on the proxy port.
+    pub rx_proxy: u64,
+    /// Target datagrams (join, leave, pong) received on a registration port.
+    pub rx_registration: u64,
+    /// Client packets to an anycast address taken in as IAP.
+    pub rx_client: u64,
+    /// Target replies on a NAT port, mapped back to their client.
+    pub rx_target_reply: u64,
+    /// Frames handed to the network stack (ARP, ICMP echo, management).
+    pub rx_to_stack: u64,
+    /// IPv4 for an address that is neither ours nor anycast.
+    pub drop_not_ours: u64,
+    /// To an anycast address, neither UDP nor TCP (e.g. ICMP).
+    pub drop_anycast_protocol: u64,
+    /// To a NAT port with no flow, or from another source than its target.
+    pub drop_no_flow: u64,
+    /// A UDP client packet too large to carry: answered with ICMP
+    /// "fragmentation needed".
+    pub client_too_big: u64,
+    /// TCP SYNs whose MSS was lowered to what the tunnel carries.
+    pub mss_clamped: u64,
+    /// A target reply too large to carry back.
+    pub reply_too_big: u64,
+    /// ICMP errors from a target about a NATed flow, sent on to its client.
+    pub icmp_translated: u64,
+    /// ICMP errors about no known flow (dropped).
+    pub icmp_unmatched: u64,
+    /// New flows refused: the NAT table (or its port range) was full.
+    pub nat_full: u64,
+    /// NAT flows ended (idle, or TCP closed).
+    pub nat_expired: u64,
+    /// Proxy datagrams sent.
+    pub tx_proxy: u64,
+    /// Datagrams sent to targets (acks, pings).
+    pub tx_target: u64,
+    /// Client packets delivered to targets.
+    pub tx_deliver: u64,
+    /// Replies sent to clients from the anycast address.
+    pub tx_to_client: u64,
+    /// ICMP errors sent.
+    pub tx_icmp: u64,
+    /// A transmit to a proxy id with no known address.
+    pub tx_unknown_proxy: u64,
+    /// A carried segment too short for its transport header.
+    pub tx_bad_segment: u64,
+    /// A frame that would exceed the MTU.
+    pub tx_too_big: u64,
+    /// ARP requests sent for next hops.
+    pub arp_requests: u64,
+    /// Frames sent after their next hop answered.
+    pub arp_released: u64,
+    /// Frames dropped: the next hop never answered, or the wait queue was full.
+    pub arp_dropped: u64,
+    /// Frames the device refused (ring full or driver error).
+    pub tx_device_refused: u64,
+}

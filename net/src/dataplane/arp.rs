@@ -1,0 +1,188 @@
+//! The data path's neighbour table: IPv4 → MAC for next hops, learned only
+//! from ARP addressed to us (no gratuitous learning), with a small queue of
+//! frames waiting for an answer. Fixed size; the oldest entry makes room.
+
+use crate::dataplane::packet::ETH_LEN;
+use pias::addr::Ipv4;
+use pias::time::{Instant, MS, SEC};
+
+/// Neighbours remembered.
+pub const NEIGHBOURS: usize = 64;
+/// Frames held while their next hop is being resolved.
+pub const PENDING: usize = 16;
+/// The largest frame held.
+pub const PENDING_FRAME: usize = crate::device::FRAME_MAX;
+/// How long an answer is believed.
+pub const REACHABLE: u64 = 60 * SEC;
+/// How long a frame waits for an answer before it is dropped.
+pub const PENDING_WAIT: u64 = SEC;
+/// Requests for one address at most this often.
+pub const REQUEST_GAP: u64 = 200 * MS;
+
+#[derive(Clone, Copy)]
+struct Neighbour {
+    ip: Ipv4,
+    mac: [u8; 6],
+    learned: Instant,
+}
+
+/// A frame waiting for its next hop's MAC.
+pub struct Pending {
+    /// The next hop.
+    pub hop: Ipv4,
+    /// When it was queued.
+    pub since: Instant,
+    /// Frame length in `frame`.
+    pub len: usize,
+    /// The frame; bytes 0..6 (destination MAC) are filled in on answer.
+    pub frame: [u8; PENDING_FRAME],
+}
+
+/// Neighbour table and pending frames.
+pub struct Neighbours {
+    table: [Option<Neighbour>; NEIGHBOURS],
+    asked: [(Ipv4, Instant); 8],
+    pending: heapless::Deque<Pending, PENDING>,
+}
+
+impl Default for Neighbours {
+    fn default() -> Self {
+        Neighbours {
+            table: [None; NEIGHBOURS],
+            asked: [(Ipv4([0; 4]), 0); 8],
+            pending: heapless::Deque::new(),
+        }
+    }
+}
+
+impl Neighbours {
+    /// The MAC of `ip`, if known and fresh.
+    pub fn lookup(&self, now: Instant, ip: Ipv4) -> Option<[u8; 6]> {
+        self.table
+            .iter()
+            .flatten()
+            .find(|n| n.ip == ip && now.saturating_sub(n.learned) < REACHABLE)
+            .map(|n| n.mac)
+    }
+
+    /// Learns `ip` at `mac` (from ARP addressed to us).
+    pub fn learn(&mut self, now: Instant, ip: Ipv4, mac: [u8; 6]) {
+        let slot = self
+            .table
+            .iter()
+            .position(|n| n.is_some_and(|n| n.ip == ip))
+            .or_else(|| self.table.iter().position(Option::is_none))
+            .unwrap_or_else(|| {
+                // Full: replace the oldest.
+                let mut oldest = 0;
+                for (i, n) in self.table.iter().enumerate() {
+                    if let (Some(n), Some(o)) = (n, &self.table[oldest]) {
+                        if n.learned < o.learned {
+                            oldest = i;
+                        }
+                    }
+                }
+                oldest
+            });
+        self.table[slot] = Some(Neighbour {
+            ip,
+            mac,
+            learned: now,
+        });
+    }
+
+    /// Whether a request for `hop` should go out now (not asked within
+    /// `REQUEST_GAP`); records it if so.
+    pub fn should_ask(&mut self, now: Instant, hop: Ipv4) -> bool {
+        if let Some(a) = self.asked.iter_mut().find(|a| a.0 == hop) {
+            if now.saturating_sub(a.1) < REQUEST_GAP {
+                return false;
+            }
+            a.1 = now;
+            return true;
+        }
+        let oldest = self.asked.iter_mut().min_by_key(|a| a.1).map(|a| {
+            *a = (hop, now);
+        });
+        oldest.is_some()
+    }
+
+    /// Holds `frame` for `hop`; false (and nothing held) when the queue is full.
+    pub fn hold(&mut self, now: Instant, hop: Ipv4, frame: &[u8]) -> bool {
+        if frame.len() > PENDING_FRAME || self.pending.is_full() {
+            return false;
+        }
+        let mut p = Pending {
+            hop,
+            since: now,
+            len: frame.len(),
+            frame: [0; PENDING_FRAME],
+        };
+        p.frame[..frame.len()].copy_from_slice(frame);
+        self.pending.push_back(p).is_ok()
+    }
+
+    /// Sends (through `send`) every held frame whose hop is now known, drops
+    /// those that waited too long; returns (sent, dropped).
+    pub fn release(&mut self, now: Instant, mut send: impl FnMut(&[u8]) -> bool) -> (u64, u64) {
+        let (mut sent, mut dropped) = (0, 0);
+        for _ in 0..self.pending.len() {
+            let Some(mut p) = self.pending.pop_front() else {
+                break;
+            };
+            if let Some(mac) = self.lookup(now, p.hop) {
+                p.frame[..6].copy_from_slice(&mac);
+                if send(&p.frame[..p.len]) {
+                    sent += 1;
+                } else {
+                    dropped += 1;
+                }
+            } else if now.saturating_sub(p.since) >= PENDING_WAIT
+                || self.pending.push_back(p).is_err()
+            {
+                dropped += 1;
+            }
+        }
+        (sent, dropped)
+    }
+
+    /// Whether frames are waiting.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Entries in use, and the table's size.
+    pub fn fill(&self) -> (usize, usize) {
+        (self.table.iter().flatten().count(), NEIGHBOURS)
+    }
+}
+
+/// What an ARP packet means to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpView {
+    /// 1 request, 2 reply.
+    pub op: u16,
+    /// Sender MAC and IP.
+    pub sender_mac: [u8; 6],
+    /// Sender IPv4.
+    pub sender_ip: Ipv4,
+    /// Target IPv4.
+    pub target_ip: Ipv4,
+}
+
+/// Parses an Ethernet/IPv4 ARP packet (the frame's payload after the
+/// Ethernet header).
+pub fn parse_arp(frame: &[u8]) -> Option<ArpView> {
+    let p = frame.get(ETH_LEN..ETH_LEN + 28)?;
+    if p[0..2] != [0, 1] || p[2..4] != [8, 0] || p[4] != 6 || p[5] != 4 {
+        return None;
+    }
+    let mut sender_mac = [0; 6];
+    sender_mac.copy_from_slice(&p[8..14]);
+    Some(ArpView {
+        op: u16::from_be_bytes([p[6], p[7]]),
+        sender_mac,
+        sender_ip: Ipv4([p[14], p[15], p[16], p[17]]),
+        target_ip: Ipv4([p[24], p[25], p[26], p[27]]),
+    })
+}

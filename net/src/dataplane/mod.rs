@@ -1,0 +1,200 @@
+//! The proxy data path: one `DataPlane` owns the proxy core (`pias::Proxy`),
+//! the JAP's NAT and the next-hop table, takes each received frame
+//! (`ingress`), and turns the core's `Transmit`s into addressed frames
+//! (`egress`). Sans-IO: `now` comes in, frames go out through a `FrameSink`;
+//! the kernel loop and the host tests drive it the same way. Nothing here
+//! allocates after `new`.
+
+mod arp;
+mod egress;
+mod ingress;
+pub mod nat;
+pub mod packet;
+#[cfg(test)]
+mod tests;
+
+pub use self::arp::Neighbours;
+pub use self::nat::{Nat, NatTimeouts};
+
+use crate::device::FRAME_MAX;
+use alloc::vec::Vec;
+use pias::addr::{Ipv4, Ipv4Prefix};
+use pias::proxy::Proxy;
+use pias::status::DataCounters;
+use pias::time::{Instant, MS, SEC};
+use pias::wire::{ProxyId, MAX_CARRIED, MAX_MESSAGE};
+
+/// Where finished frames go: the NIC in the appliance, a queue in tests.
+pub trait FrameSink {
+    /// Sends one frame; false if the device refused it.
+    fn send_frame(&mut self, frame: &[u8]) -> bool;
+}
+
+/// What became of a received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not the data path's: hand it to the network stack (ARP, ICMP echo,
+    /// management and other sockets on the unicast address).
+    Stack,
+    /// Taken (or dropped and counted) by the data path.
+    Done,
+}
+
+/// How the data path is set up; the kernel builds it from the boot config.
+#[derive(Clone, Debug)]
+pub struct DataPlaneConfig {
+    /// The interface's MAC.
+    pub mac: [u8; 6],
+    /// Our unicast address and its subnet.
+    pub address: Ipv4Prefix,
+    /// The default gateway (None: on-link destinations only).
+    pub gateway: Option<Ipv4>,
+    /// The interface's IP MTU.
+    pub mtu: u16,
+    /// The anycast prefixes: every address in them is ours to serve.
+    pub anycast: Vec<Ipv4Prefix>,
+    /// UDP port on anycast addresses where targets register.
+    pub registration_port: u16,
+    /// UDP port of proxy-to-proxy messages on unicast addresses.
+    pub proxy_port: u16,
+    /// First NAT port of the unicast address (toward targets).
+    pub nat_first_port: u16,
+    /// NAT ports from `nat_first_port` on.
+    pub nat_ports: usize,
+    /// NAT flows at most.
+    pub max_flows: usize,
+    /// NAT idle times.
+    pub nat_timeouts: NatTimeouts,
+    /// Every proxy's unicast address, sorted by id.
+    pub proxies: Vec<(ProxyId, Ipv4)>,
+    /// Secret key of the NAT table's hash (clients choose its keys).
+    pub hash_key: [u8; 16],
+}
+
+impl DataPlaneConfig {
+    /// The largest transport segment a client may send that still fits a
+    /// proxy message within this MTU.
+    pub fn carry_limit(&self) -> usize {
+        let overhead = MAX_MESSAGE - MAX_CARRIED;
+        MAX_CARRIED
+            .min(usize::from(self.mtu).saturating_sub(packet::IP_LEN + packet::UDP_LEN + overhead))
+    }
+
+    /// The MSS a carried TCP connection may use: the carry limit less the
+    /// largest TCP header (60 bytes with options).
+    pub fn mss_clamp(&self) -> u16 {
+        self.carry_limit()
+            .saturating_sub(60)
+            .min(usize::from(u16::MAX)) as u16
+    }
+}
+
+/// How often idle NAT flows are swept.
+const NAT_SWEEP: u64 = SEC;
+/// How often frames waiting for ARP are re-examined.
+const ARP_TICK: u64 = 50 * MS;
+
+/// The data path of one appliance.
+pub struct DataPlane {
+    cfg: DataPlaneConfig,
+    proxy: Proxy,
+    nat: Nat,
+    neighbours: Neighbours,
+    counters: DataCounters,
+    ident: u16,
+    next_sweep: Instant,
+    /// When frames waiting for ARP were last examined.
+    arp_checked: Instant,
+    /// Where frames are built.
+    tx: [u8; FRAME_MAX],
+    /// Where a segment is edited (MSS clamping) before it is handed on.
+    scratch: [u8; FRAME_MAX],
+}
+
+impl DataPlane {
+    /// The data path around `proxy`; every table is reserved here.
+    pub fn new(cfg: DataPlaneConfig, proxy: Proxy, now: Instant) -> DataPlane {
+        let nat = Nat::new(
+            cfg.max_flows,
+            cfg.nat_first_port,
+            cfg.nat_ports.max(cfg.max_flows),
+            cfg.hash_key,
+            cfg.nat_timeouts,
+        );
+        DataPlane {
+            proxy,
+            nat,
+            neighbours: Neighbours::default(),
+            counters: DataCounters::default(),
+            ident: (now & 0xffff) as u16,
+            next_sweep: now + NAT_SWEEP,
+            arp_checked: now,
+            tx: [0; FRAME_MAX],
+            scratch: [0; FRAME_MAX],
+            cfg,
+        }
+    }
+
+    /// The proxy core.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// The data path's counters.
+    pub fn counters(&self) -> DataCounters {
+        self.counters
+    }
+
+    /// (name, used, capacity) of the data path's own tables.
+    pub fn table_fill(&self) -> [(&'static str, usize, usize); 2] {
+        let (nu, nc) = self.nat.fill();
+        let (au, ac) = self.neighbours.fill();
+        [("nat_flows", nu, nc), ("neighbours", au, ac)]
+    }
+
+    /// When `handle_timeout` should run next.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut at = self.next_sweep;
+        if let Some(p) = self.proxy.poll_timeout() {
+            at = at.min(p);
+        }
+        if self.neighbours.has_pending() {
+            at = at.min(self.arp_checked + ARP_TICK);
+        }
+        at
+    }
+
+    /// Runs the proxy's timers, sweeps idle NAT flows, retries or drops frames
+    /// waiting for ARP, and sends what results.
+    pub fn handle_timeout(&mut self, now: Instant, sink: &mut impl FrameSink) {
+        if self.proxy.poll_timeout().is_some_and(|t| t <= now) {
+            self.proxy.handle_timeout(now);
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + NAT_SWEEP;
+            let proxy = &mut self.proxy;
+            let ended = self.nat.sweep(now, |g, c| proxy.end_flow(g, c));
+            self.counters.nat_expired += ended as u64;
+        }
+        self.release_pending(now, sink);
+        self.flush(now, sink);
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
+    fn is_anycast(&self, ip: Ipv4) -> bool {
+        self.cfg.anycast.iter().any(|p| p.contains(ip))
+    }
+
+    fn proxy_address(&self, id: ProxyId) -> Option<Ipv4> {
+        self.cfg
+            .proxies
+            .binary_search_by_key(&id, |p| p.0)
+            .ok()
+            .and_then(|i| self.cfg.proxies.get(i))
+            .map(|p| p.1)
+    }
+}

@@ -1,0 +1,649 @@
+//! The data path driven over a simulated LAN: two appliances (IAP and JAP),
+//! a client and a target, frames carried between them by a tiny switch that
+//! also answers ARP for the hosts; the proxies are the real core.
+
+use super::packet::{self, tcp_flags, Addressing};
+use super::*;
+use pias::addr::{Endpoint, Group, Transport};
+use pias::ids::PeerInfo;
+use pias::proxy::ProxyConfig;
+use pias::wire::{self, JoinOptions, Key, Message, Registration, Sender};
+use smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+};
+use std::collections::VecDeque;
+use std::vec;
+use std::vec::Vec;
+
+const T0: Instant = 1_700_000_000 * SEC;
+const DK: Key = Key([1; 32]);
+const SECRET: Key = Key([9; 32]);
+const NET: [u8; 3] = [198, 18, 0];
+
+fn ip(last: u8) -> Ipv4 {
+    Ipv4([NET[0], NET[1], NET[2], last])
+}
+fn mac(last: u8) -> [u8; 6] {
+    [0x52, 0x54, 0, 0, 0, last]
+}
+/// Appliance `id` is at .(1 + id); the client at .10, the target at .20.
+fn appliance_ip(id: u32) -> Ipv4 {
+    ip(1 + id as u8)
+}
+const CLIENT: u8 = 10;
+const TARGET: u8 = 20;
+const AGENT_PORT: u16 = 40000;
+
+fn group(t: Transport, port: u16) -> Group {
+    Group {
+        ip: Ipv4([203, 0, 113, 10]),
+        port,
+        transport: t,
+    }
+}
+
+fn config(id: u32) -> DataPlaneConfig {
+    DataPlaneConfig {
+        mac: mac(1 + id as u8),
+        address: Ipv4Prefix::new(appliance_ip(id), 24),
+        gateway: Some(ip(1)),
+        mtu: 1500,
+        anycast: vec![Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)],
+        registration_port: 7000,
+        proxy_port: 7002,
+        nat_first_port: 20000,
+        nat_ports: 1000,
+        max_flows: 64,
+        nat_timeouts: NatTimeouts::default(),
+        proxies: (1..=2).map(|i| (i, appliance_ip(i))).collect(),
+        hash_key: [id as u8; 16],
+    }
+}
+
+fn plane(id: u32) -> DataPlane {
+    let mut pc = ProxyConfig::new(id, id, DK);
+    pc.group_secret = Some(SECRET);
+    pc.anycast = vec![Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)];
+    let peers = [
+        PeerInfo { id: 1, cluster: 1 },
+        PeerInfo { id: 2, cluster: 2 },
+    ];
+    DataPlane::new(config(id), Proxy::new(pc, &peers, T0), T0)
+}
+
+#[derive(Default)]
+struct Out(VecDeque<Vec<u8>>);
+impl FrameSink for Out {
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        self.0.push_back(frame.to_vec());
+        true
+    }
+}
+
+/// What a host (client or target) received: (src, dst, transport, segment).
+#[derive(Clone, Debug)]
+struct Got {
+    src: Endpoint,
+    dst: Endpoint,
+    t: Option<Transport>,
+    seg: Vec<u8>,
+}
+
+struct Lan {
+    now: Instant,
+    planes: Vec<DataPlane>,
+    /// Which appliance (index) anycast traffic from each host reaches.
+    nearest_for_client: usize,
+    nearest_for_target: usize,
+    client_got: Vec<Got>,
+    target_got: Vec<Got>,
+    /// Answer every UDP packet to the target's service port with this.
+    target_answers: bool,
+}
+
+/// (source, destination, protocol, transport segment) of an IPv4 frame,
+/// its checksums checked.
+type Parsed = (Ipv4, Ipv4, IpProtocol, Vec<u8>);
+
+fn parse(frame: &[u8]) -> Option<Parsed> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let p = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    assert!(p.verify_checksum(), "IPv4 checksum");
+    let (s, d) = (IpAddress::Ipv4(p.src_addr()), IpAddress::Ipv4(p.dst_addr()));
+    match p.next_header() {
+        IpProtocol::Udp => {
+            assert!(
+                UdpPacket::new_checked(p.payload())
+                    .unwrap()
+                    .verify_checksum(&s, &d),
+                "UDP checksum"
+            );
+        }
+        IpProtocol::Tcp => {
+            assert!(
+                TcpPacket::new_checked(p.payload())
+                    .unwrap()
+                    .verify_checksum(&s, &d),
+                "TCP checksum"
+            );
+        }
+        _ => {}
+    }
+    Some((
+        packet::ip_of(p.src_addr()),
+        packet::ip_of(p.dst_addr()),
+        p.next_header(),
+        p.payload().to_vec(),
+    ))
+}
+
+impl Lan {
+    fn new() -> Lan {
+        Lan {
+            now: T0,
+            planes: vec![plane(1), plane(2)],
+            nearest_for_client: 0,
+            nearest_for_target: 1,
+            client_got: vec![],
+            target_got: vec![],
+            target_answers: true,
+        }
+    }
+
+    /// Carries frames until none are left (bounded).
+    fn run(&mut self, mut frames: VecDeque<(usize, Vec<u8>)>) {
+        for _ in 0..10_000 {
+            let Some((from, f)) = frames.pop_front() else {
+                return;
+            };
+            self.carry(from, f, &mut frames);
+        }
+        panic!("the LAN never went quiet");
+    }
+
+    /// `from` is the index of the sending appliance (usize::MAX: a host).
+    fn carry(&mut self, from: usize, f: Vec<u8>, q: &mut VecDeque<(usize, Vec<u8>)>) {
+        if f[12..14] == [8, 6] {
+            // ARP request from an appliance: the owner answers.
+            let a = super::arp::parse_arp(&f).unwrap();
+            let owner = (1..=2u32).find(|&i| appliance_ip(i) == a.target_ip);
+            let owner_mac = match owner {
+                Some(i) => mac(1 + i as u8),
+                None => mac(a.target_ip.0[3]),
+            };
+            let mut reply = [0u8; 64];
+            let n = packet::arp_reply(
+                &mut reply,
+                owner_mac,
+                a.target_ip,
+                a.sender_mac,
+                a.sender_ip,
+            );
+            let mut out = Out::default();
+            let idx = (1..=2)
+                .position(|i| appliance_ip(i) == a.sender_ip)
+                .unwrap();
+            let v = self.planes[idx].ingress(self.now, &reply[..n], &mut out);
+            assert_eq!(v, Verdict::Stack);
+            q.extend(out.0.into_iter().map(|f| (idx, f)));
+            return;
+        }
+        let (src, dst, proto, seg) = parse(&f).expect("an IPv4 frame");
+        let t = match proto {
+            IpProtocol::Udp => Some(Transport::Udp),
+            IpProtocol::Tcp => Some(Transport::Tcp),
+            _ => None,
+        };
+        let (sp, dp) = packet::ports(&seg);
+        let got = Got {
+            src: Endpoint { ip: src, port: sp },
+            dst: Endpoint { ip: dst, port: dp },
+            t,
+            seg: seg.clone(),
+        };
+        let to = if let Some(i) = (1..=2).position(|i| appliance_ip(i) == dst) {
+            Some(i)
+        } else if dst.0[0] == 203 {
+            Some(if src == ip(CLIENT) {
+                self.nearest_for_client
+            } else {
+                self.nearest_for_target
+            })
+        } else {
+            None
+        };
+        let _ = from;
+        match to {
+            Some(i) => {
+                let mut out = Out::default();
+                self.planes[i].ingress(self.now, &f, &mut out);
+                q.extend(out.0.into_iter().map(|f| (i, f)));
+            }
+            None if dst == ip(CLIENT) => self.client_got.push(got),
+            None if dst == ip(TARGET) => {
+                self.target_got.push(got.clone());
+                self.target_reacts(&got, q);
+            }
+            None => panic!("frame to nowhere: {dst:?}"),
+        }
+    }
+
+    /// The target's agent answers pings; its service echoes UDP "answer:…".
+    fn target_reacts(&mut self, got: &Got, q: &mut VecDeque<(usize, Vec<u8>)>) {
+        let body = &got.seg[8..];
+        if got.dst.port == AGENT_PORT {
+            let p = wire::parse(body).unwrap();
+            let key = pias::keys::group_key(&SECRET, &p.message.target_group().unwrap());
+            p.verify(&key).unwrap();
+            if let Message::Ping {
+                group,
+                target,
+                nonce,
+            } = p.message
+            {
+                let pong = Message::Pong {
+                    group,
+                    target,
+                    nonce,
+                };
+                q.push_back((usize::MAX, self.signed_from_agent(&pong, &key)));
+            }
+            return;
+        }
+        if self.target_answers && got.t == Some(Transport::Udp) {
+            let mut answer = b"answer:".to_vec();
+            answer.extend_from_slice(body);
+            let f = host_udp(ip(TARGET), got.dst.port, got.src.ip, got.src.port, &answer);
+            q.push_back((usize::MAX, f));
+        }
+    }
+
+    fn signed_from_agent(&self, msg: &Message, key: &Key) -> Vec<u8> {
+        let mut buf = vec![0u8; wire::MAX_MESSAGE];
+        let n = wire::encode(Sender::Target, 0, self.now / 1000, msg, key, &mut buf).unwrap();
+        host_udp(
+            ip(TARGET),
+            AGENT_PORT,
+            Ipv4([203, 0, 113, 10]),
+            7000,
+            &buf[..n],
+        )
+    }
+
+    fn join(&mut self, g: Group, nonce: u64) {
+        let key = pias::keys::group_key(&SECRET, &g);
+        let r = Registration {
+            group: g,
+            target: Endpoint {
+                ip: ip(TARGET),
+                port: g.port,
+            },
+            timestamp_ms: self.now / 1000,
+            nonce,
+            options: JoinOptions::default(),
+        };
+        let f = self.signed_from_agent(&Message::Join(r), &key);
+        self.run(VecDeque::from([(usize::MAX, f)]));
+    }
+
+    /// Advances time by `dt`, running every due timer on the way (1 ms steps).
+    fn advance(&mut self, dt: u64) {
+        let end = self.now + dt;
+        while self.now < end {
+            self.now = (self.now + MS).min(end);
+            let mut q = VecDeque::new();
+            for (i, p) in self.planes.iter_mut().enumerate() {
+                if p.poll_timeout() <= self.now {
+                    let mut out = Out::default();
+                    p.handle_timeout(self.now, &mut out);
+                    q.extend(out.0.into_iter().map(|f| (i, f)));
+                }
+            }
+            self.run(q);
+        }
+    }
+
+    fn client_sends(&mut self, t: Transport, sport: u16, g: Group, seg_payload: &[u8]) {
+        let f = match t {
+            Transport::Udp => host_udp(ip(CLIENT), sport, g.ip, g.port, seg_payload),
+            Transport::Tcp => host_tcp(
+                ip(CLIENT),
+                sport,
+                g.ip,
+                g.port,
+                tcp_flags::SYN,
+                &[2, 4, 0x05, 0xb4],
+            ),
+        };
+        self.run(VecDeque::from([(usize::MAX, f)]));
+    }
+}
+
+/// A UDP frame from a host.
+fn host_udp(src: Ipv4, sport: u16, dst: Ipv4, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; 1600];
+    let a = Addressing {
+        src_mac: mac(src.0[3]),
+        dst_mac: mac(99),
+        src,
+        dst,
+        ident: 1,
+    };
+    let n = packet::udp_frame(&mut buf, &a, sport, dport, payload).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// A TCP frame with `flags` and raw `options` (a multiple of 4 bytes).
+fn host_tcp(src: Ipv4, sport: u16, dst: Ipv4, dport: u16, flags: u8, options: &[u8]) -> Vec<u8> {
+    let mut seg = vec![0u8; 20 + options.len()];
+    seg[12] = (((20 + options.len()) / 4) as u8) << 4;
+    seg[13] = flags;
+    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    seg[20..].copy_from_slice(options);
+    let mut buf = vec![0u8; 1600];
+    let a = Addressing {
+        src_mac: mac(src.0[3]),
+        dst_mac: mac(99),
+        src,
+        dst,
+        ident: 1,
+    };
+    let n = packet::segment_frame(&mut buf, &a, Transport::Tcp, sport, dport, &seg).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn udp_group() -> Group {
+    group(Transport::Udp, 53)
+}
+
+/// A LAN with the target joined at appliance 2 and the reports settled.
+fn joined() -> Lan {
+    let mut lan = Lan::new();
+    lan.advance(10 * MS);
+    lan.join(udp_group(), 1);
+    assert_eq!(lan.planes[1].proxy().targets_held(&udp_group()), 1);
+    lan.advance(100 * MS);
+    lan
+}
+
+#[test]
+fn a_client_query_goes_iap_to_jap_to_target_and_the_answer_comes_from_the_group() {
+    let mut lan = joined();
+    lan.client_sends(Transport::Udp, 5555, udp_group(), b"q1");
+    lan.advance(400 * MS);
+    // The target saw the query from the JAP's NAT port, not from the client.
+    let q: Vec<&Got> = lan.target_got.iter().filter(|g| g.dst.port == 53).collect();
+    assert_eq!(q.len(), 1, "{:?}", lan.target_got);
+    assert_eq!(q[0].src.ip, appliance_ip(2));
+    assert!((20000..21000).contains(&q[0].src.port));
+    assert_eq!(&q[0].seg[8..], b"q1");
+    // The client got the answer from 203.0.113.10:53 to its own port.
+    assert_eq!(lan.client_got.len(), 1, "{:?}", lan.client_got);
+    let a = &lan.client_got[0];
+    assert_eq!(
+        a.src,
+        Endpoint {
+            ip: Ipv4([203, 0, 113, 10]),
+            port: 53
+        }
+    );
+    assert_eq!(
+        a.dst,
+        Endpoint {
+            ip: ip(CLIENT),
+            port: 5555
+        }
+    );
+    assert_eq!(&a.seg[8..], b"answer:q1");
+    let (iap, jap) = (lan.planes[0].counters(), lan.planes[1].counters());
+    assert_eq!(iap.rx_client, 1);
+    assert_eq!(
+        (jap.tx_deliver, jap.rx_target_reply, jap.tx_to_client),
+        (1, 1, 1)
+    );
+    // A second query from the same client port reuses its NAT port.
+    lan.client_sends(Transport::Udp, 5555, udp_group(), b"q2");
+    lan.advance(50 * MS);
+    let ports: Vec<u16> = lan
+        .target_got
+        .iter()
+        .filter(|g| g.dst.port == 53)
+        .map(|g| g.src.port)
+        .collect();
+    assert_eq!(ports.len(), 2);
+    assert_eq!(ports[0], ports[1]);
+    assert_eq!(lan.client_got.len(), 2);
+}
+
+#[test]
+fn the_first_frame_to_an_unknown_next_hop_waits_for_arp_then_goes() {
+    let mut p = plane(1);
+    let mut out = Out::default();
+    // A join from the target reaches appliance 1; its ack must go to the
+    // agent, whose MAC nobody knows yet.
+    let key = pias::keys::group_key(&SECRET, &udp_group());
+    let r = Registration {
+        group: udp_group(),
+        target: Endpoint {
+            ip: ip(TARGET),
+            port: 53,
+        },
+        timestamp_ms: T0 / 1000,
+        nonce: 5,
+        options: JoinOptions::default(),
+    };
+    let mut buf = vec![0u8; wire::MAX_MESSAGE];
+    let n = wire::encode(Sender::Target, 0, 1, &Message::Join(r), &key, &mut buf).unwrap();
+    let f = host_udp(
+        ip(TARGET),
+        AGENT_PORT,
+        Ipv4([203, 0, 113, 10]),
+        7000,
+        &buf[..n],
+    );
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Done);
+    // Only ARP requests left (for the agent, and for the RAP its report
+    // goes to): the ack waits.
+    assert!(out.0.iter().all(|f| f[12..14] == [8, 6]));
+    let asked: Vec<Ipv4> = out
+        .0
+        .iter()
+        .map(|f| super::arp::parse_arp(f).unwrap().target_ip)
+        .collect();
+    assert!(asked.contains(&ip(TARGET)), "{asked:?}");
+    assert_eq!(p.counters().arp_requests, asked.len() as u64);
+    let mut reply = [0u8; 64];
+    let n = packet::arp_reply(&mut reply, mac(TARGET), ip(TARGET), mac(2), appliance_ip(1));
+    let mut out = Out::default();
+    assert_eq!(p.ingress(T0 + MS, &reply[..n], &mut out), Verdict::Stack);
+    assert_eq!(out.0.len(), 1, "the held ack goes out");
+    let (_, dst, _, seg) = parse(&out.0[0]).unwrap();
+    assert_eq!(out.0[0][..6], mac(TARGET));
+    assert_eq!((dst, packet::ports(&seg).1), (ip(TARGET), AGENT_PORT));
+    assert_eq!(p.counters().arp_released, 1);
+}
+
+#[test]
+fn an_unanswered_arp_drops_the_held_frame_after_a_second() {
+    let mut p = plane(1);
+    let mut out = Out::default();
+    let f = host_udp(
+        ip(CLIENT),
+        5,
+        Ipv4([203, 0, 113, 10]),
+        99,
+        &[1; 2000][..1400],
+    );
+    // A client packet too large to carry: an ICMP error toward the client,
+    // which waits for ARP (gateway-less on-link host).
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Done);
+    assert_eq!(p.counters().client_too_big, 1);
+    assert_eq!(p.counters().arp_requests, 1);
+    p.handle_timeout(T0 + 500 * MS, &mut out);
+    assert_eq!(p.counters().arp_dropped, 0);
+    p.handle_timeout(T0 + 1100 * MS, &mut out);
+    assert_eq!(p.counters().arp_dropped, 1);
+}
+
+#[test]
+fn oversized_udp_gets_fragmentation_needed_with_the_carry_limit() {
+    let mut lan = joined();
+    let big = vec![7u8; 1300];
+    lan.client_sends(Transport::Udp, 6000, udp_group(), &big);
+    let icmp: Vec<&Got> = lan.client_got.iter().filter(|g| g.t.is_none()).collect();
+    assert_eq!(icmp.len(), 1);
+    let b = &icmp[0].seg;
+    assert_eq!((b[0], b[1]), (3, 4));
+    let limit = config(1).carry_limit();
+    assert_eq!(u16::from_be_bytes([b[6], b[7]]) as usize, limit + 20);
+    assert_eq!(icmp[0].src.ip, Ipv4([203, 0, 113, 10]));
+    // The quoted header is the client's own packet.
+    assert_eq!(&b[8 + 12..8 + 16], &ip(CLIENT).0);
+    assert!(lan.target_got.iter().all(|g| g.dst.port != 53));
+    // One byte less is carried.
+    lan.client_sends(Transport::Udp, 6001, udp_group(), &big[..limit - 8]);
+    lan.advance(400 * MS);
+    assert!(lan.target_got.iter().any(|g| g.dst.port == 53));
+}
+
+#[test]
+fn tcp_syn_mss_is_clamped_at_the_iap_and_the_syn_ack_at_the_jap() {
+    let mut lan = Lan::new();
+    let g = group(Transport::Tcp, 80);
+    lan.advance(10 * MS);
+    lan.join(g, 2);
+    lan.advance(100 * MS);
+    lan.target_answers = false;
+    lan.client_sends(Transport::Tcp, 7000, g, &[]);
+    lan.advance(400 * MS);
+    let syn = lan
+        .target_got
+        .iter()
+        .find(|x| x.dst.port == 80)
+        .expect("the SYN arrived");
+    let clamp = config(1).mss_clamp();
+    assert_eq!(&syn.seg[20..24], &[2, 4, (clamp >> 8) as u8, clamp as u8]);
+    assert_eq!(lan.planes[0].counters().mss_clamped, 1);
+    // The target's SYN-ACK (MSS 1460) to the NAT port is clamped on its way.
+    let nat = syn.src;
+    let f = host_tcp(
+        ip(TARGET),
+        80,
+        nat.ip,
+        nat.port,
+        tcp_flags::SYN | tcp_flags::ACK,
+        &[2, 4, 0x05, 0xb4],
+    );
+    lan.run(VecDeque::from([(usize::MAX, f)]));
+    let sa = lan
+        .client_got
+        .last()
+        .expect("the SYN-ACK reached the client");
+    assert_eq!(sa.src, Endpoint { ip: g.ip, port: 80 });
+    assert_eq!(&sa.seg[20..24], &[2, 4, (clamp >> 8) as u8, clamp as u8]);
+    assert_eq!(lan.planes[1].counters().mss_clamped, 1);
+}
+
+#[test]
+fn replies_to_unknown_nat_ports_or_from_the_wrong_source_are_dropped() {
+    let mut lan = joined();
+    lan.client_sends(Transport::Udp, 5555, udp_group(), b"q");
+    lan.advance(400 * MS);
+    let nat = lan
+        .target_got
+        .iter()
+        .find(|g| g.dst.port == 53)
+        .unwrap()
+        .src;
+    let before = lan.client_got.len();
+    // Unused NAT port.
+    let f = host_udp(ip(TARGET), 53, nat.ip, nat.port + 1, b"x");
+    lan.run(VecDeque::from([(usize::MAX, f)]));
+    // Right port, wrong source port.
+    let f = host_udp(ip(TARGET), 54, nat.ip, nat.port, b"x");
+    lan.run(VecDeque::from([(usize::MAX, f)]));
+    assert_eq!(lan.client_got.len(), before);
+    assert_eq!(lan.planes[1].counters().drop_no_flow, 2);
+}
+
+#[test]
+fn port_unreachable_from_a_target_reaches_the_client_without_private_addresses() {
+    let mut lan = joined();
+    lan.target_answers = false;
+    lan.client_sends(Transport::Udp, 5555, udp_group(), b"q");
+    lan.advance(400 * MS);
+    let q = lan
+        .target_got
+        .iter()
+        .find(|g| g.dst.port == 53)
+        .unwrap()
+        .clone();
+    // The target's ICMP port unreachable quoting the JAP's packet to it.
+    let mut quoted = Vec::new();
+    let hdr = [0x45, 0, 0, 30, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    quoted.extend_from_slice(&hdr);
+    quoted.extend_from_slice(&q.src.ip.0);
+    quoted.extend_from_slice(&q.dst.ip.0);
+    quoted.extend_from_slice(&q.seg[..8]);
+    let a = Addressing {
+        src_mac: mac(TARGET),
+        dst_mac: mac(3),
+        src: ip(TARGET),
+        dst: q.src.ip,
+        ident: 3,
+    };
+    let mut buf = vec![0u8; 200];
+    let n = packet::icmp_error(&mut buf, &a, 3, 3, 0, &quoted).unwrap();
+    lan.run(VecDeque::from([(usize::MAX, buf[..n].to_vec())]));
+    let icmp = lan
+        .client_got
+        .iter()
+        .find(|g| g.t.is_none())
+        .expect("translated");
+    let b = &icmp.seg;
+    assert_eq!((b[0], b[1]), (3, 3));
+    assert_eq!(icmp.src.ip, udp_group().ip);
+    // Inner: client → group, client's port → group's port; no 198.18.0.3/.20 inside.
+    assert_eq!(&b[8 + 12..8 + 16], &ip(CLIENT).0);
+    assert_eq!(&b[8 + 16..8 + 20], &udp_group().ip.0);
+    assert_eq!(u16::from_be_bytes([b[28], b[29]]), 5555);
+    assert_eq!(u16::from_be_bytes([b[30], b[31]]), 53);
+    assert!(!b
+        .windows(4)
+        .any(|w| w == ip(TARGET).0 || w == appliance_ip(2).0));
+    assert_eq!(lan.planes[1].counters().icmp_translated, 1);
+}
+
+#[test]
+fn traffic_that_is_not_ours_is_counted_by_reason() {
+    let mut p = plane(1);
+    let mut out = Out::default();
+    let f = host_udp(ip(CLIENT), 1, ip(77), 2, b"x");
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Done);
+    assert_eq!(p.counters().drop_not_ours, 1);
+    // ICMP echo to an anycast address: not served.
+    let a = Addressing {
+        src_mac: mac(CLIENT),
+        dst_mac: mac(2),
+        src: ip(CLIENT),
+        dst: Ipv4([203, 0, 113, 1]),
+        ident: 1,
+    };
+    let mut buf = vec![0u8; 200];
+    let n = packet::icmp_error(&mut buf, &a, 8, 0, 0, &[0; 8]).unwrap();
+    assert_eq!(p.ingress(T0, &buf[..n], &mut out), Verdict::Done);
+    assert_eq!(p.counters().drop_anycast_protocol, 1);
+    // The management port of the unicast address is the stack's.
+    let f = host_udp(ip(CLIENT), 1, appliance_ip(1), 7001, b"x");
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Stack);
+    // A client packet to a group with no member: a lookup, no delivery.
+    let f = host_udp(ip(CLIENT), 1, Ipv4([203, 0, 113, 99]), 9999, b"x");
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Done);
+    assert_eq!(p.counters().rx_client, 1);
+    assert_eq!(p.counters().tx_deliver, 0);
+}
