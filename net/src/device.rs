@@ -41,9 +41,53 @@ pub struct NicDevice<N: Nic> {
     mtu: u16,
     rx_buf: [u8; RX_BUF_LEN],
     tx_buf: [u8; FRAME_MAX],
+    /// Length of the frame `pull` left in `rx_buf`.
+    pulled: usize,
+    /// Gated: smoltcp gets only the frames the data path hands it with
+    /// `hold_for_stack`; ungated it pulls from the driver itself.
+    gated: bool,
+    /// A frame in `rx_buf` handed to smoltcp, not yet consumed.
+    held: Option<usize>,
     /// Frames and bytes in and out, and every drop by reason; the status
     /// report's `net`.
     pub counters: NetCounters,
+}
+
+/// The transmit half of a `NicDevice`, lent out while a received frame is
+/// being read: frames the data path sends go straight to the driver.
+pub struct DeviceSink<'a, N: Nic> {
+    nic: &'a mut N,
+    counters: &'a mut NetCounters,
+}
+
+impl<N: Nic> crate::dataplane::FrameSink for DeviceSink<'_, N> {
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        send(self.nic, self.counters, frame)
+    }
+}
+
+impl<N: Nic> crate::dataplane::FrameSink for NicDevice<N> {
+    fn send_frame(&mut self, frame: &[u8]) -> bool {
+        send(&mut self.nic, &mut self.counters, frame)
+    }
+}
+
+fn send<N: Nic>(nic: &mut N, counters: &mut NetCounters, frame: &[u8]) -> bool {
+    if !nic.can_transmit() {
+        counters.tx_ring_full += 1;
+        return false;
+    }
+    match nic.transmit(frame) {
+        Ok(()) => {
+            counters.tx_frames += 1;
+            counters.tx_bytes += frame.len() as u64;
+            true
+        }
+        Err(NicError) => {
+            counters.tx_driver_errors += 1;
+            false
+        }
+    }
 }
 
 impl<N: Nic> NicDevice<N> {
@@ -56,7 +100,72 @@ impl<N: Nic> NicDevice<N> {
             mtu: mtu.min((FRAME_MAX - crate::classify::ETHERNET_HEADER) as u16),
             rx_buf: [0; RX_BUF_LEN],
             tx_buf: [0; FRAME_MAX],
+            pulled: 0,
+            gated: false,
+            held: None,
             counters: NetCounters::default(),
+        }
+    }
+
+    /// A device whose frames go to the data path first (`pull`, `split`),
+    /// smoltcp seeing only those handed on with `hold_for_stack`.
+    pub fn gated(nic: N, mtu: u16) -> Self {
+        let mut d = NicDevice::new(nic, mtu);
+        d.gated = true;
+        d
+    }
+
+    /// Receives the next frame that passes `classify` (drops counted, at most
+    /// a bounded number per call); true if one is ready for `split`.
+    pub fn pull(&mut self) -> bool {
+        match self.receive_classified() {
+            Some(len) => {
+                self.pulled = len;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The frame `pull` received, and a sink to send frames meanwhile.
+    pub fn split(&mut self) -> (&[u8], DeviceSink<'_, N>) {
+        (
+            &self.rx_buf[..self.pulled],
+            DeviceSink {
+                nic: &mut self.nic,
+                counters: &mut self.counters,
+            },
+        )
+    }
+
+    /// Hands the frame `pull` received to smoltcp, at its next receive.
+    pub fn hold_for_stack(&mut self) {
+        self.held = Some(self.pulled);
+    }
+
+    fn receive_classified(&mut self) -> Option<usize> {
+        let mut drops = 0;
+        loop {
+            let len = match self.nic.receive(&mut self.rx_buf) {
+                Ok(Some(len)) => len,
+                Ok(None) => return None,
+                Err(NicError) => {
+                    self.counters.rx_driver_errors += 1;
+                    return None;
+                }
+            };
+            self.counters.rx_frames += 1;
+            self.counters.rx_bytes += len as u64;
+            match classify(&self.rx_buf[..len], self.mac, self.mtu) {
+                Ok(()) => return Some(len),
+                Err(reason) => {
+                    reason.count(&mut self.counters);
+                    drops += 1;
+                    if drops >= MAX_DROPS_PER_RECEIVE {
+                        return None;
+                    }
+                }
+            }
         }
     }
 
@@ -123,40 +232,21 @@ impl<N: Nic> Device for NicDevice<N> {
         N: 'a;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_, N>)> {
-        let mut drops = 0;
-        loop {
-            let len = match self.nic.receive(&mut self.rx_buf) {
-                Ok(Some(len)) => len,
-                Ok(None) => return None,
-                Err(NicError) => {
-                    self.counters.rx_driver_errors += 1;
-                    return None;
-                }
-            };
-            self.counters.rx_frames += 1;
-            self.counters.rx_bytes += len as u64;
-            match classify(&self.rx_buf[..len], self.mac, self.mtu) {
-                Ok(()) => {
-                    return Some((
-                        RxToken {
-                            frame: &self.rx_buf[..len],
-                        },
-                        TxToken {
-                            nic: &mut self.nic,
-                            buf: &mut self.tx_buf,
-                            counters: &mut self.counters,
-                        },
-                    ))
-                }
-                Err(reason) => {
-                    reason.count(&mut self.counters);
-                    drops += 1;
-                    if drops >= MAX_DROPS_PER_RECEIVE {
-                        return None;
-                    }
-                }
-            }
-        }
+        let len = match self.held.take() {
+            Some(len) => len,
+            None if self.gated => return None,
+            None => self.receive_classified()?,
+        };
+        Some((
+            RxToken {
+                frame: &self.rx_buf[..len],
+            },
+            TxToken {
+                nic: &mut self.nic,
+                buf: &mut self.tx_buf,
+                counters: &mut self.counters,
+            },
+        ))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_, N>> {

@@ -3,7 +3,7 @@
 
 use pias::config::Management;
 use pias::mgmt::{Body, Op, Refusal, Request, Response, VERSION};
-use pias::status::{MgmtCounters, Status};
+use pias::status::{MgmtCounters, ProxyReport, Status};
 use pias::Ipv4;
 
 /// What the caller must do after `serve`.
@@ -17,14 +17,22 @@ pub enum Action {
     Ignore,
 }
 
-/// Handles one request datagram from `from`. `status` builds the current
-/// status (called only for an allowed status request).
+/// The reports `serve` may be asked for, built only when asked.
+pub trait Reports {
+    /// The current status (`Op::Status`).
+    fn status(&self, m: &MgmtCounters) -> Status;
+    /// The proxy's counters (`Op::Proxy`).
+    fn proxy(&self) -> ProxyReport;
+}
+
+/// Handles one request datagram from `from`; `reports` builds the answer to
+/// an allowed status or proxy request.
 pub fn serve(
     request: &[u8],
     from: Ipv4,
     cfg: &Management,
     counters: &mut MgmtCounters,
-    status: impl FnOnce(&MgmtCounters) -> Status,
+    reports: &impl Reports,
     out: &mut [u8],
 ) -> Action {
     counters.requests += 1;
@@ -45,7 +53,8 @@ pub fn serve(
         (Body::Refused(Refusal::Version), false)
     } else {
         match req.op {
-            Op::Status => (Body::Status(status(counters)), false),
+            Op::Status => (Body::Status(reports.status(counters)), false),
+            Op::Proxy => (Body::Proxy(reports.proxy()), false),
             Op::Shutdown if cfg.allow_shutdown => (Body::ShuttingDown, true),
             Op::Shutdown => {
                 counters.refused_shutdown += 1;
@@ -75,6 +84,18 @@ mod tests {
     use pias::status::{ClockInfo, ClockSource, IdleCounters, NetCounters};
     use pias::Config;
 
+    struct Fake;
+    impl Reports for Fake {
+        fn status(&self, m: &MgmtCounters) -> Status {
+            status(m)
+        }
+        fn proxy(&self) -> ProxyReport {
+            let mut r = ProxyReport::default();
+            r.data.rx_client = 7;
+            r
+        }
+    }
+
     fn status(m: &MgmtCounters) -> Status {
         Status {
             node_id: 1,
@@ -89,6 +110,7 @@ mod tests {
             mgmt: *m,
             idle: IdleCounters::default(),
             tables: heapless::Vec::new(),
+            allocations: 0,
         }
     }
 
@@ -102,7 +124,7 @@ mod tests {
         .encode(&mut q)
         .unwrap();
         let mut out = vec![0u8; MAX_RESPONSE];
-        let a = serve(&q[..n], Ipv4(from), cfg, c, status, &mut out);
+        let a = serve(&q[..n], Ipv4(from), cfg, c, &Fake, &mut out);
         (a, out)
     }
 
@@ -121,6 +143,20 @@ mod tests {
         let (a, _) = ask(Op::Status, [10, 0, 0, 1], &cfg, &mut c);
         assert_eq!(a, Action::Ignore);
         assert_eq!(c.refused_source, 1);
+    }
+
+    #[test]
+    fn proxy_counters_for_allowed_sources() {
+        let cfg = Config::example().management;
+        let mut c = MgmtCounters::default();
+        let (a, out) = ask(Op::Proxy, [198, 18, 0, 9], &cfg, &mut c);
+        let Action::Reply(n) = a else { panic!("{a:?}") };
+        match Response::decode(&out[..n]).unwrap().body {
+            Body::Proxy(r) => assert_eq!(r.data.rx_client, 7),
+            other => panic!("{other:?}"),
+        }
+        let (a, _) = ask(Op::Proxy, [10, 0, 0, 1], &cfg, &mut c);
+        assert_eq!(a, Action::Ignore);
     }
 
     #[test]
@@ -152,7 +188,7 @@ mod tests {
                 Ipv4([198, 18, 0, 9]),
                 &cfg,
                 &mut c,
-                status,
+                &Fake,
                 &mut out
             ),
             Action::Ignore
@@ -170,7 +206,7 @@ mod tests {
             Ipv4([198, 18, 0, 9]),
             &cfg,
             &mut c,
-            status,
+            &Fake,
             &mut out,
         );
         let Action::Reply(n) = a else { panic!("{a:?}") };

@@ -1,7 +1,7 @@
 //! The management protocol on the UDP management port: a request (status or
 //! shutdown) and its response, postcard-encoded behind a 4-byte magic.
 
-use crate::status::Status;
+use crate::status::{ProxyReport, Status};
 use serde::{Deserialize, Serialize};
 
 /// "PIAQ": the first four bytes of every request datagram.
@@ -9,9 +9,10 @@ pub const REQUEST_MAGIC: [u8; 4] = *b"PIAQ";
 /// "PIAR": the first four bytes of every response datagram.
 pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
 /// The protocol version this build speaks, carried in requests and responses.
-pub const VERSION: u8 = 1;
-/// A response with a full status fits in this many bytes.
-pub const MAX_RESPONSE: usize = 1024;
+pub const VERSION: u8 = 2;
+/// A response with a full status (or proxy report) fits in this many bytes:
+/// one UDP datagram on a 1500-byte MTU.
+pub const MAX_RESPONSE: usize = 1400;
 /// Requests are small; anything longer is refused.
 pub const MAX_REQUEST: usize = 64;
 
@@ -20,6 +21,8 @@ pub const MAX_REQUEST: usize = 64;
 pub enum Op {
     /// The current `Status` report.
     Status,
+    /// The proxy's and the data path's counters (`ProxyReport`).
+    Proxy,
     /// A clean stop: the appliance replies, flushes, and exits through the
     /// debug-exit port. Honoured only with `management.allow_shutdown`.
     Shutdown,
@@ -54,6 +57,8 @@ pub enum Refusal {
 pub enum Body {
     /// The report asked for by `Op::Status`.
     Status(Status),
+    /// The counters asked for by `Op::Proxy`.
+    Proxy(ProxyReport),
     /// `Op::Shutdown` was accepted; the appliance stops after this reply.
     ShuttingDown,
     /// The request was understood but not carried out.
@@ -216,7 +221,37 @@ mod tests {
                 wakeups: u64::MAX,
             },
             tables,
+            allocations: u64::MAX,
         }
+    }
+
+    /// A report with every counter at its largest: postcard writes each u64
+    /// as a varint, so a default report's encoding has one zero byte per
+    /// field, and the same count of 10-byte maximal varints decodes to it.
+    fn full_proxy_report() -> ProxyReport {
+        let zeros = postcard::to_allocvec(&ProxyReport::default()).unwrap();
+        assert!(zeros.iter().all(|&b| b == 0));
+        let mut max = Vec::new();
+        for _ in &zeros {
+            max.extend_from_slice(&[0xff; 9]);
+            max.push(0x01);
+        }
+        let r: ProxyReport = postcard::from_bytes(&max).unwrap();
+        assert_eq!(r.data.rx_client, u64::MAX);
+        assert_eq!(r.proxy.iap.lookups_sent, u64::MAX);
+        r
+    }
+
+    #[test]
+    fn largest_proxy_report_fits_the_response_bound() {
+        let r = Response {
+            version: VERSION,
+            nonce: u32::MAX,
+            body: Body::Proxy(full_proxy_report()),
+        };
+        let mut out = [0u8; MAX_RESPONSE];
+        let n = r.encode(&mut out).unwrap();
+        assert_eq!(Response::decode(&out[..n]).unwrap(), r);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 /// Tables reported in one status.
-pub const MAX_TABLES: usize = 8;
+pub const MAX_TABLES: usize = 20;
 
 /// One status report, the body of a `Response` to `Op::Status`. A response
 /// carrying the largest possible report fits `mgmt::MAX_RESPONSE` (a test
@@ -32,6 +32,18 @@ pub struct Status {
     pub idle: IdleCounters,
     /// Fill of the appliance's fixed-size tables and memory.
     pub tables: Vec<TableFill, MAX_TABLES>,
+    /// Heap allocations since boot: flat while traffic flows, since the
+    /// per-packet path does not allocate.
+    pub allocations: u64,
+}
+
+/// What the proxy and its data path counted, the body of `Op::Proxy`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyReport {
+    /// The data path: what each packet became, every drop by reason.
+    pub data: DataCounters,
+    /// The proxy core, by role.
+    pub proxy: crate::proxy::Counters,
 }
 
 /// How the appliance learned its TSC rate (the kernel tries kvmclock, then

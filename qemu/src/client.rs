@@ -4,7 +4,7 @@
 use crate::lab::Lab;
 use anyhow::{bail, Context, Result};
 use pias::mgmt::{Body, Op, Request, Response, MAX_RESPONSE, VERSION};
-use pias::status::Status;
+use pias::status::{ProxyReport, Status};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -83,6 +83,17 @@ impl MgmtClient {
         {
             Body::Status(s) => Ok(s),
             other => bail!("status request answered with {other:?}"),
+        }
+    }
+
+    /// The proxy's and the data path's counters.
+    pub fn proxy_report(&mut self) -> Result<ProxyReport> {
+        match self
+            .request(Op::Proxy, 10, Duration::from_millis(500))?
+            .body
+        {
+            Body::Proxy(r) => Ok(r),
+            other => bail!("proxy request answered with {other:?}"),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Human-readable status, for the demo and the lab commands.
 
-use pias::status::Status;
+use pias::status::{ProxyReport, Status};
 use std::fmt::Write;
 
 pub fn status_text(s: &Status) -> String {
@@ -45,8 +45,66 @@ pub fn status_text(s: &Status) -> String {
         "  loop: {} polls, {} halts, {} wake-ups",
         s.idle.polls, s.idle.halts, s.idle.wakeups
     );
+    let _ = writeln!(o, "  heap allocations since boot: {}", s.allocations);
     for t in &s.tables {
         let _ = writeln!(o, "  table {}: {} / {}", t.name, t.used, t.capacity);
     }
     o
+}
+
+/// The proxy's counters, one line per group of counters, naming only those
+/// that are not zero (`data: rx_client 12, tx_deliver 12, …`).
+pub fn proxy_text(r: &ProxyReport) -> String {
+    let mut o = String::new();
+    let value = serde_json::to_value(r).unwrap_or_default();
+    write_nonzero(&mut o, "", &value);
+    if o.is_empty() {
+        o.push_str("  (all proxy counters are zero)\n");
+    }
+    o
+}
+
+fn write_nonzero(o: &mut String, path: &str, v: &serde_json::Value) {
+    let serde_json::Value::Object(map) = v else {
+        return;
+    };
+    let leaves: Vec<String> = map
+        .iter()
+        .filter_map(|(k, v)| v.as_u64().filter(|&n| n != 0).map(|n| format!("{k} {n}")))
+        .collect();
+    if !leaves.is_empty() {
+        let _ = writeln!(
+            o,
+            "  {}: {}",
+            if path.is_empty() { "proxy" } else { path },
+            leaves.join(", ")
+        );
+    }
+    for (k, v) in map {
+        if v.is_object() {
+            let sub = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            write_nonzero(o, &sub, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_text_names_each_nonzero_counter_under_its_group() {
+        let mut r = ProxyReport::default();
+        r.data.rx_client = 12;
+        r.proxy.jap.joins = 2;
+        let t = proxy_text(&r);
+        assert!(t.contains("data: rx_client 12\n"), "{t}");
+        assert!(t.contains("proxy.jap: joins 2\n"), "{t}");
+        assert!(!t.contains("tx_deliver"), "{t}");
+        assert!(proxy_text(&ProxyReport::default()).contains("all proxy counters are zero"));
+    }
 }

@@ -2,7 +2,7 @@
 //! refusal and drop has its own counter.
 
 /// Everything counted, by role.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Datagrams refused before any role saw them, and the send queue.
     pub wire: WireCounters,
@@ -17,7 +17,7 @@ pub struct Counters {
 }
 
 /// Refusals at the door: nothing else changed for any of these.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WireCounters {
     /// Not a message (framing, body, field domain).
     pub malformed: u64,
@@ -42,7 +42,7 @@ pub struct WireCounters {
 }
 
 /// Membership and proximity.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MembershipCounters {
     /// Peers this proxy came to believe down.
     pub peers_down: u64,
@@ -67,7 +67,7 @@ pub struct MembershipCounters {
 }
 
 /// The JAP role.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JapCounters {
     /// Joins that added a target.
     pub joins: u64,
@@ -106,7 +106,7 @@ pub struct JapCounters {
 }
 
 /// The RAP role.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RapCounters {
     /// Count reports received.
     pub reports: u64,
@@ -123,7 +123,7 @@ pub struct RapCounters {
 }
 
 /// The IAP role.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IapCounters {
     /// Client packets for a group this deployment does not serve (no lookup).
     pub unknown_group: u64,
