@@ -29,6 +29,10 @@ pub enum AddrParseError {
     BadAddress,
     /// Missing "/len", or len not a number in 0..=32.
     BadPrefixLen,
+    /// Missing ":port", or port not a number in 0..=65535.
+    BadPort,
+    /// Missing "/udp" or "/tcp" after a group's port.
+    BadTransport,
 }
 
 impl fmt::Display for AddrParseError {
@@ -36,6 +40,12 @@ impl fmt::Display for AddrParseError {
         match self {
             AddrParseError::BadAddress => f.write_str("not an IPv4 address (a.b.c.d)"),
             AddrParseError::BadPrefixLen => f.write_str("not a prefix (a.b.c.d/len, len 0..=32)"),
+            AddrParseError::BadPort => {
+                f.write_str("not an endpoint (a.b.c.d:port, port 0..=65535)")
+            }
+            AddrParseError::BadTransport => {
+                f.write_str("not a group (a.b.c.d:port/udp or a.b.c.d:port/tcp)")
+            }
         }
     }
 }
@@ -355,5 +365,104 @@ impl fmt::Display for Group {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.ip, self.port)
+    }
+}
+
+/// A decimal port: digits only (no sign), 0..=65535.
+fn parse_port(s: &str) -> Result<u16, AddrParseError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AddrParseError::BadPort);
+    }
+    s.parse().map_err(|_| AddrParseError::BadPort)
+}
+
+impl FromStr for Transport {
+    type Err = AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "udp" => Ok(Transport::Udp),
+            "tcp" => Ok(Transport::Tcp),
+            _ => Err(AddrParseError::BadTransport),
+        }
+    }
+}
+
+/// "198.18.1.20:53", the form `Display` writes.
+impl FromStr for Endpoint {
+    type Err = AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ip, port) = s.rsplit_once(':').ok_or(AddrParseError::BadPort)?;
+        Ok(Endpoint {
+            ip: ip.parse()?,
+            port: parse_port(port)?,
+        })
+    }
+}
+
+/// "203.0.113.10:53/udp", the form `Display` writes.
+impl FromStr for Group {
+    type Err = AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ep, transport) = s.rsplit_once('/').ok_or(AddrParseError::BadTransport)?;
+        let ep: Endpoint = ep.parse()?;
+        Ok(Group {
+            ip: ep.ip,
+            port: ep.port,
+            transport: transport.parse()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    #[test]
+    fn groups_and_endpoints_round_trip() {
+        let g: Group = "203.0.113.10:53/udp".parse().unwrap();
+        assert_eq!(
+            g,
+            Group {
+                ip: Ipv4([203, 0, 113, 10]),
+                port: 53,
+                transport: Transport::Udp,
+            }
+        );
+        assert_eq!(g.to_string(), "203.0.113.10:53/udp");
+        let t: Group = "203.0.113.10:443/tcp".parse().unwrap();
+        assert_eq!(t.transport, Transport::Tcp);
+        assert_eq!(t.to_string(), "203.0.113.10:443/tcp");
+        let e: Endpoint = "198.18.1.20:53".parse().unwrap();
+        assert_eq!(e.ip, Ipv4([198, 18, 1, 20]));
+        assert_eq!(e.port, 53);
+        assert_eq!(e.to_string(), "198.18.1.20:53");
+        assert_eq!("1.2.3.4:65535".parse::<Endpoint>().unwrap().port, 65535);
+    }
+
+    #[test]
+    fn refuses_malformed_groups_and_endpoints() {
+        use AddrParseError::*;
+        for (text, err) in [
+            ("203.0.113.10:53", BadTransport),
+            ("203.0.113.10:53/sctp", BadTransport),
+            ("203.0.113.10:53/UDP", BadTransport),
+            ("203.0.113.10/udp", BadPort),
+            ("203.0.113.10:/udp", BadPort),
+            ("203.0.113.10:65536/udp", BadPort),
+            ("203.0.113.10:+53/udp", BadPort),
+            ("203.0.113:53/udp", BadAddress),
+            (":53/udp", BadAddress),
+            ("", BadTransport),
+        ] {
+            assert_eq!(text.parse::<Group>(), Err(err), "{text:?}");
+        }
+        for (text, err) in [
+            ("198.18.1.20", BadPort),
+            ("198.18.1.20:-1", BadPort),
+            ("198.18.1.20:53:53", BadAddress),
+            ("host:53", BadAddress),
+        ] {
+            assert_eq!(text.parse::<Endpoint>(), Err(err), "{text:?}");
+        }
     }
 }
