@@ -3,6 +3,7 @@
 
 use crate::bootinfo::BootInfo;
 use crate::{fwcfg, phys};
+use alloc::vec::Vec;
 use pias::blob::{self, BlobError, HEADER_LEN, MAX_BLOB};
 use pias::Config;
 
@@ -33,15 +34,25 @@ fn oversized(bytes: &[u8], total: usize) -> BlobError {
     }
 }
 
+/// Loads the config; needs the arena (`arena::init`): a fw_cfg blob is read
+/// into a buffer taken from it (up to `MAX_BLOB`, 512 KiB: too big for the
+/// stack) and freed once decoded.
 pub fn load(info: &BootInfo) -> Result<(Config, Source), BlobError> {
     if let Some((selector, size)) = fwcfg::find(FW_CFG_NAME) {
-        let mut buf = [0u8; MAX_BLOB];
-        let n = size.min(MAX_BLOB);
-        fwcfg::read(selector, &mut buf[..n]);
         if size > MAX_BLOB {
-            return Err(oversized(&buf[..n], size));
+            // Only the header is needed to say what is wrong.
+            let mut head = [0u8; HEADER_LEN];
+            fwcfg::read(selector, &mut head);
+            return Err(oversized(&head, size));
         }
-        return blob::decode(&buf[..n]).map(|c| (c, Source::FwCfg));
+        let mut buf: Vec<u8> = Vec::new();
+        if buf.try_reserve_exact(size).is_err() {
+            log::error!("config: no room in the arena for a {size}-byte blob (give more memory)");
+            crate::exit::exit(pias::exit::OUT_OF_MEMORY)
+        }
+        buf.resize(size, 0);
+        fwcfg::read(selector, &mut buf);
+        return blob::decode(&buf).map(|c| (c, Source::FwCfg));
     }
     if let Some(m) = info.modules.first() {
         let len = usize::try_from(m.len).unwrap_or(usize::MAX);

@@ -4,6 +4,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod arena;
 mod bootinfo;
 mod config;
@@ -48,6 +50,10 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
 
     let clock = time::init();
 
+    // The arena first: the config blob is read into it and the decoded
+    // config's proxy list lives in it. It needs only the memory map and the
+    // boot modules (a blob given as a module is left out of it).
+    let arena_bytes = arena::init(&boot);
     let (cfg, source) = match config::load(&boot) {
         Ok(c) => c,
         Err(e) => {
@@ -57,7 +63,6 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     };
     logger::set_level(cfg.log_level);
 
-    let arena_bytes = arena::init(&boot);
     let pins = interrupts::init();
     info!(
         "boot: {:?}, clock {:?} {} kHz, config from {:?}, arena {} KiB, {} irq pins",
