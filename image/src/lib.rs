@@ -5,9 +5,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use pias::blob::{self, MAX_BLOB};
 use pias::Config;
 
-/// Parses TOML into a config and validates it; errors name the field.
+/// Parses TOML into a config and validates it; errors name the field. The
+/// deployment's proxies may be listed in any order: they are sorted by id
+/// (the blob keeps them sorted, for lookups by id).
 pub fn parse_toml(text: &str) -> Result<Config> {
-    let cfg: Config = toml::from_str(text).map_err(|e| anyhow!("{}", toml_error(&e)))?;
+    let mut cfg: Config = toml::from_str(text).map_err(|e| anyhow!("{}", toml_error(&e)))?;
+    cfg.deployment.proxies.sort_by_key(|p| p.id);
     cfg.validate().map_err(|e| anyhow!("config field {e}"))?;
     Ok(cfg)
 }
@@ -21,9 +24,20 @@ fn toml_error(e: &toml::de::Error) -> String {
     }
 }
 
-/// Renders a config as TOML.
+/// What `to_toml` writes in place of a key.
+pub const REDACTED: &str = "<redacted>";
+
+/// Renders a config as TOML, with the keys (`deployment.key`,
+/// `deployment.group_secret`) shown as `<redacted>`: the output is for
+/// reading, and must have its keys put back before it encodes again.
 pub fn to_toml(cfg: &Config) -> Result<String> {
-    toml::to_string(cfg).context("rendering TOML")
+    let mut value = toml::Value::try_from(cfg).context("rendering TOML")?;
+    if let Some(d) = value.get_mut("deployment").and_then(|d| d.as_table_mut()) {
+        for k in ["key", "group_secret"] {
+            d.insert(k.into(), toml::Value::String(REDACTED.into()));
+        }
+    }
+    toml::to_string(&value).context("rendering TOML")
 }
 
 /// Validates and encodes a blob; the result is checked by decoding it again,
@@ -62,7 +76,69 @@ mod tests {
         let blob = encode(&cfg).unwrap();
         let back = decode(&blob).unwrap();
         assert_eq!(back, cfg);
-        assert_eq!(parse_toml(&to_toml(&back).unwrap()).unwrap(), cfg);
+        // The rendered keys are redacted: put them back and it round-trips.
+        let shown = to_toml(&back).unwrap();
+        assert!(parse_toml(&shown).is_err());
+        let hex =
+            |k: &pias::wire::Key| String::from_utf8(pias::keys::key_to_hex(k).to_vec()).unwrap();
+        let restored = shown
+            .replace(
+                &format!("key = \"{REDACTED}\""),
+                &format!("key = \"{}\"", hex(&cfg.deployment.key)),
+            )
+            .replace(
+                &format!("group_secret = \"{REDACTED}\""),
+                &format!("group_secret = \"{}\"", hex(&cfg.deployment.group_secret)),
+            );
+        assert_eq!(parse_toml(&restored).unwrap(), cfg);
+    }
+
+    #[test]
+    fn decoded_toml_never_shows_a_key() {
+        let shown = to_toml(&Config::example()).unwrap();
+        assert_eq!(shown.matches(REDACTED).count(), 2, "{shown}");
+        for k in [
+            &Config::example().deployment.key,
+            &Config::example().deployment.group_secret,
+        ] {
+            let hex = String::from_utf8(pias::keys::key_to_hex(k).to_vec()).unwrap();
+            assert!(!shown.contains(&hex));
+        }
+    }
+
+    #[test]
+    fn proxies_may_be_listed_in_any_order() {
+        let text = EXAMPLE_TOML.replace(
+            "  { id = 1, cluster = 1, address = \"198.18.0.2\" },\n",
+            "  { id = 5, cluster = 2, address = \"198.18.0.6\" },\n  { id = 1, cluster = 1, address = \"198.18.0.2\" },\n",
+        );
+        let cfg = parse_toml(&text).unwrap();
+        let ids: Vec<u32> = cfg.deployment.proxies.iter().map(|p| p.id).collect();
+        assert_eq!(ids, [1, 5]);
+        let dup = text.replace("id = 5", "id = 1");
+        let e = err_of(&dup);
+        assert!(
+            e.contains("deployment.proxies[1].id: two proxies have this id"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_keys_in_toml_are_refused_without_echo() {
+        let zero = "0".repeat(64);
+        let text = EXAMPLE_TOML.replace(
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            &zero,
+        );
+        let e = err_of(&text);
+        assert!(e.contains("deployment.key: weak key: all zero"), "{e}");
+        let short = EXAMPLE_TOML.replace(
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+            "00112233445566778899aabbccddeeff",
+        );
+        let e = err_of(&short);
+        assert!(e.contains("64 hexadecimal digits"), "{e}");
+        assert!(!e.contains("00112233445566778899aabbccddeeff"), "{e}");
     }
 
     fn err_of(text: &str) -> String {

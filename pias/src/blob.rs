@@ -9,12 +9,15 @@ use core::fmt;
 
 /// "PIAS" followed by "CF": the first six bytes of every blob.
 pub const MAGIC: [u8; 6] = *b"PIASCF";
-/// The payload format this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The payload format this build reads and writes (2: the deployment section
+/// and the NAT idle times).
+pub const FORMAT_VERSION: u16 = 2;
 /// Header size in bytes: magic (6), version (2), payload length (4), CRC-32 (4).
 pub const HEADER_LEN: usize = 16;
-/// The largest payload accepted (a generous bound; real configs are < 1 KiB).
-pub const MAX_PAYLOAD: usize = 16 * 1024;
+/// The largest payload accepted: 512 KiB. A deployment of 20,000 proxies
+/// (`config::MAX_PEERS`) encodes to about 200 KiB (docs/config.md), so this
+/// leaves more than twice that as headroom.
+pub const MAX_PAYLOAD: usize = 512 * 1024;
 /// The largest whole blob.
 pub const MAX_BLOB: usize = HEADER_LEN + MAX_PAYLOAD;
 
@@ -306,6 +309,17 @@ mod tests {
             Err(BlobError::Invalid(e)) => assert_eq!(e.field.as_str(), "timers.target_rise"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// The largest deployment fits, with room to spare, and round-trips.
+    #[test]
+    fn twenty_thousand_proxies_fit() {
+        let c = crate::config::tests::big(crate::config::MAX_PEERS);
+        let mut buf = vec![0u8; MAX_BLOB];
+        let n = encode(&c, &mut buf).unwrap();
+        std::println!("20000-proxy blob: {n} bytes");
+        assert!(n < MAX_BLOB / 2, "{n} bytes leaves too little headroom");
+        assert_eq!(decode(&buf[..n]).unwrap(), c);
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! Every field is documented for operators in docs/config.md. `validate`
 //! returns the first problem as a field path and a reason.
 
-use crate::addr::{Ipv4, Ipv4Prefix};
+use crate::addr::{Group, Ipv4, Ipv4Prefix};
+use crate::ids::{PeerInfo, ProxyId};
+use crate::proxy::Policy;
+use crate::wire::Key;
 use core::fmt::{self, Write as _};
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
@@ -31,6 +34,8 @@ pub const MAX_GROUPS: u32 = 1_000_000;
 pub const MAX_TARGETS_PER_GROUP: u32 = 65_535;
 /// Largest `capacity.flows` (NAT flow entries).
 pub const MAX_FLOWS: u32 = 4_000_000;
+/// Per-group policy overrides one config may name (`deployment.groups`).
+pub const MAX_GROUP_OVERRIDES: usize = 16;
 
 /// One appliance's whole configuration, as the TOML file and the postcard
 /// blob carry it. A decoded `Config` is trusted only after `validate`
@@ -58,6 +63,137 @@ pub struct Config {
     pub capacity: Capacity,
     /// Protocol intervals and thresholds for the proxy core.
     pub timers: Timers,
+    /// The deployment this proxy belongs to: every proxy, the keys, and the
+    /// group policies.
+    pub deployment: Deployment,
+}
+
+/// The deployment: its proxies, its keys and how its groups pick JAPs. Every
+/// proxy of a deployment carries the same section (`pias-image deploy`
+/// writes them from one file).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Key of the proxy-to-proxy messages (64 hex digits in TOML; not weak).
+    #[serde(with = "key_form")]
+    pub key: Key,
+    /// Secret from which every group's key is derived,
+    /// `keys::group_key(group_secret, group)` (64 hex digits in TOML; not weak,
+    /// not equal to `key`).
+    #[serde(with = "key_form")]
+    pub group_secret: Key,
+    /// How the groups' packets are spread over their JAPs, unless overridden.
+    pub policy: Policy,
+    /// Initial count-report band of the groups, percent (1..=100).
+    pub band_pct: u8,
+    /// Per-group overrides of `policy` and `band_pct` (at most 16, each group
+    /// inside an anycast prefix, no group twice).
+    #[serde(default)]
+    pub groups: Vec<GroupOverride, MAX_GROUP_OVERRIDES>,
+    /// Every proxy of the deployment, this one included, sorted by id
+    /// (1..=20000 entries; ids non-zero and unique; addresses unique).
+    pub proxies: alloc::vec::Vec<ProxyEntry>,
+}
+
+/// One proxy of the deployment, as every other proxy knows it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyEntry {
+    /// Its id (its `node.id`).
+    pub id: ProxyId,
+    /// Its cluster (its `node.cluster`).
+    pub cluster: u32,
+    /// Its unicast address (its first interface's), where proxy messages go.
+    pub address: Ipv4,
+}
+
+/// A group whose policy differs from the deployment's default.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupOverride {
+    /// The group, "203.0.113.10:53/udp" in TOML.
+    #[serde(with = "group_form")]
+    pub group: Group,
+    /// Its policy.
+    pub policy: Policy,
+    /// Its initial count-report band, percent (1..=100).
+    pub band_pct: u8,
+}
+
+/// Keys as 64 hex digits in human-readable forms (TOML), 32 raw bytes in postcard.
+mod key_form {
+    use crate::keys::{key_from_hex, key_to_hex};
+    use crate::wire::Key;
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(k: &Key, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            let hex = key_to_hex(k);
+            let text = core::str::from_utf8(&hex).map_err(serde::ser::Error::custom)?;
+            s.serialize_str(text)
+        } else {
+            k.serialize(s)
+        }
+    }
+
+    struct HexVisitor;
+
+    impl Visitor<'_> for HexVisitor {
+        type Value = Key;
+        fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+            f.write_str("a key as 64 hexadecimal digits")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+            // The text is not echoed: it may be (most of) a real key.
+            key_from_hex(v).map_err(E::custom)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_str(HexVisitor)
+        } else {
+            Key::deserialize(d)
+        }
+    }
+}
+
+/// Groups as "a.b.c.d:port/udp" in human-readable forms (TOML), the compact
+/// derived form in postcard.
+mod group_form {
+    use crate::addr::Group;
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(g: &Group, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(g)
+        } else {
+            g.serialize(s)
+        }
+    }
+
+    struct TextVisitor;
+
+    impl Visitor<'_> for TextVisitor {
+        type Value = Group;
+        fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+            f.write_str("a group as \"a.b.c.d:port/udp\" or \"a.b.c.d:port/tcp\"")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Group, E> {
+            v.parse::<Group>()
+                .map_err(|e| E::custom(format_args!("{e}: {v:?}")))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Group, D::Error> {
+        if d.is_human_readable() {
+            d.deserialize_str(TextVisitor)
+        } else {
+            Group::deserialize(d)
+        }
+    }
 }
 
 /// Serial console verbosity, least to most verbose: a level shows its own
@@ -150,8 +286,9 @@ pub struct Management {
 }
 
 /// Table sizes for the proxy core, which reserves each table once and then
-/// refuses (and counts) rather than grow, so these bound its memory. The
-/// appliance validates them but does not run the core yet (docs/config.md).
+/// refuses (and counts) rather than grow, so these bound its memory
+/// (`ProxyConfig::from_config` maps them). `Default` is the example config's
+/// and `ProxyConfig::new`'s: the one set of defaults.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Capacity {
@@ -166,7 +303,9 @@ pub struct Capacity {
 }
 
 /// Protocol intervals (the unit is in each name) and health thresholds for
-/// the proxy core; validated, but not used by the appliance yet.
+/// the proxy core (`ProxyConfig::from_config` maps them), and the NAT's idle
+/// times. `Default` is the example config's and `ProxyConfig::new`'s: the
+/// one set of defaults.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Timers {
@@ -184,6 +323,43 @@ pub struct Timers {
     pub iap_cache_ttl_s: u32,
     /// Interval of RTT probes to other clusters (100..=3600000 ms).
     pub rtt_probe_ms: u32,
+    /// An idle UDP flow is forgotten after this (120..=86400 s; RFC 4787
+    /// REQ-5: at least 2 minutes, 5 recommended).
+    pub flow_udp_idle_s: u32,
+    /// An idle established TCP flow is forgotten after this (60..=604800 s;
+    /// RFC 5382 REQ-5 asks for at least 7440, 2 h 4 min).
+    pub flow_tcp_idle_s: u32,
+    /// A TCP flow being opened or closed (transitory) is forgotten after this
+    /// much idleness (1..=flow_tcp_idle_s; RFC 5382 REQ-5: 240 s at least).
+    pub flow_tcp_transitory_s: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            peers: 1024,
+            groups: 4096,
+            targets_per_group: 64,
+            flows: 16_384,
+        }
+    }
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            heartbeat_ms: 1000,
+            peer_dead_ms: 3500,
+            target_ping_ms: 2000,
+            target_rise: 2,
+            target_fall: 3,
+            iap_cache_ttl_s: 3600,
+            rtt_probe_ms: 30_000,
+            flow_udp_idle_s: 300,
+            flow_tcp_idle_s: 7440,
+            flow_tcp_transitory_s: 240,
+        }
+    }
 }
 
 /// A field path such as `interfaces[0].gateway`, at most 48 bytes (longer
@@ -373,7 +549,176 @@ impl Config {
             format_args!("timers.rtt_probe_ms"),
             "must be 100..=3600000",
         )?;
+        check(
+            in_range(t.flow_udp_idle_s, 120, 86_400),
+            format_args!("timers.flow_udp_idle_s"),
+            "must be 120..=86400 (RFC 4787: at least 2 minutes)",
+        )?;
+        check(
+            in_range(t.flow_tcp_idle_s, 60, 604_800),
+            format_args!("timers.flow_tcp_idle_s"),
+            "must be 60..=604800 (RFC 5382 recommends at least 7440)",
+        )?;
+        check(
+            in_range(t.flow_tcp_transitory_s, 1, t.flow_tcp_idle_s),
+            format_args!("timers.flow_tcp_transitory_s"),
+            "must be 1..=timers.flow_tcp_idle_s",
+        )?;
+        self.validate_deployment()
+    }
+
+    fn validate_deployment(&self) -> Result<(), ConfigError> {
+        let d = &self.deployment;
+        if let Some(why) = crate::keys::weakness(&d.key) {
+            return Err(err(format_args!("deployment.key"), why));
+        }
+        if let Some(why) = crate::keys::weakness(&d.group_secret) {
+            return Err(err(format_args!("deployment.group_secret"), why));
+        }
+        check(
+            d.group_secret != d.key,
+            format_args!("deployment.group_secret"),
+            "weak key: equal to deployment.key (use two independent keys)",
+        )?;
+        check(
+            in_range(d.band_pct, 1, 100),
+            format_args!("deployment.band_pct"),
+            "must be 1..=100",
+        )?;
+        for (i, o) in d.groups.iter().enumerate() {
+            check(
+                self.anycast.prefixes.iter().any(|p| p.contains(o.group.ip)),
+                format_args!("deployment.groups[{i}].group"),
+                "must lie inside an anycast prefix",
+            )?;
+            check(
+                o.group.port != 0,
+                format_args!("deployment.groups[{i}].group"),
+                "port must not be 0",
+            )?;
+            check(
+                !d.groups.iter().take(i).any(|e| e.group == o.group),
+                format_args!("deployment.groups[{i}].group"),
+                "is overridden twice",
+            )?;
+            check(
+                in_range(o.band_pct, 1, 100),
+                format_args!("deployment.groups[{i}].band_pct"),
+                "must be 1..=100",
+            )?;
+        }
+
+        let proxies = &d.proxies;
+        check(
+            !proxies.is_empty(),
+            format_args!("deployment.proxies"),
+            "list every proxy of the deployment, this one included",
+        )?;
+        check(
+            proxies.len() <= MAX_PEERS as usize,
+            format_args!("deployment.proxies"),
+            "more than 20000 proxies",
+        )?;
+        check(
+            proxies.len() - 1 <= self.capacity.peers as usize,
+            format_args!("capacity.peers"),
+            "fewer than the deployment's other proxies (deployment.proxies)",
+        )?;
+        let mut prev: Option<ProxyId> = None;
+        for (i, p) in proxies.iter().enumerate() {
+            check(
+                p.id != 0,
+                format_args!("deployment.proxies[{i}].id"),
+                "must not be 0",
+            )?;
+            if let Some(prev) = prev {
+                check(
+                    p.id != prev,
+                    format_args!("deployment.proxies[{i}].id"),
+                    "two proxies have this id",
+                )?;
+                check(
+                    p.id > prev,
+                    format_args!("deployment.proxies[{i}].id"),
+                    "proxies must be sorted by id (pias-image sorts them)",
+                )?;
+            }
+            prev = Some(p.id);
+            let a = p.address;
+            check(
+                !a.is_unspecified() && !a.is_multicast_or_broadcast() && a.0[0] != 127,
+                format_args!("deployment.proxies[{i}].address"),
+                "must be a unicast address",
+            )?;
+            check(
+                !self.anycast.prefixes.iter().any(|q| q.contains(a)),
+                format_args!("deployment.proxies[{i}].address"),
+                "lies inside an anycast prefix",
+            )?;
+        }
+        // Unique addresses: sort a copy (O(n log n) for 20,000 proxies), then
+        // name the later of the first duplicate pair found.
+        let mut addrs: alloc::vec::Vec<u32> = proxies.iter().map(|p| p.address.to_u32()).collect();
+        addrs.sort_unstable();
+        if let Some(w) = addrs.windows(2).find(|w| w[0] == w[1]) {
+            let dup = Ipv4::from_u32(w[0]);
+            let i = proxies
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.address == dup)
+                .nth(1)
+                .map_or(0, |(i, _)| i);
+            return Err(err(
+                format_args!("deployment.proxies[{i}].address"),
+                "two proxies have this address",
+            ));
+        }
+
+        let me = self.node.id;
+        let Ok(i) = proxies.binary_search_by_key(&me, |p| p.id) else {
+            return Err(err(
+                format_args!("deployment.proxies"),
+                "does not list this node (node.id)",
+            ));
+        };
+        check(
+            proxies[i].cluster == self.node.cluster,
+            format_args!("deployment.proxies[{i}].cluster"),
+            "differs from node.cluster",
+        )?;
+        check(
+            self.interfaces
+                .first()
+                .is_some_and(|ifc| ifc.address.addr == proxies[i].address),
+            format_args!("deployment.proxies[{i}].address"),
+            "differs from this node's interfaces[0].address",
+        )?;
         Ok(())
+    }
+
+    /// Every proxy of the deployment (this one included) as the proxy core's
+    /// roster takes them.
+    pub fn peers(&self) -> alloc::vec::Vec<PeerInfo> {
+        self.deployment
+            .proxies
+            .iter()
+            .map(|p| PeerInfo {
+                id: p.id,
+                cluster: p.cluster,
+            })
+            .collect()
+    }
+
+    /// The unicast address of proxy `id`, if the deployment lists it: a binary
+    /// search of the id-sorted list (validation keeps it sorted), cheap enough
+    /// for every proxy message.
+    pub fn proxy_address(&self, id: ProxyId) -> Option<Ipv4> {
+        let proxies = &self.deployment.proxies;
+        proxies
+            .binary_search_by_key(&id, |p| p.id)
+            .ok()
+            .and_then(|i| proxies.get(i))
+            .map(|p| p.address)
     }
 
     fn validate_interface(&self, i: usize, ifc: &Interface) -> Result<(), ConfigError> {
@@ -473,27 +818,40 @@ impl Config {
                 allow,
                 allow_shutdown: true,
             },
-            capacity: Capacity {
-                peers: 1024,
-                groups: 4096,
-                targets_per_group: 64,
-                flows: 16384,
-            },
-            timers: Timers {
-                heartbeat_ms: 1000,
-                peer_dead_ms: 3500,
-                target_ping_ms: 2000,
-                target_rise: 2,
-                target_fall: 3,
-                iap_cache_ttl_s: 3600,
-                rtt_probe_ms: 30_000,
+            capacity: Capacity::default(),
+            timers: Timers::default(),
+            deployment: Deployment {
+                key: EXAMPLE_KEY,
+                group_secret: EXAMPLE_GROUP_SECRET,
+                policy: Policy::Proximity,
+                band_pct: 10,
+                groups: Vec::new(),
+                proxies: alloc::vec![ProxyEntry {
+                    id: 1,
+                    cluster: 1,
+                    address: Ipv4([198, 18, 0, 2]),
+                }],
             },
         }
     }
 }
 
+/// The example config's deployment key, "00112233…eeff" twice: public, for
+/// examples and tests only; a real deployment generates its own.
+pub const EXAMPLE_KEY: Key = Key([
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+]);
+
+/// The example config's group secret, "0123…fedc…10" twice: public, for
+/// examples and tests only; a real deployment generates its own.
+pub const EXAMPLE_GROUP_SECRET: Key = Key([
+    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+]);
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn with(f: impl FnOnce(&mut Config)) -> Result<(), ConfigError> {
@@ -576,6 +934,249 @@ mod tests {
             field_of(with(|c| c.timers.rtt_probe_ms = 5)),
             "timers.rtt_probe_ms"
         );
+    }
+
+    /// A deployment of `n` proxies (ids 1..=n, clusters of 10, addresses in
+    /// 10.0.0.0/8 except this node's, which keeps the example's), this node id 1.
+    pub(crate) fn big(n: u32) -> Config {
+        let mut c = Config::example();
+        c.capacity.peers = n;
+        c.deployment.proxies = (1..=n)
+            .map(|id| ProxyEntry {
+                id,
+                cluster: 1 + (id - 1) / 10,
+                address: if id == 1 {
+                    Ipv4([198, 18, 0, 2])
+                } else {
+                    Ipv4::from_u32(0x0a00_0000 + id)
+                },
+            })
+            .collect();
+        c
+    }
+
+    #[test]
+    fn the_largest_deployment_is_valid() {
+        big(MAX_PEERS).validate().unwrap();
+        let mut c = big(MAX_PEERS);
+        c.deployment.proxies.push(ProxyEntry {
+            id: MAX_PEERS + 1,
+            cluster: 1,
+            address: Ipv4([11, 0, 0, 1]),
+        });
+        assert_eq!(field_of(c.validate()), "deployment.proxies");
+    }
+
+    #[test]
+    fn deployment_rules_name_their_field() {
+        let mut two = ProxyEntry {
+            id: 2,
+            cluster: 1,
+            address: Ipv4([198, 18, 0, 3]),
+        };
+        let add = |c: &mut Config, p: ProxyEntry| c.deployment.proxies.push(p);
+        assert_eq!(
+            field_of(with(|c| c.deployment.proxies.clear())),
+            "deployment.proxies"
+        );
+        assert_eq!(
+            field_of(with(|c| add(c, ProxyEntry { id: 1, ..two }))),
+            "deployment.proxies[1].id"
+        );
+        assert_eq!(
+            field_of(with(|c| c.deployment.proxies.insert(0, two))),
+            "deployment.proxies[1].id"
+        );
+        assert_eq!(
+            field_of(with(|c| c
+                .deployment
+                .proxies
+                .insert(0, ProxyEntry { id: 0, ..two }))),
+            "deployment.proxies[0].id"
+        );
+        assert_eq!(
+            field_of(with(|c| add(
+                c,
+                ProxyEntry {
+                    address: Ipv4([198, 18, 0, 2]),
+                    ..two
+                }
+            ))),
+            "deployment.proxies[1].address"
+        );
+        assert_eq!(
+            field_of(with(|c| add(
+                c,
+                ProxyEntry {
+                    address: Ipv4([203, 0, 113, 7]),
+                    ..two
+                }
+            ))),
+            "deployment.proxies[1].address"
+        );
+        assert_eq!(
+            field_of(with(|c| add(
+                c,
+                ProxyEntry {
+                    address: Ipv4([224, 0, 0, 1]),
+                    ..two
+                }
+            ))),
+            "deployment.proxies[1].address"
+        );
+        // This node must be listed, with its cluster and address.
+        assert_eq!(
+            field_of(with(|c| c.deployment.proxies[0].id = 2)),
+            "deployment.proxies"
+        );
+        assert_eq!(
+            field_of(with(|c| c.deployment.proxies[0].cluster = 2)),
+            "deployment.proxies[0].cluster"
+        );
+        assert_eq!(
+            field_of(with(
+                |c| c.deployment.proxies[0].address = Ipv4([198, 18, 0, 9])
+            )),
+            "deployment.proxies[0].address"
+        );
+        assert_eq!(
+            field_of(with(|c| {
+                c.capacity.peers = 1;
+                two.id = 2;
+                add(c, two);
+                add(
+                    c,
+                    ProxyEntry {
+                        id: 3,
+                        address: Ipv4([198, 18, 0, 4]),
+                        ..two
+                    },
+                );
+            })),
+            "capacity.peers"
+        );
+        assert_eq!(
+            field_of(with(|c| c.deployment.band_pct = 0)),
+            "deployment.band_pct"
+        );
+        let g = |text: &str, band_pct| GroupOverride {
+            group: text.parse().unwrap(),
+            policy: Policy::Load,
+            band_pct,
+        };
+        with(|c| {
+            c.deployment
+                .groups
+                .push(g("203.0.113.10:53/udp", 20))
+                .unwrap()
+        })
+        .unwrap();
+        assert_eq!(
+            field_of(with(|c| c
+                .deployment
+                .groups
+                .push(g("198.51.100.1:53/udp", 20))
+                .unwrap())),
+            "deployment.groups[0].group"
+        );
+        assert_eq!(
+            field_of(with(|c| c
+                .deployment
+                .groups
+                .push(g("203.0.113.10:53/udp", 101))
+                .unwrap())),
+            "deployment.groups[0].band_pct"
+        );
+        assert_eq!(
+            field_of(with(|c| {
+                c.deployment
+                    .groups
+                    .push(g("203.0.113.10:53/udp", 5))
+                    .unwrap();
+                c.deployment
+                    .groups
+                    .push(g("203.0.113.10:53/udp", 6))
+                    .unwrap();
+            })),
+            "deployment.groups[1].group"
+        );
+    }
+
+    #[test]
+    fn weak_keys_are_refused_naming_the_key() {
+        let reason = |r: Result<(), ConfigError>| r.unwrap_err().reason;
+        for (f, field, why) in [
+            (
+                (|c: &mut Config| c.deployment.key = Key([0; 32])) as fn(&mut Config),
+                "deployment.key",
+                "all zero",
+            ),
+            (
+                |c: &mut Config| c.deployment.key = Key(core::array::from_fn(|i| (i % 4) as u8)),
+                "deployment.key",
+                "distinct",
+            ),
+            (
+                |c: &mut Config| c.deployment.group_secret = Key([0; 32]),
+                "deployment.group_secret",
+                "all zero",
+            ),
+            (
+                |c: &mut Config| c.deployment.group_secret = Key([9; 32]),
+                "deployment.group_secret",
+                "distinct",
+            ),
+            (
+                |c: &mut Config| c.deployment.group_secret = c.deployment.key.clone(),
+                "deployment.group_secret",
+                "equal to deployment.key",
+            ),
+        ] {
+            assert_eq!(field_of(with(f)), field);
+            assert!(
+                reason(with(f)).contains(why),
+                "{field}: {}",
+                reason(with(f))
+            );
+            assert!(reason(with(f)).contains("weak key"));
+        }
+    }
+
+    #[test]
+    fn nat_idle_times_are_bounded() {
+        assert_eq!(
+            field_of(with(|c| c.timers.flow_udp_idle_s = 119)),
+            "timers.flow_udp_idle_s"
+        );
+        with(|c| c.timers.flow_udp_idle_s = 120).unwrap();
+        assert_eq!(
+            field_of(with(|c| c.timers.flow_tcp_idle_s = 59)),
+            "timers.flow_tcp_idle_s"
+        );
+        assert_eq!(
+            field_of(with(|c| c.timers.flow_tcp_transitory_s = 0)),
+            "timers.flow_tcp_transitory_s"
+        );
+        assert_eq!(
+            field_of(with(|c| c.timers.flow_tcp_transitory_s = 7441)),
+            "timers.flow_tcp_transitory_s"
+        );
+    }
+
+    #[test]
+    fn peers_and_addresses_by_id() {
+        let c = big(1000);
+        let peers = c.peers();
+        assert_eq!(peers.len(), 1000);
+        assert_eq!((peers[0].id, peers[0].cluster), (1, 1));
+        assert_eq!((peers[999].id, peers[999].cluster), (1000, 100));
+        assert_eq!(c.proxy_address(1), Some(Ipv4([198, 18, 0, 2])));
+        assert_eq!(
+            c.proxy_address(777),
+            Some(Ipv4::from_u32(0x0a00_0000 + 777))
+        );
+        assert_eq!(c.proxy_address(0), None);
+        assert_eq!(c.proxy_address(1001), None);
     }
 
     #[test]

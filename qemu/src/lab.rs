@@ -257,8 +257,12 @@ impl Lab {
         Ipv4Addr::new(LAB_SUBNET[0], LAB_SUBNET[1], LAB_SUBNET[2], 2 + n as u8)
     }
 
-    /// The example config, renamed and readdressed for the n-th appliance.
+    /// The example config, renamed and readdressed for the n-th appliance,
+    /// in a lab deployment of `max(8, n + 1)` proxies (ids 1.., all in
+    /// cluster 1, at `appliance_ip`): every appliance of a lab of up to 8
+    /// carries the same deployment section, whichever of them it is.
     pub fn config_for(n: usize) -> pias::Config {
+        const LAB_DEPLOYMENT: usize = 8;
         let mut cfg = pias::Config::example();
         cfg.node.id = 1 + n as u32;
         cfg.node.name = format!("pias-{}", n + 1)
@@ -266,6 +270,13 @@ impl Lab {
             .try_into()
             .unwrap_or_default();
         cfg.interfaces[0].address.addr = pias::Ipv4(Lab::appliance_ip(n).octets());
+        cfg.deployment.proxies = (0..LAB_DEPLOYMENT.max(n + 1))
+            .map(|i| pias::config::ProxyEntry {
+                id: 1 + i as u32,
+                cluster: cfg.node.cluster,
+                address: pias::Ipv4(Lab::appliance_ip(i).octets()),
+            })
+            .collect();
         cfg
     }
 
