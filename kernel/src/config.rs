@@ -37,7 +37,7 @@ fn oversized(bytes: &[u8], total: usize) -> BlobError {
 /// Loads the config; needs the arena (`arena::init`): a fw_cfg blob is read
 /// into a buffer taken from it (up to `MAX_BLOB`, 512 KiB: too big for the
 /// stack) and freed once decoded.
-pub fn load(info: &BootInfo) -> Result<(Config, Source), BlobError> {
+pub fn load(info: &BootInfo) -> Result<(Config, Source, usize), BlobError> {
     if let Some((selector, size)) = fwcfg::find(FW_CFG_NAME) {
         if size > MAX_BLOB {
             // Only the header is needed to say what is wrong.
@@ -51,8 +51,12 @@ pub fn load(info: &BootInfo) -> Result<(Config, Source), BlobError> {
             crate::exit::exit(pias::exit::OUT_OF_MEMORY)
         }
         buf.resize(size, 0);
-        fwcfg::read(selector, &mut buf);
-        return blob::decode(&buf).map(|c| (c, Source::FwCfg));
+        // DMA where QEMU has it: one exit instead of one per byte (a port
+        // read costs tens of µs under some hypervisors; docs/config.md).
+        if !(fwcfg::has_dma() && fwcfg::read_dma(selector, &mut buf)) {
+            fwcfg::read(selector, &mut buf);
+        }
+        return blob::decode(&buf).map(|c| (c, Source::FwCfg, size));
     }
     if let Some(m) = info.modules.first() {
         let len = usize::try_from(m.len).unwrap_or(usize::MAX);
@@ -60,7 +64,7 @@ pub fn load(info: &BootInfo) -> Result<(Config, Source), BlobError> {
         if len > MAX_BLOB {
             return Err(oversized(shown, len));
         }
-        return blob::decode(shown).map(|c| (c, Source::Module));
+        return blob::decode(shown).map(|c| (c, Source::Module, len));
     }
     Err(BlobError::Missing)
 }

@@ -54,7 +54,8 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     // config's proxy list lives in it. It needs only the memory map and the
     // boot modules (a blob given as a module is left out of it).
     let arena_bytes = arena::init(&boot);
-    let (cfg, source) = match config::load(&boot) {
+    let load_start = time::uptime_us();
+    let (cfg, source, blob_bytes) = match config::load(&boot) {
         Ok(c) => c,
         Err(e) => {
             error!("config: {e}");
@@ -62,6 +63,12 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
         }
     };
     logger::set_level(cfg.log_level);
+    info!(
+        "config: {} bytes, {} proxies, read and checked in {} us",
+        blob_bytes,
+        cfg.deployment.proxies.len(),
+        time::uptime_us().saturating_sub(load_start)
+    );
 
     let pins = interrupts::init();
     info!(

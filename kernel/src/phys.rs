@@ -16,9 +16,10 @@ pub fn slice(addr: u64, len: usize) -> Option<&'static [u8]> {
     // (boot information, memory map, boot modules), which nothing writes while
     // the slices live: the kernel never writes them and the arena avoids every
     // boot module. The boot information itself may lie where the arena goes
-    // later, so the `'static` is wider than what holds; it is sound because the
-    // only callers, `bootinfo::read` and `config::load`, run before
-    // `arena::init` and keep no slice.
+    // later, so the `'static` is wider than what holds; it is sound because
+    // `bootinfo::read` runs before `arena::init` and keeps no slice, and
+    // `config::load` (after it) reads only a boot module, which the arena
+    // never covers, and keeps no slice either.
     Some(unsafe { core::slice::from_raw_parts(addr as usize as *const u8, len) })
 }
 

@@ -57,3 +57,15 @@ pub unsafe fn outl(port: u16, v: u32) {
         asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
     };
 }
+
+/// # Safety
+/// As `outb`. Unlike `outl`, the compiler treats the write as reading and
+/// writing any memory: stores before it are done first and loads after it
+/// are made afresh, as a write that starts a device's DMA needs.
+pub unsafe fn outl_dma(port: u16, v: u32) {
+    // SAFETY: `out dx, eax` writes `eax` to the port and touches no stack or
+    // flags; without `nomem` the compiler assumes it may touch memory (so it
+    // orders memory accesses around it); the device's reaction, DMA included,
+    // is the caller's to vouch for.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nostack, preserves_flags)) };
+}
