@@ -1,6 +1,8 @@
 //! The config tool's logic: TOML text <-> `Config` <-> blob, with errors that
 //! name the field and the reason. The binary (`main.rs`) is a thin CLI over it.
 
+pub mod deploy;
+
 use anyhow::{anyhow, bail, Context, Result};
 use pias::blob::{self, MAX_BLOB};
 use pias::Config;
@@ -16,7 +18,7 @@ pub fn parse_toml(text: &str) -> Result<Config> {
 }
 
 /// Formats a TOML error as "line L: message" without the multi-line snippet.
-fn toml_error(e: &toml::de::Error) -> String {
+pub(crate) fn toml_error(e: &toml::de::Error) -> String {
     let msg = e.message().trim();
     match e.span() {
         Some(span) => format!("at byte {}: {msg}", span.start),

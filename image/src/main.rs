@@ -1,6 +1,8 @@
 //! `pias-image`: the operator's config tool.
 //!
-//! encode TOML -> blob, decode blob -> TOML, check a TOML, print the example.
+//! encode TOML -> blob, decode blob -> TOML (keys redacted), check a TOML,
+//! print the example, write every proxy's blob from one deployment file, and
+//! print a group's key for its service owner.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -17,12 +19,29 @@ struct Cli {
 enum Cmd {
     /// Check a TOML config and write its boot blob.
     Encode { toml: PathBuf, blob: PathBuf },
-    /// Print the TOML form of a boot blob.
+    /// Print the TOML form of a boot blob, keys shown as <redacted> (so the
+    /// output needs its keys put back before it encodes again).
     Decode { blob: PathBuf },
     /// Check a TOML config; exit status 1 with the field and reason if it is refused.
     Check { toml: PathBuf },
     /// Print the example config (the appliance's embedded default).
     Example,
+    /// Check a deployment file and write one blob per proxy, DIR/<name>.blob.
+    Deploy {
+        deployment: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the key of one group (hex), derived from the group secret: what
+    /// the operator gives the group's service owner. Prints a key on purpose.
+    GroupKey {
+        /// File holding the group secret (64 hex digits or 32 raw bytes).
+        #[arg(long)]
+        secret_file: PathBuf,
+        /// The group, e.g. 203.0.113.10:53/udp.
+        #[arg(long)]
+        group: String,
+    },
 }
 
 fn read_toml(path: &PathBuf) -> Result<pias::Config> {
@@ -51,6 +70,24 @@ fn main() -> Result<()> {
             eprintln!("{}: ok", toml.display());
         }
         Cmd::Example => print!("{}", pias_image::EXAMPLE_TOML),
+        Cmd::Deploy { deployment, out } => {
+            let text = std::fs::read_to_string(&deployment)
+                .with_context(|| format!("reading {}", deployment.display()))?;
+            let base = deployment
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default();
+            let written = pias_image::deploy::write_blobs(&text, &base, &out)
+                .with_context(|| format!("{} refused", deployment.display()))?;
+            for (path, len) in &written {
+                eprintln!("wrote {} ({len} bytes)", path.display());
+            }
+            eprintln!("{} proxies", written.len());
+        }
+        Cmd::GroupKey { secret_file, group } => {
+            let secret = pias_image::deploy::read_key_file("--secret-file", &secret_file)?;
+            println!("{}", pias_image::deploy::group_key_hex(&secret, &group)?);
+        }
     }
     Ok(())
 }

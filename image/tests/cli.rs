@@ -69,3 +69,110 @@ fn a_refused_config_names_the_field_and_writes_no_blob() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("length mismatch"));
 }
+
+const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const SECRET_HEX: &str = "0123456789abcdeffedcba98765432100123456789abcdeffedcba9876543210";
+
+#[test]
+fn deploy_writes_a_blob_per_proxy_agreeing_on_the_shared_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deployment.toml");
+    let out_dir = dir.path().join("blobs");
+    let text = include_str!("../../docs/example-deployment.toml");
+    // Keys from files, as a real deployment has them.
+    std::fs::write(dir.path().join("deployment.key"), format!("{KEY_HEX}\n")).unwrap();
+    std::fs::write(dir.path().join("group.secret"), format!("{SECRET_HEX}\n")).unwrap();
+    let text = text
+        .replace(
+            &format!("key_hex = \"{KEY_HEX}\""),
+            "key_file = \"deployment.key\"",
+        )
+        .replace(
+            &format!("group_secret_hex = \"{SECRET_HEX}\""),
+            "group_secret_file = \"group.secret\"",
+        );
+    std::fs::write(&file, text).unwrap();
+    let out = tool()
+        .arg("deploy")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains(KEY_HEX) && !log.contains(SECRET_HEX), "{log}");
+    let mut configs = Vec::new();
+    for name in ["pias-1", "pias-2", "pias-3"] {
+        let blob = out_dir.join(format!("{name}.blob"));
+        assert!(log.contains(&blob.display().to_string()), "{log}");
+        let cfg = pias_image::decode(&std::fs::read(&blob).unwrap()).unwrap();
+        assert_eq!(cfg.node.name.as_str(), name);
+        // What an operator sees: no key.
+        let shown = tool().arg("decode").arg(&blob).output().unwrap();
+        let shown = String::from_utf8(shown.stdout).unwrap();
+        assert!(
+            shown.contains("<redacted>") && !shown.contains(KEY_HEX) && !shown.contains(SECRET_HEX)
+        );
+        configs.push(cfg);
+    }
+    for c in &configs[1..] {
+        assert_eq!(c.deployment, configs[0].deployment);
+        assert_eq!(c.anycast, configs[0].anycast);
+        assert_eq!(c.ports, configs[0].ports);
+        assert_eq!(c.management, configs[0].management);
+        assert_eq!(c.capacity, configs[0].capacity);
+        assert_eq!(c.timers, configs[0].timers);
+        assert_ne!(c.node, configs[0].node);
+    }
+    assert_eq!(configs[0].deployment.key, pias::config::EXAMPLE_KEY);
+    assert_eq!(configs[0].deployment.proxies.len(), 3);
+
+    // A bad file: refused naming proxy and field, nothing written.
+    let bad_dir = dir.path().join("bad");
+    let bad = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"198.18.1.1\"", "\"10.0.0.1\"");
+    std::fs::write(&file, bad).unwrap();
+    let out = tool()
+        .arg("deploy")
+        .arg(&file)
+        .arg("--out")
+        .arg(&bad_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("proxies[2] (pias-3).interfaces[0].gateway: must lie inside"),
+        "{err}"
+    );
+    assert!(!bad_dir.exists());
+}
+
+#[test]
+fn group_key_prints_the_derived_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("group.secret");
+    std::fs::write(&secret, SECRET_HEX).unwrap();
+    let out = tool()
+        .args(["group-key", "--secret-file"])
+        .arg(&secret)
+        .args(["--group", "203.0.113.10:53/udp"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let g: pias::Group = "203.0.113.10:53/udp".parse().unwrap();
+    let want = pias::keys::group_key(&pias::config::EXAMPLE_GROUP_SECRET, &g);
+    assert_eq!(pias::keys::key_from_hex(&printed), Ok(want));
+    let out = tool()
+        .args(["group-key", "--secret-file"])
+        .arg(&secret)
+        .args(["--group", "203.0.113.10/udp"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--group: not a group"));
+}
