@@ -150,6 +150,26 @@ fn q35_reports_config_errors_the_same_way() {
     );
 }
 
+#[test]
+fn deployment_errors_name_their_field_at_boot() {
+    let mut weak = pias::Config::example();
+    weak.deployment.key = pias::wire::Key([0x42; 32]);
+    expect_refusal(
+        Machine::Microvm,
+        Some(blob_with_payload(&postcard_bytes(&weak))),
+        BlobError::Invalid(dummy()),
+        "deployment.key: weak key: fewer than 16 distinct byte values",
+    );
+    let mut elsewhere = pias::Config::example();
+    elsewhere.deployment.proxies[0].address = pias::Ipv4([198, 18, 0, 99]);
+    expect_refusal(
+        Machine::Microvm,
+        Some(blob_with_payload(&postcard_bytes(&elsewhere))),
+        BlobError::Invalid(dummy()),
+        "deployment.proxies[0].address: differs from this node's interfaces[0].address",
+    );
+}
+
 fn dummy() -> pias::config::ConfigError {
     pias::config::ConfigError {
         field: Default::default(),
