@@ -5,14 +5,50 @@
 //! never grow; only short-lived temporaries are ever freed.
 
 use crate::bootinfo::BootInfo;
-use core::alloc::Layout;
+use core::alloc::{GlobalAlloc, Layout};
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 use linked_list_allocator::LockedHeap;
 
-/// The global allocator: the whole arena.
-#[global_allocator]
+/// The arena's heap.
 pub static HEAP: LockedHeap = LockedHeap::empty();
+
+/// Allocations through the global allocator since boot (the status shows
+/// it, so that a steady per-packet path can be seen not to allocate).
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The global allocator: the arena's heap, counting every allocation.
+struct Counting;
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// SAFETY: every method forwards to `HEAP` (a `GlobalAlloc`) with the caller's
+// arguments unchanged, so `Counting` keeps exactly the contract `HEAP` does;
+// the counting is one relaxed atomic add, which neither allocates nor can fail.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's `layout`, as `GlobalAlloc::alloc` requires.
+        unsafe { HEAP.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above (that is, from `HEAP`) with `layout`.
+        unsafe { HEAP.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `ptr`/`layout` came from this allocator, `new_size` is the
+        // caller's, as `GlobalAlloc::realloc` requires.
+        unsafe { HEAP.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Allocations since boot.
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
 
 /// The arena never takes more than this, so tests with large `-m` stay cheap.
 const ARENA_MAX: u64 = 64 << 20;

@@ -1,15 +1,21 @@
-//! The one polling loop: smoltcp over the virtio NIC, the management service,
-//! and halting (until an interrupt or smoltcp's next deadline) when idle.
+//! The one polling loop: frames from the virtio NIC go to the data path
+//! (`pias_net::dataplane`) first, then to smoltcp (ARP, ICMP echo,
+//! management); the data path's timers and the management service run here,
+//! and the CPU halts (until an interrupt or the next deadline) when idle.
 
 use crate::interrupts;
 use crate::time;
 use crate::virtio::VirtioNic;
 use crate::{arena, exit};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use pias::config::{Config, IdleMode};
 use pias::mgmt::{MAX_REQUEST, MAX_RESPONSE};
-use pias::status::{IdleCounters, InterfaceStatus, MgmtCounters, Status, TableFill};
+use pias::proxy::{Proxy, ProxyConfig};
+use pias::status::{IdleCounters, InterfaceStatus, MgmtCounters, ProxyReport, Status, TableFill};
 use pias::Ipv4;
-use pias_net::mgmt::{serve, Action};
+use pias_net::dataplane::{DataPlane, DataPlaneConfig, NatTimeouts, Verdict};
+use pias_net::mgmt::{serve, Action, Reports};
 use pias_net::NicDevice;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::socket::udp;
@@ -19,9 +25,14 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 const SOCKETS: usize = 4;
 /// How long the loop keeps polling after the last frame before it halts.
 const IDLE_SPIN_US: u64 = 200;
+/// Frames taken from the NIC per turn of the loop before timers and the
+/// management port get their turn.
+const RX_BUDGET: usize = 64;
 const MGMT_SLOTS: usize = 16;
 const MGMT_RX_BYTES: usize = 16 * MAX_REQUEST;
 const MGMT_TX_BYTES: usize = 16 * MAX_RESPONSE;
+/// The NAT's ports start here (or above the configured service ports).
+const NAT_FIRST_PORT: u16 = 20_000;
 
 fn now() -> Instant {
     Instant::from_micros(time::uptime_us() as i64)
@@ -42,10 +53,114 @@ fn table(name: &str, used: usize, capacity: usize) -> TableFill {
     }
 }
 
+/// The data path's settings from the boot config.
+fn dataplane_config(cfg: &Config, mac: [u8; 6]) -> DataPlaneConfig {
+    let ifc = &cfg.interfaces[0];
+    let p = &cfg.ports;
+    let first = NAT_FIRST_PORT.max(
+        p.management
+            .max(p.proxy)
+            .max(p.registration)
+            .saturating_add(1),
+    );
+    let t = &cfg.timers;
+    let sec = |s: u32| u64::from(s) * pias::time::SEC;
+    let mut seed = time::rdtsc() ^ u64::from(cfg.node.id).rotate_left(32);
+    let mut hash_key = [0u8; 16];
+    for chunk in hash_key.chunks_mut(8) {
+        seed = pias::ring::mix64(seed);
+        chunk.copy_from_slice(&seed.to_le_bytes());
+    }
+    DataPlaneConfig {
+        mac,
+        address: ifc.address,
+        gateway: ifc.gateway,
+        mtu: ifc.mtu,
+        anycast: cfg.anycast.prefixes.iter().copied().collect(),
+        registration_port: p.registration,
+        proxy_port: p.proxy,
+        nat_first_port: first,
+        nat_ports: usize::from(u16::MAX - first) + 1,
+        max_flows: (cfg.capacity.flows as usize).min(usize::from(u16::MAX - first) + 1),
+        nat_timeouts: NatTimeouts {
+            udp: sec(t.flow_udp_idle_s),
+            tcp_established: sec(t.flow_tcp_idle_s),
+            tcp_transitory: sec(t.flow_tcp_transitory_s),
+        },
+        proxies: cfg
+            .deployment
+            .proxies
+            .iter()
+            .map(|e| (e.id, e.address))
+            .collect::<Vec<_>>(),
+        hash_key,
+    }
+}
+
+/// What the management service reports, built when asked.
+struct Snapshot<'a> {
+    cfg: &'a Config,
+    mac: [u8; 6],
+    net: pias::status::NetCounters,
+    idle: IdleCounters,
+    dp: &'a DataPlane,
+}
+
+impl Reports for Snapshot<'_> {
+    fn status(&self, m: &MgmtCounters) -> Status {
+        let ifc = &self.cfg.interfaces[0];
+        let arena_fill = arena::fill();
+        let mut tables: heapless::Vec<TableFill, { pias::status::MAX_TABLES }> =
+            heapless::Vec::new();
+        let _ = tables.push(table("arena_bytes", arena_fill.0, arena_fill.1));
+        for (name, used, cap) in self.dp.table_fill() {
+            let _ = tables.push(table(name, used, cap));
+        }
+        for (name, used, cap) in self.dp.proxy().table_fill() {
+            let _ = tables.push(table(name, used, cap));
+        }
+        Status {
+            node_id: self.cfg.node.id,
+            name: self.cfg.node.name.clone(),
+            uptime_ms: time::uptime_us() / 1000,
+            clock: time::info(),
+            interfaces: core::iter::once(InterfaceStatus {
+                name: ifc.name.clone(),
+                mac: self.mac,
+                address: ifc.address,
+                gateway: ifc.gateway,
+                mtu: ifc.mtu,
+            })
+            .collect(),
+            net: self.net,
+            mgmt: *m,
+            idle: IdleCounters {
+                wakeups: interrupts::wakeups(),
+                ..self.idle
+            },
+            tables,
+            allocations: arena::allocations(),
+        }
+    }
+
+    fn proxy(&self) -> ProxyReport {
+        ProxyReport {
+            data: self.dp.counters(),
+            proxy: self.dp.proxy().counters(),
+        }
+    }
+}
+
 pub fn run(cfg: Config, nic: VirtioNic) -> ! {
+    let boot_unix = time::read_unix_boot_us().unwrap_or_else(|| {
+        log::warn!("clock: the RTC gives no date; registrations will look stale");
+        0
+    });
+    let wall = || boot_unix + time::uptime_us();
+
     let ifc = cfg.interfaces[0].clone();
     let kind = nic.kind;
-    let mut dev = NicDevice::new(nic, ifc.mtu);
+    let mut dev = NicDevice::gated(nic, ifc.mtu);
     let mac = dev.mac();
     let mut iface_cfg = IfaceConfig::new(EthernetAddress(mac).into());
     iface_cfg.random_seed = time::rdtsc();
@@ -82,12 +197,19 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     }
     let mgmt = sockets.add(mgmt_sock);
 
+    // The proxy and its data path: every table reserved here, once.
+    let proxy = Proxy::new(ProxyConfig::from_config(&cfg), &cfg.peers(), wall());
+    let mut dp = Box::new(DataPlane::new(dataplane_config(&cfg, mac), proxy, wall()));
+
     let [m0, m1, m2, m3, m4, m5] = mac;
     log::info!(
-        "ready: {} {} mac {m0:02x}:{m1:02x}:{m2:02x}:{m3:02x}:{m4:02x}:{m5:02x} {kind}, management udp/{}",
+        "ready: {} {} mac {m0:02x}:{m1:02x}:{m2:02x}:{m3:02x}:{m4:02x}:{m5:02x} {kind}, management udp/{}, proxy udp/{}, {} proxies, arena {} KiB used",
         cfg.node.name,
         ifc.address,
-        cfg.ports.management
+        cfg.ports.management,
+        cfg.ports.proxy,
+        cfg.deployment.proxies.len(),
+        arena::fill().0 / 1024
     );
 
     let mut mgmt_counters = MgmtCounters::default();
@@ -98,8 +220,23 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     let mut last_work_us = 0u64;
     loop {
         let before = (dev.counters.rx_frames, dev.counters.tx_frames);
-        iface.poll(now(), &mut dev, &mut sockets);
         idle.polls += 1;
+
+        // Frames first: the data path's, or smoltcp's one at a time.
+        for _ in 0..RX_BUDGET {
+            if !dev.pull() {
+                break;
+            }
+            let (frame, mut sink) = dev.split();
+            if dp.ingress(wall(), frame, &mut sink) == Verdict::Stack {
+                dev.hold_for_stack();
+                iface.poll_ingress_single(now(), &mut dev, &mut sockets);
+            }
+        }
+        if dp.poll_timeout() <= wall() {
+            dp.handle_timeout(wall(), &mut dev);
+        }
+        iface.poll(now(), &mut dev, &mut sockets);
 
         let mut served = false;
         loop {
@@ -115,38 +252,19 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             };
             served = true;
             let IpAddress::Ipv4(src) = from.addr;
-            let arena_fill = arena::fill();
+            let snapshot = Snapshot {
+                cfg: &cfg,
+                mac,
+                net: dev.counters,
+                idle,
+                dp: &dp,
+            };
             let action = serve(
                 &request[..len],
                 Ipv4(src.octets()),
                 &cfg.management,
                 &mut mgmt_counters,
-                |m| Status {
-                    node_id: cfg.node.id,
-                    name: cfg.node.name.clone(),
-                    uptime_ms: time::uptime_us() / 1000,
-                    clock: time::info(),
-                    interfaces: core::iter::once(InterfaceStatus {
-                        name: ifc.name.clone(),
-                        mac,
-                        address: ifc.address,
-                        gateway: ifc.gateway,
-                        mtu: ifc.mtu,
-                    })
-                    .collect(),
-                    net: dev.counters,
-                    mgmt: *m,
-                    idle: IdleCounters {
-                        wakeups: interrupts::wakeups(),
-                        ..idle
-                    },
-                    tables: [
-                        table("arena_bytes", arena_fill.0, arena_fill.1),
-                        table("sockets", 1, SOCKETS),
-                    ]
-                    .into_iter()
-                    .collect(),
-                },
+                &snapshot,
                 &mut reply,
             );
             let n = match action {
@@ -189,14 +307,18 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         if worked || cfg.idle == IdleMode::Poll || time::uptime_us() - last_work_us < IDLE_SPIN_US {
             continue;
         }
-        let delay = iface.poll_delay(now(), &sockets);
+        let stack_delay = iface
+            .poll_delay(now(), &sockets)
+            .map(|d| d.total_micros().max(1));
+        let dp_delay = dp.poll_timeout().saturating_sub(wall()).max(1);
+        let delay = stack_delay.map_or(dp_delay, |s| s.min(dp_delay));
         interrupts::disable();
         dev.nic_mut().ack_interrupt();
         if dev.nic_mut().rx_pending() {
             interrupts::enable();
             continue;
         }
-        interrupts::arm_timer_us(delay.map(|d| d.total_micros().max(1)).unwrap_or(0));
+        interrupts::arm_timer_us(delay);
         idle.halts += 1;
         interrupts::enable_and_halt();
     }

@@ -338,3 +338,64 @@ fn khz_from_stamps(stamps: &[u64; CALIBRATION_TICKS as usize + 1]) -> u64 {
     let periods = ((total + period / 2) / period).max(1);
     total * PERIODIC_HZ / periods / 1000
 }
+
+/// The wall clock at boot: the RTC's date and time (UTC, as QEMU's default
+/// `-rtc base=utc` gives it) in µs since the Unix epoch, minus the uptime at
+/// the moment it was read. None if the RTC gives no sensible date.
+pub fn read_unix_boot_us() -> Option<u64> {
+    // Wait (bounded) until no update is in progress, then read twice until
+    // two reads agree, so a second boundary cannot tear the fields.
+    let mut last = None;
+    for _ in 0..8 {
+        for _ in 0..100_000 {
+            if cmos_read(RTC_A) & 0x80 == 0 {
+                break;
+            }
+        }
+        let now = read_rtc_fields();
+        if last == Some(now) {
+            let at = uptime_us();
+            let secs = now.unix_seconds()?;
+            return Some((secs * 1_000_000).saturating_sub(at));
+        }
+        last = Some(now);
+    }
+    None
+}
+
+fn read_rtc_fields() -> pias::time::DateTime {
+    let b = cmos_read(RTC_B);
+    let binary = b & 0x04 != 0;
+    let h24 = b & 0x02 != 0;
+    let dec = |v: u8| {
+        if binary {
+            v
+        } else {
+            (v & 0x0f) + (v >> 4) * 10
+        }
+    };
+    let raw_hour = cmos_read(0x04);
+    let pm = raw_hour & 0x80 != 0;
+    let mut hour = dec(raw_hour & 0x7f);
+    if !h24 {
+        hour %= 12;
+        if pm {
+            hour += 12;
+        }
+    }
+    let century = dec(cmos_read(0x32));
+    let year = dec(cmos_read(0x09));
+    let century = if (19..=30).contains(&century) {
+        century
+    } else {
+        20
+    };
+    pias::time::DateTime {
+        year: u16::from(century) * 100 + u16::from(year),
+        month: dec(cmos_read(0x08)),
+        day: dec(cmos_read(0x07)),
+        hour,
+        minute: dec(cmos_read(0x02)),
+        second: dec(cmos_read(0x00)),
+    }
+}

@@ -31,8 +31,8 @@ pub enum AddrParseError {
     BadPrefixLen,
     /// Missing ":port", or port not a number in 0..=65535.
     BadPort,
-    /// Missing "/udp" or "/tcp" after a group's port.
-    BadTransport,
+    /// Not a group: "a.b.c.d:port/udp" or "a.b.c.d:port/tcp", port 1..=65535.
+    BadGroup,
 }
 
 impl fmt::Display for AddrParseError {
@@ -43,8 +43,8 @@ impl fmt::Display for AddrParseError {
             AddrParseError::BadPort => {
                 f.write_str("not an endpoint (a.b.c.d:port, port 0..=65535)")
             }
-            AddrParseError::BadTransport => {
-                f.write_str("not a group (a.b.c.d:port/udp or a.b.c.d:port/tcp)")
+            AddrParseError::BadGroup => {
+                f.write_str("not a group (a.b.c.d:port/udp or a.b.c.d:port/tcp, port 1..=65535)")
             }
         }
     }
@@ -382,7 +382,7 @@ impl FromStr for Transport {
         match s {
             "udp" => Ok(Transport::Udp),
             "tcp" => Ok(Transport::Tcp),
-            _ => Err(AddrParseError::BadTransport),
+            _ => Err(AddrParseError::BadGroup),
         }
     }
 }
@@ -403,12 +403,16 @@ impl FromStr for Endpoint {
 impl FromStr for Group {
     type Err = AddrParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ep, transport) = s.rsplit_once('/').ok_or(AddrParseError::BadTransport)?;
-        let ep: Endpoint = ep.parse()?;
+        let bad = |_| AddrParseError::BadGroup;
+        let (ep, transport) = s.rsplit_once('/').ok_or(AddrParseError::BadGroup)?;
+        let ep: Endpoint = ep.parse().map_err(bad)?;
+        if ep.port == 0 {
+            return Err(AddrParseError::BadGroup);
+        }
         Ok(Group {
             ip: ep.ip,
             port: ep.port,
-            transport: transport.parse()?,
+            transport: transport.parse().map_err(bad)?,
         })
     }
 }
@@ -443,16 +447,17 @@ mod endpoint_tests {
     fn refuses_malformed_groups_and_endpoints() {
         use AddrParseError::*;
         for (text, err) in [
-            ("203.0.113.10:53", BadTransport),
-            ("203.0.113.10:53/sctp", BadTransport),
-            ("203.0.113.10:53/UDP", BadTransport),
-            ("203.0.113.10/udp", BadPort),
-            ("203.0.113.10:/udp", BadPort),
-            ("203.0.113.10:65536/udp", BadPort),
-            ("203.0.113.10:+53/udp", BadPort),
-            ("203.0.113:53/udp", BadAddress),
-            (":53/udp", BadAddress),
-            ("", BadTransport),
+            ("203.0.113.10:53", BadGroup),
+            ("203.0.113.10:53/sctp", BadGroup),
+            ("203.0.113.10:53/UDP", BadGroup),
+            ("203.0.113.10/udp", BadGroup),
+            ("203.0.113.10:/udp", BadGroup),
+            ("203.0.113.10:0/udp", BadGroup),
+            ("203.0.113.10:65536/udp", BadGroup),
+            ("203.0.113.10:+53/udp", BadGroup),
+            ("203.0.113:53/udp", BadGroup),
+            (":53/udp", BadGroup),
+            ("", BadGroup),
         ] {
             assert_eq!(text.parse::<Group>(), Err(err), "{text:?}");
         }
