@@ -161,7 +161,7 @@ mod tests {
         let e = err_of(&bad_addr);
         assert!(e.contains("not an IPv4 address"), "{e}");
 
-        let invalid = EXAMPLE_TOML.replace("peer_dead_ms = 3500", "peer_dead_ms = 1000");
+        let invalid = EXAMPLE_TOML.replace("peer_dead_ms = 600", "peer_dead_ms = 300");
         let e = err_of(&invalid);
         assert!(e.contains("timers.peer_dead_ms: must exceed"), "{e}");
 

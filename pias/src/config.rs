@@ -348,8 +348,8 @@ impl Default for Capacity {
 impl Default for Timers {
     fn default() -> Self {
         Timers {
-            heartbeat_ms: 1000,
-            peer_dead_ms: 3500,
+            heartbeat_ms: 150,
+            peer_dead_ms: 600,
             target_ping_ms: 2000,
             target_rise: 2,
             target_fall: 3,
@@ -923,7 +923,7 @@ pub(crate) mod tests {
         );
         assert_eq!(field_of(with(|c| c.capacity.flows = 0)), "capacity.flows");
         assert_eq!(
-            field_of(with(|c| c.timers.peer_dead_ms = 2000)),
+            field_of(with(|c| c.timers.peer_dead_ms = 250)),
             "timers.peer_dead_ms"
         );
         assert_eq!(

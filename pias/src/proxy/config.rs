@@ -457,7 +457,7 @@ mod tests {
                 e.flow_idle_tcp
             )
         );
-        assert_eq!(d.heartbeat, SEC);
+        assert_eq!(d.heartbeat, 150 * MS);
         assert_eq!(d.flow_idle_udp, 300 * SEC);
     }
 }
