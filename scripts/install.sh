@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build, boot and test the appliance:
 # QEMU (Debian's qemu-system-x86, which brings qboot.rom), ping, iproute2, GRUB's ISO tools,
+# the multi-POP lab's tools and services (ethtool, dnsmasq, nginx, dig, curl),
 # and the Rust target x86_64-unknown-none. Idempotent; needs root for apt.
 set -euo pipefail
 need=()
@@ -13,6 +14,14 @@ command -v grub-mkrescue >/dev/null || need+=(grub-pc-bin grub-common)
 [ -d /usr/lib/grub/i386-pc ] || need+=(grub-pc-bin)
 command -v xorriso >/dev/null || need+=(xorriso)
 command -v mformat >/dev/null || need+=(mtools)
+# The multi-POP lab (pias-qemu topo): offloads off on veths, services in target
+# namespaces (started by the harness, not by systemd: dnsmasq-base has no service), clients.
+command -v ethtool >/dev/null || need+=(ethtool)
+command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
+command -v nginx >/dev/null || need+=(nginx)
+command -v dig >/dev/null || need+=(dnsutils)
+command -v curl >/dev/null || need+=(curl)
+command -v sha256sum >/dev/null || need+=(coreutils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
