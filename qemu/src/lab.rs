@@ -14,9 +14,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Namespaces and QEMU pids alive in this process, for the Ctrl-C handler.
-fn registry() -> &'static Mutex<HashMap<String, Vec<u32>>> {
-    static R: OnceLock<Mutex<HashMap<String, Vec<u32>>>> = OnceLock::new();
+/// What one lab holds that must go when it goes: processes to kill, then
+/// namespaces to delete, then directories to remove.
+#[derive(Debug, Default)]
+struct Resources {
+    pids: Vec<u32>,
+    netns: Vec<String>,
+    dirs: Vec<PathBuf>,
+}
+
+/// Labs alive in this process by name, for the Ctrl-C/SIGTERM handler.
+fn registry() -> &'static Mutex<HashMap<String, Resources>> {
+    static R: OnceLock<Mutex<HashMap<String, Resources>>> = OnceLock::new();
     R.get_or_init(|| {
         // A second handler cannot be installed; then the caller already has one.
         let _ = ctrlc::set_handler(|| {
@@ -27,24 +36,87 @@ fn registry() -> &'static Mutex<HashMap<String, Vec<u32>>> {
     })
 }
 
-/// Kills every registered appliance and deletes every registered namespace.
-pub fn cleanup_all() {
-    let labs: Vec<(String, Vec<u32>)> = match registry().lock() {
-        Ok(mut r) => r.drain().collect(),
-        Err(_) => return,
-    };
-    for (ns, pids) in labs {
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+fn with_entry(lab: &str, f: impl FnOnce(&mut Resources)) {
+    if let Ok(mut r) = registry().lock() {
+        f(r.entry(lab.to_string()).or_default());
     }
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+/// Registers a lab by name (idempotent).
+pub(crate) fn register(lab: &str) {
+    with_entry(lab, |_| {});
+}
+
+/// A process of `lab` to kill on cleanup.
+pub(crate) fn register_pid(lab: &str, pid: u32) {
+    with_entry(lab, |e| e.pids.push(pid));
+}
+
+/// A namespace of `lab` to delete on cleanup (after its processes are killed).
+pub(crate) fn register_netns(lab: &str, ns: &str) {
+    with_entry(lab, |e| e.netns.push(ns.to_string()));
+}
+
+/// A directory of `lab` to remove on cleanup.
+pub(crate) fn register_dir(lab: &str, dir: &Path) {
+    with_entry(lab, |e| e.dirs.push(dir.to_path_buf()));
+}
+
+/// Forgets a lab (its owner removed everything itself).
+pub(crate) fn unregister(lab: &str) {
+    if let Ok(mut r) = registry().lock() {
+        r.remove(lab);
+    }
+}
+
+fn release(res: Resources) {
+    for pid in res.pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    for ns in res.netns {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &ns])
+            .stderr(Stdio::null())
+            .status();
+    }
+    for dir in res.dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Kills every registered process, deletes every registered namespace and
+/// removes every registered directory.
+pub fn cleanup_all() {
+    let labs: Vec<Resources> = match registry().lock() {
+        Ok(mut r) => r.drain().map(|(_, v)| v).collect(),
+        Err(_) => return,
+    };
+    for res in labs {
+        release(res);
+    }
+}
+
+/// Runs `f` on a thread that has entered namespace `ns`: sockets it creates
+/// live in that namespace and keep working from any thread.
+pub fn inside_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || -> Result<T> {
+        let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering namespace {path}"))?;
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
+}
+
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -210,10 +282,8 @@ impl Lab {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        registry()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("lab registry poisoned"))?
-            .insert(ns.clone(), Vec::new());
+        register(&ns);
+        register_netns(&ns, &ns);
         let lab = Lab {
             host_ip: Ipv4Addr::new(LAB_SUBNET[0], LAB_SUBNET[1], LAB_SUBNET[2], 1),
             ns,
@@ -221,6 +291,7 @@ impl Lab {
             taps: 0,
             appliances: Vec::new(),
         };
+        register_dir(&lab.ns, lab.dir.path());
         run(Command::new("ip").args(["netns", "add", &lab.ns]))?;
         lab.exec(&["ip", "link", "set", "lo", "up"])?;
         lab.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
@@ -296,80 +367,22 @@ impl Lab {
     /// Boots an appliance; returns its index in `appliances`.
     pub fn boot(&mut self, kernel: &Path, spec: Spec) -> Result<usize> {
         let n = self.appliances.len();
-        let serial = self.path(&format!("serial-{n}.log"));
-        File::create(&serial)?;
-        let mut args: Vec<String> = match &spec.iso {
-            // GRUB boots from the machine's default BIOS (qboot cannot boot a CD).
-            Some(_) => vec!["-M".into(), spec.machine.qemu_type().into()],
-            None => spec.machine.qemu_args(),
+        let tap = if spec.nic {
+            Some(self.add_tap()?)
+        } else {
+            None
         };
-        args.extend(spec.accel.qemu_args());
-        args.extend(
-            [
-                "-m",
-                &spec.memory_mb.to_string(),
-                "-nographic",
-                "-nodefaults",
-                "-no-user-config",
-                "-no-reboot",
-                "-monitor",
-                "none",
-                "-serial",
-                &format!("file:{}", serial.display()),
-                "-device",
-                "isa-debug-exit,iobase=0xf4,iosize=0x04",
-            ]
-            .map(String::from),
-        );
-        match &spec.iso {
-            Some(iso) => args.extend(["-cdrom".to_string(), iso.display().to_string()]),
-            None => args.extend(["-kernel".to_string(), kernel.display().to_string()]),
-        }
-        if let (Some(blob), None) = (&spec.blob, &spec.iso) {
-            let path = self.path(&format!("config-{n}.blob"));
-            std::fs::write(&path, blob)?;
-            match spec.delivery {
-                ConfigDelivery::FwCfg => {
-                    args.push("-fw_cfg".into());
-                    args.push(format!("name=opt/pias/config,file={}", path.display()));
-                }
-                ConfigDelivery::Initrd => {
-                    args.push("-initrd".into());
-                    args.push(path.display().to_string());
-                }
-            }
-        }
-        if spec.nic {
-            let tap = self.add_tap()?;
-            // The host's first ARP can be lost if the tap has no carrier yet.
-            args.push("-netdev".into());
-            args.push(format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
-            args.push("-device".into());
-            args.push(format!(
-                "{},netdev=n0,mac=52:54:00:00:00:{:02x}",
-                spec.machine.nic_device(),
-                n + 2
-            ));
-        }
-        let started = Instant::now();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "qemu-system-x86_64"])
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(self.path(&format!("qemu-{n}.err")))?)
-            .spawn()
-            .context("starting qemu-system-x86_64 (is QEMU installed?)")?;
-        if let Ok(mut r) = registry().lock() {
-            r.entry(self.ns.clone()).or_default().push(child.id());
-        }
-        self.appliances.push(Appliance {
-            child,
-            serial,
-            started,
+        let mac = [0x52, 0x54, 0, 0, 0, (n + 2) as u8];
+        let appliance = start_appliance(
+            &self.ns,
+            self.dir.path(),
+            &n.to_string(),
+            kernel,
             spec,
-            exit: None,
-        });
+            tap.as_deref().map(|t| (t, mac)),
+        )?;
+        register_pid(&self.ns, appliance.pid());
+        self.appliances.push(appliance);
         Ok(n)
     }
 
@@ -399,16 +412,96 @@ impl Lab {
         &self,
         f: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let path = format!("/run/netns/{}", self.ns);
-        std::thread::spawn(move || -> Result<T> {
-            let ns = File::open(&path).with_context(|| format!("opening {path}"))?;
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                .context("entering the lab namespace")?;
-            f()
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("lab thread panicked"))?
+        inside_netns(&self.ns, f)
     }
+}
+
+/// Starts QEMU for `spec` inside namespace `ns`, its files (serial log,
+/// config blob, QEMU's stderr) named `*-{tag}` in `dir`, its NIC (if any) on
+/// `nic` = (tap, MAC). The caller registers the pid for cleanup.
+pub(crate) fn start_appliance(
+    ns: &str,
+    dir: &Path,
+    tag: &str,
+    kernel: &Path,
+    spec: Spec,
+    nic: Option<(&str, [u8; 6])>,
+) -> Result<Appliance> {
+    let serial = dir.join(format!("serial-{tag}.log"));
+    File::create(&serial)?;
+    let mut args: Vec<String> = match &spec.iso {
+        // GRUB boots from the machine's default BIOS (qboot cannot boot a CD).
+        Some(_) => vec!["-M".into(), spec.machine.qemu_type().into()],
+        None => spec.machine.qemu_args(),
+    };
+    args.extend(spec.accel.qemu_args());
+    args.extend(
+        [
+            "-m",
+            &spec.memory_mb.to_string(),
+            "-nographic",
+            "-nodefaults",
+            "-no-user-config",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            &format!("file:{}", serial.display()),
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]
+        .map(String::from),
+    );
+    match &spec.iso {
+        Some(iso) => args.extend(["-cdrom".to_string(), iso.display().to_string()]),
+        None => args.extend(["-kernel".to_string(), kernel.display().to_string()]),
+    }
+    if let (Some(blob), None) = (&spec.blob, &spec.iso) {
+        let path = dir.join(format!("config-{tag}.blob"));
+        std::fs::write(&path, blob)?;
+        match spec.delivery {
+            ConfigDelivery::FwCfg => {
+                args.push("-fw_cfg".into());
+                args.push(format!("name=opt/pias/config,file={}", path.display()));
+            }
+            ConfigDelivery::Initrd => {
+                args.push("-initrd".into());
+                args.push(path.display().to_string());
+            }
+        }
+    }
+    if let Some((tap, mac)) = nic {
+        // The host's first ARP can be lost if the tap has no carrier yet.
+        args.push("-netdev".into());
+        args.push(format!("tap,id=n0,ifname={tap},script=no,downscript=no"));
+        args.push("-device".into());
+        args.push(format!(
+            "{},netdev=n0,mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            spec.machine.nic_device(),
+            mac[0],
+            mac[1],
+            mac[2],
+            mac[3],
+            mac[4],
+            mac[5]
+        ));
+    }
+    let started = Instant::now();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "qemu-system-x86_64"])
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join(format!("qemu-{tag}.err")))?)
+        .spawn()
+        .context("starting qemu-system-x86_64 (is QEMU installed?)")?;
+    Ok(Appliance {
+        child,
+        serial,
+        started,
+        spec,
+        exit: None,
+    })
 }
 
 impl Drop for Lab {
@@ -416,9 +509,7 @@ impl Drop for Lab {
         for a in self.appliances.iter_mut() {
             a.kill();
         }
-        if let Ok(mut r) = registry().lock() {
-            r.remove(&self.ns);
-        }
+        unregister(&self.ns);
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }

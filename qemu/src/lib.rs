@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod client;
+pub mod delayline;
 pub mod lab;
 pub mod machine;
 pub mod report;

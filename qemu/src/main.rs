@@ -9,7 +9,7 @@ mod bench;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use pias_qemu::client::{MgmtClient, Pinger};
-use pias_qemu::{build, Accel, Lab, Machine, Spec};
+use pias_qemu::{build, delayline, Accel, Lab, Machine, Spec};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -56,6 +56,42 @@ enum Cmd {
     },
     /// Print the boot and network figures (writes out/bench.txt too).
     Bench(bench::Args),
+    /// Forward Ethernet frames between two interfaces of the current network
+    /// namespace with a delay (the host has no netem); run it with
+    /// `ip netns exec NS`. Prints its counters on Ctrl-C/SIGTERM.
+    Delayline {
+        if_a: String,
+        if_b: String,
+        /// One-way delay in milliseconds (both directions).
+        #[arg(long)]
+        delay_ms: u64,
+        /// Percentage of frames dropped at random.
+        #[arg(long, default_value_t = 0.0)]
+        loss_pct: f64,
+        /// Frames each direction may hold (more are dropped and counted).
+        #[arg(long, default_value_t = 1000)]
+        queue: usize,
+    },
+}
+
+fn delayline(if_a: &str, if_b: &str, params: delayline::Params) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    params.validate()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    ctrlc::set_handler(move || s.store(true, Ordering::Relaxed))
+        .context("installing the Ctrl-C handler")?;
+    let socks = delayline::open(if_a, if_b)?;
+    eprintln!(
+        "delay line {if_a} <-> {if_b}: {:?} each way, {} % loss, queue {} frames",
+        params.delay, params.loss_pct, params.queue
+    );
+    let stats = delayline::Stats::default();
+    let result = delayline::run(&socks, &params, &stop, &stats);
+    eprintln!("{if_a} -> {if_b}: {}", stats.a_to_b);
+    eprintln!("{if_b} -> {if_a}: {}", stats.b_to_a);
+    result
 }
 
 fn accel_of(s: &str) -> Result<Accel> {
@@ -134,5 +170,20 @@ fn main() -> Result<()> {
         Cmd::Demo(b) => boot_lab(&b, 1),
         Cmd::Lab { count, boot } => boot_lab(&boot, count),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Delayline {
+            if_a,
+            if_b,
+            delay_ms,
+            loss_pct,
+            queue,
+        } => delayline(
+            &if_a,
+            &if_b,
+            delayline::Params {
+                delay: Duration::from_millis(delay_ms),
+                loss_pct,
+                queue,
+            },
+        ),
     }
 }
