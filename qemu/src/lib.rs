@@ -9,6 +9,7 @@ pub mod delayline;
 pub mod lab;
 pub mod machine;
 pub mod report;
+pub mod topo;
 
 pub use lab::{Appliance, ConfigDelivery, Lab, Spec};
 pub use machine::{Accel, Machine};
