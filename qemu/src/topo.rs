@@ -145,6 +145,9 @@ pub struct Hop {
     pub next: usize,
 }
 
+/// A path's cost (one-way delay, hops) and its first hop.
+type Reach = Option<((Duration, usize), Option<Hop>)>;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Topology {
     pub pops: Vec<Pop>,
@@ -264,9 +267,9 @@ impl Topology {
 
     /// Least (one-way delay, hops) from `from` to every POP, and the first
     /// hop of that path (Dijkstra over at most `MAX_POPS` nodes).
-    fn shortest(&self, from: usize) -> Vec<Option<((Duration, usize), Option<Hop>)>> {
+    fn shortest(&self, from: usize) -> Vec<Reach> {
         let n = self.pops.len();
-        let mut best: Vec<Option<((Duration, usize), Option<Hop>)>> = vec![None; n];
+        let mut best: Vec<Reach> = vec![None; n];
         let mut done = vec![false; n];
         if from < n {
             best[from] = Some(((Duration::ZERO, 0), None));
