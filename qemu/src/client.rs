@@ -19,8 +19,14 @@ pub struct MgmtClient {
 
 impl MgmtClient {
     pub fn new(lab: &Lab, target: Ipv4Addr, port: u16) -> Result<MgmtClient> {
-        let host = lab.host_ip;
-        let sock = lab.inside(move || Ok(UdpSocket::bind((host, 0))?))?;
+        MgmtClient::in_netns(&lab.ns, lab.host_ip, target, port)
+    }
+
+    /// A client in namespace `ns`, bound to its address `bind`.
+    pub fn in_netns(ns: &str, bind: Ipv4Addr, target: Ipv4Addr, port: u16) -> Result<MgmtClient> {
+        let sock = crate::lab::inside_netns(ns, move || {
+            UdpSocket::bind((bind, 0)).with_context(|| format!("binding a UDP socket to {bind}"))
+        })?;
         Ok(MgmtClient {
             sock,
             target: SocketAddr::V4(SocketAddrV4::new(target, port)),

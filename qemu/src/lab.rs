@@ -99,6 +99,17 @@ pub fn cleanup_all() {
     }
 }
 
+/// A name for a new lab, unique on this machine while this process lives:
+/// `pias-<tag>-<pid>-<seq>`.
+pub(crate) fn lab_name(tag: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "pias-{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// Runs `f` on a thread that has entered namespace `ns`: sockets it creates
 /// live in that namespace and keep working from any thread.
 pub fn inside_netns<T: Send + 'static>(
@@ -276,12 +287,7 @@ pub const LAB_SUBNET: [u8; 3] = [198, 18, 0];
 impl Lab {
     /// Creates the namespace and bridge. `tag` goes into the namespace's name.
     pub fn new(tag: &str) -> Result<Lab> {
-        static SEQ: AtomicU32 = AtomicU32::new(0);
-        let ns = format!(
-            "pias-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        );
+        let ns = lab_name(tag);
         register(&ns);
         register_netns(&ns, &ns);
         let lab = Lab {

@@ -8,7 +8,9 @@ pub mod client;
 pub mod delayline;
 pub mod lab;
 pub mod machine;
+pub mod pops;
 pub mod report;
+pub mod services;
 pub mod topo;
 
 pub use lab::{Appliance, ConfigDelivery, Lab, Spec};

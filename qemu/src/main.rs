@@ -56,6 +56,29 @@ enum Cmd {
     },
     /// Print the boot and network figures (writes out/bench.txt too).
     Bench(bench::Args),
+    /// Bring up the multi-POP lab (namespaces, delay lines, dnsmasq, nginx, one
+    /// appliance per POP) from a topology file, print what it is and the RTTs
+    /// between POPs, and keep it up until Ctrl-C (or check it and exit: --once).
+    Topo {
+        /// Topology file (default: the embedded lab/three-pops.toml).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Run the checks, then remove the lab and exit 0 (all passed) or 1.
+        #[arg(long)]
+        once: bool,
+        /// microvm or q35.
+        #[arg(long, default_value = "microvm")]
+        machine: String,
+        /// kvm, tcg or auto.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+        /// Guest memory in MiB per appliance.
+        #[arg(long, default_value_t = 64)]
+        memory: u32,
+        /// Pings per measured pair of POPs.
+        #[arg(long, default_value_t = 5)]
+        pings: u32,
+    },
     /// Forward Ethernet frames between two interfaces of the current network
     /// namespace with a delay (the host has no netem); run it with
     /// `ip netns exec NS`. Prints its counters on Ctrl-C/SIGTERM.
@@ -165,11 +188,161 @@ fn boot_lab(b: &Boot, count: usize) -> Result<()> {
     Ok(())
 }
 
+fn topo(
+    file: Option<PathBuf>,
+    once: bool,
+    machine: &str,
+    accel: &str,
+    memory: u32,
+    pings: u32,
+) -> Result<()> {
+    use pias_qemu::pops::{TopoLab, TopoOptions};
+    use pias_qemu::topo::{Topology, DNS_ANSWER, DNS_NAME};
+    // This binary aborts on panic (no unwinding): clean the lab up first.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        previous(info);
+        pias_qemu::lab::cleanup_all();
+    }));
+    let topology = match &file {
+        Some(f) => Topology::load(f)?,
+        None => Topology::three_pops()?,
+    };
+    let mut opts = TopoOptions::new("topo", accel_of(accel)?);
+    opts.machine = Machine::parse(machine)
+        .with_context(|| format!("unknown machine {machine:?} (microvm, q35)"))?;
+    opts.memory_mb = memory;
+    eprintln!("building the appliance kernel…");
+    let kernel = build::kernel()?;
+    let started = std::time::Instant::now();
+    let lab = TopoLab::up(topology, &kernel, &opts)?;
+    println!(
+        "up in {:.1} s ({}, {})",
+        started.elapsed().as_secs_f64(),
+        opts.machine,
+        opts.accel
+    );
+    print!("{}", lab.summary());
+    let pops = lab.topology.pops.clone();
+    let mut failures: Vec<String> = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        println!("  {} {what}", if ok { "ok  " } else { "FAIL" });
+        if !ok {
+            failures.push(what);
+        }
+    };
+    println!("round trips between the POPs' clients ({pings} pings each):");
+    for i in 0..pops.len() {
+        for j in i + 1..pops.len() {
+            let want = lab.topology.path_delay(i, j).unwrap_or_default() * 2;
+            let what = format!(
+                "{} -> {} (configured {:.0} ms)",
+                pops[i].name,
+                pops[j].name,
+                want.as_secs_f64() * 1e3
+            );
+            match lab.client_rtt(i, j, pings) {
+                Ok(s) => check(
+                    s.received == s.sent
+                        && s.min + Duration::from_micros(500) >= want
+                        && s.avg <= want + Duration::from_millis(5) + want / 10,
+                    format!("{what}: {s}"),
+                ),
+                Err(e) => check(false, format!("{what}: {e:#}")),
+            }
+        }
+    }
+    println!("appliances (status asked from each POP's router):");
+    for (p, pop) in pops.iter().enumerate() {
+        match lab.status(p) {
+            Ok(s) => check(
+                s.node_id == u32::from(pop.index),
+                format!(
+                    "{}: node {} \"{}\" at {}, up {:.1} s, rx {} tx {} frames",
+                    pop.name,
+                    s.node_id,
+                    s.name,
+                    pop.appliance_ip(),
+                    s.uptime_ms as f64 / 1e3,
+                    s.net.rx_frames,
+                    s.net.tx_frames
+                ),
+            ),
+            Err(e) => check(false, format!("{}: {e:#}", pop.name)),
+        }
+    }
+    if once {
+        println!("services, from another POP's client:");
+        for (p, pop) in pops.iter().enumerate() {
+            let from = (p + 1) % pops.len();
+            for t in &pop.targets {
+                if !t.services.contains(&pias_qemu::topo::Service::Dns) {
+                    continue;
+                }
+                let ip = pop.target_ip(t.index);
+                let what = format!("dig @{ip} {DNS_NAME} from {}", pops[from].name);
+                match lab.dig(&lab.client_ns(from), ip, DNS_NAME) {
+                    Ok(a) => check(
+                        a.contains(&DNS_ANSWER.to_string()),
+                        format!("{what}: {a:?}"),
+                    ),
+                    Err(e) => check(false, format!("{what}: {e:#}")),
+                }
+            }
+        }
+        for (n, w) in lab.web.clone().iter().enumerate() {
+            let from = (w.pop + 1) % pops.len();
+            let url = format!("http://{}/big.bin", w.ip);
+            let what = format!("curl {url} from {}", pops[from].name);
+            let t0 = std::time::Instant::now();
+            let got = lab
+                .curl(&lab.client_ns(from), &url, &format!("fetched-{n}.bin"))
+                .and_then(|f| pias_qemu::services::sha256_file(&f));
+            match got {
+                Ok(h) => check(
+                    h == w.root.big_sha256,
+                    format!(
+                        "{what}: sha256 {} in {:.0} ms",
+                        &h[..16],
+                        t0.elapsed().as_secs_f64() * 1e3
+                    ),
+                ),
+                Err(e) => check(false, format!("{what}: {e:#}")),
+            }
+        }
+    }
+    println!("delay lines:\n{}", lab.link_counters());
+    if once {
+        drop(lab);
+        if !failures.is_empty() {
+            bail!(
+                "{} check(s) failed: {}",
+                failures.len(),
+                failures.join("; ")
+            );
+        }
+        println!("all checks passed; lab removed");
+        return Ok(());
+    }
+    println!("lab {} is up — Ctrl-C to remove it", lab.prefix);
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Demo(b) => boot_lab(&b, 1),
         Cmd::Lab { count, boot } => boot_lab(&boot, count),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Topo {
+            file,
+            once,
+            machine,
+            accel,
+            memory,
+            pings,
+        } => topo(file, once, &machine, &accel, memory, pings),
         Cmd::Delayline {
             if_a,
             if_b,
