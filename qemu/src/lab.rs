@@ -70,11 +70,25 @@ pub(crate) fn unregister(lab: &str) {
 }
 
 fn release(res: Resources) {
-    for pid in res.pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let pids: Vec<nix::unistd::Pid> = res
+        .pids
+        .iter()
+        .map(|&p| nix::unistd::Pid::from_raw(p as i32))
+        .collect();
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    // Reap them (they are our children), so none is left as a zombie when
+    // this process exits right after; bounded in time.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for &pid in &pids {
+        while let Ok(WaitStatus::StillAlive) = waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
     for ns in res.netns {
         let _ = Command::new("ip")
