@@ -55,6 +55,35 @@ pub fn build_kernel() -> Result<PathBuf> {
     Ok(elf)
 }
 
+/// Builds the target agent (`pias-agent`, release) once per process and
+/// returns the binary's path; its own target directory, like the kernel's.
+pub fn agent() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build_agent().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_agent() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let dir = workspace_root().join("target").join("agent");
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "-p", "pias-agent", "--release", "--target-dir"])
+        .arg(&dir)
+        .status()
+        .context("running cargo to build the agent")?;
+    if !status.success() {
+        bail!("agent build failed ({status})");
+    }
+    let bin = dir.join("release/pias-agent");
+    if !bin.exists() {
+        bail!("agent build produced no {}", bin.display());
+    }
+    Ok(bin)
+}
+
 /// Builds a BIOS/UEFI-bootable ISO (grub-mkrescue) that boots `kernel` through
 /// its multiboot2 header with `blob` as the first module (the config).
 pub fn iso(kernel: &std::path::Path, blob: &[u8], out: &std::path::Path) -> Result<()> {

@@ -212,10 +212,12 @@ fn topo(
     opts.machine = Machine::parse(machine)
         .with_context(|| format!("unknown machine {machine:?} (microvm, q35)"))?;
     opts.memory_mb = memory;
-    eprintln!("building the appliance kernel…");
+    eprintln!("building the appliance kernel and the target agent…");
     let kernel = build::kernel()?;
+    opts.agent = Some(build::agent()?);
     let started = std::time::Instant::now();
-    let lab = TopoLab::up(topology, &kernel, &opts)?;
+    let mut lab = TopoLab::up(topology, &kernel, &opts)?;
+    lab.wait_agents_joined(Duration::from_secs(20))?;
     println!(
         "up in {:.1} s ({}, {})",
         started.elapsed().as_secs_f64(),
@@ -311,6 +313,9 @@ fn topo(
             }
         }
     }
+    if once {
+        anycast_checks(&lab, &mut check);
+    }
     println!("delay lines:\n{}", lab.link_counters());
     if once {
         drop(lab);
@@ -327,6 +332,54 @@ fn topo(
     println!("lab {} is up — Ctrl-C to remove it", lab.prefix);
     loop {
         std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The job itself: unmodified dig and curl from every POP's client, to the
+/// anycast address, answered by real servers through IAP -> JAP -> target.
+fn anycast_checks(lab: &pias_qemu::pops::TopoLab, check: &mut impl FnMut(bool, String)) {
+    use pias_qemu::pops::{DNS_GROUP, HTTP_GROUP};
+    use pias_qemu::topo::{DNS_ANSWER, DNS_NAME, DNS_WHOAMI};
+    let pops = lab.topology.pops.clone();
+    let aa = std::net::Ipv4Addr::from(DNS_GROUP.ip.0);
+    println!("through the anycast address {aa} (IAP -> JAP -> target -> client):");
+    for (p, pop) in pops.iter().enumerate() {
+        let ns = lab.client_ns(p);
+        let what = format!("dig @{aa} {DNS_NAME} from {}", pop.name);
+        match lab.dig(&ns, aa, DNS_NAME) {
+            Ok(a) => check(a.contains(&DNS_ANSWER.to_string()), format!("{what}: {a:?}")),
+            Err(e) => check(false, format!("{what}: {e:#}")),
+        }
+        let what = format!("dig @{aa} {DNS_WHOAMI} from {}", pop.name);
+        match lab.dig(&ns, aa, DNS_WHOAMI) {
+            Ok(a) => check(!a.is_empty(), format!("{what}: answered by {a:?}")),
+            Err(e) => check(false, format!("{what}: {e:#}")),
+        }
+        let hashes: Vec<String> = lab.web.iter().map(|w| w.root.big_sha256.clone()).collect();
+        let url = format!("http://{aa}:{}/big.bin", HTTP_GROUP.port);
+        let what = format!("curl {url} from {}", pop.name);
+        let t0 = std::time::Instant::now();
+        match lab
+            .curl(&ns, &url, &format!("anycast-{p}.bin"))
+            .and_then(|f| pias_qemu::services::sha256_file(&f))
+        {
+            Ok(h) => {
+                let server = lab
+                    .web
+                    .iter()
+                    .find(|w| w.root.big_sha256 == h)
+                    .map_or("no server".to_string(), |w| w.ip.to_string());
+                check(
+                    hashes.contains(&h),
+                    format!(
+                        "{what}: 1 MB intact (sha256 {}…, from {server}) in {:.0} ms",
+                        &h[..12],
+                        t0.elapsed().as_secs_f64() * 1e3
+                    ),
+                )
+            }
+            Err(e) => check(false, format!("{what}: {e:#}")),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::lab::{
     register, register_dir, register_netns, register_pid, run, unregister, Appliance,
 };
 use crate::services::{self, require, ServiceProc, WebRoot};
-use crate::topo::{topo_config, Service, Topology, ANYCAST};
+use crate::topo::{topo_config, LabKeys, Service, Topology, ANYCAST};
 use crate::{Accel, Machine, Spec};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
@@ -26,6 +26,19 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How to boot the POPs' appliances.
+/// The DNS servers' group.
+pub const DNS_GROUP: pias::Group = pias::Group {
+    ip: pias::Ipv4([203, 0, 113, 10]),
+    port: 53,
+    transport: pias::Transport::Udp,
+};
+/// The web servers' group.
+pub const HTTP_GROUP: pias::Group = pias::Group {
+    ip: pias::Ipv4([203, 0, 113, 10]),
+    port: 80,
+    transport: pias::Transport::Tcp,
+};
+
 #[derive(Clone, Debug)]
 pub struct TopoOptions {
     /// Goes into every name (`pias-<tag>-<pid>-<seq>`).
@@ -35,6 +48,9 @@ pub struct TopoOptions {
     pub memory_mb: u32,
     /// How long each appliance may take to print `ready:`.
     pub boot_timeout: Duration,
+    /// The target agent's binary: with it, an agent joins every service to
+    /// its group once the appliances are up; without, no target joins.
+    pub agent: Option<PathBuf>,
 }
 
 impl TopoOptions {
@@ -45,6 +61,7 @@ impl TopoOptions {
             accel,
             memory_mb: 64,
             boot_timeout: Duration::from_secs(30),
+            agent: None,
         }
     }
 }
@@ -79,6 +96,10 @@ pub struct TopoLab {
     pub appliances: Vec<Appliance>,
     pub web: Vec<Web>,
     pub management_port: u16,
+    /// This run's deployment key and group secret.
+    pub keys: LabKeys,
+    /// The target agents, one per (target, service).
+    pub agents: Vec<ServiceProc>,
 }
 
 const VETH_OFFLOADS: [&str; 10] = [
@@ -132,10 +153,15 @@ impl TopoLab {
             appliances: Vec::new(),
             web: Vec::new(),
             management_port: pias::Config::example().ports.management,
+            keys: LabKeys::random()?,
+            agents: Vec::new(),
         };
         lab.wire()?;
         lab.start_services()?;
         lab.boot(kernel, opts)?;
+        if let Some(agent) = &opts.agent {
+            lab.start_agents(agent)?;
+        }
         Ok(lab)
     }
 
@@ -343,10 +369,71 @@ impl TopoLab {
         Ok(())
     }
 
+    /// The group a service joins: DNS on 203.0.113.10:53/udp, HTTP on
+    /// 203.0.113.10:80/tcp (two groups on one anycast address).
+    pub fn group_of(s: Service) -> pias::Group {
+        match s {
+            Service::Dns => DNS_GROUP,
+            Service::Http => HTTP_GROUP,
+        }
+    }
+
+    /// Starts an agent beside every service of every target, each joining its
+    /// service's group through its POP's appliance.
+    pub fn start_agents(&mut self, agent: &Path) -> Result<()> {
+        let pops = self.topology.pops.clone();
+        for (p, pop) in pops.iter().enumerate() {
+            for t in &pop.targets {
+                let ns = self.target_ns(p, t.index);
+                let ip = pop.target_ip(t.index);
+                for s in &t.services {
+                    let group = Self::group_of(*s);
+                    let service = std::net::SocketAddrV4::new(ip, group.port);
+                    let tag = format!("{}-t{}-{}", pop.name, t.index, group.port);
+                    let key = self.keys.group_key(&group);
+                    let proc = services::start_agent(
+                        &ns,
+                        agent,
+                        group,
+                        service,
+                        &key,
+                        self.dir.path(),
+                        &tag,
+                    )?;
+                    register_pid(&self.prefix, proc.pid());
+                    self.agents.push(proc);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every agent's log says it joined (bounded).
+    pub fn wait_agents_joined(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut waiting = Vec::new();
+            for a in self.agents.iter_mut() {
+                a.check_running()?;
+                let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+                if !log.contains("joined") {
+                    waiting.push(a.log.display().to_string());
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("agents not joined after {timeout:?}: {}", waiting.join(", "));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn boot(&mut self, kernel: &Path, opts: &TopoOptions) -> Result<()> {
         let pops = self.topology.pops.clone();
         for (p, pop) in pops.iter().enumerate() {
-            let blob = pias_image::encode(&topo_config(pop))
+            let blob = pias_image::encode(&topo_config(&self.topology, pop, &self.keys))
                 .with_context(|| format!("encoding the config of {}", pop.name))?;
             let mut spec = Spec::new(opts.machine, opts.accel, blob);
             spec.memory_mb = opts.memory_mb;

@@ -43,7 +43,7 @@ pub struct ServiceProc {
 }
 
 impl ServiceProc {
-    fn spawn(name: &str, ns: &str, log: PathBuf, argv: &[String]) -> Result<ServiceProc> {
+    pub(crate) fn spawn(name: &str, ns: &str, log: PathBuf, argv: &[String]) -> Result<ServiceProc> {
         let err = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let out = err.try_clone()?;
         let child = Command::new("ip")
@@ -123,6 +123,35 @@ pub fn start_dns(ns: &str, ip: Ipv4Addr, dir: &Path, tag: &str) -> Result<Servic
         "--log-queries".into(),
     ];
     ServiceProc::spawn("dnsmasq", ns, dir.join(format!("dnsmasq-{tag}.out")), &argv)
+}
+
+/// Starts the target agent in `ns` for `service` (the server on `ip`):
+/// joins `group` with `key`, health-checked by a TCP connect to the service.
+pub fn start_agent(
+    ns: &str,
+    agent: &Path,
+    group: pias::Group,
+    service: std::net::SocketAddrV4,
+    key: &pias::wire::Key,
+    dir: &Path,
+    tag: &str,
+) -> Result<ServiceProc> {
+    let key_file = dir.join(format!("agent-{tag}.key"));
+    let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&key_file, hex).context("writing the agent's key file")?;
+    let argv: Vec<String> = vec![
+        agent.display().to_string(),
+        "join".into(),
+        "--group".into(),
+        group.to_string(),
+        "--service".into(),
+        service.to_string(),
+        "--key-file".into(),
+        key_file.display().to_string(),
+        "--check-tcp".into(),
+        service.to_string(),
+    ];
+    ServiceProc::spawn("pias-agent", ns, dir.join(format!("agent-{tag}.log")), &argv)
 }
 
 /// What a web server serves.

@@ -320,7 +320,41 @@ impl Topology {
 /// The appliance config of a POP: the example config (as `Lab::config_for`),
 /// with node id and cluster = the POP's index, named after the POP, on the
 /// POP's LAN behind its router, managed from anywhere in 198.18.0.0/15.
-pub fn topo_config(pop: &Pop) -> pias::Config {
+/// The deployment's secrets for one lab run: fresh random keys each time.
+#[derive(Clone)]
+pub struct LabKeys {
+    /// The deployment key (proxy to proxy).
+    pub deployment: pias::wire::Key,
+    /// The group secret every group's key derives from.
+    pub group_secret: pias::wire::Key,
+}
+
+impl LabKeys {
+    /// Two fresh random keys (from the OS's generator).
+    pub fn random() -> anyhow::Result<LabKeys> {
+        let mut bytes = [0u8; 64];
+        let mut f = std::fs::File::open("/dev/urandom")?;
+        std::io::Read::read_exact(&mut f, &mut bytes)?;
+        let mut d = [0u8; 32];
+        let mut g = [0u8; 32];
+        d.copy_from_slice(&bytes[..32]);
+        g.copy_from_slice(&bytes[32..]);
+        Ok(LabKeys {
+            deployment: pias::wire::Key(d),
+            group_secret: pias::wire::Key(g),
+        })
+    }
+
+    /// The key a service owner gets for `group`.
+    pub fn group_key(&self, group: &pias::Group) -> pias::wire::Key {
+        pias::keys::group_key(&self.group_secret, group)
+    }
+}
+
+/// The config of `pop`'s appliance in `topo`: id = cluster = the POP's index,
+/// 198.18.i.2/24 behind the router .1, every POP's appliance in the
+/// deployment, the run's keys, management from 198.18.0.0/15.
+pub fn topo_config(topo: &Topology, pop: &Pop, keys: &LabKeys) -> pias::Config {
     let mut cfg = crate::Lab::config_for(usize::from(pop.index.saturating_sub(1)));
     cfg.node.id = u32::from(pop.index);
     cfg.node.cluster = u32::from(pop.index);
@@ -332,6 +366,17 @@ pub fn topo_config(pop: &Pop) -> pias::Config {
         .management
         .allow
         .push(pias::Ipv4Prefix::new(pias::Ipv4([198, 18, 0, 0]), 15));
+    cfg.deployment.key = keys.deployment.clone();
+    cfg.deployment.group_secret = keys.group_secret.clone();
+    cfg.deployment.proxies = topo
+        .pops
+        .iter()
+        .map(|p| pias::config::ProxyEntry {
+            id: u32::from(p.index),
+            cluster: u32::from(p.index),
+            address: pias::Ipv4(p.appliance_ip().octets()),
+        })
+        .collect();
     cfg
 }
 
@@ -409,7 +454,7 @@ mod tests {
     #[test]
     fn config_is_addressed_for_its_pop() {
         let t = Topology::three_pops().unwrap();
-        let c = topo_config(&t.pops[2]);
+        let c = topo_config(&t, &t.pops[2], &LabKeys::random().unwrap());
         assert_eq!(c.node.id, 3);
         assert_eq!(c.node.cluster, 3);
         assert_eq!(c.node.name.as_str(), "pop3");
