@@ -347,7 +347,10 @@ fn anycast_checks(lab: &pias_qemu::pops::TopoLab, check: &mut impl FnMut(bool, S
         let ns = lab.client_ns(p);
         let what = format!("dig @{aa} {DNS_NAME} from {}", pop.name);
         match lab.dig(&ns, aa, DNS_NAME) {
-            Ok(a) => check(a.contains(&DNS_ANSWER.to_string()), format!("{what}: {a:?}")),
+            Ok(a) => check(
+                a.contains(&DNS_ANSWER.to_string()),
+                format!("{what}: {a:?}"),
+            ),
             Err(e) => check(false, format!("{what}: {e:#}")),
         }
         let what = format!("dig @{aa} {DNS_WHOAMI} from {}", pop.name);

@@ -424,7 +424,10 @@ impl TopoLab {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!("agents not joined after {timeout:?}: {}", waiting.join(", "));
+                bail!(
+                    "agents not joined after {timeout:?}: {}",
+                    waiting.join(", ")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

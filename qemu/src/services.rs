@@ -43,7 +43,12 @@ pub struct ServiceProc {
 }
 
 impl ServiceProc {
-    pub(crate) fn spawn(name: &str, ns: &str, log: PathBuf, argv: &[String]) -> Result<ServiceProc> {
+    pub(crate) fn spawn(
+        name: &str,
+        ns: &str,
+        log: PathBuf,
+        argv: &[String],
+    ) -> Result<ServiceProc> {
         let err = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let out = err.try_clone()?;
         let child = Command::new("ip")
@@ -151,7 +156,12 @@ pub fn start_agent(
         "--check-tcp".into(),
         service.to_string(),
     ];
-    ServiceProc::spawn("pias-agent", ns, dir.join(format!("agent-{tag}.log")), &argv)
+    ServiceProc::spawn(
+        "pias-agent",
+        ns,
+        dir.join(format!("agent-{tag}.log")),
+        &argv,
+    )
 }
 
 /// What a web server serves.

@@ -481,8 +481,15 @@ impl Proxy {
             self.detect_dead_peers(now);
         }
         if self.timers.is_due(Timer::Probe, now) {
-            self.timers
-                .set(Timer::Probe, now + self.cfg.rtt_probe.max(1));
+            // A fresh coordinate means nothing: the first probes go out a
+            // second apart, so proximity works within seconds of a start.
+            let every = if self.warmup_probes > 0 {
+                self.warmup_probes -= 1;
+                self.cfg.rtt_probe.min(SEC)
+            } else {
+                self.cfg.rtt_probe
+            };
+            self.timers.set(Timer::Probe, now + every.max(1));
             self.send_probe(now);
         }
     }

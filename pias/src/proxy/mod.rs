@@ -55,6 +55,8 @@ use heapless::Vec as HVec;
 
 /// RAPs per group, at most.
 pub const MAX_K: usize = 8;
+/// RTT probes sent a second apart after a start, before the configured period.
+const WARMUP_PROBES: u8 = 20;
 /// RTT probes outstanding at once.
 const MAX_PROBES: usize = 16;
 /// Floods of news in progress at once, one per subject (a mass failure of
@@ -80,6 +82,8 @@ pub struct Proxy {
     rap: Rap,
     iap: Iap,
     timers: TimerTable,
+    /// RTT probes still to send at the start-up rate (one a second).
+    warmup_probes: u8,
     out: Outbox,
     counters: Counters,
 }
@@ -125,7 +129,7 @@ impl Proxy {
         let boot = now.max(1);
         let mut timers = TimerTable::default();
         timers.set(Timer::Heartbeat, now);
-        timers.set(Timer::Probe, now + cfg.rtt_probe / 4);
+        timers.set(Timer::Probe, now + (cfg.rtt_probe / 4).min(SEC));
         timers.set(Timer::Sweep, now + cfg.sweep_period());
         Proxy {
             incarnation: Incarnation {
@@ -144,6 +148,7 @@ impl Proxy {
             rap: Rap::new(&cfg),
             iap: Iap::new(&cfg),
             timers,
+            warmup_probes: WARMUP_PROBES,
             out: Outbox::new(cfg.id, boot, cfg.tx_queue),
             counters: Counters::default(),
             cfg,

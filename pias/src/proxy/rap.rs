@@ -195,6 +195,10 @@ impl Proxy {
         for e in self.rap.japs.iter(list).filter(|e| self.peer_up(e.jap)) {
             // Lower is better.
             let score = match policy {
+                // The IAP itself, when it is a JAP of the group, is nearest
+                // whatever the coordinates say (they are noisy, and fresh ones
+                // say nothing).
+                Policy::Proximity if e.jap == iap => f64::NEG_INFINITY,
                 Policy::Proximity => f64::from(proximity::distance(iap_coord, &e.coord)),
                 Policy::Load | Policy::Random => -select::weighted_score(draw(e.jap), 1),
                 Policy::ClientHash => 0.0,
