@@ -13,11 +13,11 @@ use virtio_drivers::transport::{DeviceType, SomeTransport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 /// Descriptors per virtqueue.
-const QUEUE: usize = 32;
+const QUEUE: usize = 128;
 /// Receive buffers: one per descriptor, virtio header plus a full frame.
 const RX_BUF: usize = 2048;
 /// Transmit buffers in flight.
-const TX_BUFS: usize = 16;
+const TX_BUFS: usize = 64;
 const TX_BUF: usize = 2048;
 
 const MMIO_BASE: usize = 0xfeb0_0000;
@@ -340,6 +340,10 @@ impl VirtioNic {
 impl Nic for VirtioNic {
     fn mac(&self) -> [u8; 6] {
         self.dev.mac_address()
+    }
+
+    fn notify(&mut self) {
+        self.kick();
     }
 
     fn receive(&mut self, out: &mut [u8]) -> Result<Option<usize>, NicError> {

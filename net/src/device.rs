@@ -32,7 +32,15 @@ pub trait Nic {
     fn can_transmit(&mut self) -> bool;
     /// Queues one frame for transmission.
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError>;
+    /// Tells the device about queued frames now (a driver may otherwise wait
+    /// for the loop's next turn); the default does nothing.
+    fn notify(&mut self) {}
 }
+
+/// Polls for room in a full transmit ring this many times (after telling the
+/// device) before a frame is refused: a burst from the data path outruns a
+/// ring that the device empties only when told.
+const TX_ROOM_POLLS: usize = 20_000;
 
 /// smoltcp's view of a `Nic`, with counters.
 pub struct NicDevice<N: Nic> {
@@ -74,8 +82,14 @@ impl<N: Nic> crate::dataplane::FrameSink for NicDevice<N> {
 
 fn send<N: Nic>(nic: &mut N, counters: &mut NetCounters, frame: &[u8]) -> bool {
     if !nic.can_transmit() {
-        counters.tx_ring_full += 1;
-        return false;
+        nic.notify();
+        if !(0..TX_ROOM_POLLS).any(|_| {
+            core::hint::spin_loop();
+            nic.can_transmit()
+        }) {
+            counters.tx_ring_full += 1;
+            return false;
+        }
     }
     match nic.transmit(frame) {
         Ok(()) => {

@@ -1,8 +1,10 @@
 //! `pias-qemu`: boot PIAS appliances in a lab and talk to them.
 //!
-//! `demo` builds the kernel, boots one appliance with the embedded default
-//! config, pings it, prints its status and keeps it up until Ctrl-C.
-//! `lab` boots several on one bridge. `bench` prints the boot/network figures.
+//! `demo` (the README's main command) brings up the three-POP lab with one
+//! appliance per POP, real DNS and web servers joined through the target
+//! agent, and shows dig and curl answered through the anycast address; `topo`
+//! is the same for any topology file. `one` boots one appliance and shows its
+//! status; `lab` boots several on one bridge; `bench` prints figures.
 
 mod bench;
 
@@ -43,10 +45,37 @@ struct Boot {
     seconds: u64,
 }
 
+/// Options of the multi-POP lab (`demo`, `topo`).
+#[derive(clap::Args, Clone)]
+struct TopoArgs {
+    /// Topology file (default: the embedded lab/three-pops.toml).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Run the checks, then remove the lab and exit 0 (all passed) or 1.
+    #[arg(long)]
+    once: bool,
+    /// microvm or q35.
+    #[arg(long, default_value = "microvm")]
+    machine: String,
+    /// kvm, tcg or auto.
+    #[arg(long, default_value = "tcg")]
+    accel: String,
+    /// Guest memory in MiB per appliance.
+    #[arg(long, default_value_t = 64)]
+    memory: u32,
+    /// Pings per measured pair of POPs.
+    #[arg(long, default_value_t = 5)]
+    pings: u32,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// The three-POP lab: one appliance per POP, dnsmasq and nginx joined to
+    /// their anycast groups by the target agent, dig and curl through
+    /// 203.0.113.10 from every POP; up until Ctrl-C (--once: check and exit).
+    Demo(TopoArgs),
     /// Boot one appliance with the default config, ping it, show its status.
-    Demo(Boot),
+    One(Boot),
     /// Boot N appliances on one bridge and show each answering.
     Lab {
         #[arg(long, default_value_t = 2)]
@@ -59,26 +88,7 @@ enum Cmd {
     /// Bring up the multi-POP lab (namespaces, delay lines, dnsmasq, nginx, one
     /// appliance per POP) from a topology file, print what it is and the RTTs
     /// between POPs, and keep it up until Ctrl-C (or check it and exit: --once).
-    Topo {
-        /// Topology file (default: the embedded lab/three-pops.toml).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// Run the checks, then remove the lab and exit 0 (all passed) or 1.
-        #[arg(long)]
-        once: bool,
-        /// microvm or q35.
-        #[arg(long, default_value = "microvm")]
-        machine: String,
-        /// kvm, tcg or auto.
-        #[arg(long, default_value = "tcg")]
-        accel: String,
-        /// Guest memory in MiB per appliance.
-        #[arg(long, default_value_t = 64)]
-        memory: u32,
-        /// Pings per measured pair of POPs.
-        #[arg(long, default_value_t = 5)]
-        pings: u32,
-    },
+    Topo(TopoArgs),
     /// Forward Ethernet frames between two interfaces of the current network
     /// namespace with a delay (the host has no netem); run it with
     /// `ip netns exec NS`. Prints its counters on Ctrl-C/SIGTERM.
@@ -188,14 +198,16 @@ fn boot_lab(b: &Boot, count: usize) -> Result<()> {
     Ok(())
 }
 
-fn topo(
-    file: Option<PathBuf>,
-    once: bool,
-    machine: &str,
-    accel: &str,
-    memory: u32,
-    pings: u32,
-) -> Result<()> {
+fn topo(a: TopoArgs) -> Result<()> {
+    let TopoArgs {
+        file,
+        once,
+        machine,
+        accel,
+        memory,
+        pings,
+    } = a;
+    let (machine, accel) = (machine.as_str(), accel.as_str());
     use pias_qemu::pops::{TopoLab, TopoOptions};
     use pias_qemu::topo::{Topology, DNS_ANSWER, DNS_NAME};
     // This binary aborts on panic (no unwinding): clean the lab up first.
@@ -313,8 +325,13 @@ fn topo(
             }
         }
     }
-    if once {
-        anycast_checks(&lab, &mut check);
+    anycast_checks(&lab, &mut check);
+    println!("what each appliance counted (nonzero counters):");
+    for (p, pop) in pops.iter().enumerate() {
+        match lab.proxy_report(p) {
+            Ok(r) => print!("{}:\n{}", pop.name, pias_qemu::report::proxy_text(&r)),
+            Err(e) => println!("{}: {e:#}", pop.name),
+        }
     }
     println!("delay lines:\n{}", lab.link_counters());
     if once {
@@ -329,7 +346,16 @@ fn topo(
         println!("all checks passed; lab removed");
         return Ok(());
     }
-    println!("lab {} is up — Ctrl-C to remove it", lab.prefix);
+    println!("lab {} is up — try it by hand, e.g.:", lab.prefix);
+    println!(
+        "  ip netns exec {} dig @203.0.113.10 whoami.test",
+        lab.client_ns(0)
+    );
+    println!(
+        "  ip netns exec {} curl -s http://203.0.113.10/",
+        lab.client_ns(1)
+    );
+    println!("Ctrl-C removes it");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -388,17 +414,11 @@ fn anycast_checks(lab: &pias_qemu::pops::TopoLab, check: &mut impl FnMut(bool, S
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Demo(b) => boot_lab(&b, 1),
+        Cmd::Demo(a) => topo(a),
+        Cmd::One(b) => boot_lab(&b, 1),
         Cmd::Lab { count, boot } => boot_lab(&boot, count),
         Cmd::Bench(a) => bench::run(a),
-        Cmd::Topo {
-            file,
-            once,
-            machine,
-            accel,
-            memory,
-            pings,
-        } => topo(file, once, &machine, &accel, memory, pings),
+        Cmd::Topo(a) => topo(a),
         Cmd::Delayline {
             if_a,
             if_b,

@@ -591,6 +591,19 @@ impl TopoLab {
         })
     }
 
+    /// The proxy's and the data path's counters of `pop`'s appliance.
+    pub fn proxy_report(&self, pop: usize) -> Result<pias::status::ProxyReport> {
+        let p = self.topology.pops.get(pop).context("no such POP")?;
+        MgmtClient::in_netns(
+            &self.router_ns(pop),
+            p.router_ip(),
+            p.appliance_ip(),
+            self.management_port,
+        )?
+        .proxy_report()
+        .with_context(|| format!("proxy counters of {}'s appliance", p.name))
+    }
+
     /// What the lab is: namespaces, addresses, links and services.
     pub fn summary(&self) -> String {
         let mut o = String::new();
