@@ -9,7 +9,9 @@ pub mod delayline;
 pub mod lab;
 pub mod machine;
 pub mod pops;
+pub mod proxybench;
 pub mod report;
+pub mod rr;
 pub mod services;
 pub mod topo;
 

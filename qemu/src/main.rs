@@ -89,6 +89,18 @@ enum Cmd {
     /// appliance per POP) from a topology file, print what it is and the RTTs
     /// between POPs, and keep it up until Ctrl-C (or check it and exit: --once).
     Topo(TopoArgs),
+    /// What the proxy costs a client: UDP request/response through one and two
+    /// appliances (1 and 16 in flight), 64-byte queries at saturation, curl
+    /// throughput, boot to the first proxied answer, memory — each beside the
+    /// same traffic sent straight to the server (out/bench/proxy.csv).
+    Proxybench {
+        /// Every row once with small counts.
+        #[arg(long)]
+        quick: bool,
+        /// kvm, tcg or auto.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+    },
     /// Forward Ethernet frames between two interfaces of the current network
     /// namespace with a delay (the host has no netem); run it with
     /// `ip netns exec NS`. Prints its counters on Ctrl-C/SIGTERM.
@@ -419,6 +431,20 @@ fn main() -> Result<()> {
         Cmd::Lab { count, boot } => boot_lab(&boot, count),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Topo(a) => topo(a),
+        Cmd::Proxybench { quick, accel } => {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                previous(info);
+                pias_qemu::lab::cleanup_all();
+            }));
+            let plan = if quick {
+                pias_qemu::proxybench::Plan::QUICK
+            } else {
+                pias_qemu::proxybench::Plan::FULL
+            };
+            let out = build::workspace_root().join("out/bench");
+            pias_qemu::proxybench::run(plan, accel_of(&accel)?, &out).map(|_| ())
+        }
         Cmd::Delayline {
             if_a,
             if_b,

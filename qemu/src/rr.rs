@@ -1,0 +1,184 @@
+//! A UDP request/response load client for the labs: DNS queries to a server
+//! (an anycast group or a target), each with its own id, a bounded number in
+//! flight, a bounded total and a deadline; answers matched by id, latencies
+//! kept for percentiles. Used by the proxy benchmark and the lab tests.
+
+use crate::services::{dns_answered, dns_query};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// What one load run saw.
+#[derive(Clone, Debug, Default)]
+pub struct RrResult {
+    /// Queries sent.
+    pub sent: usize,
+    /// Queries answered (matched by id, no error, at least one record).
+    pub answered: usize,
+    /// Latency of each answered query.
+    pub rtts: Vec<Duration>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl RrResult {
+    /// The `p`-th percentile latency (0..=100), if anything was answered.
+    pub fn percentile(&self, p: f64) -> Option<Duration> {
+        let mut v = self.rtts.clone();
+        v.sort_unstable();
+        let i = ((p / 100.0) * (v.len().saturating_sub(1)) as f64).round() as usize;
+        v.get(i).copied()
+    }
+
+    /// Answers per second over the run.
+    pub fn rate(&self) -> f64 {
+        self.answered as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Unanswered fraction.
+    pub fn loss(&self) -> f64 {
+        1.0 - self.answered as f64 / (self.sent.max(1) as f64)
+    }
+}
+
+/// A DNS client bound inside a namespace.
+pub struct DnsClient {
+    sock: UdpSocket,
+    server: SocketAddrV4,
+    next_id: u16,
+}
+
+impl DnsClient {
+    /// A client in namespace `ns` on address `bind`, asking `server`.
+    pub fn in_netns(ns: &str, bind: Ipv4Addr, server: SocketAddrV4) -> Result<DnsClient> {
+        let sock = crate::lab::inside_netns(ns, move || {
+            UdpSocket::bind((bind, 0)).with_context(|| format!("binding a UDP socket to {bind}"))
+        })?;
+        Ok(DnsClient {
+            sock,
+            server,
+            next_id: 1,
+        })
+    }
+
+    /// One query for `name`: its latency and the answer's first A record,
+    /// or None if unanswered within `timeout`.
+    pub fn ask(&mut self, name: &str, timeout: Duration) -> Result<Option<(Duration, Ipv4Addr)>> {
+        let id = self.take_id();
+        let t0 = Instant::now();
+        self.sock.send_to(&dns_query(id, name), self.server)?;
+        let mut buf = [0u8; 1500];
+        loop {
+            let left = timeout.saturating_sub(t0.elapsed());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.sock.set_read_timeout(Some(left))?;
+            let n = match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) => n,
+                Err(e) if is_timeout(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            if dns_answered(&buf[..n], id) {
+                let a = last_a_record(&buf[..n]).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                return Ok(Some((t0.elapsed(), a)));
+            }
+        }
+    }
+
+    /// Sends `total` queries for `name` keeping up to `in_flight` outstanding
+    /// (one every `gap` at most, if set); each unanswered after `timeout` is
+    /// given up; the run stops at `deadline` whatever is left.
+    pub fn load(
+        &mut self,
+        name: &str,
+        total: usize,
+        in_flight: usize,
+        gap: Option<Duration>,
+        timeout: Duration,
+        deadline: Duration,
+    ) -> Result<RrResult> {
+        let mut r = RrResult::default();
+        let mut pending: HashMap<u16, Instant> = HashMap::new();
+        let start = Instant::now();
+        let mut last_send = start - gap.unwrap_or_default();
+        let mut buf = [0u8; 1500];
+        self.sock.set_read_timeout(Some(Duration::from_millis(1)))?;
+        while (r.sent < total || !pending.is_empty()) && start.elapsed() < deadline {
+            let now = Instant::now();
+            pending.retain(|_, t| now.duration_since(*t) < timeout);
+            let paced = gap.is_none_or(|g| now.duration_since(last_send) >= g);
+            if r.sent < total && pending.len() < in_flight && paced {
+                let id = self.take_id();
+                self.sock.send_to(&dns_query(id, name), self.server)?;
+                pending.insert(id, now);
+                r.sent += 1;
+                last_send = now;
+                if pending.len() < in_flight && gap.is_none() {
+                    continue;
+                }
+            }
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 2 => {
+                    let id = u16::from_be_bytes([buf[0], buf[1]]);
+                    if let Some(t) = pending.remove(&id) {
+                        if dns_answered(&buf[..n], id) {
+                            r.answered += 1;
+                            r.rtts.push(t.elapsed());
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        r.elapsed = start.elapsed();
+        Ok(r)
+    }
+
+    fn take_id(&mut self) -> u16 {
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.next_id
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// The last 4-byte record's data in a DNS answer (the A record for the
+/// simple answers of the lab's dnsmasq).
+pub fn last_a_record(reply: &[u8]) -> Option<Ipv4Addr> {
+    let ancount = u16::from_be_bytes([*reply.get(6)?, *reply.get(7)?]);
+    if ancount == 0 || reply.len() < 4 {
+        return None;
+    }
+    let d = &reply[reply.len() - 4..];
+    Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_rates() {
+        let r = RrResult {
+            sent: 4,
+            answered: 3,
+            rtts: [3, 1, 2].map(Duration::from_millis).to_vec(),
+            elapsed: Duration::from_secs(1),
+        };
+        assert_eq!(r.percentile(50.0), Some(Duration::from_millis(2)));
+        assert_eq!(r.percentile(100.0), Some(Duration::from_millis(3)));
+        assert_eq!(r.percentile(0.0), Some(Duration::from_millis(1)));
+        assert!((r.rate() - 3.0).abs() < 1e-9);
+        assert!((r.loss() - 0.25).abs() < 1e-9);
+        assert_eq!(RrResult::default().percentile(50.0), None);
+    }
+}
