@@ -22,8 +22,15 @@ pub fn kernel_target_dir() -> PathBuf {
 /// Builds the kernel once per process and returns the ELF's path.
 pub fn kernel() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build_kernel().map_err(|e| format!("{e:#}")))
+    once(&BUILT, build_kernel)
+}
+
+/// The result of `build`, run at most once per process.
+fn once(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    build: fn() -> Result<PathBuf>,
+) -> Result<PathBuf> {
+    cell.get_or_init(|| build().map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
@@ -59,10 +66,7 @@ pub fn build_kernel() -> Result<PathBuf> {
 /// returns the binary's path; its own target directory, like the kernel's.
 pub fn agent() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build_agent().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    once(&BUILT, build_agent)
 }
 
 fn build_agent() -> Result<PathBuf> {

@@ -571,14 +571,7 @@ impl TopoLab {
     /// The appliance of POP `pop`'s status, asked from the POP's router.
     pub fn status(&self, pop: usize) -> Result<pias::status::Status> {
         let p = self.topology.pops.get(pop).context("no such POP")?;
-        MgmtClient::in_netns(
-            &self.router_ns(pop),
-            p.router_ip(),
-            p.appliance_ip(),
-            self.management_port,
-        )?
-        .status()
-        .with_context(|| {
+        self.mgmt(pop)?.status().with_context(|| {
             format!(
                 "status of {}'s appliance {}; console:\n{}",
                 p.name,
@@ -594,14 +587,20 @@ impl TopoLab {
     /// The proxy's and the data path's counters of `pop`'s appliance.
     pub fn proxy_report(&self, pop: usize) -> Result<pias::status::ProxyReport> {
         let p = self.topology.pops.get(pop).context("no such POP")?;
+        self.mgmt(pop)?
+            .proxy_report()
+            .with_context(|| format!("proxy counters of {}'s appliance", p.name))
+    }
+
+    /// A management client for `pop`'s appliance, in the POP's router namespace.
+    pub fn mgmt(&self, pop: usize) -> Result<MgmtClient> {
+        let p = self.topology.pops.get(pop).context("no such POP")?;
         MgmtClient::in_netns(
             &self.router_ns(pop),
             p.router_ip(),
             p.appliance_ip(),
             self.management_port,
-        )?
-        .proxy_report()
-        .with_context(|| format!("proxy counters of {}'s appliance", p.name))
+        )
     }
 
     /// What the lab is: namespaces, addresses, links and services.

@@ -95,12 +95,9 @@ impl DataPlane {
         payload: &[u8],
         sink: &mut impl FrameSink,
     ) -> bool {
-        let a = self.addressing(src, dst);
-        let mut tx = core::mem::replace(&mut self.tx, [0; crate::device::FRAME_MAX]);
-        let built = packet::udp_frame(&mut tx, &a, sport, dport, payload);
-        let sent = self.finish(now, dst, built, &mut tx, sink);
-        self.tx = tx;
-        sent
+        self.build_and_send(now, src, dst, sink, |buf, a| {
+            packet::udp_frame(buf, a, sport, dport, payload)
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -115,9 +112,25 @@ impl DataPlane {
         seg: &[u8],
         sink: &mut impl FrameSink,
     ) -> bool {
+        self.build_and_send(now, src, dst, sink, |buf, a| {
+            packet::segment_frame(buf, a, t, sport, dport, seg)
+        })
+    }
+
+    /// Builds a frame from `src` to `dst` with `build` in the transmit
+    /// buffer and sends it on.
+    fn build_and_send(
+        &mut self,
+        now: Instant,
+        src: Ipv4,
+        dst: Ipv4,
+        sink: &mut impl FrameSink,
+        build: impl FnOnce(&mut [u8], &Addressing) -> Result<usize, BuildError>,
+    ) -> bool {
         let a = self.addressing(src, dst);
+        // The buffer is lent out while `finish` borrows the rest of `self`.
         let mut tx = core::mem::replace(&mut self.tx, [0; crate::device::FRAME_MAX]);
-        let built = packet::segment_frame(&mut tx, &a, t, sport, dport, seg);
+        let built = build(&mut tx, &a);
         let sent = self.finish(now, dst, built, &mut tx, sink);
         self.tx = tx;
         sent
