@@ -14,6 +14,7 @@ pub mod report;
 pub mod rr;
 pub mod services;
 pub mod topo;
+pub mod udpload;
 
 pub use lab::{Appliance, ConfigDelivery, Lab, Spec};
 pub use machine::{Accel, Machine};
