@@ -779,12 +779,14 @@ fn hostile_input_is_counted_refused_and_survived() {
         .unwrap_or_else(|e| panic!("load: {e:#}"));
     let alloc1 = status(&lab, 0).allocations;
     let refused = report(&lab, 0).data.tx_device_refused - refused0;
-    // (Losses here are frames the NIC refused: its transmit ring holds 16
-    // frames and a burst of up to 32 received ones can ask for more; they
-    // show in tx_device_refused.)
+    // The NIC's transmit ring is kicked and polled when full, so a burst of
+    // 32 replies is never refused (it refused 27-48 of these 10,000 when the
+    // ring held 16 frames and was kicked once per loop); a query may still be
+    // lost on this shared host's links, so allow 0.1 %.
     eprintln!("load: {r}; allocations {alloc0} -> {alloc1}; tx_device_refused +{refused}");
     assert_eq!(r.sent, 10_000, "{r}");
-    assert!(r.answered >= 9_500, "{r}");
+    assert_eq!(refused, 0, "frames the NIC refused: {r}");
+    assert!(r.answered >= 9_990, "{r}");
     assert_eq!(
         alloc1, alloc0,
         "the appliance allocated across {} proxied queries",
