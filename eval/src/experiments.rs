@@ -797,7 +797,11 @@ pub fn failover(s: &Settings, seeds: usize) -> Res<(failover::Failover, failover
             v.last().copied().unwrap_or(f64::NAN)
         ))
     };
-    s.say("failover seen by clients (default timers: heartbeat 1 s, dead after 3.5 s, lookup timeout 300 ms)");
+    let t = pias::config::Timers::default();
+    s.say(&format!(
+        "failover seen by clients (default timers: heartbeat {} ms, dead after {} ms, lookup timeout 300 ms)",
+        t.heartbeat_ms, t.peer_dead_ms
+    ));
     summary("outage of clients whose JAP died", &jap.outages);
     summary(
         "first reply of new clients, a RAP just died",

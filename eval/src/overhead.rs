@@ -170,8 +170,8 @@ fn rap_loads(
     (most, before)
 }
 
-/// Default protocol timers (heartbeat 1 s, dead after 3.5 s, RTT probe every
-/// 30 s, 2 watched clusters, target health check every 2 s, count reports
+/// Default protocol timers (heartbeat 150 ms, dead after 600 ms, RTT probe
+/// every 30 s after 20 a second apart, 2 watched clusters, target health check every 2 s, count reports
 /// retried after 1 s, refreshed every 30 s, expired after 100 s) and k = 4
 /// RAPs. Tables sized for the deployment: the peer table for `proxies`; the
 /// JAP's `jap_groups` groups, with one member each (and their keys); the RAP
