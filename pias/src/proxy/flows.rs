@@ -90,7 +90,7 @@ impl Proxy {
             .jap
             .targets
             .iter(&j.targets)
-            .filter(|t| t.health == Health::Up && t.ep.ip != client.ip)
+            .filter(|t| t.takes_new_flows() && t.ep.ip != client.ip)
             .min_by(|a, b| {
                 // a.flows / a.weight against b.flows / b.weight, exactly.
                 let l = u64::from(a.flows) * u64::from(b.weight);

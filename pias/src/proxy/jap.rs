@@ -41,6 +41,22 @@ pub(super) struct TargetEntry {
     pub(super) down_since: Option<Instant>,
     /// Flows currently mapped to it (decremented when they end).
     pub(super) flows: u32,
+    /// It left gracefully while flows were bound to it: those flows stay
+    /// with it (affinity) until they end or `drain_limit` passes; it gets no
+    /// new flow, no ping, and no longer counts toward the group's members.
+    pub(super) draining_since: Option<Instant>,
+}
+
+impl TargetEntry {
+    /// Whether it takes new flows.
+    pub(super) fn takes_new_flows(&self) -> bool {
+        self.health == Health::Up && self.draining_since.is_none()
+    }
+
+    /// Whether it counts as a member (reported to the RAPs).
+    pub(super) fn counts(&self) -> bool {
+        self.health != Health::Down && self.draining_since.is_none()
+    }
 }
 
 /// The JAP's state for one group.
@@ -101,7 +117,7 @@ impl Jap {
             let live = self
                 .targets
                 .iter(&j.targets)
-                .filter(|t| t.health != Health::Down)
+                .filter(|t| t.counts())
                 .map(|t| u32::from(t.weight))
                 .sum();
             (live, j.targets.len())
@@ -109,20 +125,20 @@ impl Jap {
     }
 
     /// Forgets `client`'s flow and gives its target one flow back.
+    /// A target that left gracefully is forgotten with its last flow.
     pub(super) fn end_flow(&mut self, g: &Group, client: &Endpoint) {
         if let Some(f) = self.flows.remove(&(*g, *client)) {
-            if let Some(j) = self.groups.get(g) {
+            if let Some(j) = self.groups.get_mut(g) {
+                let mut drained = false;
                 if let Some(t) = self.targets.find_mut(&j.targets, |t| t.ep == f.target) {
                     t.flows = t.flows.saturating_sub(1);
+                    drained = t.flows == 0 && t.draining_since.is_some();
+                }
+                if drained {
+                    self.targets.retain(&mut j.targets, |t| t.ep != f.target);
                 }
             }
         }
-    }
-
-    /// Forgets every flow of group `g` to `target`.
-    fn end_flows_to(&mut self, g: Group, target: Endpoint) {
-        self.flows
-            .retain(|(fg, _), f| !(*fg == g && f.target == target));
     }
 }
 
@@ -156,7 +172,7 @@ impl Proxy {
                 let result = if matches!(msg, Message::Join(_)) {
                     self.jap_join(now, src, r)
                 } else {
-                    self.jap_leave(r)
+                    self.jap_leave(now, r)
                 };
                 match result {
                     Ok(()) => {
@@ -275,6 +291,7 @@ impl Proxy {
         {
             t.weight = weight;
             t.ctl = src;
+            t.draining_since = None;
             t.health = Health::Up;
             t.misses = 0;
             t.down_since = None;
@@ -302,6 +319,7 @@ impl Proxy {
                 awaiting_since: None,
                 down_since: None,
                 flows: 0,
+                draining_since: None,
             },
         );
         if added.is_err() {
@@ -315,24 +333,25 @@ impl Proxy {
         Ok(())
     }
 
-    fn jap_leave(&mut self, r: &Registration) -> Result<(), NackReason> {
+    /// A graceful leave: the target gets no new flow at once; flows bound to
+    /// it stay with it until they end (affinity), then it is forgotten.
+    fn jap_leave(&mut self, now: Instant, r: &Registration) -> Result<(), NackReason> {
         let Some(j) = self.jap.groups.get_mut(&r.group) else {
             return Err(NackReason::NotResponsible);
         };
-        let mut had_flows = None;
-        self.jap.targets.retain(&mut j.targets, |t| {
-            let leaving = t.ep == r.target;
-            if leaving {
-                had_flows = Some(t.flows > 0);
-            }
-            !leaving
-        });
-        let Some(had_flows) = had_flows else {
+        let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == r.target) else {
             return Err(NackReason::NotResponsible);
         };
-        // The flow table is scanned only when the target has flows in it.
-        if had_flows {
-            self.jap.end_flows_to(r.group, r.target);
+        if t.flows > 0 {
+            if t.draining_since.is_none() {
+                t.draining_since = Some(now);
+            }
+            j.dirty = true;
+            self.timers.set_earliest(Timer::Targets, now);
+        } else {
+            self.jap
+                .targets
+                .retain(&mut j.targets, |t| t.ep != r.target);
         }
         self.counters.jap.leaves += 1;
         Ok(())
@@ -345,6 +364,7 @@ impl Proxy {
         let fall = self.cfg.target_fall;
         let passive = self.cfg.passive_timeout;
         let forget = ping_every.saturating_mul(DOWN_FORGET_PINGS);
+        let drain_limit = self.cfg.flow_idle_udp;
         let mut seed = self.next_random();
         let mut deadline = Instant::MAX;
         let mut changed = false;
@@ -367,6 +387,9 @@ impl Proxy {
             };
             let mut group_changed = false;
             targets.for_each_mut(&j.targets, |t| {
+                if t.draining_since.is_some() {
+                    return;
+                }
                 let passive_due =
                     t.awaiting_since.is_some_and(|a| now >= a + passive) && !t.ping_outstanding;
                 if now < t.next_ping && !passive_due {
@@ -405,13 +428,26 @@ impl Proxy {
             });
             let before = j.targets.len();
             targets.retain(&mut j.targets, |t| {
-                t.down_since.is_none_or(|d| now.saturating_sub(d) < forget)
+                let drained = t
+                    .draining_since
+                    .is_some_and(|d| t.flows == 0 || now.saturating_sub(d) >= drain_limit);
+                if drained && t.flows > 0 {
+                    // Past the limit: its flows pick a target afresh.
+                    let (fg, ep) = (*g, t.ep);
+                    flows.retain(|(k, _), f| !(*k == fg && f.target == ep));
+                }
+                !drained && t.down_since.is_none_or(|d| now.saturating_sub(d) < forget)
             });
             if group_changed || j.targets.len() != before {
                 j.dirty = true;
                 changed = true;
             }
             for t in targets.iter(&j.targets) {
+                if t.draining_since.is_some() {
+                    // Looked at again each ping period: gone once its flows are.
+                    deadline = deadline.min(now + ping_every);
+                    continue;
+                }
                 deadline = deadline.min(t.next_ping);
                 if let (Some(a), false) = (t.awaiting_since, t.ping_outstanding) {
                     deadline = deadline.min(a + passive);

@@ -188,13 +188,13 @@ impl Proxy {
         self.peers.get(&p).and_then(|x| x.incarnation)
     }
 
-    /// Live targets (not down) this proxy holds as JAP for `g`.
+    /// Live targets (not down, not draining after a leave) this proxy holds as JAP for `g`.
     pub fn live_targets(&self, g: &Group) -> usize {
         self.jap.groups.get(g).map_or(0, |j| {
             self.jap
                 .targets
                 .iter(&j.targets)
-                .filter(|t| t.health != Health::Down)
+                .filter(|t| t.counts())
                 .count()
         })
     }

@@ -868,3 +868,68 @@ fn a_group_outside_the_prefixes_is_not_served_even_with_a_secret() {
     assert_eq!(p.targets_held(&outside), 0);
     assert!(drain(&mut p).is_empty());
 }
+
+fn delivered_to(out: &[Transmit]) -> Vec<Endpoint> {
+    out.iter()
+        .filter_map(|t| match t {
+            Transmit::Deliver { target, .. } => Some(*target),
+            _ => None,
+        })
+        .collect()
+}
+
+fn leave(p: &mut Proxy, i: u8, nonce: u64, now: Instant) {
+    let r = Registration {
+        timestamp_ms: now / MS,
+        ..registration(i, nonce)
+    };
+    p.handle_message(
+        now,
+        target(i),
+        &signed(Sender::Target, 1, &Message::Leave(r), &GK),
+    );
+}
+
+#[test]
+fn a_flow_keeps_its_target_across_a_join_and_the_targets_graceful_leave() {
+    let mut p = proxy(1, 1);
+    join(&mut p, 1, 1);
+    let client = Endpoint {
+        ip: Ipv4([198, 51, 100, 1]),
+        port: 4000,
+    };
+    p.handle_client_packet(T0, g(), client, b"syn");
+    assert_eq!(delivered_to(&drain(&mut p)), vec![target(1)]);
+    // Another target joins: the flow stays.
+    join(&mut p, 2, 2);
+    p.handle_client_packet(T0 + MS, g(), client, b"data");
+    assert_eq!(delivered_to(&drain(&mut p)), vec![target(1)]);
+    // Its target leaves gracefully: acked, no longer counted, but the flow
+    // still reaches it; a new client goes to the other target.
+    leave(&mut p, 1, 3, T0 + 2 * MS);
+    assert_eq!(p.counters().jap.leaves, 1);
+    assert_eq!(p.live_targets(&g()), 1);
+    p.handle_timeout(T0 + 3 * MS);
+    p.handle_client_packet(T0 + 4 * MS, g(), client, b"more");
+    let other = Endpoint {
+        ip: Ipv4([198, 51, 100, 2]),
+        port: 4000,
+    };
+    p.handle_client_packet(T0 + 4 * MS, g(), other, b"syn");
+    assert_eq!(delivered_to(&drain(&mut p)), vec![target(1), target(2)]);
+    // A draining target is not pinged.
+    p.handle_timeout(T0 + 3 * SEC);
+    let pinged: Vec<Endpoint> = drain(&mut p)
+        .into_iter()
+        .filter_map(|t| match t {
+            Transmit::Target { to, .. } => Some(to),
+            _ => None,
+        })
+        .collect();
+    assert!(!pinged.contains(&target(1)), "{pinged:?}");
+    // Once its flow ends, it is forgotten.
+    p.end_flow(g(), client);
+    assert_eq!(p.targets_held(&g()), 1);
+    p.handle_client_packet(T0 + 3 * SEC, g(), client, b"new");
+    assert_eq!(delivered_to(&drain(&mut p)), vec![target(2)]);
+}
