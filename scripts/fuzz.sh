@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs="${1:-20}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# Build every target first: a target that no longer compiles is a build error,
+# not a crash with a saved input.
+cargo +nightly fuzz build
 for t in $(cargo +nightly fuzz list); do
   echo "fuzz: $t for ${secs}s"
   log="$(mktemp)"
