@@ -422,6 +422,46 @@ fn anycast_checks(lab: &pias_qemu::pops::TopoLab, check: &mut impl FnMut(bool, S
             Err(e) => check(false, format!("{what}: {e:#}")),
         }
     }
+    // The load-policy group: one client's flows (fresh source ports) spread
+    // over every DNS server, in proportion to the members behind each JAP.
+    let aa = std::net::Ipv4Addr::from(pias_qemu::pops::DNS_LOAD_GROUP.ip.0);
+    let flows = 40;
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for _ in 0..flows {
+        let who = pias_qemu::rr::DnsClient::in_netns(
+            &lab.client_ns(0),
+            pops[0].client_ip(),
+            std::net::SocketAddrV4::new(aa, 53),
+        )
+        .and_then(|mut c| c.ask(DNS_WHOAMI, Duration::from_secs(2)));
+        let who = match who {
+            Ok(Some((_, a))) => a.to_string(),
+            Ok(None) => "unanswered".into(),
+            Err(e) => format!("error: {e:#}"),
+        };
+        *by.entry(who).or_default() += 1;
+    }
+    let servers = lab
+        .topology
+        .pops
+        .iter()
+        .flat_map(|p| {
+            p.targets
+                .iter()
+                .filter(|t| t.services.contains(&pias_qemu::topo::Service::Dns))
+                .map(|t| p.target_ip(t.index).to_string())
+        })
+        .filter(|s| by.contains_key(s))
+        .count();
+    check(
+        by.keys()
+            .all(|k| !k.starts_with("unanswered") && !k.starts_with("error"))
+            && servers > 1,
+        format!(
+            "{flows} flows from {} to {aa} (load policy): {by:?}",
+            pops[0].name
+        ),
+    );
 }
 
 fn main() -> Result<()> {

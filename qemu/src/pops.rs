@@ -25,10 +25,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// How to boot the POPs' appliances.
-/// The DNS servers' group.
+/// The DNS servers' group (the deployment's default policy, proximity).
 pub const DNS_GROUP: pias::Group = pias::Group {
     ip: pias::Ipv4([203, 0, 113, 10]),
+    port: 53,
+    transport: pias::Transport::Udp,
+};
+/// The DNS servers' second group, spread by load: the lab's appliances
+/// configure it with `Policy::Load` (clients in proportion to members).
+pub const DNS_LOAD_GROUP: pias::Group = pias::Group {
+    ip: pias::Ipv4([203, 0, 113, 12]),
     port: 53,
     transport: pias::Transport::Udp,
 };
@@ -39,6 +45,7 @@ pub const HTTP_GROUP: pias::Group = pias::Group {
     transport: pias::Transport::Tcp,
 };
 
+/// How to boot the POPs' appliances.
 #[derive(Clone, Debug)]
 pub struct TopoOptions {
     /// Goes into every name (`pias-<tag>-<pid>-<seq>`).
@@ -98,8 +105,23 @@ pub struct TopoLab {
     pub management_port: u16,
     /// This run's deployment key and group secret.
     pub keys: LabKeys,
-    /// The target agents, one per (target, service).
-    pub agents: Vec<ServiceProc>,
+    /// The target agents, one per (target, group), in start order.
+    pub agents: Vec<Agent>,
+    /// The agent's binary, once `start_agents` named it.
+    agent_bin: Option<PathBuf>,
+}
+
+/// A target agent of the lab: which target it speaks for, in which group.
+pub struct Agent {
+    pub pop: usize,
+    /// The target's index in its POP.
+    pub target: usize,
+    pub group: pias::Group,
+    /// The service's transport address (the target's address, the group's port).
+    pub service: std::net::SocketAddrV4,
+    /// Starts so far (a restart is a new process with a new log).
+    pub starts: u32,
+    pub proc: ServiceProc,
 }
 
 const VETH_OFFLOADS: [&str; 10] = [
@@ -155,6 +177,7 @@ impl TopoLab {
             management_port: pias::Config::example().ports.management,
             keys: LabKeys::random()?,
             agents: Vec::new(),
+            agent_bin: None,
         };
         lab.wire()?;
         lab.start_services()?;
@@ -369,42 +392,157 @@ impl TopoLab {
         Ok(())
     }
 
-    /// The group a service joins: DNS on 203.0.113.10:53/udp, HTTP on
-    /// 203.0.113.10:80/tcp (two groups on one anycast address).
-    pub fn group_of(s: Service) -> pias::Group {
+    /// The groups a service joins: DNS both 203.0.113.10:53/udp (proximity)
+    /// and 203.0.113.12:53/udp (load), HTTP 203.0.113.10:80/tcp (groups of
+    /// different ports share one anycast address).
+    pub fn groups_of(s: Service) -> &'static [pias::Group] {
         match s {
-            Service::Dns => DNS_GROUP,
-            Service::Http => HTTP_GROUP,
+            Service::Dns => &[DNS_GROUP, DNS_LOAD_GROUP],
+            Service::Http => &[HTTP_GROUP],
         }
     }
 
-    /// Starts an agent beside every service of every target, each joining its
-    /// service's group through its POP's appliance.
+    /// Starts an agent beside every service of every target, one per group it
+    /// joins, each joining through its POP's appliance.
     pub fn start_agents(&mut self, agent: &Path) -> Result<()> {
+        self.agent_bin = Some(agent.to_path_buf());
         let pops = self.topology.pops.clone();
         for (p, pop) in pops.iter().enumerate() {
             for t in &pop.targets {
-                let ns = self.target_ns(p, t.index);
-                let ip = pop.target_ip(t.index);
                 for s in &t.services {
-                    let group = Self::group_of(*s);
-                    let service = std::net::SocketAddrV4::new(ip, group.port);
-                    let tag = format!("{}-t{}-{}", pop.name, t.index, group.port);
-                    let key = self.keys.group_key(&group);
-                    let proc = services::start_agent(
-                        &ns,
-                        agent,
-                        group,
-                        service,
-                        &key,
-                        self.dir.path(),
-                        &tag,
-                    )?;
-                    register_pid(&self.prefix, proc.pid());
-                    self.agents.push(proc);
+                    for group in Self::groups_of(*s) {
+                        self.start_agent(p, t.index, *group)?;
+                    }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Starts an agent for target `target` of POP `pop` in `group` (the
+    /// service on the target's address at the group's port, health-checked by
+    /// a TCP connect); its index in `agents`. Needs `start_agents` first (it
+    /// names the binary).
+    pub fn start_agent(&mut self, pop: usize, target: usize, group: pias::Group) -> Result<usize> {
+        let p = self.topology.pops.get(pop).context("no such POP")?;
+        let service = std::net::SocketAddrV4::new(p.target_ip(target), group.port);
+        let i = self.agents.len();
+        let proc = self.spawn_agent(pop, target, group, service, 1)?;
+        self.agents.push(Agent {
+            pop,
+            target,
+            group,
+            service,
+            starts: 1,
+            proc,
+        });
+        Ok(i)
+    }
+
+    fn spawn_agent(
+        &self,
+        pop: usize,
+        target: usize,
+        group: pias::Group,
+        service: std::net::SocketAddrV4,
+        start: u32,
+    ) -> Result<ServiceProc> {
+        let bin = self
+            .agent_bin
+            .as_ref()
+            .context("the lab was started without an agent binary")?;
+        let name = &self.topology.pops[pop].name;
+        let tag = format!(
+            "{name}-t{target}-{}.{}-{}",
+            group.ip.0[3], group.port, start
+        );
+        let proc = services::start_agent(
+            &self.target_ns(pop, target),
+            bin,
+            group,
+            service,
+            &self.keys.group_key(&group),
+            self.dir.path(),
+            &tag,
+        )?;
+        register_pid(&self.prefix, proc.pid());
+        Ok(proc)
+    }
+
+    /// The index of the agent of `pop`'s target `target` in `group`.
+    pub fn agent_of(&self, pop: usize, target: usize, group: pias::Group) -> Option<usize> {
+        self.agents
+            .iter()
+            .position(|a| a.pop == pop && a.target == target && a.group == group)
+    }
+
+    /// Stops agent `i` as an operator would (SIGTERM: it leaves its group)
+    /// and waits, bounded, for it to exit; its log must say it left.
+    pub fn stop_agent(&mut self, i: usize, timeout: Duration) -> Result<()> {
+        let a = self.agents.get_mut(i).context("no such agent")?;
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(a.proc.pid())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+            .context("sending SIGTERM to the agent")?;
+        let deadline = Instant::now() + timeout;
+        while a.proc.is_running()? {
+            if Instant::now() >= deadline {
+                bail!(
+                    "agent {} still running {timeout:?} after SIGTERM",
+                    a.proc.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = std::fs::read_to_string(&a.proc.log).unwrap_or_default();
+        if !log.contains("left the group") {
+            bail!("agent stopped without leaving; its log:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// Starts agent `i` again (a new process with a new log), as after `stop_agent`.
+    pub fn restart_agent(&mut self, i: usize) -> Result<()> {
+        let (pop, target, group, service, starts) = {
+            let a = self.agents.get(i).context("no such agent")?;
+            (a.pop, a.target, a.group, a.service, a.starts)
+        };
+        let proc = self.spawn_agent(pop, target, group, service, starts + 1)?;
+        let a = &mut self.agents[i];
+        a.proc = proc;
+        a.starts += 1;
+        Ok(())
+    }
+
+    /// Waits, bounded, until agent `i`'s log holds `needle`.
+    pub fn wait_agent_log(&self, i: usize, needle: &str, timeout: Duration) -> Result<()> {
+        let a = self.agents.get(i).context("no such agent")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = std::fs::read_to_string(&a.proc.log).unwrap_or_default();
+            if log.contains(needle) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{:?} not in {} after {timeout:?}:\n{log}",
+                    needle,
+                    a.proc.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills (SIGKILL) the server `prog` ("dnsmasq", "nginx") of `pop`'s
+    /// target `target`, as a crash would.
+    pub fn kill_service(&mut self, pop: usize, target: usize, prog: &str) -> Result<()> {
+        let ns = self.target_ns(pop, target);
+        let s = self
+            .services
+            .iter_mut()
+            .find(|s| s.ns == ns && s.name == prog)
+            .with_context(|| format!("no {prog} in {ns}"))?;
+        s.kill();
         Ok(())
     }
 
@@ -414,10 +552,10 @@ impl TopoLab {
         loop {
             let mut waiting = Vec::new();
             for a in self.agents.iter_mut() {
-                a.check_running()?;
-                let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+                a.proc.check_running()?;
+                let log = std::fs::read_to_string(&a.proc.log).unwrap_or_default();
                 if !log.contains("joined") {
-                    waiting.push(a.log.display().to_string());
+                    waiting.push(a.proc.log.display().to_string());
                 }
             }
             if waiting.is_empty() {

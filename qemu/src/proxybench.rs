@@ -105,19 +105,8 @@ pub fn run(plan: Plan, accel: Accel, out_dir: &std::path::Path) -> Result<Vec<Ro
         }
     };
     // The IAP ≠ JAP group: joined by pop2's target only.
-    let key = lab.keys.group_key(&REMOTE_GROUP);
-    let ns2 = lab.target_ns(1, 0);
     let ip2 = pops[1].target_ip(0);
-    let extra = services::start_agent(
-        &ns2,
-        &agent,
-        REMOTE_GROUP,
-        SocketAddrV4::new(ip2, 53),
-        &key,
-        lab.path("").as_path(),
-        "bench-remote",
-    )?;
-    lab.agents.push(extra);
+    lab.start_agent(1, 0, REMOTE_GROUP)?;
     lab.wait_agents_joined(Duration::from_secs(20))?;
     let remote_aa = Ipv4Addr::from(REMOTE_GROUP.ip.0);
     let mut remote = DnsClient::in_netns(

@@ -42,6 +42,37 @@ impl RrResult {
     }
 }
 
+/// One query of a paced probe run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Probe {
+    /// When it was sent, from the start of the run.
+    pub sent: Duration,
+    /// Its latency and the answer's A record, if answered in time.
+    pub answer: Option<(Duration, Ipv4Addr)>,
+}
+
+/// The longest client-visible outage of a probe run: from the first
+/// unanswered query after an answered one (or the start) to the next answered
+/// query's send (or the last query's send, if none was answered after it).
+pub fn longest_outage(probes: &[Probe]) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut since: Option<Duration> = None;
+    for p in probes {
+        match (p.answer.is_some(), since) {
+            (false, None) => since = Some(p.sent),
+            (true, Some(s)) => {
+                longest = longest.max(p.sent - s);
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(s), Some(last)) = (since, probes.last()) {
+        longest = longest.max(last.sent - s);
+    }
+    longest
+}
+
 /// A DNS client bound inside a namespace.
 pub struct DnsClient {
     sock: UdpSocket,
@@ -138,6 +169,57 @@ impl DnsClient {
         Ok(r)
     }
 
+    /// Sends one query for `name` every `gap`, `count` in all, and records
+    /// for each when it was sent and what answered it (the answer's A record:
+    /// for `whoami.test`, the server). A query unanswered within `timeout` is
+    /// lost; the run ends `timeout` after the last send at most.
+    pub fn probe(
+        &mut self,
+        name: &str,
+        count: usize,
+        gap: Duration,
+        timeout: Duration,
+    ) -> Result<Vec<Probe>> {
+        let mut probes: Vec<Probe> = Vec::with_capacity(count);
+        let mut pending: HashMap<u16, usize> = HashMap::new();
+        let start = Instant::now();
+        let mut buf = [0u8; 1500];
+        self.sock.set_read_timeout(Some(Duration::from_millis(1)))?;
+        loop {
+            let now = start.elapsed();
+            pending.retain(|_, i| now.saturating_sub(probes[*i].sent) < timeout);
+            if probes.len() < count && now >= gap * probes.len() as u32 {
+                let id = self.take_id();
+                self.sock.send_to(&dns_query(id, name), self.server)?;
+                pending.insert(id, probes.len());
+                probes.push(Probe {
+                    sent: now,
+                    answer: None,
+                });
+                continue;
+            }
+            if probes.len() == count && pending.is_empty() {
+                break;
+            }
+            match self.sock.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 2 => {
+                    let id = u16::from_be_bytes([buf[0], buf[1]]);
+                    if let Some(i) = pending.remove(&id) {
+                        if dns_answered(&buf[..n], id) {
+                            let p = &mut probes[i];
+                            let server = last_a_record(&buf[..n]).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                            p.answer = Some((start.elapsed().saturating_sub(p.sent), server));
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(probes)
+    }
+
     fn take_id(&mut self) -> u16 {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         self.next_id
@@ -180,5 +262,30 @@ mod tests {
         assert!((r.rate() - 3.0).abs() < 1e-9);
         assert!((r.loss() - 0.25).abs() < 1e-9);
         assert_eq!(RrResult::default().percentile(50.0), None);
+    }
+
+    #[test]
+    fn outage_is_the_longest_unanswered_run() {
+        let ip = Ipv4Addr::new(198, 18, 1, 20);
+        let run = |answered: &[bool]| -> Vec<Probe> {
+            answered
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| Probe {
+                    sent: Duration::from_millis(10 * i as u64),
+                    answer: a.then_some((Duration::from_millis(1), ip)),
+                })
+                .collect()
+        };
+        assert_eq!(longest_outage(&run(&[true; 5])), Duration::ZERO);
+        assert_eq!(longest_outage(&[]), Duration::ZERO);
+        // Lost at 10 and 20 ms, answered again at 30: 20 ms.
+        let gap = run(&[true, false, false, true, false, true]);
+        assert_eq!(longest_outage(&gap), Duration::from_millis(20));
+        // Lost from 20 ms to the end (40 ms).
+        let tail = run(&[true, true, false, false, false]);
+        assert_eq!(longest_outage(&tail), Duration::from_millis(20));
+        let head = run(&[false, false, false, true]);
+        assert_eq!(longest_outage(&head), Duration::from_millis(30));
     }
 }

@@ -85,6 +85,11 @@ impl ServiceProc {
         Ok(())
     }
 
+    /// Whether the process is still running (reaps it if it has exited).
+    pub fn is_running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
     pub fn kill(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();

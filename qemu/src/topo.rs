@@ -368,6 +368,12 @@ pub fn topo_config(topo: &Topology, pop: &Pop, keys: &LabKeys) -> pias::Config {
         .push(pias::Ipv4Prefix::new(pias::Ipv4([198, 18, 0, 0]), 15));
     cfg.deployment.key = keys.deployment.clone();
     cfg.deployment.group_secret = keys.group_secret.clone();
+    // The second DNS group is spread by load; the others follow the default.
+    let _ = cfg.deployment.groups.push(pias::config::GroupOverride {
+        group: crate::pops::DNS_LOAD_GROUP,
+        policy: pias::proxy::Policy::Load,
+        band_pct: cfg.deployment.band_pct,
+    });
     cfg.deployment.proxies = topo
         .pops
         .iter()
@@ -464,6 +470,16 @@ mod tests {
             Some("198.18.3.1")
         );
         assert_eq!(c.management.allow[0].to_string(), "198.18.0.0/15");
+        let p = pias::proxy::ProxyConfig::from_config(&c);
+        let policy = |g| p.group_policy(g).map(|g| g.policy);
+        assert_eq!(
+            policy(&crate::pops::DNS_LOAD_GROUP),
+            Some(pias::proxy::Policy::Load)
+        );
+        assert_eq!(
+            policy(&crate::pops::DNS_GROUP),
+            Some(pias::proxy::Policy::Proximity)
+        );
         pias_image::encode(&c).unwrap();
     }
 }
