@@ -62,3 +62,25 @@ pub fn status_of(lab: &Lab, n: usize) -> pias::status::Status {
         ),
     }
 }
+
+/// Fails (panics with the reason) unless every program the multi-POP lab
+/// tests run is installed: scripts/install.sh installs them; a lab test
+/// never skips for want of one.
+pub fn require_lab_programs() {
+    for p in [
+        "ip",
+        "ethtool",
+        "sysctl",
+        "ping",
+        "dig",
+        "curl",
+        "dnsmasq",
+        "nginx",
+        "sha256sum",
+        "qemu-system-x86_64",
+    ] {
+        if let Err(e) = pias_qemu::services::require(p) {
+            panic!("{e:#}");
+        }
+    }
+}

@@ -22,9 +22,9 @@
 use pias_qemu::lab::inside_netns;
 use pias_qemu::pops::{TopoLab, TopoOptions, DNS_GROUP, DNS_LOAD_GROUP, HTTP_GROUP};
 use pias_qemu::rr::{longest_outage, DnsClient, Probe};
-use pias_qemu::services::{require, sha256_file, BIG_FILE_LEN};
+use pias_qemu::services::{sha256_file, BIG_FILE_LEN};
 use pias_qemu::topo::{Topology, DNS_ANSWER, DNS_NAME, DNS_WHOAMI};
-use pias_tests::{kernel, test_accel};
+use pias_tests::{kernel, require_lab_programs, test_accel};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -50,25 +50,6 @@ const AA: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const AA_LOAD: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 12);
 /// How long one answer may take (TCG on a shared host).
 const ANSWER: Duration = Duration::from_secs(2);
-
-fn require_all() {
-    for p in [
-        "ip",
-        "ethtool",
-        "sysctl",
-        "ping",
-        "dig",
-        "curl",
-        "dnsmasq",
-        "nginx",
-        "sha256sum",
-        "qemu-system-x86_64",
-    ] {
-        if let Err(e) = require(p) {
-            panic!("{e:#}");
-        }
-    }
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -218,7 +199,7 @@ fn page_of(lab: &TopoLab, body: &[u8]) -> Ipv4Addr {
 
 #[test]
 fn anycast_services_through_the_appliances() {
-    require_all();
+    require_lab_programs();
     let started = Instant::now();
     let mut opts = TopoOptions::new("anycast", test_accel());
     opts.agent = Some(pias_qemu::build::agent().expect("building the agent"));

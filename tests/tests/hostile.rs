@@ -19,10 +19,10 @@ use pias::wire::{self, JoinOptions, Key, Message, Registration, Sender};
 use pias_qemu::client::MgmtClient;
 use pias_qemu::lab::inside_netns;
 use pias_qemu::pops::{TopoLab, TopoOptions, DNS_GROUP};
-use pias_qemu::services::{dns_answered, dns_query, require};
+use pias_qemu::services::{dns_answered, dns_query};
 use pias_qemu::topo::{Topology, DNS_ANSWER, DNS_NAME};
 use pias_qemu::udpload::UdpLoad;
-use pias_tests::{kernel, test_accel};
+use pias_tests::{kernel, require_lab_programs, test_accel};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,24 +35,6 @@ const REGISTRATION_PORT: u16 = 7000;
 const SILENCE: Duration = Duration::from_millis(600);
 /// How long a reply that must come may take (TCG on a shared 2-core host).
 const ANSWER: Duration = Duration::from_secs(5);
-
-fn require_all() {
-    for p in [
-        "ip",
-        "ethtool",
-        "sysctl",
-        "ping",
-        "dig",
-        "dnsmasq",
-        "nginx",
-        "sha256sum",
-        "qemu-system-x86_64",
-    ] {
-        if let Err(e) = require(p) {
-            panic!("{e:#}");
-        }
-    }
-}
 
 fn mgmt(lab: &TopoLab, pop: usize) -> MgmtClient {
     let p = &lab.topology.pops[pop];
@@ -403,7 +385,7 @@ fn drops(s: &Status) -> [(&'static str, u64); 9] {
 
 #[test]
 fn hostile_input_is_counted_refused_and_survived() {
-    require_all();
+    require_lab_programs();
     let started = Instant::now();
     let mut opts = TopoOptions::new("hostile", test_accel());
     opts.agent = Some(pias_qemu::build::agent().expect("building the agent"));

@@ -8,31 +8,12 @@
 //! scripts/install.sh installs; a missing one fails the test, never skips it.
 
 use pias_qemu::pops::{PingStats, TopoLab, TopoOptions};
-use pias_qemu::services::{require, sha256_file, BIG_FILE_LEN};
+use pias_qemu::services::{sha256_file, BIG_FILE_LEN};
 use pias_qemu::topo::{Topology, DNS_ANSWER, DNS_NAME, DNS_WHOAMI};
-use pias_tests::{kernel, test_accel};
+use pias_tests::{kernel, require_lab_programs, test_accel};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn require_all() {
-    for p in [
-        "ip",
-        "ethtool",
-        "sysctl",
-        "ping",
-        "dig",
-        "curl",
-        "dnsmasq",
-        "nginx",
-        "sha256sum",
-        "qemu-system-x86_64",
-    ] {
-        if let Err(e) = require(p) {
-            panic!("{e:#}");
-        }
-    }
-}
 
 /// Namespaces whose names start with `prefix`.
 fn netns_with(prefix: &str) -> Vec<String> {
@@ -117,7 +98,7 @@ fn assert_rtt(what: &str, s: PingStats, want: Duration) {
 
 #[test]
 fn three_pops_with_delays_services_and_appliances() {
-    require_all();
+    require_lab_programs();
     let started = Instant::now();
     let topo = Topology::three_pops().expect("default topology");
     let lab = TopoLab::up(topo, &kernel(), &TopoOptions::new("t3", test_accel()))
@@ -247,7 +228,7 @@ link = [{ pops = ["a", "b"], delay_ms = 5 }]
 /// dnsmasq and nginx.
 #[test]
 fn failed_bring_up_leaves_nothing() {
-    require_all();
+    require_lab_programs();
     let topo = Topology::parse(TWO_POPS).unwrap();
     let tag = "tfail";
     let err = match TopoLab::up(
@@ -266,7 +247,7 @@ fn failed_bring_up_leaves_nothing() {
 /// while unwinding.
 #[test]
 fn panic_removes_the_lab() {
-    require_all();
+    require_lab_programs();
     let topo = Topology::parse(TWO_POPS).unwrap();
     let kernel = kernel();
     let mut seen: Option<(String, Vec<u32>)> = None;
