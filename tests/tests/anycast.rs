@@ -156,14 +156,21 @@ impl Http {
     fn get(&mut self, path: &str) -> Vec<u8> {
         let req =
             format!("GET {path} HTTP/1.1\r\nHost: pias.test\r\nConnection: keep-alive\r\n\r\n");
-        self.stream.get_mut().write_all(req.as_bytes()).unwrap();
+        self.stream
+            .get_mut()
+            .write_all(req.as_bytes())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         let mut status = String::new();
-        self.stream.read_line(&mut status).unwrap();
+        self.stream
+            .read_line(&mut status)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert!(status.starts_with("HTTP/1.1 200"), "GET {path}: {status:?}");
         let mut len = None;
         loop {
             let mut line = String::new();
-            self.stream.read_line(&mut line).unwrap();
+            self.stream
+                .read_line(&mut line)
+                .unwrap_or_else(|e| panic!("GET {path}: {e}"));
             if line == "\r\n" || line.is_empty() {
                 break;
             }
@@ -175,7 +182,9 @@ impl Http {
         }
         let len = len.unwrap_or_else(|| panic!("GET {path}: no Content-Length"));
         let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body).unwrap();
+        self.stream
+            .read_exact(&mut body)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         body
     }
 }
