@@ -270,8 +270,10 @@ pub fn tune(cfg: &mut ProxyConfig, proxies: usize, w: &Workload, inaccuracy_pct:
     cfg.heartbeat = quiet;
     cfg.peer_dead = quiet;
     cfg.target_ping = quiet;
-    // The first probe goes out a quarter period after start: beyond the event too.
+    // The first probe goes out a quarter period after start: beyond the event
+    // too (no warm-up probes a second apart from the start).
     cfg.rtt_probe = 4 * quiet;
+    cfg.rtt_warmup_probes = 0;
     cfg.flow_idle_udp = quiet;
     cfg.flow_idle_tcp = quiet;
     cfg.report_refresh = quiet;

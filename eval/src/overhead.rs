@@ -26,9 +26,17 @@ const RTT_REPLY: usize = 15;
 const WARM_UP_SECS: u64 = 5;
 const JOIN_SECS: u64 = 4;
 
-/// RTT probe partners a proxy hears from during a run (45 s: about 2 it
-/// probes, and about as many that probe it, Poisson), with a wide margin.
+/// RTT probe partners a proxy hears from during a run at the probe period
+/// (45 s: about 2 it probes, and about as many that probe it, Poisson), with
+/// a wide margin; the start-up probes a second apart come on top
+/// (`probe_peers`).
 pub const PROBE_PEERS: usize = 16;
+
+/// RTT probe partners a proxy of `cfg` hears from during a run: the start-up
+/// probes it sends and about as many it receives, and `PROBE_PEERS`.
+pub fn probe_peers(cfg: &ProxyConfig) -> usize {
+    PROBE_PEERS + 2 * usize::from(cfg.rtt_warmup_probes)
+}
 
 /// The groups of the experiment: every proxy is the JAP of `jap_groups` of
 /// them, with one member each; each group has `japs_per_group` JAPs.
@@ -178,7 +186,7 @@ fn rap_loads(
 /// tables for what this proxy holds before and after the death (`rap`); the
 /// replay cache for the few joins; flow and lookup tables small, and a 64-slot
 /// send queue (a heartbeat round is 29 messages; floods do not queue); the
-/// peer state for the peers this proxy hears from (`PROBE_PEERS`), so that
+/// peer state for the peers this proxy hears from (`probe_peers`), so that
 /// 20,000 proxies fit in one host's memory.
 pub fn tune(
     cfg: &mut ProxyConfig,
@@ -216,7 +224,7 @@ pub fn tune(
     cfg.max_peer_state = sizing::peer_state(
         cfg,
         cluster_size,
-        rap.entries + mine.len() * (cfg.k_raps + 1) + PROBE_PEERS + news,
+        rap.entries + mine.len() * (cfg.k_raps + 1) + probe_peers(cfg) + news,
     );
     // Its joins all come in the warm-up: a replay cache of 60 per freshness
     // window per unit of rate.

@@ -119,6 +119,11 @@ pub struct ProxyConfig {
     pub lookup_timeout: u64,
     /// Period of the RTT probes behind the coordinates.
     pub rtt_probe: u64,
+    /// RTT probes sent a second apart after a start (the first a second
+    /// after it), before the `rtt_probe` period takes over: a fresh
+    /// coordinate means nothing, so proximity then works within seconds. 0:
+    /// the first probe goes out a quarter period after the start.
+    pub rtt_warmup_probes: u8,
     /// Registrations whose timestamp is further than this from `now` are
     /// refused, and so are proxy messages whose sequence number (the sender's
     /// clock) is older than this when their sender's state is made afresh:
@@ -188,6 +193,7 @@ impl ProxyConfig {
             negative_ttl: SEC,
             lookup_timeout: 300 * MS,
             rtt_probe: 0,
+            rtt_warmup_probes: 20,
             freshness: 30 * SEC,
             join_rate: 100,
             flow_idle_udp: 0,

@@ -55,8 +55,6 @@ use heapless::Vec as HVec;
 
 /// RAPs per group, at most.
 pub const MAX_K: usize = 8;
-/// RTT probes sent a second apart after a start, before the configured period.
-const WARMUP_PROBES: u8 = 20;
 /// RTT probes outstanding at once.
 const MAX_PROBES: usize = 16;
 /// Floods of news in progress at once, one per subject (a mass failure of
@@ -129,7 +127,12 @@ impl Proxy {
         let boot = now.max(1);
         let mut timers = TimerTable::default();
         timers.set(Timer::Heartbeat, now);
-        timers.set(Timer::Probe, now + (cfg.rtt_probe / 4).min(SEC));
+        let first_probe = if cfg.rtt_warmup_probes > 0 {
+            (cfg.rtt_probe / 4).min(SEC)
+        } else {
+            cfg.rtt_probe / 4
+        };
+        timers.set(Timer::Probe, now + first_probe.max(1));
         timers.set(Timer::Sweep, now + cfg.sweep_period());
         Proxy {
             incarnation: Incarnation {
@@ -148,7 +151,7 @@ impl Proxy {
             rap: Rap::new(&cfg),
             iap: Iap::new(&cfg),
             timers,
-            warmup_probes: WARMUP_PROBES,
+            warmup_probes: cfg.rtt_warmup_probes,
             out: Outbox::new(cfg.id, boot, cfg.tx_queue),
             counters: Counters::default(),
             cfg,
