@@ -36,6 +36,11 @@ pub struct DeployFile {
     pub group_secret_file: Option<PathBuf>,
     /// The group secret as 64 hex digits (instead of `group_secret_file`).
     pub group_secret_hex: Option<String>,
+    /// File holding the proxies' management key (as `key_file`): what the
+    /// operator's tools sign management requests with.
+    pub management_key_file: Option<PathBuf>,
+    /// The management key as 64 hex digits (instead of `management_key_file`).
+    pub management_key_hex: Option<String>,
     /// The groups' default policy.
     pub policy: Policy,
     /// The groups' default count-report band, percent.
@@ -47,8 +52,8 @@ pub struct DeployFile {
     pub anycast: Anycast,
     /// Shared: the UDP ports.
     pub ports: Ports,
-    /// Shared: management access.
-    pub management: Management,
+    /// Shared: management access (the key is given above).
+    pub management: DeployManagement,
     /// Shared: table sizes.
     #[serde(default)]
     pub capacity: Capacity,
@@ -57,6 +62,16 @@ pub struct DeployFile {
     pub timers: Timers,
     /// Every proxy, in any order.
     pub proxies: Vec<DeployProxy>,
+}
+
+/// The deployment file's `[management]`: `Management` less its key.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct DeployManagement {
+    /// As `management.allow`.
+    pub allow: heapless::Vec<pias::Ipv4Prefix, { pias::config::MAX_MGMT_ALLOW }>,
+    /// As `management.allow_shutdown`.
+    pub allow_shutdown: bool,
 }
 
 /// One proxy of the deployment file.
@@ -142,6 +157,20 @@ pub fn configs(text: &str, base: &Path) -> Result<Vec<(String, Config)>> {
     if key == secret {
         bail!("{secret_field}: weak key: equal to the deployment key ({key_field}); use two independent keys");
     }
+    let (mgmt_key, mgmt_field) = key_of(
+        "management_key",
+        &file.management_key_file,
+        &file.management_key_hex,
+        base,
+    )?;
+    if mgmt_key == key || mgmt_key == secret {
+        bail!("{mgmt_field}: weak key: equal to {key_field} or {secret_field}; use an independent key");
+    }
+    let management = Management {
+        allow: file.management.allow.clone(),
+        allow_shutdown: file.management.allow_shutdown,
+        key: mgmt_key,
+    };
     if file.groups.len() > MAX_GROUP_OVERRIDES {
         bail!("groups: at most {MAX_GROUP_OVERRIDES} overrides");
     }
@@ -222,7 +251,7 @@ pub fn configs(text: &str, base: &Path) -> Result<Vec<(String, Config)>> {
             interfaces: p.interfaces.clone(),
             anycast: file.anycast.clone(),
             ports: file.ports.clone(),
-            management: file.management.clone(),
+            management: management.clone(),
             capacity: file.capacity.clone(),
             timers: file.timers.clone(),
             deployment: deployment.clone(),
@@ -263,6 +292,9 @@ fn deploy_field(
     }
     if field == "deployment.group_secret" {
         return secret_field.to_string();
+    }
+    if field == "management.key" {
+        return "management_key_file/management_key_hex".to_string();
     }
     if let Some(rest) = field.strip_prefix("deployment.proxies[") {
         // deployment.proxies[k].f: the k-th by id; name the file's entry.
@@ -435,6 +467,26 @@ mod tests {
             "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
         );
         assert!(err_of(&same).contains("group_secret_hex: weak key: equal to the deployment key"));
+        let mgmt = "fedcba98765432100f1e2d3c4b5a697813579bdf02468ace8796a5b4c3d2e1f0";
+        let no_mgmt = EXAMPLE.replace(&format!("management_key_hex = \"{mgmt}\"\n"), "");
+        let e = err_of(&no_mgmt);
+        assert!(
+            e.contains(
+                "management_key_file: missing: give management_key_file or management_key_hex"
+            ),
+            "{e}"
+        );
+        let zero_mgmt = EXAMPLE.replace(mgmt, &"0".repeat(64));
+        assert!(err_of(&zero_mgmt).contains("management_key_hex: weak key: all zero"));
+        let mgmt_is_deploy = EXAMPLE.replace(
+            mgmt,
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        );
+        let e = err_of(&mgmt_is_deploy);
+        assert!(
+            e.contains("management_key_hex: weak key: equal to key_hex"),
+            "{e}"
+        );
         let short = EXAMPLE.replace(
             "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
             "0011",

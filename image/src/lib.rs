@@ -30,13 +30,19 @@ pub(crate) fn toml_error(e: &toml::de::Error) -> String {
 pub const REDACTED: &str = "<redacted>";
 
 /// Renders a config as TOML, with the keys (`deployment.key`,
-/// `deployment.group_secret`) shown as `<redacted>`: the output is for
-/// reading, and must have its keys put back before it encodes again.
+/// `deployment.group_secret`, `management.key`) shown as `<redacted>`: the
+/// output is for reading, and must have its keys put back before it encodes
+/// again.
 pub fn to_toml(cfg: &Config) -> Result<String> {
     let mut value = toml::Value::try_from(cfg).context("rendering TOML")?;
-    if let Some(d) = value.get_mut("deployment").and_then(|d| d.as_table_mut()) {
-        for k in ["key", "group_secret"] {
-            d.insert(k.into(), toml::Value::String(REDACTED.into()));
+    for (section, keys) in [
+        ("deployment", &["key", "group_secret"][..]),
+        ("management", &["key"][..]),
+    ] {
+        if let Some(d) = value.get_mut(section).and_then(|d| d.as_table_mut()) {
+            for k in keys {
+                d.insert((*k).into(), toml::Value::String(REDACTED.into()));
+            }
         }
     }
     toml::to_string(&value).context("rendering TOML")
@@ -83,10 +89,16 @@ mod tests {
         assert!(parse_toml(&shown).is_err());
         let hex =
             |k: &pias::wire::Key| String::from_utf8(pias::keys::key_to_hex(k).to_vec()).unwrap();
+        // Tables render in name order: `deployment` before `management`.
         let restored = shown
-            .replace(
+            .replacen(
                 &format!("key = \"{REDACTED}\""),
                 &format!("key = \"{}\"", hex(&cfg.deployment.key)),
+                1,
+            )
+            .replace(
+                &format!("key = \"{REDACTED}\""),
+                &format!("key = \"{}\"", hex(&cfg.management.key)),
             )
             .replace(
                 &format!("group_secret = \"{REDACTED}\""),
@@ -98,10 +110,11 @@ mod tests {
     #[test]
     fn decoded_toml_never_shows_a_key() {
         let shown = to_toml(&Config::example()).unwrap();
-        assert_eq!(shown.matches(REDACTED).count(), 2, "{shown}");
+        assert_eq!(shown.matches(REDACTED).count(), 3, "{shown}");
         for k in [
             &Config::example().deployment.key,
             &Config::example().deployment.group_secret,
+            &Config::example().management.key,
         ] {
             let hex = String::from_utf8(pias::keys::key_to_hex(k).to_vec()).unwrap();
             assert!(!shown.contains(&hex));

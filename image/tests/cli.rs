@@ -29,13 +29,21 @@ fn encode_decode_check_round_trip() {
     assert!(text.contains("key = \"<redacted>\""), "{text}");
     assert!(text.contains("group_secret = \"<redacted>\""), "{text}");
     assert!(!text.contains("00112233445566778899aabbccddeeff"), "{text}");
+    assert!(!text.contains("fedcba98765432100f1e2d3c"), "{text}");
+    assert_eq!(text.matches("<redacted>").count(), 3, "{text}");
     let e = format!("{:#}", pias_image::parse_toml(&text).unwrap_err());
     assert!(e.contains("64 hexadecimal digits"), "{e}");
     // ...but everything else is the config.
+    // (Tables in name order: the deployment's key first, then the management key.)
     let restored = text
-        .replace(
+        .replacen(
             "key = \"<redacted>\"",
             "key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"",
+            1,
+        )
+        .replace(
+            "key = \"<redacted>\"",
+            "key = \"fedcba98765432100f1e2d3c4b5a697813579bdf02468ace8796a5b4c3d2e1f0\"",
         )
         .replace(
             "group_secret = \"<redacted>\"",

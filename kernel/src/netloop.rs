@@ -15,7 +15,7 @@ use pias::proxy::{Proxy, ProxyConfig};
 use pias::status::{IdleCounters, InterfaceStatus, MgmtCounters, ProxyReport, Status, TableFill};
 use pias::Ipv4;
 use pias_net::dataplane::{DataPlane, DataPlaneConfig, NatTimeouts, Verdict};
-use pias_net::mgmt::{serve, Action, Reports};
+use pias_net::mgmt::{Action, Reports, Service};
 use pias_net::NicDevice;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::socket::udp;
@@ -100,6 +100,8 @@ fn dataplane_config(cfg: &Config, mac: [u8; 6]) -> DataPlaneConfig {
 /// What the management service reports, built when asked.
 struct Snapshot<'a> {
     cfg: &'a Config,
+    /// The management service's replay cache: (used, capacity).
+    mgmt_nonces: (usize, usize),
     mac: [u8; 6],
     net: pias::status::NetCounters,
     idle: IdleCounters,
@@ -113,6 +115,7 @@ impl Reports for Snapshot<'_> {
         let mut tables: heapless::Vec<TableFill, { pias::status::MAX_TABLES }> =
             heapless::Vec::new();
         let _ = tables.push(table("arena_bytes", arena_fill.0, arena_fill.1));
+        let _ = tables.push(table("mgmt_nonces", self.mgmt_nonces.0, self.mgmt_nonces.1));
         for (name, used, cap) in self.dp.table_fill() {
             let _ = tables.push(table(name, used, cap));
         }
@@ -156,6 +159,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         log::warn!("clock: the RTC gives no date; registrations will look stale");
         0
     });
+    let wall_unknown = boot_unix == 0;
     let wall = || boot_unix + time::uptime_us();
 
     let ifc = cfg.interfaces[0].clone();
@@ -212,6 +216,11 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         arena::fill().0 / 1024
     );
 
+    // The management service's replay cache, reserved here, once.
+    let mut mgmt_service = Box::new(Service::new(cfg.management.clone()));
+    if wall_unknown {
+        log::error!("mgmt: no wall clock: every management request will be refused as stale");
+    }
     let mut mgmt_counters = MgmtCounters::default();
     let mut idle = IdleCounters::default();
     let mut request = [0u8; MAX_REQUEST + 1];
@@ -254,15 +263,16 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             let IpAddress::Ipv4(src) = from.addr;
             let snapshot = Snapshot {
                 cfg: &cfg,
+                mgmt_nonces: mgmt_service.replay_fill(),
                 mac,
                 net: dev.counters,
                 idle,
                 dp: &dp,
             };
-            let action = serve(
+            let action = mgmt_service.serve(
                 &request[..len],
                 Ipv4(src.octets()),
-                &cfg.management,
+                wall() / 1000,
                 &mut mgmt_counters,
                 &snapshot,
                 &mut reply,

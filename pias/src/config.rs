@@ -283,6 +283,11 @@ pub struct Management {
     pub allow: Vec<Ipv4Prefix, MAX_MGMT_ALLOW>,
     /// Whether an allowed source may shut the appliance down.
     pub allow_shutdown: bool,
+    /// Key of the management requests and responses (64 hex digits in TOML;
+    /// not weak, not equal to a deployment key): a request is answered only
+    /// if its MAC verifies under it, and every answer carries a MAC under it.
+    #[serde(with = "key_form")]
+    pub key: Key,
 }
 
 /// Table sizes for the proxy core, which reserves each table once and then
@@ -569,6 +574,15 @@ impl Config {
 
     fn validate_deployment(&self) -> Result<(), ConfigError> {
         let d = &self.deployment;
+        let m = &self.management.key;
+        if let Some(why) = crate::keys::weakness(m) {
+            return Err(err(format_args!("management.key"), why));
+        }
+        check(
+            *m != d.key && *m != d.group_secret,
+            format_args!("management.key"),
+            "weak key: equal to a deployment key (use an independent key)",
+        )?;
         if let Some(why) = crate::keys::weakness(&d.key) {
             return Err(err(format_args!("deployment.key"), why));
         }
@@ -817,6 +831,7 @@ impl Config {
             management: Management {
                 allow,
                 allow_shutdown: true,
+                key: EXAMPLE_MANAGEMENT_KEY,
             },
             capacity: Capacity::default(),
             timers: Timers::default(),
@@ -848,6 +863,13 @@ pub const EXAMPLE_KEY: Key = Key([
 pub const EXAMPLE_GROUP_SECRET: Key = Key([
     0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
     0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
+]);
+
+/// The example config's management key, "fedcba98…" then "13579bdf…":
+/// public, for examples and tests only; a real appliance gets its own.
+pub const EXAMPLE_MANAGEMENT_KEY: Key = Key([
+    0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10, 0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78,
+    0x13, 0x57, 0x9b, 0xdf, 0x02, 0x46, 0x8a, 0xce, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0,
 ]);
 
 #[cfg(test)]
@@ -1130,6 +1152,21 @@ pub(crate) mod tests {
                 |c: &mut Config| c.deployment.group_secret = c.deployment.key.clone(),
                 "deployment.group_secret",
                 "equal to deployment.key",
+            ),
+            (
+                |c: &mut Config| c.management.key = Key([0; 32]),
+                "management.key",
+                "all zero",
+            ),
+            (
+                |c: &mut Config| c.management.key = c.deployment.key.clone(),
+                "management.key",
+                "equal to a deployment key",
+            ),
+            (
+                |c: &mut Config| c.management.key = c.deployment.group_secret.clone(),
+                "management.key",
+                "equal to a deployment key",
             ),
         ] {
             assert_eq!(field_of(with(f)), field);

@@ -147,8 +147,22 @@ pub struct MgmtCounters {
     pub refused_source: u64,
     /// Shutdown asked while `management.allow_shutdown` is false.
     pub refused_shutdown: u64,
-    /// Not a valid request (bad magic, version or encoding, or too long).
+    /// Not a management datagram (bad magic, too short or too long), or
+    /// authentic but undecodable.
     pub bad_requests: u64,
+    /// The MAC does not verify under the management key (forged, another
+    /// key, or an unauthenticated old-version client): no answer.
+    pub bad_mac: u64,
+    /// Authentic but of another protocol version: refused (`Refusal::Version`).
+    pub bad_version: u64,
+    /// Authentic but its time is more than `mgmt::FRESHNESS_MS` from the
+    /// appliance's clock: no answer.
+    pub stale: u64,
+    /// Authentic and fresh, but its nonce was seen already: no answer.
+    pub replayed: u64,
+    /// Authentic and fresh, but the replay cache is full (more requests than
+    /// it is sized for within the freshness window): no answer.
+    pub replay_full: u64,
     /// A reply could not be encoded or sent (socket buffer full).
     pub reply_failures: u64,
 }

@@ -64,8 +64,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn blob(idle: IdleMode) -> Result<Vec<u8>> {
-    let mut cfg = Lab::config_for(0);
+fn blob(lab: &Lab, idle: IdleMode) -> Result<Vec<u8>> {
+    let mut cfg = lab.config_for(0);
     cfg.idle = idle;
     pias_image::encode(&cfg)
 }
@@ -80,7 +80,7 @@ fn boot_once(
     let mut lab = Lab::new("bench")?;
     // A static neighbour entry: the figure is the appliance's, not the host's ARP retry timer.
     let ip = Lab::appliance_ip(0);
-    let mut spec = Spec::new(machine, accel, blob(IdleMode::Halt)?);
+    let mut spec = Spec::new(machine, accel, blob(&lab, IdleMode::Halt)?);
     spec.memory_mb = memory_mb;
     let mut pinger = Pinger::new(&lab)?;
     let i = lab.boot(kernel, spec)?;
@@ -139,8 +139,9 @@ fn pipelined(
     window: usize,
     seconds: u64,
 ) -> Result<(usize, f64, Vec<Duration>)> {
-    use pias::mgmt::{Request, Response, VERSION};
+    use pias::mgmt::Response;
     let host = lab.host_ip;
+    let base = pias_qemu::client::random_nonce()?;
     let sock = lab.inside(move || Ok(std::net::UdpSocket::bind((host, 0))?))?;
     sock.set_read_timeout(Some(Duration::from_millis(200)))?;
     let target = std::net::SocketAddr::from((Lab::appliance_ip(0), 7001));
@@ -151,23 +152,22 @@ fn pipelined(
     let start = Instant::now();
     while lat.len() < requests && start.elapsed() < Duration::from_secs(seconds) {
         while sent < requests && outstanding < window {
-            let mut q = [0u8; 64];
-            let n = Request {
-                version: VERSION,
-                nonce: sent as u32,
-                op: Op::Status,
-            }
-            .encode(&mut q)
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            sock.send_to(&q[..n], target)?;
+            let q = pias_qemu::client::sealed_request(
+                &lab.mgmt_key,
+                base.wrapping_add(sent as u64),
+                Op::Status,
+            );
+            sock.send_to(&q, target)?;
             sent_at[sent] = Some(Instant::now());
             sent += 1;
             outstanding += 1;
         }
         match sock.recv(&mut buf) {
             Ok(n) => {
-                let r = Response::decode(&buf[..n]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                if let Some(t) = sent_at.get_mut(r.nonce as usize).and_then(Option::take) {
+                let r = Response::open(&lab.mgmt_key, &buf[..n])
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                let i = r.nonce.wrapping_sub(base) as usize;
+                if let Some(t) = sent_at.get_mut(i).and_then(Option::take) {
                     lat.push(t.elapsed());
                     outstanding -= 1;
                 }
@@ -333,7 +333,7 @@ pub fn run(a: Args) -> Result<()> {
         let mut rows = Vec::new();
         for idle in [IdleMode::Halt, IdleMode::Poll] {
             let mut lab = Lab::new("bench")?;
-            lab.boot(&kernel, Spec::new(machine, Accel::Tcg, blob(idle)?))?;
+            lab.boot(&kernel, Spec::new(machine, Accel::Tcg, blob(&lab, idle)?))?;
             lab.appliances[0].wait_for("ready:", Duration::from_secs(30))?;
             lab.wait_carrier(0, Duration::from_secs(5))?;
             let mut client = MgmtClient::new(&lab, Lab::appliance_ip(0), 7001)?;
@@ -371,7 +371,10 @@ pub fn run(a: Args) -> Result<()> {
     for &accel in accels.iter().filter(|a| **a == Accel::Kvm) {
         for machine in Machine::all() {
             let mut lab = Lab::new("bench")?;
-            lab.boot(&kernel, Spec::new(machine, accel, blob(IdleMode::Halt)?))?;
+            lab.boot(
+                &kernel,
+                Spec::new(machine, accel, blob(&lab, IdleMode::Halt)?),
+            )?;
             lab.appliances[0].wait_for("ready:", Duration::from_secs(60))?;
             let cpu = cpu_share(&lab, a.idle_seconds)?;
             r.line(format!(

@@ -3,49 +3,83 @@
 
 use crate::lab::Lab;
 use anyhow::{bail, Context, Result};
-use pias::mgmt::{Body, Op, Request, Response, MAX_RESPONSE, VERSION};
+use pias::mgmt::{Body, Op, Refusal, Request, Response, MAX_RESPONSE, REQUEST_LEN, VERSION};
 use pias::status::{ProxyReport, Status};
+use pias::wire::Key;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// A management client bound inside a lab.
+/// Unix time now, ms.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A random nonce from the OS's generator.
+pub fn random_nonce() -> Result<u64> {
+    let k = crate::lab::random_key()?;
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&k.0[..8]);
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A request for `op` with `nonce`, timed now and sealed with `key`.
+pub fn sealed_request(key: &Key, nonce: u64, op: Op) -> Vec<u8> {
+    let mut buf = [0u8; REQUEST_LEN];
+    let n = Request {
+        nonce,
+        unix_ms: unix_ms(),
+        op,
+    }
+    .seal(key, &mut buf)
+    .unwrap_or(0);
+    buf[..n].to_vec()
+}
+
+/// A management client bound inside a lab, signing with the appliance's
+/// management key and believing only answers sealed with it.
 pub struct MgmtClient {
     sock: UdpSocket,
     target: SocketAddr,
-    nonce: u32,
+    key: Key,
+    nonce: u64,
 }
 
 impl MgmtClient {
+    /// A client of an appliance of `lab` (signing with the lab's key).
     pub fn new(lab: &Lab, target: Ipv4Addr, port: u16) -> Result<MgmtClient> {
-        MgmtClient::in_netns(&lab.ns, lab.host_ip, target, port)
+        MgmtClient::in_netns(&lab.ns, lab.host_ip, target, port, lab.mgmt_key.clone())
     }
 
-    /// A client in namespace `ns`, bound to its address `bind`.
-    pub fn in_netns(ns: &str, bind: Ipv4Addr, target: Ipv4Addr, port: u16) -> Result<MgmtClient> {
+    /// A client in namespace `ns`, bound to its address `bind`, with `key`.
+    pub fn in_netns(
+        ns: &str,
+        bind: Ipv4Addr,
+        target: Ipv4Addr,
+        port: u16,
+        key: Key,
+    ) -> Result<MgmtClient> {
         let sock = crate::lab::inside_netns(ns, move || {
             UdpSocket::bind((bind, 0)).with_context(|| format!("binding a UDP socket to {bind}"))
         })?;
         Ok(MgmtClient {
             sock,
             target: SocketAddr::V4(SocketAddrV4::new(target, port)),
-            nonce: 0,
+            key,
+            nonce: random_nonce()?,
         })
     }
 
-    /// Sends one request and waits up to `timeout` for the matching reply (no retry).
+    /// Sends one request and waits up to `timeout` for the matching reply
+    /// (no retry; a new nonce each time). Answers that are not sealed with
+    /// the key, or answer another request, are skipped.
     pub fn request_once(&mut self, op: Op, timeout: Duration) -> Result<Response> {
         self.nonce = self.nonce.wrapping_add(1);
-        let mut buf = [0u8; 64];
-        let n = Request {
-            version: VERSION,
-            nonce: self.nonce,
-            op,
-        }
-        .encode(&mut buf)
-        .map_err(|e| anyhow::anyhow!("encoding request: {e:?}"))?;
-        self.sock.send_to(&buf[..n], self.target)?;
+        let q = sealed_request(&self.key, self.nonce, op);
+        self.sock.send_to(&q, self.target)?;
         let deadline = Instant::now() + timeout;
         let mut reply = [0u8; MAX_RESPONSE + 1];
         loop {
@@ -62,11 +96,21 @@ impl MgmtClient {
             if from != self.target {
                 continue;
             }
-            let resp =
-                Response::decode(&reply[..len]).map_err(|e| anyhow::anyhow!("bad reply: {e:?}"))?;
-            if resp.nonce == self.nonce {
-                return Ok(resp);
+            let Ok(resp) = Response::open(&self.key, &reply[..len]) else {
+                // Not sealed with our key: an impostor or garbage.
+                continue;
+            };
+            if resp.nonce != self.nonce {
+                continue;
             }
+            if resp.body == Body::Refused(Refusal::Version) {
+                bail!(
+                    "{} speaks management protocol version {}, this tool {VERSION}",
+                    self.target,
+                    resp.version
+                );
+            }
+            return Ok(resp);
         }
     }
 

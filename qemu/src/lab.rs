@@ -236,7 +236,8 @@ impl Appliance {
         }
     }
 
-    fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
+    /// The exit status if QEMU has exited (reaped once), else None.
+    pub fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
         if self.exit.is_none() {
             self.exit = self.child.try_wait()?;
         }
@@ -293,6 +294,17 @@ pub struct Lab {
     dir: tempfile::TempDir,
     taps: u32,
     pub appliances: Vec<Appliance>,
+    /// This lab's management key, fresh per lab (`config_for` puts it in
+    /// each appliance's config; `MgmtClient::new` signs with it).
+    pub mgmt_key: pias::wire::Key,
+}
+
+/// A fresh random key from the OS's generator.
+pub fn random_key() -> Result<pias::wire::Key> {
+    let mut k = [0u8; 32];
+    let mut f = File::open("/dev/urandom").context("opening /dev/urandom")?;
+    std::io::Read::read_exact(&mut f, &mut k).context("reading /dev/urandom")?;
+    Ok(pias::wire::Key(k))
 }
 
 /// The lab subnet: the bridge is .1, appliances are .2, .3, …
@@ -310,6 +322,7 @@ impl Lab {
             dir: tempfile::Builder::new().prefix("pias-lab-").tempdir()?,
             taps: 0,
             appliances: Vec::new(),
+            mgmt_key: random_key()?,
         };
         register_dir(&lab.ns, lab.dir.path());
         run(Command::new("ip").args(["netns", "add", &lab.ns]))?;
@@ -348,11 +361,19 @@ impl Lab {
         Ipv4Addr::new(LAB_SUBNET[0], LAB_SUBNET[1], LAB_SUBNET[2], 2 + n as u8)
     }
 
+    /// `example_config_for(n)` with this lab's management key.
+    pub fn config_for(&self, n: usize) -> pias::Config {
+        let mut cfg = Lab::example_config_for(n);
+        cfg.management.key = self.mgmt_key.clone();
+        cfg
+    }
+
     /// The example config, renamed and readdressed for the n-th appliance,
     /// in a lab deployment of `max(8, n + 1)` proxies (ids 1.., all in
     /// cluster 1, at `appliance_ip`): every appliance of a lab of up to 8
-    /// carries the same deployment section, whichever of them it is.
-    pub fn config_for(n: usize) -> pias::Config {
+    /// carries the same deployment section, whichever of them it is. Its
+    /// management key is the example's, which is public.
+    pub fn example_config_for(n: usize) -> pias::Config {
         const LAB_DEPLOYMENT: usize = 8;
         let mut cfg = pias::Config::example();
         cfg.node.id = 1 + n as u32;

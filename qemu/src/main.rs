@@ -170,16 +170,16 @@ fn boot_lab(b: &Boot, count: usize) -> Result<()> {
                     .with_context(|| format!("{} refused", path.display()))?
             }
             Some(_) => bail!("--config is for a single appliance; a lab readdresses the default"),
-            None => Lab::config_for(n),
+            None => lab.config_for(n),
         };
         let ip = std::net::Ipv4Addr::from(cfg.interfaces[0].address.addr.0);
         let mut spec = Spec::new(machine, accel, pias_image::encode(&cfg)?);
         spec.memory_mb = b.memory;
         let i = lab.boot(&kernel, spec)?;
-        targets.push((i, ip, cfg.ports.management));
+        targets.push((i, ip, cfg.ports.management, cfg.management.key.clone()));
     }
     let mut pinger = Pinger::new(&lab)?;
-    for &(i, ip, port) in &targets {
+    for (i, ip, port, key) in targets.iter().cloned() {
         let t = lab.appliances[i].wait_for("ready:", Duration::from_secs(30))?;
         println!(
             "appliance {} ({machine}, {accel}) ready after {:.0} ms",
@@ -193,7 +193,7 @@ fn boot_lab(b: &Boot, count: usize) -> Result<()> {
                 None => println!("  ping {ip}: no reply"),
             }
         }
-        let status = MgmtClient::new(&lab, ip, port)?.status()?;
+        let status = MgmtClient::in_netns(&lab.ns, lab.host_ip, ip, port, key)?.status()?;
         print!(
             "  status of {ip}:{port}:\n{}",
             pias_qemu::report::status_text(&status)

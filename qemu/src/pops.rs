@@ -738,6 +738,7 @@ impl TopoLab {
             p.router_ip(),
             p.appliance_ip(),
             self.management_port,
+            self.keys.management.clone(),
         )
     }
 

@@ -39,7 +39,21 @@ pub fn status_text(s: &Status) -> String {
         n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full
     );
     let m = &s.mgmt;
-    let _ = writeln!(o, "  management: {} requests, {} refused (source), {} refused (shutdown), {} bad, {} reply failures", m.requests, m.refused_source, m.refused_shutdown, m.bad_requests, m.reply_failures);
+    let _ = writeln!(
+        o,
+        "  management: {} requests; refused: {} source, {} bad MAC, {} stale, {} replayed, \
+         {} replay cache full, {} other version, {} malformed, {} shutdown disabled; {} reply failures",
+        m.requests,
+        m.refused_source,
+        m.bad_mac,
+        m.stale,
+        m.replayed,
+        m.replay_full,
+        m.bad_version,
+        m.bad_requests,
+        m.refused_shutdown,
+        m.reply_failures
+    );
     let _ = writeln!(
         o,
         "  loop: {} polls, {} halts, {} wake-ups",

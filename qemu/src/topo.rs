@@ -327,21 +327,17 @@ pub struct LabKeys {
     pub deployment: pias::wire::Key,
     /// The group secret every group's key derives from.
     pub group_secret: pias::wire::Key,
+    /// The appliances' management key.
+    pub management: pias::wire::Key,
 }
 
 impl LabKeys {
-    /// Two fresh random keys (from the OS's generator).
+    /// Three fresh random keys (from the OS's generator).
     pub fn random() -> anyhow::Result<LabKeys> {
-        let mut bytes = [0u8; 64];
-        let mut f = std::fs::File::open("/dev/urandom")?;
-        std::io::Read::read_exact(&mut f, &mut bytes)?;
-        let mut d = [0u8; 32];
-        let mut g = [0u8; 32];
-        d.copy_from_slice(&bytes[..32]);
-        g.copy_from_slice(&bytes[32..]);
         Ok(LabKeys {
-            deployment: pias::wire::Key(d),
-            group_secret: pias::wire::Key(g),
+            deployment: crate::lab::random_key()?,
+            group_secret: crate::lab::random_key()?,
+            management: crate::lab::random_key()?,
         })
     }
 
@@ -355,7 +351,7 @@ impl LabKeys {
 /// 198.18.i.2/24 behind the router .1, every POP's appliance in the
 /// deployment, the run's keys, management from 198.18.0.0/15.
 pub fn topo_config(topo: &Topology, pop: &Pop, keys: &LabKeys) -> pias::Config {
-    let mut cfg = crate::Lab::config_for(usize::from(pop.index.saturating_sub(1)));
+    let mut cfg = crate::Lab::example_config_for(usize::from(pop.index.saturating_sub(1)));
     cfg.node.id = u32::from(pop.index);
     cfg.node.cluster = u32::from(pop.index);
     cfg.node.name = pop.name.as_str().try_into().unwrap_or_default();
@@ -366,6 +362,7 @@ pub fn topo_config(topo: &Topology, pop: &Pop, keys: &LabKeys) -> pias::Config {
         .management
         .allow
         .push(pias::Ipv4Prefix::new(pias::Ipv4([198, 18, 0, 0]), 15));
+    cfg.management.key = keys.management.clone();
     cfg.deployment.key = keys.deployment.clone();
     cfg.deployment.group_secret = keys.group_secret.clone();
     // The second DNS group is spread by load; the others follow the default.

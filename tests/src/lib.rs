@@ -28,7 +28,7 @@ pub fn lab_with(tag: &str, machine: Machine, n: usize) -> Lab {
     let kernel = kernel();
     let mut lab = Lab::new(tag).expect("creating the lab");
     for i in 0..n {
-        let blob = pias_image::encode(&Lab::config_for(i)).expect("encoding");
+        let blob = pias_image::encode(&lab.config_for(i)).expect("encoding");
         lab.boot(&kernel, Spec::new(machine, test_accel(), blob))
             .expect("booting");
     }

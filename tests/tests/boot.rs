@@ -49,7 +49,7 @@ fn config_arrives_as_initrd_too() {
         let mut spec = Spec::new(
             machine,
             test_accel(),
-            pias_image::encode(&Lab::config_for(0)).unwrap(),
+            pias_image::encode(&lab.config_for(0)).unwrap(),
         );
         spec.delivery = ConfigDelivery::Initrd;
         lab.boot(&kernel(), spec).unwrap();
@@ -73,7 +73,7 @@ fn boots_under_kvm_when_the_host_has_it() {
             Spec::new(
                 machine,
                 Accel::Kvm,
-                pias_image::encode(&Lab::config_for(0)).unwrap(),
+                pias_image::encode(&lab.config_for(0)).unwrap(),
             ),
         )
         .unwrap();

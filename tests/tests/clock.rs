@@ -49,7 +49,7 @@ fn kvm_clock_matches_host_when_the_host_has_kvm() {
     }
     for machine in Machine::all() {
         let mut lab = Lab::new("clock-kvm").unwrap();
-        let blob = pias_image::encode(&Lab::config_for(0)).unwrap();
+        let blob = pias_image::encode(&lab.config_for(0)).unwrap();
         lab.boot(&kernel(), Spec::new(machine, Accel::Kvm, blob))
             .unwrap();
         lab.appliances[0]

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Lab appliance 0's config in a deployment of `n` proxies (the others at
 /// 10.x addresses, ten per cluster).
 fn config_of(n: u32) -> pias::Config {
-    let mut cfg = Lab::config_for(0);
+    let mut cfg = Lab::example_config_for(0);
     cfg.capacity.peers = n;
     cfg.deployment.proxies = (1..=n)
         .map(|id| ProxyEntry {
@@ -56,7 +56,7 @@ fn twenty_thousand_proxies_encode_decode_and_boot() {
     assert!(blob.len() <= pias::blob::MAX_BLOB);
     assert_eq!(pias_image::decode(&blob).unwrap(), big);
 
-    let small = pias_image::encode(&Lab::config_for(0)).unwrap();
+    let small = pias_image::encode(&Lab::example_config_for(0)).unwrap();
     let (small_ready, small_us, _) = boot(small.clone());
     let (big_ready, big_us, line) = boot(blob.clone());
     assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 #[test]
 fn grub_iso_boots_through_multiboot2_with_the_config_module() {
     let mut lab = Lab::new("grub").unwrap();
-    let blob = pias_image::encode(&Lab::config_for(0)).unwrap();
+    let blob = pias_image::encode(&lab.config_for(0)).unwrap();
     let iso = lab.path("pias.iso");
     build::iso(&kernel(), &blob, &iso).expect("building the ISO");
     let mut spec = Spec::new(Machine::Q35, test_accel(), Vec::new());

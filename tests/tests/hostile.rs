@@ -37,14 +37,8 @@ const SILENCE: Duration = Duration::from_millis(600);
 const ANSWER: Duration = Duration::from_secs(5);
 
 fn mgmt(lab: &TopoLab, pop: usize) -> MgmtClient {
-    let p = &lab.topology.pops[pop];
-    MgmtClient::in_netns(
-        &lab.router_ns(pop),
-        p.router_ip(),
-        p.appliance_ip(),
-        lab.management_port,
-    )
-    .unwrap_or_else(|e| panic!("management client for pop {}: {e:#}", pop + 1))
+    lab.mgmt(pop)
+        .unwrap_or_else(|e| panic!("management client for pop {}: {e:#}", pop + 1))
 }
 
 fn report(lab: &TopoLab, pop: usize) -> ProxyReport {

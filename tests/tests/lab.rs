@@ -61,7 +61,8 @@ fn idle_appliance_halts() {
 /// stop notifying the device there).
 #[test]
 fn survives_virtqueue_index_wrap() {
-    use pias::mgmt::{Op, Request, Response, VERSION};
+    use pias::mgmt::{Op, Response};
+    use pias_qemu::client::{random_nonce, sealed_request};
     const TOTAL: u32 = 70_000;
     const WINDOW: u32 = 16;
     let lab = lab_with("wrap", Machine::Microvm, 1);
@@ -72,25 +73,19 @@ fn survives_virtqueue_index_wrap() {
         .unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    let base = random_nonce().unwrap();
     let started = Instant::now();
     let (mut sent, mut answered, mut timeouts) = (0u32, 0u32, 0u32);
     let mut buf = [0u8; 2048];
     while answered < TOTAL && started.elapsed() < Duration::from_secs(120) {
         while sent < TOTAL && sent - answered - timeouts < WINDOW {
-            let mut q = [0u8; 64];
-            let n = Request {
-                version: VERSION,
-                nonce: sent,
-                op: Op::Status,
-            }
-            .encode(&mut q)
-            .unwrap();
-            sock.send_to(&q[..n], target).unwrap();
+            let q = sealed_request(&lab.mgmt_key, base + u64::from(sent), Op::Status);
+            sock.send_to(&q, target).unwrap();
             sent += 1;
         }
         match sock.recv(&mut buf) {
             Ok(n) => {
-                Response::decode(&buf[..n]).unwrap();
+                Response::open(&lab.mgmt_key, &buf[..n]).unwrap();
                 answered += 1;
             }
             Err(_) => {
