@@ -38,7 +38,7 @@ impl Machine {
 
     pub fn qemu_args(self) -> Vec<String> {
         match self {
-            Machine::Microvm => vec!["-M".into(), "microvm".into()],
+            Machine::Microvm => vec!["-M".into(), "microvm,rtc=on".into()],
             Machine::Q35 => vec!["-M".into(), "q35".into(), "-bios".into(), QBOOT.into()],
         }
     }

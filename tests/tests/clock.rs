@@ -11,6 +11,14 @@ fn check(machine: Machine) {
 }
 
 fn measure(lab: &Lab, machine: Machine) {
+    // The wall clock comes from the RTC (microvm has one only with rtc=on
+    // under KVM): without it every registration and management request
+    // would be refused as stale.
+    let console = lab.appliances[0].console();
+    assert!(
+        !console.contains("RTC gives no date"),
+        "{machine}: no wall clock:\n{console}"
+    );
     let mut client = mgmt(lab, 0);
     let t0 = Instant::now();
     let a = client.status().unwrap().uptime_ms;
