@@ -70,22 +70,41 @@ pub fn agent() -> Result<PathBuf> {
 }
 
 fn build_agent() -> Result<PathBuf> {
+    build_host_bin("pias-agent", "pias-agent", "agent")
+}
+
+/// The operator CLI (`piasctl`), built once per process in release mode.
+pub fn piasctl() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&BUILT, || build_host_bin("pias-ctl", "piasctl", "ctl"))
+}
+
+/// Builds binary `bin` of package `package` (release, in target/`dir`).
+fn build_host_bin(package: &str, bin: &str, dir: &str) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let dir = workspace_root().join("target").join("agent");
+    let dir = workspace_root().join("target").join(dir);
     let status = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["build", "-p", "pias-agent", "--release", "--target-dir"])
+        .args([
+            "build",
+            "-p",
+            package,
+            "--bin",
+            bin,
+            "--release",
+            "--target-dir",
+        ])
         .arg(&dir)
         .status()
-        .context("running cargo to build the agent")?;
+        .with_context(|| format!("running cargo to build {bin}"))?;
     if !status.success() {
-        bail!("agent build failed ({status})");
+        bail!("{bin} build failed ({status})");
     }
-    let bin = dir.join("release/pias-agent");
-    if !bin.exists() {
-        bail!("agent build produced no {}", bin.display());
+    let path = dir.join("release").join(bin);
+    if !path.exists() {
+        bail!("{bin} build produced no {}", path.display());
     }
-    Ok(bin)
+    Ok(path)
 }
 
 /// Builds a BIOS/UEFI-bootable ISO (grub-mkrescue) that boots `kernel` through

@@ -3,49 +3,19 @@
 
 use crate::lab::Lab;
 use anyhow::{bail, Context, Result};
-use pias::mgmt::{Body, Op, Refusal, Request, Response, MAX_RESPONSE, REQUEST_LEN, VERSION};
+use pias::mgmt::{Body, Op, Response};
 use pias::status::{ProxyReport, Status};
 use pias::wire::Key;
+pub use pias_ctl::client::{random_nonce, sealed_request, timed_out, unix_ms};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// Unix time now, ms.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A random nonce from the OS's generator.
-pub fn random_nonce() -> Result<u64> {
-    let k = crate::lab::random_key()?;
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&k.0[..8]);
-    Ok(u64::from_le_bytes(b))
-}
-
-/// A request for `op` with `nonce`, timed now and sealed with `key`.
-pub fn sealed_request(key: &Key, nonce: u64, op: Op) -> Vec<u8> {
-    let mut buf = [0u8; REQUEST_LEN];
-    let n = Request {
-        nonce,
-        unix_ms: unix_ms(),
-        op,
-    }
-    .seal(key, &mut buf)
-    .unwrap_or(0);
-    buf[..n].to_vec()
-}
-
-/// A management client bound inside a lab, signing with the appliance's
-/// management key and believing only answers sealed with it.
+/// A management client bound inside a lab (`pias_ctl::Client` on a socket
+/// made in the lab's namespace), signing with the appliance's management key.
 pub struct MgmtClient {
-    sock: UdpSocket,
-    target: SocketAddr,
-    key: Key,
-    nonce: u64,
+    inner: pias_ctl::Client,
 }
 
 impl MgmtClient {
@@ -65,65 +35,20 @@ impl MgmtClient {
         let sock = crate::lab::inside_netns(ns, move || {
             UdpSocket::bind((bind, 0)).with_context(|| format!("binding a UDP socket to {bind}"))
         })?;
+        let target = SocketAddr::V4(SocketAddrV4::new(target, port));
         Ok(MgmtClient {
-            sock,
-            target: SocketAddr::V4(SocketAddrV4::new(target, port)),
-            key,
-            nonce: random_nonce()?,
+            inner: pias_ctl::Client::new(sock, target, key)?,
         })
     }
 
-    /// Sends one request and waits up to `timeout` for the matching reply
-    /// (no retry; a new nonce each time). Answers that are not sealed with
-    /// the key, or answer another request, are skipped.
+    /// Sends one request and waits up to `timeout` for its answer (no retry).
     pub fn request_once(&mut self, op: Op, timeout: Duration) -> Result<Response> {
-        self.nonce = self.nonce.wrapping_add(1);
-        let q = sealed_request(&self.key, self.nonce, op);
-        self.sock.send_to(&q, self.target)?;
-        let deadline = Instant::now() + timeout;
-        let mut reply = [0u8; MAX_RESPONSE + 1];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!("no reply from {} within {timeout:?}", self.target);
-            }
-            self.sock.set_read_timeout(Some(left))?;
-            let (len, from) = match self.sock.recv_from(&mut reply) {
-                Ok(r) => r,
-                Err(e) if timed_out(&e) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if from != self.target {
-                continue;
-            }
-            let Ok(resp) = Response::open(&self.key, &reply[..len]) else {
-                // Not sealed with our key: an impostor or garbage.
-                continue;
-            };
-            if resp.nonce != self.nonce {
-                continue;
-            }
-            if resp.body == Body::Refused(Refusal::Version) {
-                bail!(
-                    "{} speaks management protocol version {}, this tool {VERSION}",
-                    self.target,
-                    resp.version
-                );
-            }
-            return Ok(resp);
-        }
+        Ok(self.inner.request_once(op, timeout)?)
     }
 
     /// Sends `op` up to `tries` times (UDP may be lost while the lab settles).
     pub fn request(&mut self, op: Op, tries: u32, per_try: Duration) -> Result<Response> {
-        let mut last = None;
-        for _ in 0..tries.max(1) {
-            match self.request_once(op, per_try) {
-                Ok(r) => return Ok(r),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+        Ok(self.inner.request(op, tries, per_try)?)
     }
 
     pub fn status(&mut self) -> Result<Status> {
@@ -243,12 +168,4 @@ impl Pinger {
         }
         bail!("no echo reply from {to} within {timeout:?}")
     }
-}
-
-/// Whether a socket read ended by its read timeout (not by an error).
-fn timed_out(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
 }

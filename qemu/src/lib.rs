@@ -10,7 +10,7 @@ pub mod lab;
 pub mod machine;
 pub mod pops;
 pub mod proxybench;
-pub mod report;
+pub use pias_ctl::report;
 pub mod rr;
 pub mod services;
 pub mod topo;
