@@ -269,6 +269,151 @@ pub(crate) mod tests {
         assert_eq!(c.rx_dropped(), 2);
     }
 
+    /// Recomputes the IPv4 header checksum after a header field changed.
+    fn fix_ip(mut f: Vec<u8>) -> Vec<u8> {
+        Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        f
+    }
+
+    /// A TCP SYN from the peer to us with data offset `words` (5 = no
+    /// options), its checksum right for whatever it claims.
+    fn tcp_frame(words: u8) -> Vec<u8> {
+        let seg_len = 20;
+        let ip = Ipv4Repr {
+            src_addr: PEER_IP,
+            dst_addr: OUR_IP,
+            next_header: IpProtocol::Tcp,
+            payload_len: seg_len,
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 14 + 20 + seg_len];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        f.set_dst_addr(EthernetAddress(OUR_MAC));
+        f.set_src_addr(EthernetAddress(PEER_MAC));
+        f.set_ethertype(EthernetProtocol::Ipv4);
+        let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+        ip.emit(&mut p, &ChecksumCapabilities::default());
+        let seg = p.payload_mut();
+        seg[..2].copy_from_slice(&40000u16.to_be_bytes());
+        seg[2..4].copy_from_slice(&80u16.to_be_bytes());
+        seg[12] = words << 4;
+        seg[13] = 0x02; // SYN
+        seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        let mut t = TcpPacket::new_unchecked(&mut seg[..]);
+        t.fill_checksum(&IpAddress::Ipv4(PEER_IP), &IpAddress::Ipv4(OUR_IP));
+        buf
+    }
+
+    /// A well-formed ARP request from the peer, to Ethernet broadcast.
+    fn arp_request_broadcast() -> Vec<u8> {
+        let arp = smoltcp::wire::ArpRepr::EthernetIpv4 {
+            operation: smoltcp::wire::ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(PEER_MAC),
+            source_protocol_addr: PEER_IP,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: OUR_IP,
+        };
+        let mut buf = vec![0u8; 14 + arp.buffer_len()];
+        let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+        f.set_dst_addr(EthernetAddress::BROADCAST);
+        f.set_src_addr(EthernetAddress(PEER_MAC));
+        f.set_ethertype(EthernetProtocol::Arp);
+        arp.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+        buf
+    }
+
+    /// The boundaries, each frame with its verdict: accepted frames at the
+    /// limits, and each refusal counted under its own counter and no other.
+    #[test]
+    fn boundary_table_each_reason_bumps_only_its_counter() {
+        let good = udp_frame(7001, b"hello");
+        let full = udp_frame(7001, &[7u8; 1500 - 20 - 8]);
+        assert_eq!(full.len(), 14 + 1500);
+        let mut one_over = udp_frame(7001, &[7u8; 1500 - 20 - 8 + 1]);
+        one_over.truncate(14 + 1501);
+        let mut multicast = good.clone();
+        multicast[..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1]);
+        let mut more_frags = good.clone();
+        more_frags[14 + 6] |= 0x20;
+        let mut offset = good.clone();
+        offset[14 + 7] = 1;
+        let mut udp_long = good.clone();
+        udp_long[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&(8u16 + 6).to_be_bytes());
+        let mut udp_short = good.clone();
+        udp_short[14 + 20 + 4..14 + 20 + 6].copy_from_slice(&(8u16 + 4).to_be_bytes());
+        let mut vlan = good.clone();
+        vlan[12..14].copy_from_slice(&[0x81, 0x00]);
+        let mut v5 = good.clone();
+        v5[14] = 0x55;
+        let cases: [(&str, Vec<u8>, Result<(), DropReason>); 16] = [
+            ("a small UDP datagram", good.clone(), Ok(())),
+            ("a full-size frame (IP MTU 1500)", full, Ok(())),
+            ("one byte over", one_over, Err(DropReason::Oversized)),
+            ("broadcast ARP request", arp_request_broadcast(), Ok(())),
+            ("IPv4 multicast to a group MAC", fix_ip(multicast), Ok(())),
+            ("a TCP SYN", tcp_frame(5), Ok(())),
+            (
+                "the Ethernet header alone",
+                good[..14].to_vec(),
+                Err(DropReason::BadIpv4),
+            ),
+            ("13 bytes", good[..13].to_vec(), Err(DropReason::Runt)),
+            (
+                "more fragments",
+                fix_ip(more_frags),
+                Err(DropReason::Unsupported),
+            ),
+            (
+                "a fragment offset",
+                fix_ip(offset),
+                Err(DropReason::Unsupported),
+            ),
+            ("VLAN-tagged", vlan, Err(DropReason::Unsupported)),
+            ("IP version 5", fix_ip(v5), Err(DropReason::BadIpv4)),
+            (
+                "UDP length beyond the packet",
+                udp_long,
+                Err(DropReason::BadL4),
+            ),
+            (
+                "UDP length short of the packet",
+                udp_short,
+                Err(DropReason::BadL4),
+            ),
+            (
+                "TCP data offset 15 words (past the segment)",
+                tcp_frame(15),
+                Err(DropReason::BadL4),
+            ),
+            (
+                "TCP data offset 4 words (under the header)",
+                tcp_frame(4),
+                Err(DropReason::BadL4),
+            ),
+        ];
+        for (what, frame, want) in cases {
+            let got = classify(&frame, OUR_MAC, 1500);
+            assert_eq!(got, want, "{what}");
+            let mut c = NetCounters::default();
+            if let Err(r) = got {
+                r.count(&mut c);
+                assert_eq!(c.rx_dropped(), 1, "{what}: {c:?}");
+                let named = match r {
+                    DropReason::Runt => c.rx_runt,
+                    DropReason::Oversized => c.rx_oversized,
+                    DropReason::NotForUs => c.rx_not_for_us,
+                    DropReason::Unsupported => c.rx_unsupported,
+                    DropReason::BadArp => c.rx_bad_arp,
+                    DropReason::BadIpv4 => c.rx_bad_ipv4,
+                    DropReason::BadIpChecksum => c.rx_bad_ip_checksum,
+                    DropReason::BadL4 => c.rx_bad_l4,
+                    DropReason::BadL4Checksum => c.rx_bad_l4_checksum,
+                };
+                assert_eq!(named, 1, "{what}: counted elsewhere: {c:?}");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn classify_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..1600)) {
