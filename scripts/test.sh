@@ -12,12 +12,17 @@ cargo clippy --workspace --exclude pias-kernel --exclude pias-boot --all-targets
 cargo kernel-clippy -- -D warnings
 bash scripts/fuzz.sh "${PIAS_FUZZ_SECONDS:-10}"
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+skips="$(mktemp)"
+trap 'rm -f "$log" "$skips"' EXIT
 set +e
-cargo test --workspace --exclude pias-kernel --exclude pias-boot "$@" 2>&1 | tee "$log"
+PIAS_SKIP_LOG="$skips" cargo test --workspace --exclude pias-kernel --exclude pias-boot "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -oE '^test result: .*' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -oE '^test result: .*' "$log" | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
-echo "tests: $passed passed, $failed failed"
+skipped=$(wc -l <"$skips")
+echo "tests: $passed passed, $failed failed, $skipped skipped (counted among the passed)"
+if [ "$skipped" -gt 0 ]; then
+  sed 's/^/  skipped: /' "$skips"
+fi
 exit "$status"

@@ -84,3 +84,37 @@ pub fn require_lab_programs() {
         }
     }
 }
+
+/// Records that the calling test did not exercise what it is for (the host
+/// lacks something optional, such as a usable /dev/kvm): said on stderr and
+/// appended to the file `PIAS_SKIP_LOG` names, which scripts/test.sh counts
+/// and lists in its summary line, so a skip is never reported as a pass.
+pub fn skip(reason: &str) {
+    eprintln!("SKIPPED: {reason}");
+    if let Ok(path) = std::env::var("PIAS_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{reason}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_skip_is_recorded_where_the_test_script_counts_it() {
+        let path = std::env::temp_dir().join(format!("pias-skip-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        // The only test in this binary: no other thread reads the variable.
+        std::env::set_var("PIAS_SKIP_LOG", &path);
+        super::skip("no widget here");
+        super::skip("nor there");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text, "no widget here\nnor there\n");
+    }
+}
