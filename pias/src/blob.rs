@@ -10,8 +10,8 @@ use core::fmt;
 /// "PIAS" followed by "CF": the first six bytes of every blob.
 pub const MAGIC: [u8; 6] = *b"PIASCF";
 /// The payload format this build reads and writes (2: the deployment section
-/// and the NAT idle times).
-pub const FORMAT_VERSION: u16 = 2;
+/// and the NAT idle times; 3: the management key).
+pub const FORMAT_VERSION: u16 = 3;
 /// Header size in bytes: magic (6), version (2), payload length (4), CRC-32 (4).
 pub const HEADER_LEN: usize = 16;
 /// The largest payload accepted: 512 KiB. A deployment of 20,000 proxies
@@ -246,6 +246,18 @@ mod tests {
             CRC32.checksum(&blob[HEADER_LEN..]),
             "the header holds the payload's CRC-32"
         );
+    }
+
+    /// The example config's blob, byte for byte, as `pias-image encode
+    /// docs/example.toml` wrote it: pins the header, the CRC variant and the
+    /// payload encoding that appliances and tools of different builds must
+    /// agree on. A deliberate format change regenerates it with that command
+    /// (to pias/testdata/example.blob) and bumps the blob version.
+    #[test]
+    fn the_example_blob_is_golden() {
+        let golden: &[u8] = include_bytes!("../testdata/example.blob");
+        assert_eq!(example_blob().as_slice(), golden);
+        assert_eq!(decode(golden).unwrap(), Config::example());
     }
 
     #[test]
