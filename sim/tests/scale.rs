@@ -117,5 +117,9 @@ fn vivaldi_predicts_rtt_within_a_modest_error() {
         median,
         p90
     );
-    assert!(median < 0.25, "median relative error {median}");
+    // Measured: median 0.022, 90th percentile 0.122 (deterministic for this
+    // seed). Bounds at about twice that: a Vivaldi step or error weight gone
+    // wrong fails them, where the old bound of 0.25 let the median grow 11×.
+    assert!(median < 0.05, "median relative error {median}");
+    assert!(p90 < 0.25, "90th percentile relative error {p90}");
 }
