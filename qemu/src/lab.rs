@@ -327,6 +327,16 @@ impl Lab {
         register_dir(&lab.ns, lab.dir.path());
         run(Command::new("ip").args(["netns", "add", &lab.ns]))?;
         lab.exec(&["ip", "link", "set", "lo", "up"])?;
+        // No IPv6 on the lab's links: no router solicitations or MLD reports
+        // reach the appliances to blur their counters.
+        for k in ["all", "default"] {
+            lab.exec(&[
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("net.ipv6.conf.{k}.disable_ipv6=1"),
+            ])?;
+        }
         lab.exec(&["ip", "link", "add", "br0", "type", "bridge"])?;
         lab.exec(&[
             "ip",

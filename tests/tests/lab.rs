@@ -35,9 +35,12 @@ fn idle_appliance_halts() {
     std::thread::sleep(Duration::from_secs(2));
     let used = a.cpu_time().unwrap() - before_cpu;
     let share = used.as_secs_f64() / wall.elapsed().as_secs_f64();
-    // A spinning guest uses ~100% of a core; a halted one a few percent at most.
+    eprintln!("idle appliance: {:.2}% of a core", share * 100.0);
+    // A spinning guest uses ~100% of a core. Measured idle here (TCG,
+    // microvm): 0.5-1.0% (QEMU's CPU time moves in 10 ms ticks, 0.5% of 2 s).
+    // The bound is 5%: a loop that spins even a twentieth of the time fails.
     assert!(
-        share < 0.25,
+        share < 0.05,
         "idle appliance used {:.0}% of a core",
         share * 100.0
     );
