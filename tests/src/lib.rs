@@ -85,6 +85,20 @@ pub fn require_lab_programs() {
     }
 }
 
+/// Waits (10 s at most) for appliance `n` to exit and checks it stopped
+/// cleanly (`exit::SHUTDOWN`, status 33); on failure, shows its console.
+pub fn assert_clean_exit(lab: &mut Lab, n: usize) {
+    let code = lab.appliances[n]
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit");
+    assert_eq!(
+        code,
+        Some(pias::exit::qemu_status(pias::exit::SHUTDOWN)),
+        "console:\n{}",
+        lab.appliances[n].console()
+    );
+}
+
 /// Records that the calling test did not exercise what it is for (the host
 /// lacks something optional, such as a usable /dev/kvm): said on stderr and
 /// appended to the file `PIAS_SKIP_LOG` names, which scripts/test.sh counts

@@ -1,7 +1,6 @@
 //! Boot on both machine types, config by fw_cfg and by initrd, clean shutdown
 //! on a management request, and (where it exists) KVM.
 
-use pias::exit::{qemu_status, SHUTDOWN};
 use pias::mgmt::Body;
 use pias_qemu::{Accel, ConfigDelivery, Lab, Machine, Spec};
 use pias_tests::{kernel, lab_with, mgmt, status_of, test_accel};
@@ -21,15 +20,7 @@ fn boot_status_shutdown(machine: Machine) {
     );
     let mut client = mgmt(&lab, 0);
     assert_eq!(client.shutdown().expect("shutdown"), Body::ShuttingDown);
-    let code = lab.appliances[0]
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit");
-    assert_eq!(
-        code,
-        Some(qemu_status(SHUTDOWN)),
-        "console:\n{}",
-        lab.appliances[0].console()
-    );
+    pias_tests::assert_clean_exit(&mut lab, 0);
 }
 
 #[test]

@@ -4,7 +4,6 @@
 //! prints no key; shutdown is refused where the config forbids it and stops
 //! the appliance cleanly (status 33) where it allows it.
 
-use pias::exit::{qemu_status, SHUTDOWN};
 use pias_qemu::client::MgmtClient;
 use pias_qemu::{Lab, Machine, Spec};
 use pias_tests::{kernel, test_accel};
@@ -120,8 +119,5 @@ fn piasctl_reports_refuses_and_shuts_down() {
     let (out, _) = piasctl(&lab, &key_file, &["shutdown", &a0]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("shutting down"));
-    let code = lab.appliances[0]
-        .wait_exit(Duration::from_secs(10))
-        .expect("exit");
-    assert_eq!(code, Some(qemu_status(SHUTDOWN)));
+    pias_tests::assert_clean_exit(&mut lab, 0);
 }
