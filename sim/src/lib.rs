@@ -34,6 +34,10 @@ pub struct Target {
     pub alive: bool,
     /// Whether it answers client packets (through its JAP).
     pub echo: bool,
+    /// Whether it answers its JAP's health pings (and its watchdog sends
+    /// pongs). A live target that does not is hung to its JAP but still
+    /// receives what it is sent: what a test of "down means no packets" needs.
+    pub answers_pings: bool,
     /// (client, packet) received.
     pub received: Vec<(Endpoint, Vec<u8>)>,
     pub acks: u32,
@@ -412,6 +416,7 @@ impl Sim {
             pos,
             alive: true,
             echo: true,
+            answers_pings: true,
             received: Vec::new(),
             acks: 0,
             nacks: Vec::new(),
@@ -656,7 +661,9 @@ impl Sim {
                 nonce,
             } => {
                 self.targets[t].last_ping = Some((self.now, nonce));
-                self.send_pong(t, group, target, nonce);
+                if self.targets[t].answers_pings {
+                    self.send_pong(t, group, target, nonce);
+                }
             }
             Message::Rejoin { .. } => {
                 self.targets[t].rejoins += 1;
@@ -688,7 +695,7 @@ impl Sim {
         };
         let tg = &self.targets[t];
         let silent = tg.last_ping.is_none_or(|(at, _)| self.now - at >= period);
-        if tg.alive && silent {
+        if tg.alive && tg.answers_pings && silent {
             let (group, ep) = (tg.group, tg.ep);
             let nonce = tg.last_ping.map_or(0, |(_, n)| n);
             self.send_pong(t, group, ep, nonce);

@@ -94,19 +94,22 @@ proptest! {
             s.register(t, true);
         }
         s.run_for(SEC);
-        s.targets[ts[victim]].alive = false;
+        // Hung: alive and receiving, but silent to pings and to clients.
+        s.targets[ts[victim]].answers_pings = false;
+        s.targets[ts[victim]].echo = false;
         s.run_for(2 * SEC);
         let before = s.targets[ts[victim]].received.len();
-        s.targets[ts[victim]].alive = true; // it would accept packets now: none may come
-        s.targets[ts[victim]].echo = false;
-        // It no longer answers pings either: keep it "down" from the JAP's view.
         let c = s.add_client(Pos(30.0, 30.0));
         for i in 0..10u8 {
             s.client_send(c, group(), &[i]);
         }
-        s.targets[ts[victim]].alive = false;
         s.run_for(SEC);
+        // It would have received any packet sent to it: none may come.
         prop_assert_eq!(s.targets[ts[victim]].received.len(), before);
+        // And the packets went to the other members.
+        let others: usize = ts.iter().enumerate().filter(|(i, _)| *i != victim)
+            .map(|(_, &t)| s.targets[t].received.len()).sum();
+        prop_assert_eq!(others, 10);
     }
 
     #[test]
