@@ -141,7 +141,13 @@ fn the_smoke_run_writes_every_figure_with_its_shape() {
         assert_eq!(num(r, "refusals"), 0.0);
         assert_eq!(num(r, "peers_refused"), 0.0, "{r:?}");
         assert_eq!(num(r, "peers_forgotten"), 0.0, "{r:?}");
-        assert!(num(r, "reserved_bytes_per_proxy") > 0.0);
+        // At least the 64-slot send queue of whole messages the run sizes.
+        let queue = 64.0 * pias::wire::MAX_MESSAGE as f64;
+        let reserved = num(r, "reserved_bytes_per_proxy");
+        assert!(
+            reserved > queue,
+            "{reserved} bytes: less than the send queue ({queue})"
+        );
 
         // Soft state: each proxy is the JAP of G groups with k = 4 RAPs; in the
         // steady state (one refresh period, 30 s) every (group, JAP) sends each
