@@ -257,6 +257,9 @@ fn good_attrs() -> Vec<u8> {
     a
 }
 
+/// A malformed message: name, bytes, (code, subcode), data.
+type Case<'a> = (&'a str, Vec<u8>, (u8, u8), &'a [u8]);
+
 #[test]
 fn every_malformation_has_its_notification() {
     let caps = [2u8, 6, 65, 4, 0, 0, 0xfd, 0xea];
@@ -272,7 +275,7 @@ fn every_malformation_has_its_notification() {
         a.extend_from_slice(extra);
         a
     };
-    let cases: Vec<(&str, Vec<u8>, (u8, u8), &[u8])> = vec![
+    let cases: Vec<Case> = vec![
         ("marker", bad_marker, (1, 1), &[]),
         ("length 18", short, (1, 2), &[0, 18]),
         ("length 4097", long, (1, 2), &[0x10, 0x01]),
