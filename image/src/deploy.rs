@@ -6,7 +6,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use pias::config::{
-    Anycast, Capacity, Config, Deployment, GroupOverride, IdleMode, Interface, LogLevel,
+    Anycast, Bgp, Capacity, Config, Deployment, GroupOverride, IdleMode, Interface, LogLevel,
     Management, Node, Ports, ProxyEntry, Timers, MAX_GROUP_OVERRIDES, MAX_INTERFACES,
     NODE_NAME_LEN,
 };
@@ -86,6 +86,9 @@ pub struct DeployProxy {
     pub cluster: u32,
     /// Its interfaces (the first one's address is where proxy messages go).
     pub interfaces: heapless::Vec<Interface, MAX_INTERFACES>,
+    /// Its BGP session(s) to its POP's routers (absent: none).
+    #[serde(default)]
+    pub bgp: Bgp,
 }
 
 fn default_log_level() -> LogLevel {
@@ -255,6 +258,7 @@ pub fn configs(text: &str, base: &Path) -> Result<Vec<(String, Config)>> {
             capacity: file.capacity.clone(),
             timers: file.timers.clone(),
             deployment: deployment.clone(),
+            bgp: p.bgp.clone(),
         };
         if let Err(e) = cfg.validate() {
             let field = deploy_field(
@@ -284,7 +288,7 @@ fn deploy_field(
     if let Some(rest) = field.strip_prefix("node.") {
         return format!("{me}.{rest}");
     }
-    if field.starts_with("interfaces") {
+    if field.starts_with("interfaces") || field.starts_with("bgp") {
         return format!("{me}.{field}");
     }
     if field == "deployment.key" {

@@ -12,6 +12,9 @@ use core::fmt::{self, Write as _};
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
+mod bgp;
+pub use self::bgp::{Bgp, Neighbour, MAX_BGP_NEIGHBOURS, MAX_DRAIN_DELAY_MS};
+
 /// Interfaces one config may name.
 pub const MAX_INTERFACES: usize = 4;
 /// Anycast prefixes one config may name.
@@ -66,6 +69,9 @@ pub struct Config {
     /// The deployment this proxy belongs to: every proxy, the keys, and the
     /// group policies.
     pub deployment: Deployment,
+    /// BGP toward the POP's routers (absent: none).
+    #[serde(default)]
+    pub bgp: Bgp,
 }
 
 /// The deployment: its proxies, its keys and how its groups pick JAPs. Every
@@ -569,7 +575,8 @@ impl Config {
             format_args!("timers.flow_tcp_transitory_s"),
             "must be 1..=timers.flow_tcp_idle_s",
         )?;
-        self.validate_deployment()
+        self.validate_deployment()?;
+        self.validate_bgp()
     }
 
     fn validate_deployment(&self) -> Result<(), ConfigError> {
@@ -847,6 +854,7 @@ impl Config {
                     address: Ipv4([198, 18, 0, 2]),
                 }],
             },
+            bgp: Bgp::default(),
         }
     }
 }

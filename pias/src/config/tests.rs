@@ -353,3 +353,94 @@ fn duplicate_interface_names_are_refused() {
     });
     assert_eq!(field_of(r), "interfaces[1].name");
 }
+
+/// The example with one BGP neighbour, the POP router at 198.18.0.1.
+fn with_bgp(f: impl FnOnce(&mut Bgp)) -> Result<(), ConfigError> {
+    with(|c| {
+        c.bgp.local_as = 65001;
+        let _ = c.bgp.neighbours.push(Neighbour {
+            address: Ipv4([198, 18, 0, 1]),
+            remote_as: 65000,
+            hold_time_s: 9,
+            passive: false,
+            bfd: false,
+        });
+        f(&mut c.bgp)
+    })
+}
+
+#[test]
+fn bgp_rules_name_their_field() {
+    with_bgp(|_| {}).unwrap();
+    // Hold times 1 and 2 are refused (RFC 4271); 0 and 3 are fine.
+    for (hold, ok) in [(0, true), (1, false), (2, false), (3, true), (65535, true)] {
+        let r = with_bgp(|b| b.neighbours[0].hold_time_s = hold);
+        assert_eq!(r.is_ok(), ok, "hold {hold}");
+        if !ok {
+            assert_eq!(field_of(r), "bgp.neighbours[0].hold_time_s");
+        }
+    }
+    assert_eq!(field_of(with_bgp(|b| b.local_as = 0)), "bgp.local_as");
+    assert_eq!(
+        field_of(with_bgp(|b| b.neighbours[0].remote_as = 0)),
+        "bgp.neighbours[0].remote_as"
+    );
+    // Single hop: on the subnet, not our own address.
+    for addr in [[10, 0, 0, 1], [198, 18, 0, 2]] {
+        assert_eq!(
+            field_of(with_bgp(|b| b.neighbours[0].address = Ipv4(addr))),
+            "bgp.neighbours[0].address"
+        );
+    }
+    assert_eq!(
+        field_of(with_bgp(|b| {
+            let n = b.neighbours[0].clone();
+            let _ = b.neighbours.push(n);
+        })),
+        "bgp.neighbours[1].address"
+    );
+    assert_eq!(
+        field_of(with_bgp(|b| {
+            let _ = b.prefixes.push("198.51.100.0/24".parse().unwrap());
+        })),
+        "bgp.prefixes[0]"
+    );
+    with_bgp(|b| {
+        let _ = b.prefixes.push("203.0.113.0/25".parse().unwrap());
+    })
+    .unwrap();
+    assert_eq!(
+        field_of(with_bgp(|b| {
+            let _ = b.prefixes.push("203.0.113.1/24".parse().unwrap());
+        })),
+        "bgp.prefixes[0]"
+    );
+    assert_eq!(
+        field_of(with_bgp(|b| b.drain_delay_ms = MAX_DRAIN_DELAY_MS + 1)),
+        "bgp.drain_delay_ms"
+    );
+    assert_eq!(field_of(with_bgp(|b| b.rise = 0)), "bgp.rise");
+    assert_eq!(field_of(with_bgp(|b| b.fall = 11)), "bgp.fall");
+    assert_eq!(
+        field_of(with_bgp(|b| b.degraded_prepend = 33)),
+        "bgp.degraded_prepend"
+    );
+    assert_eq!(
+        field_of(with_bgp(|b| b.connect_retry_s = 0)),
+        "bgp.connect_retry_s"
+    );
+    assert_eq!(
+        field_of(with_bgp(|b| b.router_id = Some(Ipv4([0, 0, 0, 0])))),
+        "bgp.router_id"
+    );
+    // Without neighbours BGP is off and the rest is not checked.
+    with(|c| c.bgp.local_as = 0).unwrap();
+}
+
+#[test]
+fn bgp_defaults_to_the_anycast_prefixes_and_the_interface_address() {
+    let c = Config::example();
+    assert!(!c.bgp.enabled());
+    assert_eq!(c.bgp_prefixes(), c.anycast.prefixes);
+    assert_eq!(c.bgp_router_id(), Ipv4([198, 18, 0, 2]));
+}
