@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod announce;
 pub mod session;
 pub mod wire;
 
+pub use announce::{AnnounceConfig, Announcer, Health};
 pub use session::{Counters, Route, Session, SessionConfig, State};
 pub use wire::{Error, Message, Prefix};
 

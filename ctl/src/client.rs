@@ -4,7 +4,7 @@
 //! wait is bounded: `tries` attempts of `per_try` each.
 
 use pias::mgmt::{Body, Op, Refusal, Request, Response, MAX_RESPONSE, REQUEST_LEN, VERSION};
-use pias::status::{ProxyReport, Status};
+use pias::status::{ProxyReport, RoutingReport, Status};
 use pias::wire::Key;
 use std::fmt;
 use std::io::Read;
@@ -226,6 +226,20 @@ impl Client {
             Body::Proxy(r) => Ok(r),
             other => Err(self.unexpected(&other)),
         }
+    }
+
+    /// What BGP is doing.
+    pub fn routing(&mut self) -> Result<RoutingReport, ClientError> {
+        match self.ask(Op::Routing)? {
+            Body::Routing(r) => Ok(r),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// Starts (`true`) or ends a drain: the routing report as the request
+    /// left it, or `Refused(NoBgp)` as a `Body`.
+    pub fn drain(&mut self, on: bool) -> Result<Body, ClientError> {
+        self.ask(if on { Op::Drain } else { Op::Undrain })
     }
 
     /// Asks for a clean stop: `ShuttingDown`, or `Refused(ShutdownDisabled)`.

@@ -50,7 +50,22 @@ enum Cmd {
         /// The appliance: its unicast address, or address:port.
         appliance: String,
     },
-    /// Stop the appliance cleanly (only if its management.allow_shutdown is true).
+    /// BGP: health, drain, each neighbour's session and what it has from us.
+    Routing {
+        /// The appliance: its unicast address, or address:port.
+        appliance: String,
+    },
+    /// Drain: announce with GRACEFUL_SHUTDOWN, then withdraw after bgp.drain_delay_ms.
+    Drain {
+        /// The appliance: its unicast address, or address:port.
+        appliance: String,
+    },
+    /// End a drain: announce again as health allows.
+    Undrain {
+        /// The appliance: its unicast address, or address:port.
+        appliance: String,
+    },
+    /// Withdraw the prefixes, then stop the appliance cleanly (only if its management.allow_shutdown is true).
     Shutdown {
         /// The appliance: its unicast address, or address:port.
         appliance: String,
@@ -96,6 +111,34 @@ fn run(cli: &Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", report::proxy_text(&r));
+            }
+        }
+        Cmd::Routing { appliance } => {
+            let r = client(cli, appliance)?.routing()?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", report::routing_text(&r));
+            }
+        }
+        Cmd::Drain { appliance } | Cmd::Undrain { appliance } => {
+            let on = matches!(cli.cmd, Cmd::Drain { .. });
+            let mut c = client(cli, appliance)?;
+            match c.drain(on)? {
+                Body::Routing(r) if cli.json => println!("{}", serde_json::to_string_pretty(&r)?),
+                Body::Routing(r) => {
+                    println!(
+                        "{}: {}",
+                        c.target(),
+                        if on { "draining" } else { "undrained" }
+                    );
+                    print!("{}", report::routing_text(&r));
+                }
+                Body::Refused(Refusal::NoBgp) => bail!(
+                    "{}: refused: this appliance has no BGP neighbours (add [bgp] to its config)",
+                    c.target()
+                ),
+                other => bail!("{}: answered {other:?}", c.target()),
             }
         }
         Cmd::Shutdown { appliance } => {

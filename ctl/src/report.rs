@@ -1,6 +1,6 @@
 //! Human-readable status, for the demo and the lab commands.
 
-use pias::status::{ProxyReport, Status};
+use pias::status::{ProxyReport, RoutingReport, Status};
 use std::fmt::Write;
 
 pub fn status_text(s: &Status) -> String {
@@ -68,6 +68,41 @@ pub fn status_text(s: &Status) -> String {
 
 /// The proxy's counters, one line per group of counters, naming only those
 /// that are not zero (`data: rx_client 12, tx_deliver 12, …`).
+/// BGP: health, drain, and a line per neighbour.
+pub fn routing_text(r: &RoutingReport) -> String {
+    let mut o = String::new();
+    if !r.enabled {
+        o.push_str("bgp: not configured (no [bgp] neighbours)\n");
+        return o;
+    }
+    let _ = writeln!(
+        o,
+        "bgp: health {:?}, serving {}, draining {}, verdict changes {}, GTSM drops {}",
+        r.health, r.serving, r.draining, r.flips, r.gtsm_dropped
+    );
+    for n in &r.neighbours {
+        let _ = writeln!(
+            o,
+            "  {} AS {}: {:?}, advertised {:?}, hold {} s, established {}x, updates {} in / {} out, notifications {} in / {} out (malformed {}), hold expired {}, last sent {:?}, last received {:?}",
+            n.address,
+            n.remote_as,
+            n.state,
+            n.advertised,
+            n.hold_time_s,
+            n.established,
+            n.updates_in,
+            n.updates_out,
+            n.notifications_in,
+            n.notifications_out,
+            n.malformed,
+            n.hold_expired,
+            n.last_error_sent,
+            n.last_error_received
+        );
+    }
+    o
+}
+
 pub fn proxy_text(r: &ProxyReport) -> String {
     let mut o = String::new();
     let value = serde_json::to_value(r).unwrap_or_default();

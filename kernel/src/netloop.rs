@@ -12,17 +12,23 @@ use alloc::vec::Vec;
 use pias::config::{Config, IdleMode};
 use pias::mgmt::{MAX_REQUEST, MAX_RESPONSE};
 use pias::proxy::{Proxy, ProxyConfig};
-use pias::status::{IdleCounters, InterfaceStatus, MgmtCounters, ProxyReport, Status, TableFill};
+use pias::status::{
+    IdleCounters, InterfaceStatus, MgmtCounters, ProxyReport, RoutingReport, Status, TableFill,
+};
 use pias::Ipv4;
 use pias_net::dataplane::{DataPlane, DataPlaneConfig, NatTimeouts, Verdict};
 use pias_net::mgmt::{Action, Reports, Service};
+use pias_net::routing::Routing;
 use pias_net::NicDevice;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
-use smoltcp::socket::udp;
+use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 
-const SOCKETS: usize = 4;
+/// The management socket and one TCP socket per BGP neighbour.
+const SOCKETS: usize = 1 + pias::config::MAX_BGP_NEIGHBOURS;
+/// Each BGP connection's receive and send buffers (a few messages each way).
+const BGP_BUFFER: usize = 8 * 1024;
 /// How long the loop keeps polling after the last frame before it halts.
 const IDLE_SPIN_US: u64 = 200;
 /// Frames taken from the NIC per turn of the loop before timers and the
@@ -36,6 +42,32 @@ const NAT_FIRST_PORT: u16 = 20_000;
 
 fn now() -> Instant {
     Instant::from_micros(time::uptime_us() as i64)
+}
+
+/// Monotonic milliseconds since boot: BGP's clock.
+fn uptime_ms() -> u64 {
+    time::uptime_us() / 1000
+}
+
+/// Takes up to `RX_BUDGET` received frames through the data path, or the
+/// stack one at a time.
+fn drain_rx(
+    dev: &mut NicDevice<VirtioNic>,
+    dp: &mut DataPlane,
+    iface: &mut Interface,
+    sockets: &mut SocketSet<'_>,
+    wall: u64,
+) {
+    for _ in 0..RX_BUDGET {
+        if !dev.pull() {
+            break;
+        }
+        let (frame, mut sink) = dev.split();
+        if dp.ingress(wall, frame, &mut sink) == Verdict::Stack {
+            dev.hold_for_stack();
+            iface.poll_ingress_single(now(), dev, sockets);
+        }
+    }
 }
 
 fn fail(what: &str) -> ! {
@@ -94,6 +126,7 @@ fn dataplane_config(cfg: &Config, mac: [u8; 6]) -> DataPlaneConfig {
             .map(|e| (e.id, e.address))
             .collect::<Vec<_>>(),
         hash_key,
+        bgp_neighbours: cfg.bgp.neighbours.iter().map(|n| n.address).collect(),
     }
 }
 
@@ -106,6 +139,7 @@ struct Snapshot<'a> {
     net: pias::status::NetCounters,
     idle: IdleCounters,
     dp: &'a DataPlane,
+    routing: &'a Routing,
 }
 
 impl Reports for Snapshot<'_> {
@@ -150,6 +184,13 @@ impl Reports for Snapshot<'_> {
         ProxyReport {
             data: self.dp.counters(),
             proxy: self.dp.proxy().counters(),
+        }
+    }
+
+    fn routing(&self) -> RoutingReport {
+        RoutingReport {
+            gtsm_dropped: self.dp.counters().drop_gtsm,
+            ..self.routing.report()
         }
     }
 }
@@ -200,10 +241,41 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         log::error!("net: cannot bind management port {}", cfg.ports.management);
     }
     let mgmt = sockets.add(mgmt_sock);
+    let mut bgp_sockets: heapless::Vec<_, { pias::config::MAX_BGP_NEIGHBOURS }> =
+        heapless::Vec::new();
+    for _ in &cfg.bgp.neighbours {
+        let rx = arena::alloc_slice(BGP_BUFFER, || 0u8).unwrap_or_else(|_| fail("bgp rx"));
+        let tx = arena::alloc_slice(BGP_BUFFER, || 0u8).unwrap_or_else(|_| fail("bgp tx"));
+        let sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut rx[..]),
+            tcp::SocketBuffer::new(&mut tx[..]),
+        );
+        let _ = bgp_sockets.push(sockets.add(sock));
+    }
 
     // The proxy and its data path: every table reserved here, once.
     let proxy = Proxy::new(ProxyConfig::from_config(&cfg), &cfg.peers(), wall());
     let mut dp = Box::new(DataPlane::new(dataplane_config(&cfg, mac), proxy, wall()));
+
+    let mut routing = Box::new(Routing::new(
+        &cfg,
+        &mut sockets,
+        &bgp_sockets,
+        uptime_ms(),
+        time::rdtsc() as u16,
+    ));
+    let pc = ProxyConfig::from_config(&cfg);
+    // A proxy counts as heard if a verified message of its came this recently.
+    let hearing_window = 2 * pc.peer_dead.max(pc.rtt_probe);
+    if routing.enabled() {
+        log::info!(
+            "bgp: AS {} router id {}, {} neighbour(s), announcing {} prefix(es) once healthy",
+            cfg.bgp.local_as,
+            cfg.bgp_router_id(),
+            cfg.bgp.neighbours.len(),
+            cfg.bgp_prefixes().len()
+        );
+    }
 
     let [m0, m1, m2, m3, m4, m5] = mac;
     log::info!(
@@ -232,19 +304,16 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         idle.polls += 1;
 
         // Frames first: the data path's, or smoltcp's one at a time.
-        for _ in 0..RX_BUDGET {
-            if !dev.pull() {
-                break;
-            }
-            let (frame, mut sink) = dev.split();
-            if dp.ingress(wall(), frame, &mut sink) == Verdict::Stack {
-                dev.hold_for_stack();
-                iface.poll_ingress_single(now(), &mut dev, &mut sockets);
-            }
-        }
+        drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
         if dp.poll_timeout() <= wall() {
             dp.handle_timeout(wall(), &mut dev);
         }
+        routing.poll(
+            uptime_ms(),
+            || dp.proxy().hearing(wall(), hearing_window),
+            &mut iface,
+            &mut sockets,
+        );
         iface.poll(now(), &mut dev, &mut sockets);
 
         let mut served = false;
@@ -268,6 +337,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                 net: dev.counters,
                 idle,
                 dp: &dp,
+                routing: &routing,
             };
             let action = mgmt_service.serve(
                 &request[..len],
@@ -285,6 +355,16 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                     shutting_down = true;
                     n
                 }
+                Action::DrainThenReply(n) => {
+                    log::info!("bgp: drain requested by {src}");
+                    routing.drain(uptime_ms());
+                    n
+                }
+                Action::UndrainThenReply(n) => {
+                    log::info!("bgp: undrain requested by {src}");
+                    routing.undrain();
+                    n
+                }
             };
             let sock = sockets.get_mut::<udp::Socket>(mgmt);
             if sock.send_slice(&reply[..n], from).is_err() {
@@ -293,6 +373,34 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         }
 
         if shutting_down {
+            // Withdraw first, then stop: the routers move the prefix away
+            // before the appliance goes (bounded: 2 s for the withdrawal to be
+            // acknowledged, then a Cease).
+            if routing.enabled() {
+                routing.withdraw_all();
+                let until = uptime_ms() + 2_000;
+                loop {
+                    routing.poll(uptime_ms(), Default::default, &mut iface, &mut sockets);
+                    iface.poll(now(), &mut dev, &mut sockets);
+                    dev.nic_mut().kick();
+                    drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
+                    if routing.flushed(&sockets) || uptime_ms() >= until {
+                        break;
+                    }
+                }
+                log::info!("bgp: prefixes withdrawn; closing the sessions");
+                routing.stop(uptime_ms(), &mut sockets);
+                let until = uptime_ms() + 500;
+                while uptime_ms() < until {
+                    routing.poll(uptime_ms(), Default::default, &mut iface, &mut sockets);
+                    iface.poll(now(), &mut dev, &mut sockets);
+                    dev.nic_mut().kick();
+                    drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
+                    if routing.flushed(&sockets) {
+                        break;
+                    }
+                }
+            }
             // Flush the reply (bounded), then leave.
             for _ in 0..1000 {
                 iface.poll(now(), &mut dev, &mut sockets);
@@ -321,7 +429,10 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             .poll_delay(now(), &sockets)
             .map(|d| d.total_micros().max(1));
         let dp_delay = dp.poll_timeout().saturating_sub(wall()).max(1);
-        let delay = stack_delay.map_or(dp_delay, |s| s.min(dp_delay));
+        let mut delay = stack_delay.map_or(dp_delay, |s| s.min(dp_delay));
+        if let Some(t) = routing.poll_timeout() {
+            delay = delay.min(t.saturating_sub(uptime_ms()).max(1) * 1000);
+        }
         interrupts::disable();
         dev.nic_mut().ack_interrupt();
         if dev.nic_mut().rx_pending() {

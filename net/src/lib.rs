@@ -11,6 +11,7 @@ pub mod classify;
 pub mod dataplane;
 pub mod device;
 pub mod mgmt;
+pub mod routing;
 
 pub use classify::{classify, DropReason};
 pub use device::{Nic, NicDevice, NicError, FRAME_MAX, RX_BUF_LEN};

@@ -5,7 +5,7 @@
 use pias::config::Management;
 use pias::mgmt::{Body, MgmtError, Op, Refusal, Request, Response, FRESHNESS_MS, VERSION};
 use pias::replay::{NonceCache, NonceError};
-use pias::status::{MgmtCounters, ProxyReport, Status};
+use pias::status::{MgmtCounters, ProxyReport, RoutingReport, Status};
 use pias::Ipv4;
 
 /// Nonces the service remembers at once: each for `FRESHNESS_MS` past its
@@ -20,8 +20,20 @@ pub enum Action {
     Reply(usize),
     /// Send the reply, then shut down cleanly.
     ReplyThenShutdown(usize),
+    /// Start a drain, then send the reply.
+    DrainThenReply(usize),
+    /// End a drain, then send the reply.
+    UndrainThenReply(usize),
     /// Send nothing (refused or unauthenticated; counted).
     Ignore,
+}
+
+/// What follows an accepted request.
+enum Then {
+    Nothing,
+    Shutdown,
+    Drain,
+    Undrain,
 }
 
 /// The reports `serve` may be asked for, built only when asked.
@@ -30,6 +42,8 @@ pub trait Reports {
     fn status(&self, m: &MgmtCounters) -> Status;
     /// The proxy's counters (`Op::Proxy`).
     fn proxy(&self) -> ProxyReport;
+    /// What BGP is doing (`Op::Routing`, `Op::Drain`, `Op::Undrain`).
+    fn routing(&self) -> RoutingReport;
 }
 
 /// The service: its configuration and the nonces of recent requests.
@@ -123,13 +137,30 @@ impl Service {
                 return Action::Ignore;
             }
         }
-        let (body, shutdown) = match req.op {
-            Op::Status => (Body::Status(reports.status(counters)), false),
-            Op::Proxy => (Body::Proxy(reports.proxy()), false),
-            Op::Shutdown if cfg.allow_shutdown => (Body::ShuttingDown, true),
+        let mut then = Then::Nothing;
+        let body = match req.op {
+            Op::Status => Body::Status(reports.status(counters)),
+            Op::Proxy => Body::Proxy(reports.proxy()),
+            Op::Routing => Body::Routing(reports.routing()),
+            Op::Drain | Op::Undrain => {
+                let mut r = reports.routing();
+                if r.enabled {
+                    let drain = req.op == Op::Drain;
+                    r.draining = drain;
+                    then = if drain { Then::Drain } else { Then::Undrain };
+                    Body::Routing(r)
+                } else {
+                    counters.refused_no_bgp += 1;
+                    Body::Refused(Refusal::NoBgp)
+                }
+            }
+            Op::Shutdown if cfg.allow_shutdown => {
+                then = Then::Shutdown;
+                Body::ShuttingDown
+            }
             Op::Shutdown => {
                 counters.refused_shutdown += 1;
-                (Body::Refused(Refusal::ShutdownDisabled), false)
+                Body::Refused(Refusal::ShutdownDisabled)
             }
         };
         let resp = Response {
@@ -138,8 +169,12 @@ impl Service {
             body,
         };
         match resp.seal(&cfg.key, out) {
-            Ok(n) if shutdown => Action::ReplyThenShutdown(n),
-            Ok(n) => Action::Reply(n),
+            Ok(n) => match then {
+                Then::Nothing => Action::Reply(n),
+                Then::Shutdown => Action::ReplyThenShutdown(n),
+                Then::Drain => Action::DrainThenReply(n),
+                Then::Undrain => Action::UndrainThenReply(n),
+            },
             Err(_) => {
                 counters.reply_failures += 1;
                 Action::Ignore
@@ -183,12 +218,34 @@ mod tests {
             r.data.rx_client = 7;
             r
         }
+        fn routing(&self) -> RoutingReport {
+            RoutingReport {
+                enabled: true,
+                flips: 3,
+                ..RoutingReport::default()
+            }
+        }
+    }
+
+    /// An appliance without BGP.
+    struct NoBgp;
+    impl Reports for NoBgp {
+        fn status(&self, m: &MgmtCounters) -> Status {
+            Fake.status(m)
+        }
+        fn proxy(&self) -> ProxyReport {
+            Fake.proxy()
+        }
+        fn routing(&self) -> RoutingReport {
+            RoutingReport::default()
+        }
     }
 
     struct Bench {
         svc: Service,
         c: MgmtCounters,
         nonce: u64,
+        bgp: bool,
     }
 
     impl Bench {
@@ -197,6 +254,7 @@ mod tests {
                 svc: Service::with_capacity(Config::example().management, 3),
                 c: MgmtCounters::default(),
                 nonce: 0,
+                bgp: true,
             }
         }
 
@@ -215,11 +273,18 @@ mod tests {
 
         fn send(&mut self, bytes: &[u8], from: [u8; 4]) -> (Action, Option<Response>) {
             let mut out = vec![0u8; MAX_RESPONSE];
-            let a = self
-                .svc
-                .serve(bytes, Ipv4(from), NOW, &mut self.c, &Fake, &mut out);
+            let a = if self.bgp {
+                self.svc
+                    .serve(bytes, Ipv4(from), NOW, &mut self.c, &Fake, &mut out)
+            } else {
+                self.svc
+                    .serve(bytes, Ipv4(from), NOW, &mut self.c, &NoBgp, &mut out)
+            };
             let r = match a {
-                Action::Reply(n) | Action::ReplyThenShutdown(n) => {
+                Action::Reply(n)
+                | Action::ReplyThenShutdown(n)
+                | Action::DrainThenReply(n)
+                | Action::UndrainThenReply(n) => {
                     Some(Response::open(&self.svc.cfg.key, &out[..n]).expect("a sealed answer"))
                 }
                 Action::Ignore => None,
@@ -252,6 +317,39 @@ mod tests {
         let q = b.sealed(Op::Status, NOW, &key);
         assert_eq!(b.send(&q, [10, 0, 0, 1]).0, Action::Ignore);
         assert_eq!(b.c.refused_source, 1);
+    }
+
+    #[test]
+    fn drain_and_undrain_need_the_key_and_bgp() {
+        let mut b = Bench::new();
+        let wrong = Config::example().deployment.key;
+        let forged = b.sealed(Op::Drain, NOW, &wrong);
+        assert_eq!(b.send(&forged, ALLOWED).0, Action::Ignore);
+        assert_eq!(b.c.bad_mac, 1);
+        for (op, draining) in [(Op::Drain, true), (Op::Undrain, false)] {
+            let (a, r) = b.ask(op);
+            match (a, op) {
+                (Action::DrainThenReply(_), Op::Drain)
+                | (Action::UndrainThenReply(_), Op::Undrain) => {}
+                other => panic!("{other:?}"),
+            }
+            match r.unwrap().body {
+                Body::Routing(r) => assert_eq!((r.draining, r.flips), (draining, 3)),
+                other => panic!("{other:?}"),
+            }
+        }
+        match b.ask(Op::Routing) {
+            (Action::Reply(_), Some(r)) => assert!(matches!(r.body, Body::Routing(_))),
+            other => panic!("{other:?}"),
+        }
+        let mut b = Bench::new();
+        b.bgp = false;
+        for op in [Op::Drain, Op::Undrain] {
+            let (a, r) = b.ask(op);
+            assert!(matches!(a, Action::Reply(_)), "{a:?}");
+            assert_eq!(r.unwrap().body, Body::Refused(Refusal::NoBgp));
+        }
+        assert_eq!(b.c.refused_no_bgp, 2);
     }
 
     #[test]

@@ -104,6 +104,7 @@ fn ten_thousand_proxied_packets_allocate_nothing() {
         max_flows: 1024,
         nat_timeouts: NatTimeouts::default(),
         proxies: vec![(1, ME)],
+        bgp_neighbours: vec![],
         hash_key: [3; 16],
     };
     let mut dp = DataPlane::new(cfg, proxy, T0);

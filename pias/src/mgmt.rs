@@ -61,6 +61,14 @@ pub enum Op {
     /// A clean stop: the appliance replies, flushes, and exits through the
     /// debug-exit port. Honoured only with `management.allow_shutdown`.
     Shutdown,
+    /// Drain: re-announce the anycast prefixes with GRACEFUL_SHUTDOWN, then
+    /// withdraw them after `bgp.drain_delay_ms`; the proxy keeps serving
+    /// what still reaches it. Refused (`Refusal::NoBgp`) without BGP.
+    Drain,
+    /// End a drain: announce again as health allows.
+    Undrain,
+    /// What BGP is doing (`RoutingReport`).
+    Routing,
 }
 
 impl Op {
@@ -69,6 +77,9 @@ impl Op {
             Op::Status => 0,
             Op::Proxy => 1,
             Op::Shutdown => 2,
+            Op::Drain => 3,
+            Op::Undrain => 4,
+            Op::Routing => 5,
         }
     }
 
@@ -77,6 +88,9 @@ impl Op {
             0 => Some(Op::Status),
             1 => Some(Op::Proxy),
             2 => Some(Op::Shutdown),
+            3 => Some(Op::Drain),
+            4 => Some(Op::Undrain),
+            5 => Some(Op::Routing),
             _ => None,
         }
     }
@@ -101,6 +115,8 @@ pub enum Refusal {
     Version,
     /// Shutdown is disabled by `management.allow_shutdown = false`.
     ShutdownDisabled,
+    /// Drain or undrain asked of an appliance without BGP neighbours.
+    NoBgp,
 }
 
 // No alloc to box the status into; a response is built once per request.
@@ -114,6 +130,9 @@ pub enum Body {
     Proxy(ProxyReport),
     /// `Op::Shutdown` was accepted; the appliance stops after this reply.
     ShuttingDown,
+    /// The routing report (`Op::Routing`); for `Op::Drain` and
+    /// `Op::Undrain`, with `draining` as the request set it.
+    Routing(crate::status::RoutingReport),
     /// The request was understood but not carried out.
     Refused(Refusal),
 }
@@ -352,6 +371,7 @@ mod tests {
                 requests: u64::MAX,
                 refused_source: u64::MAX,
                 refused_shutdown: u64::MAX,
+                refused_no_bgp: u64::MAX,
                 bad_requests: u64::MAX,
                 bad_mac: u64::MAX,
                 bad_version: u64::MAX,
@@ -401,6 +421,46 @@ mod tests {
             version: VERSION,
             nonce: u64::MAX,
             body: Body::Proxy(full_proxy_report()),
+        });
+    }
+
+    #[test]
+    fn largest_routing_report_fits_the_response_bound() {
+
+        let n = NeighbourReport {
+            address: crate::Ipv4([255; 4]),
+            remote_as: u32::MAX,
+            state: BgpState::Established,
+            advertised: Advertised::GracefulShutdown,
+            hold_time_s: u16::MAX,
+            established: u64::MAX,
+            dropped: u64::MAX,
+            connect_attempts: u64::MAX,
+            updates_in: u64::MAX,
+            updates_out: u64::MAX,
+            prefixes_in: u64::MAX,
+            notifications_in: u64::MAX,
+            notifications_out: u64::MAX,
+            malformed: u64::MAX,
+            hold_expired: u64::MAX,
+            connection_lost: u64::MAX,
+            last_error_sent: Some((255, 255)),
+            last_error_received: Some((255, 255)),
+        };
+        let mut r = RoutingReport {
+            enabled: true,
+            health: RouteHealth::Degraded,
+            serving: true,
+            draining: true,
+            flips: u64::MAX,
+            gtsm_dropped: u64::MAX,
+            neighbours: heapless::Vec::new(),
+        };
+        while r.neighbours.push(n).is_ok() {}
+        round_trip(&Response {
+            version: VERSION,
+            nonce: u64::MAX,
+            body: Body::Routing(r),
         });
     }
 

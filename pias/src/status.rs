@@ -147,6 +147,8 @@ pub struct MgmtCounters {
     pub refused_source: u64,
     /// Shutdown asked while `management.allow_shutdown` is false.
     pub refused_shutdown: u64,
+    /// Drain or undrain asked of an appliance without BGP.
+    pub refused_no_bgp: u64,
     /// Not a management datagram (bad magic, too short or too long), or
     /// authentic but undecodable.
     pub bad_requests: u64,
@@ -205,6 +207,8 @@ pub struct DataCounters {
     pub rx_to_stack: u64,
     /// IPv4 for an address that is neither ours nor anycast.
     pub drop_not_ours: u64,
+    /// BGP segments from a neighbour with a TTL below 255 (GTSM, RFC 5082).
+    pub drop_gtsm: u64,
     /// To an anycast address, neither UDP nor TCP (e.g. ICMP).
     pub drop_anycast_protocol: u64,
     /// To a NAT port with no flow, or from another source than its target.
@@ -248,4 +252,108 @@ pub struct DataCounters {
     pub arp_dropped: u64,
     /// Frames the device refused (ring full or driver error).
     pub tx_device_refused: u64,
+}
+
+/// What BGP is doing, the body of `Op::Routing`.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingReport {
+    /// Whether BGP is configured at all.
+    pub enabled: bool,
+    /// The latest health check: Down, Degraded or Up.
+    pub health: RouteHealth,
+    /// The debounced verdict (after rise/fall): the appliance can serve.
+    pub serving: bool,
+    /// A drain is on (announced with GRACEFUL_SHUTDOWN, then withdrawn).
+    pub draining: bool,
+    /// Times the verdict changed.
+    pub flips: u64,
+    /// BGP segments dropped for a TTL below 255 (GTSM, RFC 5082).
+    pub gtsm_dropped: u64,
+    /// One entry per neighbour.
+    pub neighbours: Vec<NeighbourReport, { crate::config::MAX_BGP_NEIGHBOURS }>,
+}
+
+/// The appliance's health as BGP sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RouteHealth {
+    /// It hears no other proxy (or must hear a remote one and does not).
+    #[default]
+    Down,
+    /// It hears its cluster but no proxy outside it.
+    Degraded,
+    /// It can serve.
+    Up,
+}
+
+/// What a neighbour has from us.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Advertised {
+    /// Nothing (withdrawn, or the session is down).
+    #[default]
+    Nothing,
+    /// The prefixes.
+    Announced,
+    /// The prefixes, with worse attributes (degraded).
+    Degraded,
+    /// The prefixes tagged GRACEFUL_SHUTDOWN (draining).
+    GracefulShutdown,
+}
+
+/// One BGP neighbour.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NeighbourReport {
+    /// Its address.
+    pub address: Ipv4,
+    /// Its AS.
+    pub remote_as: u32,
+    /// RFC 4271 state: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
+    pub state: BgpState,
+    /// What it has from us.
+    pub advertised: Advertised,
+    /// The negotiated hold time (s).
+    pub hold_time_s: u16,
+    /// Times the session reached Established.
+    pub established: u64,
+    /// Times it left Established.
+    pub dropped: u64,
+    /// Connection attempts (or waits for one, when passive).
+    pub connect_attempts: u64,
+    /// UPDATEs received.
+    pub updates_in: u64,
+    /// UPDATEs sent.
+    pub updates_out: u64,
+    /// Prefixes the neighbour announced to us (counted, not installed).
+    pub prefixes_in: u64,
+    /// NOTIFICATIONs received.
+    pub notifications_in: u64,
+    /// NOTIFICATIONs sent.
+    pub notifications_out: u64,
+    /// Of those, for malformed messages from the neighbour.
+    pub malformed: u64,
+    /// Hold timer expiries.
+    pub hold_expired: u64,
+    /// Connections lost without a NOTIFICATION.
+    pub connection_lost: u64,
+    /// The last NOTIFICATION sent (code, subcode).
+    pub last_error_sent: Option<(u8, u8)>,
+    /// The last NOTIFICATION received (code, subcode).
+    pub last_error_received: Option<(u8, u8)>,
+}
+
+/// RFC 4271's session states.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BgpState {
+    /// Not connected.
+    #[default]
+    Idle,
+    /// Connecting.
+    Connect,
+    /// Waiting for the neighbour to connect.
+    Active,
+    /// OPEN sent.
+    OpenSent,
+    /// OPENs exchanged.
+    OpenConfirm,
+    /// Up.
+    Established,
 }

@@ -72,6 +72,23 @@ impl MgmtClient {
         }
     }
 
+    /// What BGP is doing.
+    pub fn routing(&mut self) -> Result<pias::status::RoutingReport> {
+        match self
+            .request(Op::Routing, 10, Duration::from_millis(500))?
+            .body
+        {
+            Body::Routing(r) => Ok(r),
+            other => bail!("routing request answered with {other:?}"),
+        }
+    }
+
+    /// Starts (`true`) or ends a drain; the answer.
+    pub fn drain(&mut self, on: bool) -> Result<Body> {
+        let op = if on { Op::Drain } else { Op::Undrain };
+        Ok(self.request(op, 5, Duration::from_millis(500))?.body)
+    }
+
     pub fn shutdown(&mut self) -> Result<Body> {
         Ok(self
             .request(Op::Shutdown, 5, Duration::from_millis(500))?

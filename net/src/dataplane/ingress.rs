@@ -62,6 +62,10 @@ impl DataPlane {
         };
         let seg = ip.payload();
         if dst == self.cfg.address.addr {
+            if transport == Some(Transport::Tcp) && self.gtsm_refuses(src, ip.hop_limit(), seg) {
+                self.counters.drop_gtsm += 1;
+                return Verdict::Done;
+            }
             return match transport {
                 Some(t) => self.unicast(now, t, src, seg),
                 None if ip.next_header() == IpProtocol::Icmp => self.icmp(now, seg, sink),
@@ -80,6 +84,14 @@ impl DataPlane {
         }
         self.counters.drop_not_ours += 1;
         Verdict::Done
+    }
+
+    /// Whether a TCP segment is BGP from a neighbour that arrived with a TTL
+    /// below 255: it was not sent by a router on our link (GTSM, RFC 5082).
+    fn gtsm_refuses(&self, src: Ipv4, ttl: u8, seg: &[u8]) -> bool {
+        let (sport, dport) = ports(seg);
+        let bgp = sport == crate::routing::BGP_PORT || dport == crate::routing::BGP_PORT;
+        bgp && ttl != 255 && self.cfg.bgp_neighbours.contains(&src)
     }
 
     /// To our unicast address: the proxy port, a NAT port, or the stack's.

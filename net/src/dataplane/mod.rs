@@ -69,6 +69,9 @@ pub struct DataPlaneConfig {
     pub proxies: Vec<(ProxyId, Ipv4)>,
     /// Secret key of the NAT table's hash (clients choose its keys).
     pub hash_key: [u8; 16],
+    /// BGP neighbours: their TCP segments to or from port 179 must arrive
+    /// with TTL 255 (GTSM, RFC 5082), or they are dropped.
+    pub bgp_neighbours: Vec<Ipv4>,
 }
 
 impl DataPlaneConfig {

@@ -33,6 +33,8 @@ fn appliance_ip(id: u32) -> Ipv4 {
 const CLIENT: u8 = 10;
 const TARGET: u8 = 20;
 const AGENT_PORT: u16 = 40000;
+/// The BGP neighbour of every test appliance: the gateway.
+const GATEWAY_BGP: Ipv4 = Ipv4([198, 18, 0, 1]);
 
 fn group(t: Transport, port: u16) -> Group {
     Group {
@@ -56,6 +58,7 @@ fn config(id: u32) -> DataPlaneConfig {
         max_flows: 64,
         nat_timeouts: NatTimeouts::default(),
         proxies: (1..=2).map(|i| (i, appliance_ip(i))).collect(),
+        bgp_neighbours: vec![GATEWAY_BGP],
         hash_key: [id as u8; 16],
     }
 }
@@ -646,4 +649,43 @@ fn traffic_that_is_not_ours_is_counted_by_reason() {
     assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Done);
     assert_eq!(p.counters().rx_client, 1);
     assert_eq!(p.counters().tx_deliver, 0);
+}
+
+/// `frame` with its IPv4 TTL set to `ttl` (header checksum redone).
+fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
+    let mut p = Ipv4Packet::new_unchecked(&mut frame[14..]);
+    p.set_hop_limit(ttl);
+    p.fill_checksum();
+    frame
+}
+
+#[test]
+fn bgp_from_a_neighbour_needs_ttl_255() {
+    let mut p = plane(1);
+    let mut out = Out::default();
+    let me = appliance_ip(1);
+    let cases = [
+        // (source, source port, destination port, TTL, verdict, GTSM drops so far)
+        (GATEWAY_BGP, 179, 50_000, 64, Verdict::Done, 1),
+        (GATEWAY_BGP, 179, 50_000, 254, Verdict::Done, 2),
+        (GATEWAY_BGP, 50_000, 179, 1, Verdict::Done, 3),
+        (GATEWAY_BGP, 179, 50_000, 255, Verdict::Stack, 3),
+        (GATEWAY_BGP, 50_000, 179, 255, Verdict::Stack, 3),
+        // Not BGP, or not a neighbour: the stack's (which resets it).
+        (GATEWAY_BGP, 80, 50_000, 64, Verdict::Stack, 3),
+        (ip(CLIENT), 50_000, 179, 64, Verdict::Stack, 3),
+    ];
+    for (src, sport, dport, ttl, verdict, drops) in cases {
+        let f = with_ttl(host_tcp(src, sport, me, dport, 0x10, &[]), ttl);
+        assert_eq!(
+            p.ingress(T0, &f, &mut out),
+            verdict,
+            "{src} {sport}->{dport} ttl {ttl}"
+        );
+        assert_eq!(
+            p.counters().drop_gtsm,
+            drops,
+            "{src} {sport}->{dport} ttl {ttl}"
+        );
+    }
 }

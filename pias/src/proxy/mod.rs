@@ -61,6 +61,19 @@ const MAX_PROBES: usize = 16;
 /// more watched peers than this is refused past it, and counted).
 const MAX_FLOODS: usize = 256;
 
+/// How many other proxies a proxy knows and hears (`Proxy::hearing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hearing {
+    /// Other proxies of its cluster.
+    pub cluster_peers: usize,
+    /// Of those, heard from lately.
+    pub cluster_heard: usize,
+    /// Proxies of other clusters.
+    pub remote_peers: usize,
+    /// Of those, heard from lately.
+    pub remote_heard: usize,
+}
+
 /// One proxy.
 pub struct Proxy {
     cfg: ProxyConfig,
@@ -184,6 +197,30 @@ impl Proxy {
     /// Whether this proxy believes `p` is up (itself always is).
     pub fn peer_up(&self, p: ProxyId) -> bool {
         p == self.cfg.id || (self.roster.contains(p) && self.peers.get(&p).is_none_or(|x| x.up))
+    }
+
+    /// What this proxy hears of the others, for deciding whether to announce
+    /// the anycast prefix: a proxy counts as heard if it is up and a
+    /// verified message of its came within `within` before `now`.
+    pub fn hearing(&self, now: Instant, within: Instant) -> Hearing {
+        let mut h = Hearing::default();
+        let me = self.cfg.cluster;
+        for (&id, peer) in self.peers.iter() {
+            if id == self.cfg.id {
+                continue;
+            }
+            let heard = peer.up
+                && peer.incarnation.is_some()
+                && now.saturating_sub(peer.last_heard) <= within;
+            if self.roster.cluster_of(id) == Some(me) {
+                h.cluster_peers += 1;
+                h.cluster_heard += usize::from(heard);
+            } else {
+                h.remote_peers += 1;
+                h.remote_heard += usize::from(heard);
+            }
+        }
+        h
     }
 
     /// The incarnation this proxy knows for `p`, if it heard of one.

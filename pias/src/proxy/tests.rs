@@ -933,3 +933,43 @@ fn a_flow_keeps_its_target_across_a_join_and_the_targets_graceful_leave() {
     p.handle_client_packet(T0 + 3 * SEC, g(), client, b"new");
     assert_eq!(delivered_to(&drain(&mut p)), vec![target(2)]);
 }
+
+#[test]
+fn hearing_counts_recently_heard_peers_in_and_outside_the_cluster() {
+    let list: Vec<PeerInfo> = (1..=8)
+        .map(|id| PeerInfo {
+            id,
+            cluster: id % 4,
+        })
+        .collect();
+    // Proxy 1 is in cluster 1 with proxy 5; six others are elsewhere.
+    let mut p = Proxy::new(ProxyConfig::new(1, 1, DK), &list, T0);
+    let within = 3 * SEC;
+    let heard = |h: Hearing| (h.cluster_heard, h.remote_heard);
+    let h = p.hearing(T0, within);
+    assert_eq!(h.cluster_peers, 1);
+    assert!(h.remote_peers >= 1, "{h:?}");
+    assert_eq!(heard(h), (0, 0), "nobody heard yet");
+    let hb = |cluster| Message::Heartbeat {
+        cluster,
+        coord: Coord::default(),
+    };
+    p.handle_message(T0, target(0), &from_peer(5, 1, &hb(1)));
+    p.handle_message(T0 + SEC, target(0), &from_peer(2, 1, &hb(2)));
+    assert_eq!(heard(p.hearing(T0 + SEC, within)), (1, 1));
+    // Proxy 5 falls silent first.
+    assert_eq!(heard(p.hearing(T0 + within + SEC / 2, within)), (0, 1));
+    assert_eq!(heard(p.hearing(T0 + within + 2 * SEC, within)), (0, 0));
+    // A forged message is not hearing.
+    p.handle_message(
+        T0 + 10 * SEC,
+        target(0),
+        &signed(
+            Sender::Proxy { id: 5, boot: BOOT },
+            BOOT + 2,
+            &hb(1),
+            &Key([9; 32]),
+        ),
+    );
+    assert_eq!(heard(p.hearing(T0 + 10 * SEC, within)), (0, 0));
+}
