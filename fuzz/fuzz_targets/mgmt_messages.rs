@@ -29,6 +29,12 @@ impl pias_net::mgmt::Reports for Fake {
     fn proxy(&self) -> ProxyReport {
         ProxyReport::default()
     }
+    fn routing(&self) -> RoutingReport {
+        RoutingReport {
+            enabled: true,
+            ..RoutingReport::default()
+        }
+    }
 }
 
 const NOW_MS: u64 = 1_780_000_000_000;
@@ -52,7 +58,12 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(n) = pias::mgmt::seal_request_bytes(&key, &data[8..], &mut sealed) {
             let now = NOW_MS.saturating_add_signed(skew);
             let a = svc.serve(&sealed[..n], from, now, &mut counters, &Fake, &mut out);
-            if let pias_net::mgmt::Action::Reply(m) | pias_net::mgmt::Action::ReplyThenShutdown(m) = a {
+            use pias_net::mgmt::Action;
+            if let Action::Reply(m)
+            | Action::ReplyThenShutdown(m)
+            | Action::DrainThenReply(m)
+            | Action::UndrainThenReply(m) = a
+            {
                 assert!(pias::mgmt::Response::open(&key, &out[..m]).is_ok());
             }
         }
