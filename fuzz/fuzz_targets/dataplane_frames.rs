@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         nat_timeouts: NatTimeouts::default(),
         proxies: vec![(1, me), (2, Ipv4([198, 18, 0, 3]))],
         hash_key: [3; 16],
+        bgp_neighbours: vec![Ipv4([198, 18, 0, 1])],
     };
     let mut dp = DataPlane::new(cfg, proxy, t0);
     let mut sink = Sink(0);
