@@ -85,16 +85,29 @@ fn table(name: &str, used: usize, capacity: usize) -> TableFill {
     }
 }
 
-/// The data path's settings from the boot config.
-fn dataplane_config(cfg: &Config, mac: [u8; 6]) -> DataPlaneConfig {
-    let ifc = &cfg.interfaces[0];
+/// The first NAT port: 20,000, or above every configured service port.
+fn nat_first_port(cfg: &Config) -> u16 {
     let p = &cfg.ports;
-    let first = NAT_FIRST_PORT.max(
+    NAT_FIRST_PORT.max(
         p.management
             .max(p.proxy)
             .max(p.registration)
             .saturating_add(1),
-    );
+    )
+}
+
+/// Local ports of BGP's outgoing connections: the 8,192 below the NAT's
+/// (segments to a NAT port are the data path's, not the stack's).
+fn bgp_ports(cfg: &Config) -> core::ops::Range<u16> {
+    let end = nat_first_port(cfg);
+    end.saturating_sub(8_192).max(1_024)..end
+}
+
+/// The data path's settings from the boot config.
+fn dataplane_config(cfg: &Config, mac: [u8; 6]) -> DataPlaneConfig {
+    let ifc = &cfg.interfaces[0];
+    let p = &cfg.ports;
+    let first = nat_first_port(cfg);
     let t = &cfg.timers;
     let sec = |s: u32| u64::from(s) * pias::time::SEC;
     let mut seed = time::rdtsc() ^ u64::from(cfg.node.id).rotate_left(32);
@@ -262,6 +275,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         &mut sockets,
         &bgp_sockets,
         uptime_ms(),
+        bgp_ports(&cfg),
         time::rdtsc() as u16,
     ));
     let pc = ProxyConfig::from_config(&cfg);

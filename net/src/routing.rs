@@ -22,8 +22,6 @@ pub const BGP_PORT: u16 = 179;
 const CHECK_EVERY: Millis = 1_000;
 /// How long a closing connection may take to send its last bytes and FIN.
 const CLOSE_GRACE: Millis = 1_000;
-/// Ephemeral ports for outgoing connections.
-const FIRST_PORT: u16 = 49_152;
 
 /// One neighbour: its session and the socket that carries it.
 struct Neighbour {
@@ -60,19 +58,26 @@ pub struct Routing {
     announcer: Announcer,
     require_remote: bool,
     next_check: Millis,
+    /// Local ports of outgoing connections: below the NAT's, none of the
+    /// appliance's own services.
+    ports: core::ops::Range<u16>,
+    avoid: [u16; 3],
     next_port: u16,
     withdrawing: bool,
 }
 
 impl Routing {
     /// The speaker for `cfg.bgp`, one socket of `sockets` per neighbour (the
-    /// caller made them, with their buffers); `seed` varies the first
-    /// ephemeral port across boots.
+    /// caller made them, with their buffers). Outgoing connections take their
+    /// local port from `ports` (which must not overlap the NAT's: segments to
+    /// a NAT port are the data path's), skipping the configured service
+    /// ports; `seed` picks the first.
     pub fn new(
         cfg: &Config,
         sockets: &mut SocketSet<'_>,
         handles: &[SocketHandle],
         now: Millis,
+        ports: core::ops::Range<u16>,
         seed: u16,
     ) -> Routing {
         let b = &cfg.bgp;
@@ -127,7 +132,13 @@ impl Routing {
             }),
             require_remote: b.require_remote,
             next_check: now,
-            next_port: FIRST_PORT + seed % 8_192,
+            next_port: ports.start + seed % ports.len().max(1) as u16,
+            avoid: [
+                cfg.ports.management,
+                cfg.ports.proxy,
+                cfg.ports.registration,
+            ],
+            ports,
             withdrawing: false,
         }
     }
@@ -224,13 +235,36 @@ impl Routing {
         }
     }
 
+    /// The next local port for an outgoing connection.
+    fn take_port(&mut self) -> u16 {
+        for _ in 0..8 {
+            let p = self.next_port;
+            self.next_port = if p.saturating_add(1) >= self.ports.end {
+                self.ports.start
+            } else {
+                p + 1
+            };
+            if !self.avoid.contains(&p) && p != BGP_PORT {
+                return p;
+            }
+        }
+        self.next_port
+    }
+
     fn drive(&mut self, i: usize, now: Millis, iface: &mut Interface, sockets: &mut SocketSet<'_>) {
-        let port = self.next_port;
+        {
+            let n = &mut self.neighbours[i];
+            if n.session.poll_timeout().is_some_and(|t| t <= now) {
+                n.session.handle_timeout(now);
+            }
+        }
+        let connecting = {
+            let n = &self.neighbours[i];
+            n.session.state() == State::Connect && !sockets.get::<tcp::Socket>(n.socket).is_open()
+        };
+        let port = if connecting { self.take_port() } else { 0 };
         let n = &mut self.neighbours[i];
         let sock = sockets.get_mut::<tcp::Socket>(n.socket);
-        if n.session.poll_timeout().is_some_and(|t| t <= now) {
-            n.session.handle_timeout(now);
-        }
         if n.session.close_requested() || n.closing_since.is_some() {
             // Send what is left (a NOTIFICATION, say), FIN, then let go.
             Self::send(&mut n.session, sock);
@@ -251,11 +285,6 @@ impl Routing {
                 if sock.connect(iface.context(), peer, port).is_err() {
                     n.session.handle_closed(now);
                 }
-                self.next_port = if port >= u16::MAX - 1 {
-                    FIRST_PORT
-                } else {
-                    port + 1
-                };
             }
             State::Active if !sock.is_open() => {
                 let _ = sock.listen(BGP_PORT);

@@ -426,7 +426,6 @@ mod tests {
 
     #[test]
     fn largest_routing_report_fits_the_response_bound() {
-
         let n = NeighbourReport {
             address: crate::Ipv4([255; 4]),
             remote_as: u32::MAX,

@@ -11,6 +11,7 @@ pub mod machine;
 pub mod pops;
 pub mod proxybench;
 pub use pias_ctl::report;
+pub mod routers;
 pub mod rr;
 pub mod services;
 pub mod topo;

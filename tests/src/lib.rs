@@ -78,6 +78,8 @@ pub fn require_lab_programs() {
         "nginx",
         "sha256sum",
         "qemu-system-x86_64",
+        "bird",
+        "birdc",
     ] {
         if let Err(e) = pias_qemu::services::require(p) {
             panic!("{e:#}");
