@@ -4,6 +4,9 @@
 //! GRACEFUL_SHUTDOWN community (BIRD's local preference drops to 0) and then
 //! withdraws it; undrain brings it back; a clean shutdown withdraws before
 //! the appliance stops; a BIRD restart re-establishes and the route returns.
+//! A scripted peer sends malformed BGP: each gets its NOTIFICATION, counted,
+//! and the appliance keeps serving and retries; a peer without TTL 255
+//! (GTSM) never gets a session.
 
 use pias::config::Neighbour;
 use pias::mgmt::Body;
@@ -178,4 +181,156 @@ fn a_bird_restart_re_establishes_and_the_route_returns() {
     let n = routing(&mut mgmt).neighbours[0];
     assert_eq!(n.state, BgpState::Established);
     assert!(n.established >= 2, "{n:?}");
+}
+
+/// One scripted session: the peer accepts the appliance's connection, reads
+/// its OPEN, sends `bytes`, and returns the NOTIFICATION (code, subcode) the
+/// appliance answered with (None if the connection closed without one).
+fn answer_to(listener: &std::net::TcpListener, bytes: &[u8]) -> Option<(u8, u8)> {
+    use std::io::{Read, Write};
+    let end = Instant::now() + 10 * SEC;
+    let mut s = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("the appliance did not connect (again): {e}"),
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(5 * SEC)).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    // Its OPEN first.
+    while pias_bgp::wire::frame(&got).ok().flatten().is_none() {
+        let n = s.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let open_len = pias_bgp::wire::frame(&got).unwrap().unwrap();
+    assert_eq!(got[18], 1, "the appliance opens with an OPEN");
+    got.drain(..open_len);
+    s.write_all(bytes).unwrap();
+    loop {
+        while let Ok(Some(n)) = pias_bgp::wire::frame(&got) {
+            if let Ok(pias_bgp::Message::Notification(x)) = pias_bgp::Message::parse(&got[..n]) {
+                return Some((x.code, x.subcode));
+            }
+            got.drain(..n);
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn peer_open(asn: u32, hold: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 64];
+    let n = pias_bgp::wire::OpenRepr {
+        asn,
+        hold_time: hold,
+        bgp_id: [198, 18, 0, 1],
+    }
+    .emit(&mut b)
+    .unwrap();
+    b.truncate(n);
+    b
+}
+
+#[test]
+fn malformed_bgp_gets_the_right_notification_and_the_appliance_keeps_serving() {
+    require_lab_programs();
+    let mut lab = Lab::new("bgpbad").unwrap();
+    let mut cfg = lab.config_for(0);
+    cfg.deployment.proxies.truncate(1);
+    cfg.bgp.local_as = APPLIANCE_AS;
+    cfg.bgp.connect_retry_s = 1;
+    cfg.bgp
+        .neighbours
+        .push(Neighbour {
+            address: pias::Ipv4([198, 18, 0, 1]),
+            remote_as: ROUTER_AS_BASE + 1,
+            hold_time_s: 9,
+            passive: false,
+            bfd: false,
+        })
+        .unwrap();
+    let listener = lab
+        .inside(|| Ok(std::net::TcpListener::bind("198.18.0.1:179")?))
+        .unwrap();
+    // GTSM: the SYN-ACK too must leave with TTL 255, or the appliance drops it.
+    listener.set_ttl(255).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    lab.boot(
+        &kernel(),
+        Spec::new(
+            Machine::Microvm,
+            test_accel(),
+            pias_image::encode(&cfg).unwrap(),
+        ),
+    )
+    .unwrap();
+    lab.appliances[0].wait_for("ready:", 30 * SEC).unwrap();
+    let mut mgmt = MgmtClient::new(&lab, Lab::appliance_ip(0), 7001).unwrap();
+    let mut bad_marker = peer_open(ROUTER_AS_BASE + 1, 90);
+    bad_marker[5] = 0;
+    let header = |len: u16, ty: u8| {
+        let mut b = vec![0xff; 16];
+        b.extend_from_slice(&len.to_be_bytes());
+        b.push(ty);
+        b.resize(usize::from(len.max(19)), 0);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, (u8, u8))> = vec![
+        ("wrong marker", bad_marker, (1, 1)),
+        ("length 18", header(18, 4), (1, 2)),
+        ("length 5000", header(5000, 4), (1, 2)),
+        ("unknown type 7", header(19, 7), (1, 3)),
+        (
+            "OPEN with hold time 1",
+            peer_open(ROUTER_AS_BASE + 1, 1),
+            (2, 6),
+        ),
+        ("OPEN from the wrong AS", peer_open(64999, 90), (2, 2)),
+        (
+            "UPDATE before the OPEN",
+            {
+                let mut u = header(23, 2);
+                u[19..23].copy_from_slice(&[0, 0, 0, 0]);
+                u
+            },
+            (5, 1),
+        ),
+    ];
+    let mut malformed = 0;
+    for (i, (name, bytes, want)) in cases.iter().enumerate() {
+        if want.0 != 5 {
+            malformed += 1;
+        }
+        let got = answer_to(&listener, bytes);
+        assert_eq!(got, Some(*want), "{name}");
+        let r = routing(&mut mgmt);
+        let n = r.neighbours[0];
+        assert_eq!(n.last_error_sent, Some(*want), "{name}: {n:?}");
+        assert_eq!(n.notifications_out, i as u64 + 1, "{name}: {n:?}");
+        assert_eq!(n.malformed, malformed, "{name}: {n:?}");
+        assert_eq!(n.established, 0);
+        // Still serving: the status answers.
+        mgmt.status().unwrap();
+    }
+    // GTSM: a peer whose segments arrive with TTL 64 (not on our link, as
+    // far as TTL tells) never gets a connection: its SYN-ACKs are dropped.
+    listener.set_ttl(64).unwrap();
+    let before = routing(&mut mgmt).gtsm_dropped;
+    std::thread::sleep(4 * SEC);
+    let accepted = listener.accept();
+    assert!(accepted.is_err(), "a TTL-64 peer got a connection");
+    let after = routing(&mut mgmt).gtsm_dropped;
+    assert!(after > before, "GTSM drops counted: {before} -> {after}");
+    let console = lab.appliances[0].console();
+    assert!(!console.contains("PANIC"), "{console}");
 }
