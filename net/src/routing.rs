@@ -281,11 +281,13 @@ impl Routing {
         }
         let peer = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(n.address.0)), BGP_PORT);
         match n.session.state() {
-            State::Connect if !sock.is_open() => {
-                if sock.connect(iface.context(), peer, port).is_err() {
-                    n.session.handle_closed(now);
-                }
+            State::Connect
+                if !sock.is_open() && sock.connect(iface.context(), peer, port).is_err() =>
+            {
+                // No source address or port: give this attempt up.
+                n.session.handle_closed(now);
             }
+            State::Connect if !sock.is_open() => {}
             State::Active if !sock.is_open() => {
                 let _ = sock.listen(BGP_PORT);
             }
