@@ -287,7 +287,6 @@ impl Routing {
                 // No source address or port: give this attempt up.
                 n.session.handle_closed(now);
             }
-            State::Connect if !sock.is_open() => {}
             State::Active if !sock.is_open() => {
                 let _ = sock.listen(BGP_PORT);
             }
