@@ -66,6 +66,10 @@ struct TopoArgs {
     /// Pings per measured pair of POPs.
     #[arg(long, default_value_t = 5)]
     pings: u32,
+    /// How each POP's router learns the anycast prefix: "bird" (BIRD 2,
+    /// eBGP with its appliance and the other POPs' routers) or "static".
+    #[arg(long, default_value = "bird")]
+    routers: String,
 }
 
 #[derive(Subcommand)]
@@ -218,6 +222,7 @@ fn topo(a: TopoArgs) -> Result<()> {
         accel,
         memory,
         pings,
+        routers,
     } = a;
     let (machine, accel) = (machine.as_str(), accel.as_str());
     use pias_qemu::pops::{TopoLab, TopoOptions};
@@ -236,6 +241,11 @@ fn topo(a: TopoArgs) -> Result<()> {
     opts.machine = Machine::parse(machine)
         .with_context(|| format!("unknown machine {machine:?} (microvm, q35)"))?;
     opts.memory_mb = memory;
+    opts.routers = match routers.as_str() {
+        "bird" => pias_qemu::pops::Routers::Bird,
+        "static" => pias_qemu::pops::Routers::Static,
+        other => anyhow::bail!("--routers {other:?}: use bird or static"),
+    };
     eprintln!("building the appliance kernel and the target agent…");
     let kernel = build::kernel()?;
     opts.agent = Some(build::agent()?);
@@ -276,6 +286,16 @@ fn topo(a: TopoArgs) -> Result<()> {
                 ),
                 Err(e) => check(false, format!("{what}: {e:#}")),
             }
+        }
+    }
+    if opts.routers == pias_qemu::pops::Routers::Bird {
+        println!("BGP: each router's route to the anycast prefix (BIRD 2):");
+        for (p, pop) in pops.iter().enumerate() {
+            let route = lab.anycast_route(p).unwrap_or_else(|e| format!("{e:#}"));
+            check(
+                route.contains(&format!("via {} ", pop.appliance_ip())),
+                format!("{} router: {route}", pop.name),
+            );
         }
     }
     println!("appliances (status asked from each POP's router):");

@@ -61,6 +61,21 @@ pub struct TopoOptions {
     /// The target agent's binary: with it, an agent joins every service to
     /// its group once the appliances are up; without, no target joins.
     pub agent: Option<PathBuf>,
+    /// How the anycast prefix reaches each POP's appliance.
+    pub routers: Routers,
+    /// The BGP hold time between each appliance and its router (s).
+    pub bgp_hold_s: u16,
+}
+
+/// How a lab's routers learn the anycast prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routers {
+    /// A static route on each POP's router to its own appliance.
+    Static,
+    /// BIRD 2 on each POP's router: eBGP with its appliance (which announces
+    /// the prefix only while healthy) and with the neighbouring POPs'
+    /// routers, so that a withdrawn POP's traffic moves to the next one.
+    Bird,
 }
 
 impl TopoOptions {
@@ -72,8 +87,29 @@ impl TopoOptions {
             memory_mb: 64,
             boot_timeout: Duration::from_secs(30),
             agent: None,
+            routers: Routers::Static,
+            bgp_hold_s: 9,
         }
     }
+}
+
+/// The `[bgp]` of POP `p`'s appliance: its router as the one neighbour.
+fn bgp_config(p: usize, pop: &crate::topo::Pop, hold_s: u16) -> pias::config::Bgp {
+    use crate::routers::{APPLIANCE_AS, ROUTER_AS_BASE};
+    let mut b = pias::config::Bgp {
+        local_as: APPLIANCE_AS,
+        connect_retry_s: 1,
+        drain_delay_ms: 3_000,
+        ..pias::config::Bgp::default()
+    };
+    let _ = b.neighbours.push(pias::config::Neighbour {
+        address: pias::Ipv4(pop.router_ip().octets()),
+        remote_as: ROUTER_AS_BASE + p as u32 + 1,
+        hold_time_s: hold_s,
+        passive: false,
+        bfd: false,
+    });
+    b
 }
 
 /// Round-trip figures of one `ping` run.
@@ -112,6 +148,9 @@ pub struct TopoLab {
     pub agents: Vec<Agent>,
     /// The agent's binary, once `start_agents` named it.
     agent_bin: Option<PathBuf>,
+    pub routers: Routers,
+    /// One per POP, in POP order, with `Routers::Bird`.
+    pub birds: Vec<crate::routers::Bird>,
 }
 
 const VETH_OFFLOADS: [&str; 10] = [
@@ -168,10 +207,15 @@ impl TopoLab {
             keys: LabKeys::random()?,
             agents: Vec::new(),
             agent_bin: None,
+            routers: opts.routers,
+            birds: Vec::new(),
         };
         lab.wire()?;
         lab.start_services()?;
         lab.boot(kernel, opts)?;
+        if opts.routers == Routers::Bird {
+            lab.start_birds(opts)?;
+        }
         if let Some(agent) = &opts.agent {
             lab.start_agents(agent)?;
         }
@@ -279,16 +323,18 @@ impl TopoLab {
                     &pop.router_ip().to_string(),
                 ]))?;
             }
-            // Native anycast by a static route: this POP's appliance.
-            run(ip_in(&r).args([
-                "route",
-                "add",
-                &format!("{}/{}", ANYCAST.0, ANYCAST.1),
-                "via",
-                &pop.appliance_ip().to_string(),
-                "dev",
-                "br0",
-            ]))?;
+            if self.routers == Routers::Static {
+                // Native anycast by a static route: this POP's appliance.
+                run(ip_in(&r).args([
+                    "route",
+                    "add",
+                    &format!("{}/{}", ANYCAST.0, ANYCAST.1),
+                    "via",
+                    &pop.appliance_ip().to_string(),
+                    "dev",
+                    "br0",
+                ]))?;
+            }
         }
         let links = self.topology.links.clone();
         for (n, link) in links.iter().enumerate() {
@@ -385,7 +431,11 @@ impl TopoLab {
     fn boot(&mut self, kernel: &Path, opts: &TopoOptions) -> Result<()> {
         let pops = self.topology.pops.clone();
         for (p, pop) in pops.iter().enumerate() {
-            let blob = pias_image::encode(&topo_config(&self.topology, pop, &self.keys))
+            let mut cfg = topo_config(&self.topology, pop, &self.keys);
+            if opts.routers == Routers::Bird {
+                cfg.bgp = bgp_config(p, pop, opts.bgp_hold_s);
+            }
+            let blob = pias_image::encode(&cfg)
                 .with_context(|| format!("encoding the config of {}", pop.name))?;
             let mut spec = Spec::new(opts.machine, opts.accel, blob);
             spec.memory_mb = opts.memory_mb;
@@ -418,6 +468,98 @@ impl TopoLab {
             }
         }
         Ok(())
+    }
+
+    /// Starts BIRD on every POP's router (after the appliances: BIRD gives
+    /// up on a session whose link is down when it starts) and waits until
+    /// each router routes the anycast prefix to its own appliance.
+    fn start_birds(&mut self, opts: &TopoOptions) -> Result<()> {
+        use crate::routers::{Bird, BirdConfig, BirdPeer, APPLIANCE_AS, ROUTER_AS_BASE};
+        let pops = self.topology.pops.clone();
+        let links = self.topology.links.clone();
+        for (p, pop) in pops.iter().enumerate() {
+            let mut peers = vec![BirdPeer {
+                name: "appliance".into(),
+                local: pop.router_ip(),
+                address: pop.appliance_ip(),
+                asn: APPLIANCE_AS,
+                appliance: true,
+                hold_s: opts.bgp_hold_s,
+            }];
+            for link in links.iter().filter(|l| l.a == p || l.b == p) {
+                let q = link.other(p);
+                peers.push(BirdPeer {
+                    name: format!("r{}", q + 1),
+                    local: link.ip(link.a == p),
+                    address: link.ip(link.a != p),
+                    asn: ROUTER_AS_BASE + q as u32 + 1,
+                    appliance: false,
+                    hold_s: 9,
+                });
+            }
+            let cfg = BirdConfig {
+                router_id: pop.router_ip(),
+                asn: ROUTER_AS_BASE + p as u32 + 1,
+                anycast: format!("{}/{}", ANYCAST.0, ANYCAST.1),
+                peers,
+            };
+            let name = format!("bird-r{}", p + 1);
+            let bird = Bird::start(
+                &self.router_ns(p),
+                self.dir.path(),
+                &name,
+                &cfg,
+                &self.prefix,
+            )?;
+            self.birds.push(bird);
+        }
+        for (p, pop) in pops.iter().enumerate() {
+            self.wait_route_via(p, pop.appliance_ip(), Duration::from_secs(30))
+                .with_context(|| {
+                    format!(
+                        "{}'s router never routed the prefix to its appliance",
+                        pop.name
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The kernel route of POP `p`'s router to the anycast prefix.
+    pub fn anycast_route(&self, p: usize) -> Result<String> {
+        let out = self.output(
+            &self.router_ns(p),
+            &[
+                "ip",
+                "route",
+                "show",
+                &format!("{}/{}", ANYCAST.0, ANYCAST.1),
+            ],
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Waits until POP `p`'s router routes the anycast prefix via `hop`.
+    pub fn wait_route_via(&self, p: usize, hop: Ipv4Addr, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        let want = format!("via {hop} ");
+        loop {
+            let r = self.anycast_route(p)?;
+            if format!("{r} ").contains(&want) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() >= timeout {
+                let bird = self
+                    .birds
+                    .get(p)
+                    .map(|b| b.birdc(&["show", "protocols", "all"]).unwrap_or_default() + &b.log());
+                bail!(
+                    "after {timeout:?} the route is {r:?}, not via {hop}\n{}",
+                    bird.unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Runs a command in namespace `ns` and returns its output, whatever its exit.
@@ -593,9 +735,13 @@ impl TopoLab {
                     svc.join(", ")
                 );
             }
+            let how = match self.routers {
+                Routers::Static => "static route",
+                Routers::Bird => "BGP, BIRD 2",
+            };
             let _ = writeln!(
                 o,
-                "    route {}/{} via {} (its appliance)",
+                "    route {}/{} via {} (its appliance, {how})",
                 ANYCAST.0,
                 ANYCAST.1,
                 pop.appliance_ip()
