@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod announce;
+pub mod bfd;
 pub mod session;
 pub mod wire;
 

@@ -25,8 +25,11 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 
-/// The management socket and one TCP socket per BGP neighbour.
-const SOCKETS: usize = 1 + pias::config::MAX_BGP_NEIGHBOURS;
+/// The management socket, one TCP socket per BGP neighbour and BFD's two.
+const SOCKETS: usize = 1 + pias::config::MAX_BGP_NEIGHBOURS + 2;
+/// BFD's sockets: datagrams of 24 bytes, a few per neighbour in flight.
+const BFD_SLOTS: usize = 16;
+const BFD_BYTES: usize = BFD_SLOTS * 64;
 /// Each BGP connection's receive and send buffers (a few messages each way).
 const BGP_BUFFER: usize = 8 * 1024;
 /// How long the loop keeps polling after the last frame before it halts.
@@ -270,11 +273,34 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     let proxy = Proxy::new(ProxyConfig::from_config(&cfg), &cfg.peers(), wall());
     let mut dp = Box::new(DataPlane::new(dataplane_config(&cfg, mac), proxy, wall()));
 
+    let bfd_sockets = cfg.bgp.neighbours.iter().any(|n| n.bfd).then(|| {
+        let mut udp_socket = |port: u16| {
+            let rx_meta = arena::alloc_slice(BFD_SLOTS, || udp::PacketMetadata::EMPTY)
+                .unwrap_or_else(|_| fail("bfd"));
+            let rx = arena::alloc_slice(BFD_BYTES, || 0u8).unwrap_or_else(|_| fail("bfd"));
+            let tx_meta = arena::alloc_slice(BFD_SLOTS, || udp::PacketMetadata::EMPTY)
+                .unwrap_or_else(|_| fail("bfd"));
+            let tx = arena::alloc_slice(BFD_BYTES, || 0u8).unwrap_or_else(|_| fail("bfd"));
+            let mut s = udp::Socket::new(
+                udp::PacketBuffer::new(&mut rx_meta[..], &mut rx[..]),
+                udp::PacketBuffer::new(&mut tx_meta[..], &mut tx[..]),
+            );
+            if s.bind(port).is_err() {
+                log::error!("bfd: cannot bind udp/{port}");
+            }
+            sockets.add(s)
+        };
+        // RFC 5881: received on 3784, sent from 49152..=65535.
+        let rx = udp_socket(pias_bgp::bfd::PORT);
+        let tx = udp_socket(49_152 + (time::rdtsc() % 16_000) as u16);
+        (rx, tx)
+    });
     let mut routing = Box::new(Routing::new(
         &cfg,
         &mut sockets,
         &bgp_sockets,
-        uptime_ms(),
+        bfd_sockets,
+        time::uptime_us(),
         bgp_ports(&cfg),
         time::rdtsc() as u16,
     ));
@@ -323,7 +349,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             dp.handle_timeout(wall(), &mut dev);
         }
         routing.poll(
-            uptime_ms(),
+            time::uptime_us(),
             || dp.proxy().hearing(wall(), hearing_window),
             &mut iface,
             &mut sockets,
@@ -394,7 +420,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                 routing.withdraw_all();
                 let until = uptime_ms() + 2_000;
                 loop {
-                    routing.poll(uptime_ms(), Default::default, &mut iface, &mut sockets);
+                    routing.poll(
+                        time::uptime_us(),
+                        Default::default,
+                        &mut iface,
+                        &mut sockets,
+                    );
                     iface.poll(now(), &mut dev, &mut sockets);
                     dev.nic_mut().kick();
                     drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
@@ -406,7 +437,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                 routing.stop(uptime_ms(), &mut sockets);
                 let until = uptime_ms() + 500;
                 while uptime_ms() < until {
-                    routing.poll(uptime_ms(), Default::default, &mut iface, &mut sockets);
+                    routing.poll(
+                        time::uptime_us(),
+                        Default::default,
+                        &mut iface,
+                        &mut sockets,
+                    );
                     iface.poll(now(), &mut dev, &mut sockets);
                     dev.nic_mut().kick();
                     drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
@@ -445,7 +481,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         let dp_delay = dp.poll_timeout().saturating_sub(wall()).max(1);
         let mut delay = stack_delay.map_or(dp_delay, |s| s.min(dp_delay));
         if let Some(t) = routing.poll_timeout() {
-            delay = delay.min(t.saturating_sub(uptime_ms()).max(1) * 1000);
+            delay = delay.min(t.saturating_sub(time::uptime_us()).max(1));
         }
         interrupts::disable();
         dev.nic_mut().ack_interrupt();

@@ -445,6 +445,9 @@ mod tests {
             connection_lost: u64::MAX,
             last_error_sent: Some((255, 255)),
             last_error_received: Some((255, 255)),
+            bfd: crate::status::BfdStatus::AdminDown,
+            bfd_downs: u64::MAX,
+            bfd_rx_bad: u64::MAX,
         };
         let mut r = RoutingReport {
             enabled: true,

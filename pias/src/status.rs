@@ -338,6 +338,28 @@ pub struct NeighbourReport {
     pub last_error_sent: Option<(u8, u8)>,
     /// The last NOTIFICATION received (code, subcode).
     pub last_error_received: Option<(u8, u8)>,
+    /// Its BFD session (`Off` when not configured).
+    pub bfd: BfdStatus,
+    /// Times BFD went from Up to Down (each took the BGP session down).
+    pub bfd_downs: u64,
+    /// BFD packets refused (malformed, authenticated, not ours).
+    pub bfd_rx_bad: u64,
+}
+
+/// A BFD session's state.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BfdStatus {
+    /// Not configured for this neighbour.
+    #[default]
+    Off,
+    /// Held down.
+    AdminDown,
+    /// Down.
+    Down,
+    /// Coming up.
+    Init,
+    /// Up.
+    Up,
 }
 
 /// RFC 4271's session states.

@@ -32,6 +32,8 @@ pub struct BirdPeer {
     pub appliance: bool,
     /// Hold time proposed to it (s).
     pub hold_s: u16,
+    /// Run BFD with it (100 ms, multiplier 3); the session falls with BFD.
+    pub bfd: bool,
 }
 
 /// A router's BGP setup.
@@ -69,8 +71,16 @@ impl BirdConfig {
             self.anycast,
             self.anycast.rsplit('/').next().unwrap_or("24")
         );
+        if self.peers.iter().any(|p| p.bfd) {
+            c.push_str(
+                "protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }\n",
+            );
+        }
         for p in &self.peers {
             let _ = writeln!(c, "protocol bgp {} {{", p.name);
+            if p.bfd {
+                c.push_str("  bfd on;\n");
+            }
             let _ = writeln!(c, "  local {} as {};", p.local, self.asn);
             let _ = writeln!(c, "  neighbor {} as {};", p.address, p.asn);
             let _ = writeln!(c, "  hold time {};", p.hold_s);

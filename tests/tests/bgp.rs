@@ -50,6 +50,7 @@ fn lab_with_bird(tag: &str, drain_delay_ms: u32) -> (Lab, Bird, MgmtClient) {
             asn: APPLIANCE_AS,
             appliance: true,
             hold_s: 9,
+            bfd: false,
         }],
     };
     lab.boot(

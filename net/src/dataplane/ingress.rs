@@ -62,7 +62,7 @@ impl DataPlane {
         };
         let seg = ip.payload();
         if dst == self.cfg.address.addr {
-            if transport == Some(Transport::Tcp) && self.gtsm_refuses(src, ip.hop_limit(), seg) {
+            if transport.is_some_and(|t| self.gtsm_refuses(t, src, ip.hop_limit(), seg)) {
                 self.counters.drop_gtsm += 1;
                 return Verdict::Done;
             }
@@ -86,12 +86,18 @@ impl DataPlane {
         Verdict::Done
     }
 
-    /// Whether a TCP segment is BGP from a neighbour that arrived with a TTL
-    /// below 255: it was not sent by a router on our link (GTSM, RFC 5082).
-    fn gtsm_refuses(&self, src: Ipv4, ttl: u8, seg: &[u8]) -> bool {
+    /// Whether a segment is BGP (TCP to or from 179) or BFD (UDP to 3784)
+    /// from a neighbour that arrived with a TTL below 255: it was not sent by
+    /// a router on our link (GTSM, RFC 5082; RFC 5881 §5).
+    fn gtsm_refuses(&self, t: Transport, src: Ipv4, ttl: u8, seg: &[u8]) -> bool {
         let (sport, dport) = ports(seg);
-        let bgp = sport == crate::routing::BGP_PORT || dport == crate::routing::BGP_PORT;
-        bgp && ttl != 255 && self.cfg.bgp_neighbours.contains(&src)
+        let guarded = match t {
+            Transport::Tcp => {
+                sport == crate::routing::BGP_PORT || dport == crate::routing::BGP_PORT
+            }
+            Transport::Udp => dport == pias_bgp::bfd::PORT,
+        };
+        guarded && ttl != 255 && self.cfg.bgp_neighbours.contains(&src)
     }
 
     /// To our unicast address: the proxy port, a NAT port, or the stack's.

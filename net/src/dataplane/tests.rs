@@ -688,4 +688,23 @@ fn bgp_from_a_neighbour_needs_ttl_255() {
             "{src} {sport}->{dport} ttl {ttl}"
         );
     }
+    // BFD: UDP to 3784 from the neighbour, the same rule.
+    let cases = [
+        (GATEWAY_BGP, 49_152, 3784, 254, Verdict::Done, 4),
+        (GATEWAY_BGP, 49_152, 3784, 255, Verdict::Stack, 4),
+        (ip(CLIENT), 49_152, 3784, 64, Verdict::Stack, 4),
+    ];
+    for (src, sport, dport, ttl, verdict, drops) in cases {
+        let f = with_ttl(host_udp(src, sport, me, dport, &[0; 24]), ttl);
+        assert_eq!(
+            p.ingress(T0, &f, &mut out),
+            verdict,
+            "{src} {sport}->{dport} ttl {ttl}"
+        );
+        assert_eq!(
+            p.counters().drop_gtsm,
+            drops,
+            "{src} {sport}->{dport} ttl {ttl}"
+        );
+    }
 }

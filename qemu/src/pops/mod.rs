@@ -65,6 +65,8 @@ pub struct TopoOptions {
     pub routers: Routers,
     /// The BGP hold time between each appliance and its router (s).
     pub bgp_hold_s: u16,
+    /// BFD between each appliance and its router (100 ms × 3).
+    pub bfd: bool,
 }
 
 /// How a lab's routers learn the anycast prefix.
@@ -89,12 +91,13 @@ impl TopoOptions {
             agent: None,
             routers: Routers::Static,
             bgp_hold_s: 9,
+            bfd: false,
         }
     }
 }
 
 /// The `[bgp]` of POP `p`'s appliance: its router as the one neighbour.
-fn bgp_config(p: usize, pop: &crate::topo::Pop, hold_s: u16) -> pias::config::Bgp {
+fn bgp_config(p: usize, pop: &crate::topo::Pop, hold_s: u16, bfd: bool) -> pias::config::Bgp {
     use crate::routers::{APPLIANCE_AS, ROUTER_AS_BASE};
     let mut b = pias::config::Bgp {
         local_as: APPLIANCE_AS,
@@ -107,7 +110,7 @@ fn bgp_config(p: usize, pop: &crate::topo::Pop, hold_s: u16) -> pias::config::Bg
         remote_as: ROUTER_AS_BASE + p as u32 + 1,
         hold_time_s: hold_s,
         passive: false,
-        bfd: false,
+        bfd,
     });
     b
 }
@@ -433,7 +436,7 @@ impl TopoLab {
         for (p, pop) in pops.iter().enumerate() {
             let mut cfg = topo_config(&self.topology, pop, &self.keys);
             if opts.routers == Routers::Bird {
-                cfg.bgp = bgp_config(p, pop, opts.bgp_hold_s);
+                cfg.bgp = bgp_config(p, pop, opts.bgp_hold_s, opts.bfd);
             }
             let blob = pias_image::encode(&cfg)
                 .with_context(|| format!("encoding the config of {}", pop.name))?;
@@ -485,6 +488,7 @@ impl TopoLab {
                 asn: APPLIANCE_AS,
                 appliance: true,
                 hold_s: opts.bgp_hold_s,
+                bfd: opts.bfd,
             }];
             for link in links.iter().filter(|l| l.a == p || l.b == p) {
                 let q = link.other(p);
@@ -495,6 +499,7 @@ impl TopoLab {
                     asn: ROUTER_AS_BASE + q as u32 + 1,
                     appliance: false,
                     hold_s: 9,
+                    bfd: false,
                 });
             }
             let cfg = BirdConfig {

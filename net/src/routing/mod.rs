@@ -1,14 +1,19 @@
 //! BGP in the appliance: one `pias_bgp::Session` per neighbour, each carried
 //! by its own smoltcp TCP socket (TTL 255 out, GTSM checked on the way in by
 //! the data path), and one `Announcer` deciding from the proxy's health and
-//! the operator's drain what every neighbour is told. The kernel calls
-//! `poll` each turn of its loop; nothing here allocates after `new`.
+//! the operator's drain what every neighbour is told; `bfd` runs single-hop
+//! BFD beside the sessions that ask for it. The kernel calls `poll` each turn
+//! of its loop; nothing here allocates after `new`.
+
+mod bfd;
 
 use alloc::vec::Vec;
 use pias::addr::Ipv4;
 use pias::config::Config;
 use pias::proxy::Hearing;
+use pias::status::BfdStatus;
 use pias::status::{Advertised, BgpState, NeighbourReport, RouteHealth, RoutingReport};
+use pias_bgp::bfd::{BfdSession, BfdState};
 use pias_bgp::session::Route;
 use pias_bgp::wire::{Attrs, Prefix};
 use pias_bgp::{AnnounceConfig, Announcer, Health, Millis, Session, SessionConfig, State};
@@ -29,6 +34,8 @@ struct Neighbour {
     session: Session,
     socket: SocketHandle,
     closing_since: Option<Millis>,
+    /// Its BFD session, if configured.
+    bfd: Option<BfdSession>,
 }
 
 /// Health from what the proxy hears: Down if it hears no other proxy at all
@@ -64,6 +71,8 @@ pub struct Routing {
     avoid: [u16; 3],
     next_port: u16,
     withdrawing: bool,
+    /// BFD's UDP sockets: (receiving on 3784, sending from an ephemeral port).
+    bfd_sockets: Option<(SocketHandle, SocketHandle)>,
 }
 
 impl Routing {
@@ -71,16 +80,26 @@ impl Routing {
     /// caller made them, with their buffers). Outgoing connections take their
     /// local port from `ports` (which must not overlap the NAT's: segments to
     /// a NAT port are the data path's), skipping the configured service
-    /// ports; `seed` picks the first.
+    /// ports; `seed` picks the first. Neighbours with `bfd` get a BFD
+    /// session over `bfd_sockets` (receiving, sending; the caller bound them).
+    /// `now_us` is the monotonic clock in microseconds.
     pub fn new(
         cfg: &Config,
         sockets: &mut SocketSet<'_>,
         handles: &[SocketHandle],
-        now: Millis,
+        bfd_sockets: Option<(SocketHandle, SocketHandle)>,
+        now_us: u64,
         ports: core::ops::Range<u16>,
         seed: u16,
     ) -> Routing {
+        let now = now_us / 1_000;
         let b = &cfg.bgp;
+        if let Some((_, tx)) = bfd_sockets {
+            // Single-hop BFD: TTL 255 (RFC 5881 §5).
+            sockets
+                .get_mut::<smoltcp::socket::udp::Socket>(tx)
+                .set_hop_limit(Some(255));
+        }
         let prefixes: Vec<Prefix> = cfg
             .bgp_prefixes()
             .iter()
@@ -94,7 +113,8 @@ impl Routing {
             .neighbours
             .iter()
             .zip(handles)
-            .map(|(n, &socket)| {
+            .enumerate()
+            .map(|(i, (n, &socket))| {
                 sockets
                     .get_mut::<tcp::Socket>(socket)
                     .set_hop_limit(Some(255));
@@ -112,6 +132,7 @@ impl Routing {
                     session: Session::new(s, &prefixes, now),
                     socket,
                     closing_since: None,
+                    bfd: (n.bfd && bfd_sockets.is_some()).then(|| bfd::session(i, seed, now_us)),
                 }
             })
             .collect();
@@ -140,6 +161,7 @@ impl Routing {
             ],
             ports,
             withdrawing: false,
+            bfd_sockets,
         }
     }
 
@@ -187,8 +209,14 @@ impl Routing {
         }
     }
 
-    /// When `poll` has work next (timers only; received bytes wake the loop).
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    /// When `poll` has work next, in microseconds (timers only; received
+    /// bytes wake the loop).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let bgp = self.bgp_timeout()?.saturating_mul(1_000);
+        Some(self.bfd_timeout().map_or(bgp, |b| b.min(bgp)))
+    }
+
+    fn bgp_timeout(&self) -> Option<Millis> {
         if self.neighbours.is_empty() {
             return None;
         }
@@ -207,11 +235,11 @@ impl Routing {
         Some(at)
     }
 
-    /// One turn: health (once a second, from `hearing`), each session's
-    /// timers, its socket's state, bytes in and out.
+    /// One turn at `now_us` (monotonic µs): BFD, health (once a second, from
+    /// `hearing`), each session's timers, its socket's state, bytes in and out.
     pub fn poll(
         &mut self,
-        now: Millis,
+        now_us: u64,
         hearing: impl FnOnce() -> Hearing,
         iface: &mut Interface,
         sockets: &mut SocketSet<'_>,
@@ -219,6 +247,8 @@ impl Routing {
         if self.neighbours.is_empty() {
             return;
         }
+        let now = now_us / 1_000;
+        self.poll_bfd(now_us, sockets);
         if now >= self.next_check {
             self.next_check = now + CHECK_EVERY;
             self.announcer
@@ -380,6 +410,14 @@ impl Routing {
                 connection_lost: c.connection_lost,
                 last_error_sent: s.last_error_sent().map(|e| (e.code, e.subcode)),
                 last_error_received: s.last_error_received(),
+                bfd: n.bfd.as_ref().map_or(BfdStatus::Off, |b| match b.state() {
+                    BfdState::AdminDown => BfdStatus::AdminDown,
+                    BfdState::Down => BfdStatus::Down,
+                    BfdState::Init => BfdStatus::Init,
+                    BfdState::Up => BfdStatus::Up,
+                }),
+                bfd_downs: n.bfd.as_ref().map_or(0, |b| b.counters().downs),
+                bfd_rx_bad: n.bfd.as_ref().map_or(0, |b| b.counters().rx_bad),
             });
         }
         r

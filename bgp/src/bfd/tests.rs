@@ -1,0 +1,209 @@
+//! BFD tests: two sessions wired back to back come Up; silence or a Down
+//! from the neighbour brings one Down; every malformed packet is refused.
+
+use super::*;
+
+const MS: u64 = 1_000;
+
+fn cfg(disc: u32) -> BfdConfig {
+    BfdConfig {
+        local_disc: disc,
+        desired_min_tx: 100_000,
+        required_min_rx: 100_000,
+        detect_mult: 3,
+    }
+}
+
+/// Two sessions exchanging packets every millisecond of simulated time
+/// until `until`, `b` silent when `b_mute`.
+fn run(a: &mut BfdSession, b: &mut BfdSession, from: u64, until: u64, b_mute: bool) {
+    let mut now = from;
+    while now <= until {
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        if let Some(p) = a.poll_transmit(now) {
+            b.handle_packet(now, &p).unwrap();
+        }
+        if let Some(p) = b.poll_transmit(now) {
+            if !b_mute {
+                a.handle_packet(now, &p).unwrap();
+            }
+        }
+        now += MS;
+    }
+}
+
+#[test]
+fn two_sessions_come_up_and_speed_up() {
+    let (mut a, mut b) = (BfdSession::new(cfg(1), 0), BfdSession::new(cfg(2), 0));
+    run(&mut a, &mut b, 0, 3_000 * MS, false);
+    assert_eq!((a.state(), b.state()), (BfdState::Up, BfdState::Up));
+    assert_eq!(a.detection_time(), Some(300 * MS));
+    // Once up, about ten packets a second each way (75–100 ms apart).
+    let sent = a.counters().tx;
+    run(&mut a, &mut b, 3_001 * MS, 4_000 * MS, false);
+    let per_s = a.counters().tx - sent;
+    assert!((10..=14).contains(&per_s), "{per_s} packets in a second");
+}
+
+#[test]
+fn silence_is_detected_within_the_detection_time() {
+    let (mut a, mut b) = (BfdSession::new(cfg(1), 0), BfdSession::new(cfg(2), 0));
+    run(&mut a, &mut b, 0, 3_000 * MS, false);
+    assert_eq!(a.state(), BfdState::Up);
+    let mut now = 3_001 * MS;
+    while a.state() == BfdState::Up {
+        run(&mut a, &mut b, now, now, true);
+        now += MS;
+        assert!(now < 4_000 * MS, "never detected");
+    }
+    let took = now - 3_001 * MS;
+    assert!(took <= 300 * MS + MS, "detected after {took} us");
+    assert!(took >= 200 * MS, "detected too early: {took} us");
+    assert_eq!(a.counters().downs, 1);
+    // The next packet says why.
+    let mut p = None;
+    while p.is_none() {
+        p = a.poll_transmit(now);
+        now += MS;
+    }
+    let c = Control::parse(&p.unwrap()).unwrap();
+    assert_eq!((c.state, c.diag, c.your_disc), (BfdState::Down, 1, 0));
+}
+
+#[test]
+fn a_neighbour_going_down_takes_us_down() {
+    let (mut a, mut b) = (BfdSession::new(cfg(1), 0), BfdSession::new(cfg(2), 0));
+    run(&mut a, &mut b, 0, 3_000 * MS, false);
+    let down = Control {
+        diag: 7,
+        state: BfdState::AdminDown,
+        poll: false,
+        fin: false,
+        detect_mult: 3,
+        my_disc: 2,
+        your_disc: 1,
+        desired_min_tx: 100_000,
+        required_min_rx: 100_000,
+        required_min_echo_rx: 0,
+    };
+    a.handle_packet(3_001 * MS, &down.emit()).unwrap();
+    assert_eq!(a.state(), BfdState::Down);
+    assert_eq!(a.counters().downs, 1);
+}
+
+#[test]
+fn malformed_packets_are_refused_and_counted() {
+    let good = Control {
+        diag: 0,
+        state: BfdState::Down,
+        poll: false,
+        fin: false,
+        detect_mult: 3,
+        my_disc: 9,
+        your_disc: 0,
+        desired_min_tx: 1_000_000,
+        required_min_rx: 100_000,
+        required_min_echo_rx: 0,
+    };
+    let mut s = BfdSession::new(cfg(1), 0);
+    let patch = |f: &dyn Fn(&mut [u8; 24])| {
+        let mut b = good.emit();
+        f(&mut b);
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>, BfdError)> = vec![
+        ("short", good.emit()[..23].to_vec(), BfdError::Length),
+        (
+            "version 0",
+            patch(&|b| b[0] &= 0x1f).to_vec(),
+            BfdError::Version,
+        ),
+        (
+            "length 23",
+            patch(&|b| b[3] = 23).to_vec(),
+            BfdError::Length,
+        ),
+        (
+            "length 40",
+            patch(&|b| b[3] = 40).to_vec(),
+            BfdError::Length,
+        ),
+        (
+            "auth bit",
+            patch(&|b| b[1] |= 0x04).to_vec(),
+            BfdError::Auth,
+        ),
+        (
+            "multiplier 0",
+            patch(&|b| b[2] = 0).to_vec(),
+            BfdError::Field,
+        ),
+        (
+            "multipoint",
+            patch(&|b| b[1] |= 0x01).to_vec(),
+            BfdError::Field,
+        ),
+        (
+            "my disc 0",
+            patch(&|b| b[4..8].fill(0)).to_vec(),
+            BfdError::Field,
+        ),
+        (
+            "Up without your disc",
+            patch(&|b| b[1] = 3 << 6).to_vec(),
+            BfdError::Discriminator,
+        ),
+        (
+            "someone else's disc",
+            patch(&|b| b[8..12].copy_from_slice(&77u32.to_be_bytes())).to_vec(),
+            BfdError::Discriminator,
+        ),
+    ];
+    for (i, (name, bytes, want)) in cases.iter().enumerate() {
+        assert_eq!(s.handle_packet(0, bytes), Err(*want), "{name}");
+        assert_eq!(s.counters().rx_bad, i as u64 + 1);
+        assert_eq!(s.state(), BfdState::Down);
+    }
+    assert_eq!(Control::parse(&good.emit()), Ok(good));
+}
+
+#[test]
+fn a_poll_is_answered_with_a_final_at_once() {
+    let mut s = BfdSession::new(cfg(1), 0);
+    let _ = s.poll_transmit(0);
+    let poll = Control {
+        diag: 0,
+        state: BfdState::Down,
+        poll: true,
+        fin: false,
+        detect_mult: 3,
+        my_disc: 9,
+        your_disc: 0,
+        desired_min_tx: 1_000_000,
+        required_min_rx: 100_000,
+        required_min_echo_rx: 0,
+    };
+    s.handle_packet(10 * MS, &poll.emit()).unwrap();
+    let c = Control::parse(&s.poll_transmit(10 * MS).expect("at once")).unwrap();
+    assert!(c.fin && !c.poll);
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_packets_and_times_never_panic(
+        steps in proptest::collection::vec((proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 0u64..2_000_000), 0..50)
+    ) {
+        let mut s = BfdSession::new(cfg(1), 0);
+        let mut now = 0;
+        for (bytes, dt) in steps {
+            now += dt;
+            let _ = s.handle_packet(now, &bytes);
+            s.handle_timeout(now);
+            if let Some(p) = s.poll_transmit(now) {
+                proptest::prop_assert!(Control::parse(&p).is_ok() || s.state() != BfdState::Up);
+            }
+            proptest::prop_assert!(s.poll_timeout() >= now.saturating_sub(2_000_000));
+        }
+    }
+}
