@@ -276,11 +276,10 @@ impl BfdSession {
         }
         let before = self.state;
         match (self.state, c.state) {
-            (_, BfdState::AdminDown) | (BfdState::Up, BfdState::Down) => {
-                if self.state != BfdState::Down {
-                    self.diag = diag::NEIGHBOR_SIGNALED_DOWN;
-                    self.go(now, BfdState::Down);
-                }
+            (BfdState::Init | BfdState::Up, BfdState::AdminDown)
+            | (BfdState::Up, BfdState::Down) => {
+                self.diag = diag::NEIGHBOR_SIGNALED_DOWN;
+                self.go(now, BfdState::Down);
             }
             (BfdState::Down, BfdState::Down) => self.go(now, BfdState::Init),
             (BfdState::Down, BfdState::Init) | (BfdState::Init, BfdState::Init | BfdState::Up) => {
