@@ -15,6 +15,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 const AA: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// One lab at a time: two three-POP labs side by side on two shared cores
+/// would starve BFD's 100 ms packets and measure the host, not the failover.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const ANSWER: Duration = Duration::from_secs(2);
 const SEC: Duration = Duration::from_secs(1);
 /// The lab's BGP hold time (the minimum RFC 4271 allows): without BFD the
@@ -29,6 +32,7 @@ fn client(lab: &TopoLab, pop: usize) -> DnsClient {
 
 #[test]
 fn bgp_anycast_lands_at_home_drains_without_loss_and_fails_over() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     require_lab_programs();
     let started = Instant::now();
     let mut opts = TopoOptions::new("bgp3", test_accel());
@@ -176,6 +180,7 @@ fn wait_moved_away(lab: &TopoLab, p: usize, timeout: Duration) -> Duration {
 /// here), and so is the client-visible outage.
 #[test]
 fn with_bfd_a_killed_appliance_is_withdrawn_in_under_a_second() {
+    let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     require_lab_programs();
     let mut opts = TopoOptions::new("bfd3", test_accel());
     opts.agent = Some(pias_qemu::build::agent().expect("building the agent"));
