@@ -3,6 +3,7 @@
 //! appliances in them (`lab`), and talk to them: management queries and ICMP
 //! echo from inside the lab (`client`). Labs are removed on drop and on Ctrl-C.
 
+pub mod bgpbench;
 pub mod build;
 pub mod client;
 pub mod delayline;

@@ -105,6 +105,18 @@ enum Cmd {
         #[arg(long, default_value = "tcg")]
         accel: String,
     },
+    /// BGP and BFD in the three-POP lab with BIRD routers, repeated: a hung
+    /// appliance's route withdrawal and the client's outage (hold timer 3 s,
+    /// then BFD 100 ms x 3), the session's return, queries lost in a drain;
+    /// min/median/max (out/bench/bgp.csv).
+    Bgpbench {
+        /// Rounds per mode.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// kvm, tcg or auto.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+    },
     /// Forward Ethernet frames between two interfaces of the current network
     /// namespace with a delay (the host has no netem); run it with
     /// `ip netns exec NS`. Prints its counters on Ctrl-C/SIGTERM.
@@ -504,6 +516,17 @@ fn main() -> Result<()> {
             };
             let out = build::workspace_root().join("out/bench");
             pias_qemu::proxybench::run(plan, accel_of(&accel)?, &out).map(|_| ())
+        }
+        Cmd::Bgpbench { runs, accel } => {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                previous(info);
+                pias_qemu::lab::cleanup_all();
+            }));
+            let out = build::workspace_root().join("out/bench");
+            let table = pias_qemu::bgpbench::run(runs.max(1), accel_of(&accel)?, &out)?;
+            print!("{table}");
+            Ok(())
         }
         Cmd::Delayline {
             if_a,
