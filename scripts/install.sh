@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build, boot and test the appliance:
 # QEMU (Debian's qemu-system-x86, which brings qboot.rom), ping, iproute2, GRUB's ISO tools,
-# the multi-POP lab's tools and services (ethtool, dnsmasq, nginx, dig, curl, BIRD 2),
+# the multi-POP lab's tools and services (ethtool, dnsmasq, nginx, dig, curl, BIRD 2 and FRR),
 # and the Rust target x86_64-unknown-none. Idempotent; needs root for apt.
 set -euo pipefail
 need=()
@@ -24,6 +24,7 @@ command -v curl >/dev/null || need+=(curl)
 command -v sha256sum >/dev/null || need+=(coreutils)
 # Real routers for the BGP labs (started by the harness inside namespaces).
 command -v bird >/dev/null || need+=(bird2)
+[ -x /usr/lib/frr/bgpd ] || need+=(frr)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

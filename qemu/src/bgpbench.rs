@@ -108,7 +108,11 @@ pub fn run(runs: usize, accel: Accel, out: &Path) -> Result<String> {
                 DnsClient::in_netns(&lab.client_ns(pop), client_ip, SocketAddrV4::new(AA, 53))?;
             // Long enough to see the outage end: the hold time (or BFD's
             // 300 ms) after the freeze, and some.
-            let span = if mode.bfd { 4 } else { u64::from(mode.hold_s) + 4 };
+            let span = if mode.bfd {
+                4
+            } else {
+                u64::from(mode.hold_s) + 4
+            };
             let count = (Duration::from_secs(span).as_millis() / PROBE_GAP.as_millis()) as usize;
             let prober =
                 std::thread::spawn(move || probe.probe(DNS_WHOAMI, count, PROBE_GAP, ANSWER));

@@ -67,7 +67,8 @@ struct TopoArgs {
     #[arg(long, default_value_t = 5)]
     pings: u32,
     /// How each POP's router learns the anycast prefix: "bird" (BIRD 2,
-    /// eBGP with its appliance and the other POPs' routers) or "static".
+    /// eBGP with its appliance and the other POPs' routers), "frr" (the same
+    /// with FRR) or "static".
     #[arg(long, default_value = "bird")]
     routers: String,
 }
@@ -255,8 +256,9 @@ fn topo(a: TopoArgs) -> Result<()> {
     opts.memory_mb = memory;
     opts.routers = match routers.as_str() {
         "bird" => pias_qemu::pops::Routers::Bird,
+        "frr" => pias_qemu::pops::Routers::Frr,
         "static" => pias_qemu::pops::Routers::Static,
-        other => anyhow::bail!("--routers {other:?}: use bird or static"),
+        other => anyhow::bail!("--routers {other:?}: use bird, frr or static"),
     };
     eprintln!("building the appliance kernel and the target agent…");
     let kernel = build::kernel()?;
@@ -300,8 +302,11 @@ fn topo(a: TopoArgs) -> Result<()> {
             }
         }
     }
-    if opts.routers == pias_qemu::pops::Routers::Bird {
-        println!("BGP: each router's route to the anycast prefix (BIRD 2):");
+    if opts.routers != pias_qemu::pops::Routers::Static {
+        println!(
+            "BGP: each router's route to the anycast prefix ({:?}):",
+            opts.routers
+        );
         for (p, pop) in pops.iter().enumerate() {
             let route = lab.anycast_route(p).unwrap_or_else(|e| format!("{e:#}"));
             check(

@@ -1,9 +1,10 @@
-//! Real routers for the labs: BIRD 2 from Debian's package, started by us
-//! inside a namespace (no systemd), with eBGP sessions to the appliances and
-//! to other routers, and `birdc` to read what it learned. The appliance's
-//! routes go into the namespace's kernel table, so traffic follows BGP.
+//! Real routers for the labs: BIRD 2 and FRR 8 from Debian's packages,
+//! started by us inside a namespace (no systemd), with eBGP sessions to the
+//! appliances and to other routers, and `birdc` / `vtysh` to read what they
+//! learned. The appliance's routes go into the namespace's kernel table, so
+//! traffic follows BGP.
 
-use crate::lab::{register_pid, run};
+use crate::lab::{register_dir, register_pid, run};
 use crate::services::{require, ServiceProc};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
@@ -244,5 +245,205 @@ impl Bird {
     /// BIRD's own log and stderr.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.proc.log).unwrap_or_default()
+    }
+}
+
+impl BirdConfig {
+    /// The same setup as FRR's configuration (bgpd's part; zebra needs
+    /// none). FRR drops the local preference of a GRACEFUL_SHUTDOWN route to
+    /// 0 by itself; `ebgp-requires-policy` stays on, so every session has
+    /// its route-maps.
+    pub fn render_frr(&self) -> String {
+        let mut c = String::new();
+        c.push_str("frr defaults traditional\nlog stdout\n!\n");
+        let _ = writeln!(
+            c,
+            "ip prefix-list ANYCAST seq 5 permit {} le 32\n!",
+            self.anycast
+        );
+        c.push_str("route-map ANYCAST permit 10\n match ip address prefix-list ANYCAST\n!\n");
+        c.push_str("route-map NOTHING deny 10\n!\n");
+        let _ = writeln!(c, "router bgp {}", self.asn);
+        let _ = writeln!(c, " bgp router-id {}", self.router_id);
+        c.push_str(" bgp bestpath as-path multipath-relax\n");
+        for p in &self.peers {
+            let _ = writeln!(c, " neighbor {} remote-as {}", p.address, p.asn);
+            let _ = writeln!(c, " neighbor {} update-source {}", p.address, p.local);
+            let _ = writeln!(
+                c,
+                " neighbor {} timers {} {}",
+                p.address,
+                (p.hold_s / 3).max(1),
+                p.hold_s
+            );
+            let _ = writeln!(c, " neighbor {} timers connect 1", p.address);
+            if p.appliance {
+                let _ = writeln!(c, " neighbor {} ttl-security hops 1", p.address);
+                let _ = writeln!(c, " neighbor {} passive", p.address);
+            }
+        }
+        c.push_str(" !\n address-family ipv4 unicast\n");
+        for p in &self.peers {
+            let out = if p.appliance { "NOTHING" } else { "ANYCAST" };
+            let _ = writeln!(c, "  neighbor {} route-map ANYCAST in", p.address);
+            let _ = writeln!(c, "  neighbor {} route-map {out} out", p.address);
+        }
+        c.push_str(" exit-address-family\n!\n");
+        c
+    }
+}
+
+/// A running FRR: zebra (the kernel's routes) and bgpd, as Debian's `frr`
+/// user (in the `frrvty` group its vty needs), in their own directory.
+pub struct Frr {
+    pub ns: String,
+    dir: tempfile::TempDir,
+    zebra: ServiceProc,
+    bgpd: ServiceProc,
+    prefix: String,
+}
+
+impl Frr {
+    /// Writes the config and starts zebra, then bgpd, in `ns`; waits (5 s)
+    /// for bgpd's vty. `prefix` registers them for cleanup.
+    pub fn start(ns: &str, cfg: &BirdConfig, prefix: &str) -> Result<Frr> {
+        for p in ["/usr/lib/frr/zebra", "/usr/lib/frr/bgpd"] {
+            if !Path::new(p).exists() {
+                bail!("{p} is missing: install Debian's frr (scripts/install.sh does)");
+            }
+        }
+        require("vtysh")?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-frr-"))
+            .tempdir()
+            .context("creating FRR's directory")?;
+        register_dir(prefix, dir.path());
+        // FRR drops to its own user: let it in.
+        run(Command::new("chown").args(["frr:frr", &dir.path().display().to_string()]))?;
+        std::fs::write(dir.path().join("zebra.conf"), "log stdout\n")?;
+        std::fs::write(dir.path().join("bgpd.conf"), cfg.render_frr())?;
+        let zebra = Self::spawn(ns, dir.path(), "zebra")?;
+        register_pid(prefix, zebra.pid());
+        let api = dir.path().join("zserv.api");
+        let end = Instant::now() + Duration::from_secs(5);
+        while !api.exists() {
+            if Instant::now() >= end {
+                bail!(
+                    "zebra did not start:\n{}",
+                    std::fs::read_to_string(&zebra.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let bgpd = Self::spawn(ns, dir.path(), "bgpd")?;
+        register_pid(prefix, bgpd.pid());
+        let mut f = Frr {
+            ns: ns.to_string(),
+            dir,
+            zebra,
+            bgpd,
+            prefix: prefix.to_string(),
+        };
+        f.wait_ready()?;
+        Ok(f)
+    }
+
+    fn spawn(ns: &str, dir: &Path, daemon: &str) -> Result<ServiceProc> {
+        let d = dir.display().to_string();
+        ServiceProc::spawn(
+            daemon,
+            ns,
+            dir.join(format!("{daemon}.log")),
+            &[
+                format!("/usr/lib/frr/{daemon}"),
+                "-f".into(),
+                format!("{d}/{daemon}.conf"),
+                "-z".into(),
+                format!("{d}/zserv.api"),
+                "--vty_socket".into(),
+                d.clone(),
+                "-i".into(),
+                format!("{d}/{daemon}.pid"),
+                "-u".into(),
+                "frr".into(),
+                "-g".into(),
+                "frr".into(),
+            ],
+        )
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            self.bgpd.check_running()?;
+            if self
+                .vtysh("show bgp summary")
+                .is_ok_and(|o| o.contains("BGP router identifier"))
+            {
+                return Ok(());
+            }
+            if Instant::now() >= end {
+                bail!("bgpd in {} not up after 5 s:\n{}", self.ns, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs one `vtysh -c COMMAND`; its output.
+    pub fn vtysh(&self, command: &str) -> Result<String> {
+        let out = Command::new("vtysh")
+            .arg("--vty_socket")
+            .arg(self.dir.path())
+            .args(["-c", command])
+            .output()
+            .context("running vtysh")?;
+        if !out.status.success() {
+            bail!(
+                "vtysh -c {command:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// FRR's view of `prefix` (`show ip bgp PREFIX`).
+    pub fn routes(&self, prefix: &str) -> Result<String> {
+        self.vtysh(&format!("show ip bgp {prefix}"))
+    }
+
+    /// The kernel's route to `prefix` in the namespace.
+    pub fn kernel_route(&self, prefix: &str) -> Result<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns, "route", "show", prefix])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Polls `cond` every 50 ms for at most `timeout`.
+    pub fn wait(&self, timeout: Duration, mut cond: impl FnMut(&Frr) -> bool) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills bgpd (a crash) and starts it again.
+    pub fn restart_bgpd(&mut self) -> Result<()> {
+        self.bgpd.kill();
+        self.bgpd = Self::spawn(&self.ns, self.dir.path(), "bgpd")?;
+        register_pid(&self.prefix, self.bgpd.pid());
+        self.wait_ready()
+    }
+
+    /// zebra's and bgpd's logs.
+    pub fn log(&self) -> String {
+        let read = |p: &ServiceProc| std::fs::read_to_string(&p.log).unwrap_or_default();
+        format!("zebra:\n{}\nbgpd:\n{}", read(&self.zebra), read(&self.bgpd))
     }
 }

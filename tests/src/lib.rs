@@ -80,6 +80,9 @@ pub fn require_lab_programs() {
         "qemu-system-x86_64",
         "bird",
         "birdc",
+        "vtysh",
+        "/usr/lib/frr/bgpd",
+        "/usr/lib/frr/zebra",
     ] {
         if let Err(e) = pias_qemu::services::require(p) {
             panic!("{e:#}");

@@ -12,7 +12,7 @@ use pias::config::Neighbour;
 use pias::mgmt::Body;
 use pias::status::{Advertised, BgpState, RoutingReport};
 use pias_qemu::client::MgmtClient;
-use pias_qemu::routers::{Bird, BirdConfig, BirdPeer, APPLIANCE_AS, ROUTER_AS_BASE};
+use pias_qemu::routers::{Bird, BirdConfig, BirdPeer, Frr, APPLIANCE_AS, ROUTER_AS_BASE};
 use pias_qemu::{Lab, Machine, Spec};
 use pias_tests::{assert_clean_exit, kernel, require_lab_programs, test_accel};
 use std::time::{Duration, Instant};
@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 const ANYCAST: &str = "203.0.113.0/24";
 const SEC: Duration = Duration::from_secs(1);
 
-/// A lab with BIRD on the bridge (198.18.0.1, AS 65001) and one appliance
-/// (198.18.0.2, AS 65100) alone in its deployment, peering with it.
-fn lab_with_bird(tag: &str, drain_delay_ms: u32) -> (Lab, Bird, MgmtClient) {
+/// A lab with one appliance (198.18.0.2, AS 65100) alone in its deployment,
+/// peering with the bridge's address (198.18.0.1, AS 65001), where a router
+/// is to run; the router's config for that.
+fn appliance_for_router(tag: &str, drain_delay_ms: u32) -> (Lab, MgmtClient, BirdConfig) {
     require_lab_programs();
     let mut lab = Lab::new(tag).unwrap();
     let mut cfg = lab.config_for(0);
@@ -39,7 +40,7 @@ fn lab_with_bird(tag: &str, drain_delay_ms: u32) -> (Lab, Bird, MgmtClient) {
             bfd: false,
         })
         .unwrap();
-    let bird_cfg = BirdConfig {
+    let router = BirdConfig {
         router_id: lab.host_ip,
         asn: ROUTER_AS_BASE + 1,
         anycast: ANYCAST.into(),
@@ -64,11 +65,17 @@ fn lab_with_bird(tag: &str, drain_delay_ms: u32) -> (Lab, Bird, MgmtClient) {
     .unwrap();
     lab.appliances[0].wait_for("ready:", 30 * SEC).unwrap();
     lab.wait_carrier(0, 5 * SEC).unwrap();
-    // After the tap is up: BIRD leaves a session whose link is down when it
-    // starts waiting ("Error: Link down").
-    let bird = Bird::start(&lab.ns, &lab.path(""), "bird", &bird_cfg, &lab.ns)
-        .unwrap_or_else(|e| panic!("{e:#}"));
     let mgmt = MgmtClient::new(&lab, Lab::appliance_ip(0), 7001).unwrap();
+    (lab, mgmt, router)
+}
+
+/// `appliance_for_router` with BIRD on the bridge, started after the tap is
+/// up: BIRD leaves a session whose link is down when it starts waiting
+/// ("Error: Link down").
+fn lab_with_bird(tag: &str, drain_delay_ms: u32) -> (Lab, Bird, MgmtClient) {
+    let (lab, mgmt, router) = appliance_for_router(tag, drain_delay_ms);
+    let bird = Bird::start(&lab.ns, &lab.path(""), "bird", &router, &lab.ns)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     (lab, bird, mgmt)
 }
 
@@ -334,4 +341,77 @@ fn malformed_bgp_gets_the_right_notification_and_the_appliance_keeps_serving() {
     assert!(after > before, "GTSM drops counted: {before} -> {after}");
     let console = lab.appliances[0].console();
     assert!(!console.contains("PANIC"), "{console}");
+}
+
+/// The same with FRR (zebra and bgpd from Debian's frr) as the router: the
+/// session comes up with GTSM, zebra installs the prefix via the appliance,
+/// a drain tags it GRACEFUL_SHUTDOWN (FRR's local preference 0) and then
+/// withdraws it, a bgpd crash and restart re-establishes, and a shutdown
+/// withdraws before the appliance stops.
+#[test]
+fn frr_installs_the_prefix_drain_withdraws_it_and_a_restart_re_establishes() {
+    let (mut lab, mut mgmt, router) = appliance_for_router("bgpfrr", 3_000);
+    let mut frr = Frr::start(&lab.ns, &router, &lab.ns).unwrap_or_else(|e| panic!("{e:#}"));
+    let via_appliance = |f: &Frr| {
+        f.kernel_route(ANYCAST)
+            .is_ok_and(|r| r.contains("via 198.18.0.2"))
+    };
+    let t0 = Instant::now();
+    assert!(
+        frr.wait(20 * SEC, via_appliance),
+        "FRR did not install the prefix:\n{:?}\n{}\n{}",
+        routing(&mut mgmt),
+        frr.vtysh("show bgp summary").unwrap_or_default(),
+        frr.log()
+    );
+    eprintln!(
+        "FRR: session up and route installed {:?} after its start",
+        t0.elapsed()
+    );
+    let n = routing(&mut mgmt).neighbours[0];
+    assert_eq!(
+        (n.state, n.advertised),
+        (BgpState::Established, Advertised::Announced)
+    );
+    assert_eq!(n.notifications_out, 0, "{n:?}");
+
+    mgmt.drain(true).unwrap();
+    assert!(
+        frr.wait(5 * SEC, |f| f.routes(ANYCAST).is_ok_and(|r| r
+            .contains("graceful-shutdown")
+            && r.contains("localpref 0"))),
+        "{}",
+        frr.routes(ANYCAST).unwrap_or_default()
+    );
+    assert!(frr.wait(10 * SEC, |f| f
+        .kernel_route(ANYCAST)
+        .is_ok_and(|r| r.is_empty())));
+    mgmt.drain(false).unwrap();
+    assert!(frr.wait(5 * SEC, via_appliance));
+
+    frr.restart_bgpd().unwrap();
+    let t = Instant::now();
+    assert!(frr.wait(30 * SEC, via_appliance), "{}", frr.log());
+    eprintln!("FRR: route back {:?} after a bgpd restart", t.elapsed());
+
+    assert_eq!(mgmt.shutdown().unwrap(), Body::ShuttingDown);
+    assert_clean_exit(&mut lab, 0);
+    assert!(lab.appliances[0]
+        .console()
+        .contains("bgp: prefixes withdrawn"));
+    // zebra takes the route out of the kernel a moment after bgpd has the
+    // withdrawal; the session ended with a Cease, not a hold-timer expiry.
+    assert!(frr.wait(2 * SEC, |f| f
+        .kernel_route(ANYCAST)
+        .is_ok_and(|r| r.is_empty())));
+    let peer = frr.vtysh("show bgp neighbors 198.18.0.2").unwrap();
+    let received = peer
+        .lines()
+        .find(|l| l.trim_start().starts_with("Notifications:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(
+        received.is_some_and(|n| n >= 1),
+        "FRR received no NOTIFICATION:\n{peer}"
+    );
 }

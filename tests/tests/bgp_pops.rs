@@ -1,6 +1,6 @@
 //! Native anycast by BGP in the three-POP lab (issue 14 §4–5): each POP's
-//! router runs BIRD 2 with eBGP to its appliance and to the other POPs'
-//! routers. Each router installs the prefix via its own appliance and each
+//! router runs BIRD 2 (then FRR) with eBGP to its appliance and to the
+//! other POPs' routers. Each router installs the prefix via its own appliance and each
 //! POP's unmodified client lands on it (its IAP counters show it); a drain
 //! under a query every 10 ms moves the prefix to the next POP without losing
 //! a query; undrain brings it back; a killed appliance is withdrawn by its
@@ -31,18 +31,27 @@ fn client(lab: &TopoLab, pop: usize) -> DnsClient {
 }
 
 #[test]
-fn bgp_anycast_lands_at_home_drains_without_loss_and_fails_over() {
+fn with_bird_anycast_lands_at_home_drains_without_loss_and_fails_over() {
+    lands_drains_fails_over(Routers::Bird, "bgp3");
+}
+
+#[test]
+fn with_frr_anycast_lands_at_home_drains_without_loss_and_fails_over() {
+    lands_drains_fails_over(Routers::Frr, "frr3");
+}
+
+fn lands_drains_fails_over(routers: Routers, tag: &str) {
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     require_lab_programs();
     let started = Instant::now();
-    let mut opts = TopoOptions::new("bgp3", test_accel());
+    let mut opts = TopoOptions::new(tag, test_accel());
     opts.agent = Some(pias_qemu::build::agent().expect("building the agent"));
-    opts.routers = Routers::Bird;
+    opts.routers = routers;
     opts.bgp_hold_s = HOLD_S;
     let mut lab = TopoLab::up(Topology::three_pops().unwrap(), &kernel(), &opts)
         .unwrap_or_else(|e| panic!("bringing the lab up: {e:#}"));
     eprintln!(
-        "BGP converged (every router via its own appliance) {:.1} s after start",
+        "{routers:?}: BGP converged (every router via its own appliance) {:.1} s after start",
         started.elapsed().as_secs_f64()
     );
     lab.wait_agents_joined(30 * SEC)
@@ -96,7 +105,7 @@ fn bgp_anycast_lands_at_home_drains_without_loss_and_fails_over() {
     let run = run.join().unwrap().unwrap_or_else(|e| panic!("{e:#}"));
     let lost = run.iter().filter(|p| p.answer.is_none()).count();
     eprintln!(
-        "drain of pop1: its router moved the prefix {:.1} s after the request (drain delay 3 s); \
+        "{routers:?}: drain of pop1: its router moved the prefix {:.1} s after the request (drain delay 3 s); \
          {lost} of {} queries lost [{:?}]",
         moved.as_secs_f64(),
         run.len(),
@@ -128,7 +137,7 @@ fn bgp_anycast_lands_at_home_drains_without_loss_and_fails_over() {
     let run = run.join().unwrap().unwrap_or_else(|e| panic!("{e:#}"));
     let outage = longest_outage(&run);
     eprintln!(
-        "pop2's appliance killed: its router withdrew the route {:.2} s later (hold time {HOLD_S} s, \
+        "{routers:?}: pop2's appliance killed: its router withdrew the route {:.2} s later (hold time {HOLD_S} s, \
          no BFD); client-visible outage {:.2} s [{:?}]",
         rerouted.as_secs_f64(),
         outage.as_secs_f64(),

@@ -78,6 +78,8 @@ pub enum Routers {
     /// the prefix only while healthy) and with the neighbouring POPs'
     /// routers, so that a withdrawn POP's traffic moves to the next one.
     Bird,
+    /// The same with FRR (zebra and bgpd) on each router.
+    Frr,
 }
 
 impl TopoOptions {
@@ -154,6 +156,8 @@ pub struct TopoLab {
     pub routers: Routers,
     /// One per POP, in POP order, with `Routers::Bird`.
     pub birds: Vec<crate::routers::Bird>,
+    /// One per POP, in POP order, with `Routers::Frr`.
+    pub frrs: Vec<crate::routers::Frr>,
 }
 
 const VETH_OFFLOADS: [&str; 10] = [
@@ -212,12 +216,13 @@ impl TopoLab {
             agent_bin: None,
             routers: opts.routers,
             birds: Vec::new(),
+            frrs: Vec::new(),
         };
         lab.wire()?;
         lab.start_services()?;
         lab.boot(kernel, opts)?;
-        if opts.routers == Routers::Bird {
-            lab.start_birds(opts)?;
+        if opts.routers != Routers::Static {
+            lab.start_routers(opts)?;
         }
         if let Some(agent) = &opts.agent {
             lab.start_agents(agent)?;
@@ -435,7 +440,7 @@ impl TopoLab {
         let pops = self.topology.pops.clone();
         for (p, pop) in pops.iter().enumerate() {
             let mut cfg = topo_config(&self.topology, pop, &self.keys);
-            if opts.routers == Routers::Bird {
+            if opts.routers != Routers::Static {
                 cfg.bgp = bgp_config(p, pop, opts.bgp_hold_s, opts.bfd);
             }
             let blob = pias_image::encode(&cfg)
@@ -473,11 +478,11 @@ impl TopoLab {
         Ok(())
     }
 
-    /// Starts BIRD on every POP's router (after the appliances: BIRD gives
-    /// up on a session whose link is down when it starts) and waits until
-    /// each router routes the anycast prefix to its own appliance.
-    fn start_birds(&mut self, opts: &TopoOptions) -> Result<()> {
-        use crate::routers::{Bird, BirdConfig, BirdPeer, APPLIANCE_AS, ROUTER_AS_BASE};
+    /// Starts BIRD or FRR on every POP's router (after the appliances: BIRD
+    /// gives up on a session whose link is down when it starts) and waits
+    /// until each router routes the anycast prefix to its own appliance.
+    fn start_routers(&mut self, opts: &TopoOptions) -> Result<()> {
+        use crate::routers::{Bird, BirdConfig, BirdPeer, Frr, APPLIANCE_AS, ROUTER_AS_BASE};
         let pops = self.topology.pops.clone();
         let links = self.topology.links.clone();
         for (p, pop) in pops.iter().enumerate() {
@@ -508,15 +513,23 @@ impl TopoLab {
                 anycast: format!("{}/{}", ANYCAST.0, ANYCAST.1),
                 peers,
             };
-            let name = format!("bird-r{}", p + 1);
-            let bird = Bird::start(
-                &self.router_ns(p),
-                self.dir.path(),
-                &name,
-                &cfg,
-                &self.prefix,
-            )?;
-            self.birds.push(bird);
+            if opts.routers == Routers::Frr {
+                if opts.bfd {
+                    bail!("BFD with FRR routers is not wired in the lab yet (use BIRD)");
+                }
+                let frr = Frr::start(&self.router_ns(p), &cfg, &self.prefix)?;
+                self.frrs.push(frr);
+            } else {
+                let name = format!("bird-r{}", p + 1);
+                let bird = Bird::start(
+                    &self.router_ns(p),
+                    self.dir.path(),
+                    &name,
+                    &cfg,
+                    &self.prefix,
+                )?;
+                self.birds.push(bird);
+            }
         }
         for (p, pop) in pops.iter().enumerate() {
             self.wait_route_via(p, pop.appliance_ip(), Duration::from_secs(30))
@@ -743,6 +756,7 @@ impl TopoLab {
             let how = match self.routers {
                 Routers::Static => "static route",
                 Routers::Bird => "BGP, BIRD 2",
+                Routers::Frr => "BGP, FRR",
             };
             let _ = writeln!(
                 o,
