@@ -194,3 +194,41 @@ fn group_key_prints_the_derived_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--group: not a group"));
 }
+
+#[test]
+fn a_bgp_section_is_read_from_toml_and_checked_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bgp = |hold: u16| {
+        format!(
+            "{}\n[bgp]\nlocal_as = 65100\ndrain_delay_ms = 3000\nneighbours = [\n  {{ address = \"198.18.0.1\", remote_as = 65001, hold_time_s = {hold}, bfd = true }},\n]\n",
+            pias_image::EXAMPLE_TOML
+        )
+    };
+    let toml = dir.path().join("bgp.toml");
+    let blob = dir.path().join("bgp.blob");
+    std::fs::write(&toml, bgp(2)).unwrap();
+    let out = tool().arg("encode").arg(&toml).arg(&blob).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bgp.neighbours[0].hold_time_s: must be 0 or 3..=65535"),
+        "{err}"
+    );
+    assert!(!blob.exists());
+    std::fs::write(&toml, bgp(9)).unwrap();
+    let out = tool().arg("encode").arg(&toml).arg(&blob).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = pias::blob::decode(&std::fs::read(&blob).unwrap()).unwrap();
+    assert_eq!(cfg.bgp.local_as, 65100);
+    assert_eq!(cfg.bgp.neighbours[0].hold_time_s, 9);
+    assert!(cfg.bgp.neighbours[0].bfd && !cfg.bgp.neighbours[0].passive);
+    // Defaults for what the file leaves out.
+    assert_eq!(
+        (cfg.bgp.rise, cfg.bgp.fall, cfg.bgp.connect_retry_s),
+        (2, 2, 5)
+    );
+}
