@@ -39,6 +39,10 @@ pub struct Announcer {
     serving: bool,
     /// The latest check's health.
     last: Health,
+    /// The latest check's health that was not Down: what the route's
+    /// attributes follow (a Down check that has not yet made `fall` must not
+    /// make the route look better).
+    quality: Health,
     /// Checks in a row that disagree with `serving`.
     run: u8,
     /// When a drain started.
@@ -54,6 +58,7 @@ impl Announcer {
             cfg,
             serving: false,
             last: Health::Down,
+            quality: Health::Degraded,
             run: 0,
             draining_since: None,
             flips: 0,
@@ -63,6 +68,9 @@ impl Announcer {
     /// One health check's result.
     pub fn observe(&mut self, health: Health) {
         self.last = health;
+        if health != Health::Down {
+            self.quality = health;
+        }
         let says_serving = health != Health::Down;
         if says_serving == self.serving {
             self.run = 0;
@@ -128,7 +136,7 @@ impl Announcer {
         if !self.serving || self.drained(now) {
             return Route::Withdrawn;
         }
-        let attrs = if self.last == Health::Degraded {
+        let attrs = if self.quality == Health::Degraded {
             match self.cfg.degraded {
                 Some(a) => a,
                 None => return Route::Withdrawn,
@@ -200,6 +208,18 @@ mod tests {
         w.observe(Health::Degraded);
         assert!(w.serving());
         assert_eq!(w.route(0), Route::Withdrawn);
+    }
+
+    #[test]
+    fn a_down_check_short_of_fall_keeps_the_degraded_attributes() {
+        let mut a = Announcer::new(cfg());
+        a.observe(Health::Degraded);
+        a.observe(Health::Degraded);
+        let degraded = Route::Announced(cfg().degraded.unwrap());
+        assert_eq!(a.route(0), degraded);
+        a.observe(Health::Down);
+        assert!(a.serving());
+        assert_eq!(a.route(0), degraded, "one Down check must not look better");
     }
 
     #[test]

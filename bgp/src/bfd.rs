@@ -200,6 +200,9 @@ pub struct BfdSession {
     polling: bool,
     /// Answer a Poll with a Final at once.
     send_final: bool,
+    /// The neighbour's last packet said AdminDown (RFC 5882 §3.2: not a
+    /// path failure, so clients should not act on the Down it causes).
+    neighbour_admin_down: bool,
     next_tx: u64,
     detect_at: Option<u64>,
     rng: u32,
@@ -220,6 +223,7 @@ impl BfdSession {
             desired_tx: SLOW_TX_US.max(cfg.desired_min_tx),
             polling: false,
             send_final: false,
+            neighbour_admin_down: false,
             next_tx: now,
             detect_at: None,
             rng: cfg.local_disc | 1,
@@ -230,6 +234,12 @@ impl BfdSession {
     /// The session's state.
     pub fn state(&self) -> BfdState {
         self.state
+    }
+
+    /// Whether the neighbour's last packet said AdminDown: the session is
+    /// Down by its operator's choice, not because the path failed.
+    pub fn neighbour_admin_down(&self) -> bool {
+        self.neighbour_admin_down
     }
 
     /// What happened so far.
@@ -264,6 +274,7 @@ impl BfdSession {
         self.remote_min_rx = c.required_min_rx;
         self.remote_desired_tx = c.desired_min_tx;
         self.remote_mult = c.detect_mult;
+        self.neighbour_admin_down = c.state == BfdState::AdminDown;
         if c.fin {
             self.polling = false;
         }
@@ -288,7 +299,7 @@ impl BfdSession {
             _ => {}
         }
         if before == self.state || self.state != BfdState::Down {
-            self.detect_at = self.detection_time().map(|d| now + d);
+            self.detect_at = self.detection_time().map(|d| now.saturating_add(d));
         }
         Ok(())
     }
@@ -335,7 +346,7 @@ impl BfdSession {
         // A neighbour that wants no packets (Required Min RX 0) gets none,
         // but a Final is always sent.
         let interval = self.desired_tx.max(self.remote_min_rx);
-        self.next_tx = now + self.jittered(interval);
+        self.next_tx = now.saturating_add(self.jittered(interval));
         if self.remote_min_rx == 0 && !self.send_final {
             return None;
         }

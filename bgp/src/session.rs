@@ -286,7 +286,7 @@ impl Session {
             self.counters.opens_out += 1;
             self.state = State::OpenSent;
             self.retry_at = None;
-            self.hold_at = Some(now + OPEN_HOLD);
+            self.hold_at = Some(now.saturating_add(OPEN_HOLD));
         }
     }
 
@@ -311,7 +311,7 @@ impl Session {
             return;
         }
         if self.keepalive_at.is_some_and(|t| t <= now) {
-            self.keepalive_at = Some(now + self.keepalive_interval());
+            self.keepalive_at = Some(now.saturating_add(self.keepalive_interval()));
             if self.queue(emit_keepalive) {
                 self.counters.keepalives_out += 1;
             }
@@ -325,13 +325,14 @@ impl Session {
                     } else {
                         State::Connect
                     };
-                    self.retry_at = (!self.cfg.passive).then_some(now + self.cfg.connect_retry);
+                    self.retry_at =
+                        (!self.cfg.passive).then_some(now.saturating_add(self.cfg.connect_retry));
                 }
                 // The connection did not come up in time: give it up and
                 // try again after the retry interval.
                 State::Connect => self.enter_idle(now),
                 // Still closing the last connection: look again shortly.
-                _ => self.retry_at = Some(now + SEC / 10),
+                _ => self.retry_at = Some(now.saturating_add(SEC / 10)),
             }
         }
     }
@@ -455,12 +456,14 @@ impl Session {
             return;
         }
         self.hold = cfg.hold_time.min(open.hold_time);
-        if self.queue(emit_keepalive) {
-            self.counters.keepalives_out += 1;
+        if !self.queue(emit_keepalive) {
+            // The queue was full: the session has ended (Cease, out of resources).
+            return;
         }
+        self.counters.keepalives_out += 1;
         self.state = State::OpenConfirm;
         self.restart_hold(now);
-        self.keepalive_at = (self.hold > 0).then(|| now + self.keepalive_interval());
+        self.keepalive_at = (self.hold > 0).then(|| now.saturating_add(self.keepalive_interval()));
     }
 
     fn keepalive_interval(&self) -> Millis {
@@ -468,7 +471,7 @@ impl Session {
     }
 
     fn restart_hold(&mut self, now: Millis) {
-        self.hold_at = (self.hold > 0).then(|| now + Millis::from(self.hold) * SEC);
+        self.hold_at = (self.hold > 0).then(|| now.saturating_add(Millis::from(self.hold) * SEC));
     }
 
     /// Sends what differs between the route we want and what the peer has.

@@ -207,7 +207,8 @@ pub struct DataCounters {
     pub rx_to_stack: u64,
     /// IPv4 for an address that is neither ours nor anycast.
     pub drop_not_ours: u64,
-    /// BGP segments from a neighbour with a TTL below 255 (GTSM, RFC 5082).
+    /// BGP segments (TCP 179) or BFD packets (UDP 3784) from anyone but a
+    /// configured neighbour, or from one with a TTL below 255 (GTSM, RFC 5082).
     pub drop_gtsm: u64,
     /// To an anycast address, neither UDP nor TCP (e.g. ICMP).
     pub drop_anycast_protocol: u64,

@@ -90,6 +90,12 @@ fn a_neighbour_going_down_takes_us_down() {
     a.handle_packet(3_001 * MS, &down.emit()).unwrap();
     assert_eq!(a.state(), BfdState::Down);
     assert_eq!(a.counters().downs, 1);
+    assert!(a.neighbour_admin_down(), "AdminDown is not a path failure");
+    let (mut c, mut d) = (BfdSession::new(cfg(3), 0), BfdSession::new(cfg(4), 0));
+    run(&mut c, &mut d, 0, 3_000 * MS, false);
+    run(&mut c, &mut d, 3_001 * MS, 4_000 * MS, true);
+    assert_eq!(c.state(), BfdState::Down);
+    assert!(!c.neighbour_admin_down(), "silence is a failure");
 }
 
 #[test]

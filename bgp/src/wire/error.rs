@@ -68,8 +68,10 @@ pub mod code {
     pub const OUT_OF_RESOURCES: u8 = 8;
 }
 
-/// Most data bytes an error carries (a length, a type, a capability).
-const MAX_DATA: usize = 8;
+/// Most data bytes an error carries: a length, a type, a capability, or the
+/// erroneous attribute of an UPDATE error (RFC 4271 wants it whole; one
+/// longer than this is sent cut short).
+const MAX_DATA: usize = 64;
 
 /// A fault that ends the session: the NOTIFICATION to send (code, subcode,
 /// data).
@@ -94,7 +96,7 @@ impl Error {
         }
     }
 
-    /// An error with data (at most 8 bytes are kept).
+    /// An error with data (at most 64 bytes are kept).
     pub fn with_data(code: u8, subcode: u8, data: &[u8]) -> Error {
         let mut e = Error::new(code, subcode);
         let n = data.len().min(MAX_DATA);

@@ -514,3 +514,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_message_refuses_a_short_buffer_without_panicking() {
+    let open = OpenRepr {
+        asn: 65001,
+        hold_time: 9,
+        bgp_id: [1, 2, 3, 4],
+    };
+    let update = UpdateRepr {
+        withdrawn: &[ANYCAST],
+        announced: &[ANYCAST],
+        local_as: 65001,
+        next_hop: [1, 2, 3, 4],
+        attrs: Attrs {
+            prepend: 3,
+            med: Some(1),
+            graceful_shutdown: true,
+        },
+    };
+    let e = Error::with_data(2, 2, &[1, 2]);
+    let mut big = [0u8; 256];
+    let full = (
+        open.emit(&mut big).unwrap(),
+        update.emit(&mut big).unwrap(),
+        emit_notification(&mut big, &e).unwrap(),
+    );
+    for len in 0..256 {
+        let mut b = vec![0u8; len];
+        assert_eq!(open.emit(&mut b).is_some(), len >= full.0, "OPEN in {len}");
+        assert_eq!(
+            update.emit(&mut b).is_some(),
+            len >= full.1,
+            "UPDATE in {len}"
+        );
+        assert_eq!(
+            emit_notification(&mut b, &e).is_some(),
+            len >= full.2,
+            "NOTIFICATION in {len}"
+        );
+    }
+}

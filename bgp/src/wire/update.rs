@@ -185,7 +185,7 @@ impl UpdateRepr<'_> {
         for p in self.withdrawn {
             w.prefix(*p);
         }
-        let len = w.position() - at - 2;
+        let len = w.position().saturating_sub(at + 2);
         w.patch_u16(at, len as u16);
         let at = w.position();
         w.u16(0);
@@ -208,7 +208,7 @@ impl UpdateRepr<'_> {
                 w.u32(GRACEFUL_SHUTDOWN);
             }
         }
-        let len = w.position() - at - 2;
+        let len = w.position().saturating_sub(at + 2);
         w.patch_u16(at, len as u16);
         for p in self.announced {
             w.prefix(*p);

@@ -87,8 +87,10 @@ impl DataPlane {
     }
 
     /// Whether a segment is BGP (TCP to or from 179) or BFD (UDP to 3784)
-    /// from a neighbour that arrived with a TTL below 255: it was not sent by
-    /// a router on our link (GTSM, RFC 5082; RFC 5881 §5).
+    /// that is not from a configured neighbour, or is from one but arrived
+    /// with a TTL below 255: it was not sent by a router on our link (GTSM,
+    /// RFC 5082; RFC 5881 §5). Nobody else may reach those sockets (a stray
+    /// SYN would hold a passive session's listening socket).
     fn gtsm_refuses(&self, t: Transport, src: Ipv4, ttl: u8, seg: &[u8]) -> bool {
         let (sport, dport) = ports(seg);
         let guarded = match t {
@@ -97,7 +99,7 @@ impl DataPlane {
             }
             Transport::Udp => dport == pias_bgp::bfd::PORT,
         };
-        guarded && ttl != 255 && self.cfg.bgp_neighbours.contains(&src)
+        guarded && (ttl != 255 || !self.cfg.bgp_neighbours.contains(&src))
     }
 
     /// To our unicast address: the proxy port, a NAT port, or the stack's.

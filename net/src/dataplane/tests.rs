@@ -671,9 +671,11 @@ fn bgp_from_a_neighbour_needs_ttl_255() {
         (GATEWAY_BGP, 50_000, 179, 1, Verdict::Done, 3),
         (GATEWAY_BGP, 179, 50_000, 255, Verdict::Stack, 3),
         (GATEWAY_BGP, 50_000, 179, 255, Verdict::Stack, 3),
-        // Not BGP, or not a neighbour: the stack's (which resets it).
+        // Not BGP: the stack's.
         (GATEWAY_BGP, 80, 50_000, 64, Verdict::Stack, 3),
-        (ip(CLIENT), 50_000, 179, 64, Verdict::Stack, 3),
+        // BGP from anyone but a neighbour, whatever its TTL: dropped.
+        (ip(CLIENT), 50_000, 179, 64, Verdict::Done, 4),
+        (ip(CLIENT), 50_000, 179, 255, Verdict::Done, 5),
     ];
     for (src, sport, dport, ttl, verdict, drops) in cases {
         let f = with_ttl(host_tcp(src, sport, me, dport, 0x10, &[]), ttl);
@@ -690,9 +692,9 @@ fn bgp_from_a_neighbour_needs_ttl_255() {
     }
     // BFD: UDP to 3784 from the neighbour, the same rule.
     let cases = [
-        (GATEWAY_BGP, 49_152, 3784, 254, Verdict::Done, 4),
-        (GATEWAY_BGP, 49_152, 3784, 255, Verdict::Stack, 4),
-        (ip(CLIENT), 49_152, 3784, 64, Verdict::Stack, 4),
+        (GATEWAY_BGP, 49_152, 3784, 254, Verdict::Done, 6),
+        (GATEWAY_BGP, 49_152, 3784, 255, Verdict::Stack, 6),
+        (ip(CLIENT), 49_152, 3784, 255, Verdict::Done, 7),
     ];
     for (src, sport, dport, ttl, verdict, drops) in cases {
         let f = with_ttl(host_udp(src, sport, me, dport, &[0; 24]), ttl);

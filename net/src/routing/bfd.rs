@@ -78,8 +78,14 @@ impl Routing {
         }
         for (i, up) in was_up.into_iter().enumerate() {
             let n = &mut self.neighbours[i];
-            if up && n.bfd.as_ref().is_some_and(|b| b.state() != BfdState::Up) {
+            let failed = n
+                .bfd
+                .as_ref()
+                .is_some_and(|b| b.state() != BfdState::Up && !b.neighbour_admin_down());
+            if up && failed {
                 // The neighbour (or the path to it) is gone: so is the session.
+                // (A neighbour that turned BFD off administratively is not a
+                // path failure, RFC 5882 §3.2: the session stays.)
                 let s = sockets.get_mut::<smoltcp::socket::tcp::Socket>(n.socket);
                 s.abort();
                 n.session.handle_closed(now_us / 1_000);

@@ -34,6 +34,9 @@ struct Neighbour {
     session: Session,
     socket: SocketHandle,
     closing_since: Option<Millis>,
+    /// A connection attempt is under way for the current Connect state (a
+    /// refused one waits for the retry timer instead of trying at once).
+    dialing: bool,
     /// Its BFD session, if configured.
     bfd: Option<BfdSession>,
 }
@@ -132,6 +135,7 @@ impl Routing {
                     session: Session::new(s, &prefixes, now),
                     socket,
                     closing_since: None,
+                    dialing: false,
                     bfd: (n.bfd && bfd_sockets.is_some()).then(|| bfd::session(i, seed, now_us)),
                 }
             })
@@ -226,7 +230,7 @@ impl Routing {
                 at = at.min(t);
             }
             if let Some(t) = n.closing_since {
-                at = at.min(t + CLOSE_GRACE);
+                at = at.min(t.saturating_add(CLOSE_GRACE));
             }
         }
         if let Some(t) = self.announcer.poll_timeout() {
@@ -250,7 +254,7 @@ impl Routing {
         let now = now_us / 1_000;
         self.poll_bfd(now_us, sockets);
         if now >= self.next_check {
-            self.next_check = now + CHECK_EVERY;
+            self.next_check = now.saturating_add(CHECK_EVERY);
             self.announcer
                 .observe(health_of(hearing(), self.require_remote));
         }
@@ -261,7 +265,14 @@ impl Routing {
         };
         for i in 0..self.neighbours.len() {
             self.neighbours[i].session.set_route(route);
-            self.drive(i, now, iface, sockets);
+            if let Some(j) = self.drive(i, now, iface, sockets) {
+                // Neighbour j's connection reached i's listening socket (both
+                // passive, both listen on 179): give it to j, and j's still
+                // listening socket to i.
+                let (a, b) = (self.neighbours[i].socket, self.neighbours[j].socket);
+                self.neighbours[i].socket = b;
+                self.neighbours[j].socket = a;
+            }
         }
     }
 
@@ -281,17 +292,50 @@ impl Routing {
         self.next_port
     }
 
-    fn drive(&mut self, i: usize, now: Millis, iface: &mut Interface, sockets: &mut SocketSet<'_>) {
+    /// Drives neighbour `i`; another passive neighbour whose connection
+    /// landed on `i`'s socket, if one did.
+    fn drive(
+        &mut self,
+        i: usize,
+        now: Millis,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'_>,
+    ) -> Option<usize> {
         {
             let n = &mut self.neighbours[i];
             if n.session.poll_timeout().is_some_and(|t| t <= now) {
                 n.session.handle_timeout(now);
             }
+            if n.session.state() != State::Connect {
+                n.dialing = false;
+            }
         }
         let connecting = {
             let n = &self.neighbours[i];
-            n.session.state() == State::Connect && !sockets.get::<tcp::Socket>(n.socket).is_open()
+            n.session.state() == State::Connect
+                && !n.dialing
+                && !sockets.get::<tcp::Socket>(n.socket).is_open()
         };
+        let owner_of = |remote: Option<IpEndpoint>, neighbours: &[Neighbour]| {
+            let IpAddress::Ipv4(a) = remote?.addr;
+            neighbours
+                .iter()
+                .position(|m| m.address.0 == a.octets() && m.session.state() == State::Active)
+        };
+        let stray = {
+            let n = &self.neighbours[i];
+            let s = sockets.get::<tcp::Socket>(n.socket);
+            let peer = IpAddress::Ipv4(Ipv4Address::from(n.address.0));
+            (n.session.state() == State::Active
+                && s.state() == tcp::State::Established
+                && s.remote_endpoint().is_some_and(|r| r.addr != peer))
+            .then(|| owner_of(s.remote_endpoint(), &self.neighbours))
+        };
+        if let Some(owner) = stray {
+            if owner.is_some() {
+                return owner;
+            }
+        }
         let port = if connecting { self.take_port() } else { 0 };
         let n = &mut self.neighbours[i];
         let sock = sockets.get_mut::<tcp::Socket>(n.socket);
@@ -299,23 +343,31 @@ impl Routing {
             // Send what is left (a NOTIFICATION, say), FIN, then let go.
             Self::send(&mut n.session, sock);
             let since = *n.closing_since.get_or_insert(now);
-            if n.session.transmit().is_empty() || now >= since + CLOSE_GRACE {
+            if n.session.transmit().is_empty() || now >= since.saturating_add(CLOSE_GRACE) {
                 sock.close();
             }
-            if !sock.is_open() || now >= since + 2 * CLOSE_GRACE {
+            if !sock.is_open() || now >= since.saturating_add(2 * CLOSE_GRACE) {
                 sock.abort();
                 n.session.handle_closed(now);
                 n.closing_since = None;
             }
-            return;
+            return None;
         }
         let peer = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(n.address.0)), BGP_PORT);
         match n.session.state() {
-            State::Connect
-                if !sock.is_open() && sock.connect(iface.context(), peer, port).is_err() =>
-            {
-                // No source address or port: give this attempt up.
+            State::Connect if !sock.is_open() && n.dialing => {
+                // Refused or reset: this attempt is over; the retry timer
+                // says when the next one goes (no SYN storm at a dead peer).
+                n.dialing = false;
                 n.session.handle_closed(now);
+            }
+            State::Connect if !sock.is_open() => {
+                if sock.connect(iface.context(), peer, port).is_ok() {
+                    n.dialing = true;
+                } else {
+                    // No source address or port: give this attempt up.
+                    n.session.handle_closed(now);
+                }
             }
             State::Active if !sock.is_open() => {
                 let _ = sock.listen(BGP_PORT);
@@ -334,7 +386,7 @@ impl Routing {
                 // The neighbour closed (or reset) the connection.
                 sock.abort();
                 n.session.handle_closed(now);
-                return;
+                return None;
             }
             State::Idle if sock.is_open() => sock.abort(),
             _ => {}
@@ -349,6 +401,7 @@ impl Routing {
             }
         }
         Self::send(&mut n.session, sock);
+        None
     }
 
     fn send(session: &mut Session, sock: &mut tcp::Socket<'_>) {
