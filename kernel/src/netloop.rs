@@ -417,39 +417,32 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             // before the appliance goes (bounded: 2 s for the withdrawal to be
             // acknowledged, then a Cease).
             if routing.enabled() {
+                // (After ending the sessions, with `stop`,) runs BGP, the
+                // stack and the NIC until `routing.flushed` or `ms` have passed.
+                let mut pump = |routing: &mut Routing, stop: bool, ms: u64| {
+                    if stop {
+                        log::info!("bgp: prefixes withdrawn; closing the sessions");
+                        routing.stop(uptime_ms(), &mut sockets);
+                    }
+                    let until = uptime_ms() + ms;
+                    loop {
+                        routing.poll(
+                            time::uptime_us(),
+                            Default::default,
+                            &mut iface,
+                            &mut sockets,
+                        );
+                        iface.poll(now(), &mut dev, &mut sockets);
+                        dev.nic_mut().kick();
+                        drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
+                        if routing.flushed(&sockets) || uptime_ms() >= until {
+                            break;
+                        }
+                    }
+                };
                 routing.withdraw_all();
-                let until = uptime_ms() + 2_000;
-                loop {
-                    routing.poll(
-                        time::uptime_us(),
-                        Default::default,
-                        &mut iface,
-                        &mut sockets,
-                    );
-                    iface.poll(now(), &mut dev, &mut sockets);
-                    dev.nic_mut().kick();
-                    drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
-                    if routing.flushed(&sockets) || uptime_ms() >= until {
-                        break;
-                    }
-                }
-                log::info!("bgp: prefixes withdrawn; closing the sessions");
-                routing.stop(uptime_ms(), &mut sockets);
-                let until = uptime_ms() + 500;
-                while uptime_ms() < until {
-                    routing.poll(
-                        time::uptime_us(),
-                        Default::default,
-                        &mut iface,
-                        &mut sockets,
-                    );
-                    iface.poll(now(), &mut dev, &mut sockets);
-                    dev.nic_mut().kick();
-                    drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
-                    if routing.flushed(&sockets) {
-                        break;
-                    }
-                }
+                pump(&mut routing, false, 2_000);
+                pump(&mut routing, true, 500);
             }
             // Flush the reply (bounded), then leave.
             for _ in 0..1000 {

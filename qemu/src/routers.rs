@@ -18,6 +18,28 @@ pub const APPLIANCE_AS: u32 = 65100;
 /// POP n's router is in AS `ROUTER_AS_BASE + n` (n from 1).
 pub const ROUTER_AS_BASE: u32 = 65000;
 
+/// The kernel's route to `prefix` in namespace `ns` (`ip route show`).
+fn kernel_route(ns: &str, prefix: &str) -> Result<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "route", "show", prefix])
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Polls `cond` every 50 ms for at most `timeout`; whether it held.
+fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// One BGP neighbour of a router.
 #[derive(Clone, Debug)]
 pub struct BirdPeer {
@@ -205,24 +227,12 @@ impl Bird {
 
     /// The kernel's route to `prefix` in the namespace (`ip route show`).
     pub fn kernel_route(&self, prefix: &str) -> Result<String> {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns, "route", "show", prefix])
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        kernel_route(&self.ns, prefix)
     }
 
     /// Polls `cond` on this router every 50 ms for at most `timeout`.
     pub fn wait(&self, timeout: Duration, mut cond: impl FnMut(&Bird) -> bool) -> bool {
-        let end = Instant::now() + timeout;
-        loop {
-            if cond(self) {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(timeout, || cond(self))
     }
 
     /// Stops BIRD (SIGKILL: a crash, the sessions die without NOTIFICATION)
@@ -413,24 +423,12 @@ impl Frr {
 
     /// The kernel's route to `prefix` in the namespace.
     pub fn kernel_route(&self, prefix: &str) -> Result<String> {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns, "route", "show", prefix])
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        kernel_route(&self.ns, prefix)
     }
 
     /// Polls `cond` every 50 ms for at most `timeout`.
     pub fn wait(&self, timeout: Duration, mut cond: impl FnMut(&Frr) -> bool) -> bool {
-        let end = Instant::now() + timeout;
-        loop {
-            if cond(self) {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(timeout, || cond(self))
     }
 
     /// Kills bgpd (a crash) and starts it again.
