@@ -195,6 +195,65 @@ fn a_poll_is_answered_with_a_final_at_once() {
     assert!(c.fin && !c.poll);
 }
 
+fn control() -> impl proptest::strategy::Strategy<Value = Control> {
+    use proptest::prelude::*;
+    (
+        0u8..4,
+        any::<bool>(),
+        any::<bool>(),
+        1u8..5,
+        prop_oneof![Just(0u32), Just(1), any::<u32>()],
+        prop_oneof![Just(0u32), Just(100_000), Just(1_000_000), any::<u32>()],
+        prop_oneof![Just(0u32), Just(100_000), any::<u32>()],
+    )
+        .prop_map(|(st, poll, fin, mult, your, tx, rx)| Control {
+            diag: 0,
+            state: BfdState::from_code(st),
+            poll,
+            fin,
+            detect_mult: mult,
+            my_disc: 9,
+            your_disc: your,
+            desired_min_tx: tx,
+            required_min_rx: rx,
+            required_min_echo_rx: 0,
+        })
+}
+
+proptest::proptest! {
+    /// Well-formed packets in any order and at any times: the session moves
+    /// through its states, and what it sends is always well formed, never Up
+    /// or Init without the neighbour's discriminator, and never Up without a
+    /// packet from it within the detection time.
+    #[test]
+    fn any_packet_order_keeps_the_invariants(
+        steps in proptest::collection::vec((control(), 0u64..1_000_000), 0..60)
+    ) {
+        let mut s = BfdSession::new(cfg(1), 0);
+        let mut now = 0;
+        let mut last_rx = None;
+        for (c, dt) in steps {
+            now += dt;
+            s.handle_timeout(now);
+            if s.handle_packet(now, &c.emit()).is_ok() {
+                last_rx = Some(now);
+            }
+            if let Some(p) = s.poll_transmit(now) {
+                let sent = Control::parse(&p);
+                proptest::prop_assert!(sent.is_ok(), "{sent:?}");
+                let sent = sent.unwrap();
+                if matches!(sent.state, BfdState::Up | BfdState::Init) {
+                    proptest::prop_assert_ne!(sent.your_disc, 0);
+                }
+            }
+            if s.state() == BfdState::Up {
+                let d = s.detection_time().unwrap_or(0);
+                proptest::prop_assert!(last_rx.is_some_and(|t| now <= t + d), "Up without hearing the neighbour");
+            }
+        }
+    }
+}
+
 proptest::proptest! {
     #[test]
     fn random_packets_and_times_never_panic(
