@@ -69,7 +69,10 @@ impl TopoLab {
             };
             if opts.routers == Routers::Frr {
                 if opts.bfd {
-                    bail!("BFD with FRR routers is not wired in the lab yet (use BIRD)");
+                    // FRR takes a GTSM neighbour (ttl-security) for a multihop
+                    // one and asks for multihop BFD (RFC 5883, UDP 4784),
+                    // which the appliance does not speak (docs/bgp.md).
+                    bail!("BFD with FRR routers: FRR runs multihop BFD toward a ttl-security neighbour, which the appliance does not speak yet; use BIRD");
                 }
                 let frr = Frr::start(&self.router_ns(p), &cfg, &self.prefix)?;
                 self.frrs.push(frr);
