@@ -4,8 +4,10 @@
 //! `poll_timeout`. Time is in microseconds. No authentication (the A bit is
 //! refused): single-hop BFD relies on TTL 255 (GTSM), checked by the caller.
 
-/// BFD control packets go to this UDP port.
+/// Single-hop BFD control packets go to this UDP port (RFC 5881).
 pub const PORT: u16 = 3784;
+/// Multihop BFD control packets go to this one (RFC 5883).
+pub const MULTIHOP_PORT: u16 = 4784;
 /// A control packet without authentication.
 pub const PACKET_LEN: usize = 24;
 /// While a session is not Up, packets go at most once a second (RFC 5880 §6.8.3).

@@ -25,8 +25,8 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 
-/// The management socket, one TCP socket per BGP neighbour and BFD's two.
-const SOCKETS: usize = 1 + pias::config::MAX_BGP_NEIGHBOURS + 2;
+/// The management socket, one TCP socket per BGP neighbour and BFD's three.
+const SOCKETS: usize = 1 + pias::config::MAX_BGP_NEIGHBOURS + 3;
 /// BFD's sockets: datagrams of 24 bytes, a few per neighbour in flight.
 const BFD_SLOTS: usize = 16;
 const BFD_BYTES: usize = BFD_SLOTS * 64;
@@ -290,10 +290,13 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             }
             sockets.add(s)
         };
-        // RFC 5881: received on 3784, sent from 49152..=65535.
-        let rx = udp_socket(pias_bgp::bfd::PORT);
-        let tx = udp_socket(49_152 + (time::rdtsc() % 16_000) as u16);
-        (rx, tx)
+        // RFC 5881: received on 3784 (4784 multihop, RFC 5883), sent from
+        // 49152..=65535.
+        pias_net::routing::BfdSockets {
+            single: udp_socket(pias_bgp::bfd::PORT),
+            multi: udp_socket(pias_bgp::bfd::MULTIHOP_PORT),
+            tx: udp_socket(49_152 + (time::rdtsc() % 16_000) as u16),
+        }
     });
     let mut routing = Box::new(Routing::new(
         &cfg,

@@ -291,6 +291,11 @@ impl BirdConfig {
                 let _ = writeln!(c, " neighbor {} ttl-security hops 1", p.address);
                 let _ = writeln!(c, " neighbor {} passive", p.address);
             }
+            if p.bfd {
+                // With ttl-security FRR runs multihop BFD (RFC 5883).
+                let _ = writeln!(c, " neighbor {} bfd", p.address);
+                let _ = writeln!(c, " neighbor {} bfd profile fast", p.address);
+            }
         }
         c.push_str(" !\n address-family ipv4 unicast\n");
         for p in &self.peers {
@@ -301,6 +306,12 @@ impl BirdConfig {
         c.push_str(" exit-address-family\n!\n");
         c
     }
+
+    /// bfdd's configuration: the profile BGP's BFD sessions use (100 ms × 3).
+    pub fn render_frr_bfdd(&self) -> String {
+        "bfd\n profile fast\n  receive-interval 100\n  transmit-interval 100\n  detect-multiplier 3\n !\n!\n"
+            .to_string()
+    }
 }
 
 /// A running FRR: zebra (the kernel's routes) and bgpd, as Debian's `frr`
@@ -309,6 +320,8 @@ pub struct Frr {
     pub ns: String,
     dir: tempfile::TempDir,
     zebra: ServiceProc,
+    /// bfdd, when a peer runs BFD.
+    bfdd: Option<ServiceProc>,
     bgpd: ServiceProc,
     prefix: String,
 }
@@ -345,12 +358,21 @@ impl Frr {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let bfdd = if cfg.peers.iter().any(|p| p.bfd) {
+            std::fs::write(dir.path().join("bfdd.conf"), cfg.render_frr_bfdd())?;
+            let b = Self::spawn(ns, dir.path(), "bfdd")?;
+            register_pid(prefix, b.pid());
+            Some(b)
+        } else {
+            None
+        };
         let bgpd = Self::spawn(ns, dir.path(), "bgpd")?;
         register_pid(prefix, bgpd.pid());
         let mut f = Frr {
             ns: ns.to_string(),
             dir,
             zebra,
+            bfdd,
             bgpd,
             prefix: prefix.to_string(),
         };
@@ -360,6 +382,10 @@ impl Frr {
 
     fn spawn(ns: &str, dir: &Path, daemon: &str) -> Result<ServiceProc> {
         let d = dir.display().to_string();
+        let mut extra = Vec::new();
+        if daemon == "bfdd" {
+            extra = vec!["--bfdctl".to_string(), format!("{d}/bfdd.sock")];
+        }
         ServiceProc::spawn(
             daemon,
             ns,
@@ -378,7 +404,10 @@ impl Frr {
                 "frr".into(),
                 "-g".into(),
                 "frr".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra)
+            .collect::<Vec<String>>(),
         )
     }
 
@@ -439,9 +468,14 @@ impl Frr {
         self.wait_ready()
     }
 
-    /// zebra's and bgpd's logs.
+    /// zebra's, bfdd's and bgpd's logs.
     pub fn log(&self) -> String {
         let read = |p: &ServiceProc| std::fs::read_to_string(&p.log).unwrap_or_default();
-        format!("zebra:\n{}\nbgpd:\n{}", read(&self.zebra), read(&self.bgpd))
+        let bfdd = self.bfdd.as_ref().map(read).unwrap_or_default();
+        format!(
+            "zebra:\n{}\nbfdd:\n{bfdd}\nbgpd:\n{}",
+            read(&self.zebra),
+            read(&self.bgpd)
+        )
     }
 }

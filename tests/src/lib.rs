@@ -83,6 +83,7 @@ pub fn require_lab_programs() {
         "vtysh",
         "/usr/lib/frr/bgpd",
         "/usr/lib/frr/zebra",
+        "/usr/lib/frr/bfdd",
     ] {
         if let Err(e) = pias_qemu::services::require(p) {
             panic!("{e:#}");

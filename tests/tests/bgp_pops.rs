@@ -188,12 +188,35 @@ fn wait_moved_away(lab: &TopoLab, p: usize, timeout: Duration) -> Duration {
 /// appliance is withdrawn in well under a second, whatever the hold time (9 s
 /// here), and so is the client-visible outage.
 #[test]
-fn with_bfd_a_killed_appliance_is_withdrawn_in_under_a_second() {
+fn with_bird_and_bfd_a_killed_appliance_is_withdrawn_in_under_a_second() {
+    bfd_failover(Routers::Bird, "bfd3");
+}
+
+/// FRR runs multihop BFD (RFC 5883, UDP 4784) toward a ttl-security
+/// neighbour; the appliance answers on the port it is spoken to.
+#[test]
+fn with_frr_and_bfd_a_killed_appliance_is_withdrawn_in_under_a_second() {
+    bfd_failover(Routers::Frr, "frrbfd3");
+}
+
+/// Whether POP `p`'s router has its BFD session with the appliance Up.
+fn router_bfd_up(lab: &TopoLab, p: usize) -> (bool, String) {
+    let out = match lab.routers {
+        Routers::Frr => lab.frrs[p].vtysh("show bfd peers").unwrap_or_default(),
+        _ => lab.birds[p]
+            .birdc(&["show", "bfd", "sessions"])
+            .unwrap_or_default(),
+    };
+    let up = out.contains(" Up ") || out.contains("Status: up");
+    (up, out)
+}
+
+fn bfd_failover(routers: Routers, tag: &str) {
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     require_lab_programs();
-    let mut opts = TopoOptions::new("bfd3", test_accel());
+    let mut opts = TopoOptions::new(tag, test_accel());
     opts.agent = Some(pias_qemu::build::agent().expect("building the agent"));
-    opts.routers = Routers::Bird;
+    opts.routers = routers;
     opts.bgp_hold_s = 9;
     opts.bfd = true;
     let mut lab = TopoLab::up(Topology::three_pops().unwrap(), &kernel(), &opts)
@@ -201,19 +224,15 @@ fn with_bfd_a_killed_appliance_is_withdrawn_in_under_a_second() {
     lab.wait_agents_joined(30 * SEC)
         .unwrap_or_else(|e| panic!("{e:#}"));
     // BFD up on both ends.
-    let bfd_up = |lab: &TopoLab| {
-        lab.birds[1]
-            .birdc(&["show", "bfd", "sessions"])
-            .is_ok_and(|o| o.contains(" Up "))
-    };
     let t = Instant::now();
-    while !bfd_up(&lab) {
+    loop {
+        let (up, out) = router_bfd_up(&lab, 1);
+        if up {
+            break;
+        }
         assert!(
             t.elapsed() < 20 * SEC,
-            "BIRD's BFD session never came up:\n{}\n{:?}",
-            lab.birds[1]
-                .birdc(&["show", "bfd", "sessions"])
-                .unwrap_or_default(),
+            "{routers:?}'s BFD session never came up:\n{out}\n{:?}",
             lab.mgmt(1).unwrap().routing().unwrap()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -230,7 +249,7 @@ fn with_bfd_a_killed_appliance_is_withdrawn_in_under_a_second() {
     let run = run.join().unwrap().unwrap_or_else(|e| panic!("{e:#}"));
     let outage = longest_outage(&run);
     eprintln!(
-        "with BFD: pop2's appliance killed, route withdrawn {:.0} ms later (hold 9 s); \
+        "{routers:?} with BFD: pop2's appliance killed, route withdrawn {:.0} ms later (hold 9 s); \
          client-visible outage {:.0} ms [{:?}]",
         rerouted.as_secs_f64() * 1e3,
         outage.as_secs_f64() * 1e3,

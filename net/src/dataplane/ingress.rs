@@ -86,7 +86,7 @@ impl DataPlane {
         Verdict::Done
     }
 
-    /// Whether a segment is BGP (TCP to or from 179) or BFD (UDP to 3784)
+    /// Whether a segment is BGP (TCP to or from 179) or BFD (UDP to 3784 or 4784)
     /// that is not from a configured neighbour, or is from one but arrived
     /// with a TTL below 255: it was not sent by a router on our link (GTSM,
     /// RFC 5082; RFC 5881 §5). Nobody else may reach those sockets (a stray
@@ -97,7 +97,7 @@ impl DataPlane {
             Transport::Tcp => {
                 sport == crate::routing::BGP_PORT || dport == crate::routing::BGP_PORT
             }
-            Transport::Udp => dport == pias_bgp::bfd::PORT,
+            Transport::Udp => dport == pias_bgp::bfd::PORT || dport == pias_bgp::bfd::MULTIHOP_PORT,
         };
         guarded && (ttl != 255 || !self.cfg.bgp_neighbours.contains(&src))
     }

@@ -695,6 +695,9 @@ fn bgp_from_a_neighbour_needs_ttl_255() {
         (GATEWAY_BGP, 49_152, 3784, 254, Verdict::Done, 6),
         (GATEWAY_BGP, 49_152, 3784, 255, Verdict::Stack, 6),
         (ip(CLIENT), 49_152, 3784, 255, Verdict::Done, 7),
+        // Multihop BFD (RFC 5883), the same rule.
+        (GATEWAY_BGP, 49_152, 4784, 64, Verdict::Done, 8),
+        (GATEWAY_BGP, 49_152, 4784, 255, Verdict::Stack, 8),
     ];
     for (src, sport, dport, ttl, verdict, drops) in cases {
         let f = with_ttl(host_udp(src, sport, me, dport, &[0; 24]), ttl);

@@ -1,10 +1,13 @@
-//! BFD beside the BGP sessions: one UDP socket receives every neighbour's
-//! control packets on 3784 (TTL 255 checked by the data path), another sends
-//! ours from an ephemeral port (RFC 5881). A session going from Up to Down
-//! takes its BGP session down at once, long before the hold timer would.
+//! BFD beside the BGP sessions: UDP sockets receive every neighbour's control
+//! packets on 3784 (single hop, RFC 5881) and 4784 (multihop, RFC 5883: what
+//! FRR runs toward a ttl-security neighbour), TTL 255 checked by the data
+//! path either way; another sends ours from an ephemeral port, to the port
+//! the neighbour uses. A session going from Up to Down takes its BGP session
+//! down at once, long before the hold timer would.
 
 use super::Routing;
-use pias_bgp::bfd::{BfdConfig, BfdSession, BfdState, PORT};
+use pias_bgp::bfd::{BfdConfig, BfdSession, BfdState, MULTIHOP_PORT};
+use smoltcp::iface::SocketHandle;
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
@@ -13,6 +16,17 @@ use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 /// missed make the session Down (300 ms).
 const INTERVAL_US: u32 = 100_000;
 const DETECT_MULT: u8 = 3;
+
+/// BFD's UDP sockets, bound by the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct BfdSockets {
+    /// Bound to 3784 (single hop).
+    pub single: SocketHandle,
+    /// Bound to 4784 (multihop).
+    pub multi: SocketHandle,
+    /// Bound to a port in 49152..=65535, sends every packet.
+    pub tx: SocketHandle,
+}
 
 /// A BFD session for the `i`-th neighbour, its discriminator unique per
 /// neighbour and varied across boots by `seed`.
@@ -42,7 +56,7 @@ impl Routing {
     /// Takes received BFD packets, runs the timers, sends what is due; a
     /// session that went Down takes its BGP session with it.
     pub(super) fn poll_bfd(&mut self, now_us: u64, sockets: &mut SocketSet<'_>) {
-        let Some((rx, tx)) = self.bfd_sockets else {
+        let Some(BfdSockets { single, multi, tx }) = self.bfd_sockets else {
             return;
         };
         let was_up: heapless::Vec<bool, { pias::config::MAX_BGP_NEIGHBOURS }> = self
@@ -50,17 +64,19 @@ impl Routing {
             .iter()
             .map(|n| n.bfd.as_ref().is_some_and(|b| b.state() == BfdState::Up))
             .collect();
-        let sock = sockets.get_mut::<udp::Socket>(rx);
-        while let Ok((data, meta)) = sock.recv() {
-            let IpAddress::Ipv4(from) = meta.endpoint.addr;
-            let from = pias::Ipv4(from.octets());
-            if let Some(b) = self
-                .neighbours
-                .iter_mut()
-                .find(|n| n.address == from)
-                .and_then(|n| n.bfd.as_mut())
-            {
-                let _ = b.handle_packet(now_us, data);
+        for (rx, port) in [(single, pias_bgp::bfd::PORT), (multi, MULTIHOP_PORT)] {
+            let sock = sockets.get_mut::<udp::Socket>(rx);
+            while let Ok((data, meta)) = sock.recv() {
+                let IpAddress::Ipv4(from) = meta.endpoint.addr;
+                let from = pias::Ipv4(from.octets());
+                if let Some(n) = self.neighbours.iter_mut().find(|n| n.address == from) {
+                    if let Some(b) = n.bfd.as_mut() {
+                        if b.handle_packet(now_us, data).is_ok() {
+                            // Answer on the port the neighbour speaks on.
+                            n.bfd_port = port;
+                        }
+                    }
+                }
             }
         }
         let sock = sockets.get_mut::<udp::Socket>(tx);
@@ -72,7 +88,8 @@ impl Routing {
                 b.handle_timeout(now_us);
             }
             if let Some(p) = b.poll_transmit(now_us) {
-                let to = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(n.address.0)), PORT);
+                let to =
+                    IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::from(n.address.0)), n.bfd_port);
                 let _ = sock.send_slice(&p, to);
             }
         }

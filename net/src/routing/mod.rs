@@ -7,6 +7,8 @@
 
 mod bfd;
 
+pub use self::bfd::BfdSockets;
+
 use alloc::vec::Vec;
 use pias::addr::Ipv4;
 use pias::config::Config;
@@ -39,6 +41,9 @@ struct Neighbour {
     dialing: bool,
     /// Its BFD session, if configured.
     bfd: Option<BfdSession>,
+    /// Where its BFD packets go: 3784 (single hop), or 4784 once it sends
+    /// multihop BFD (RFC 5883; FRR does toward a ttl-security neighbour).
+    bfd_port: u16,
 }
 
 /// Health from what the proxy hears: Down if it hears no other proxy at all
@@ -74,8 +79,8 @@ pub struct Routing {
     avoid: [u16; 3],
     next_port: u16,
     withdrawing: bool,
-    /// BFD's UDP sockets: (receiving on 3784, sending from an ephemeral port).
-    bfd_sockets: Option<(SocketHandle, SocketHandle)>,
+    /// BFD's UDP sockets.
+    bfd_sockets: Option<BfdSockets>,
 }
 
 impl Routing {
@@ -84,20 +89,20 @@ impl Routing {
     /// local port from `ports` (which must not overlap the NAT's: segments to
     /// a NAT port are the data path's), skipping the configured service
     /// ports; `seed` picks the first. Neighbours with `bfd` get a BFD
-    /// session over `bfd_sockets` (receiving, sending; the caller bound them).
+    /// session over `bfd_sockets` (the caller bound them).
     /// `now_us` is the monotonic clock in microseconds.
     pub fn new(
         cfg: &Config,
         sockets: &mut SocketSet<'_>,
         handles: &[SocketHandle],
-        bfd_sockets: Option<(SocketHandle, SocketHandle)>,
+        bfd_sockets: Option<BfdSockets>,
         now_us: u64,
         ports: core::ops::Range<u16>,
         seed: u16,
     ) -> Routing {
         let now = now_us / 1_000;
         let b = &cfg.bgp;
-        if let Some((_, tx)) = bfd_sockets {
+        if let Some(BfdSockets { tx, .. }) = bfd_sockets {
             // Single-hop BFD: TTL 255 (RFC 5881 §5).
             sockets
                 .get_mut::<smoltcp::socket::udp::Socket>(tx)
@@ -136,6 +141,7 @@ impl Routing {
                     socket,
                     closing_since: None,
                     dialing: false,
+                    bfd_port: pias_bgp::bfd::PORT,
                     bfd: (n.bfd && bfd_sockets.is_some()).then(|| bfd::session(i, seed, now_us)),
                 }
             })

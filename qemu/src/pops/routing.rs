@@ -68,12 +68,6 @@ impl TopoLab {
                 peers,
             };
             if opts.routers == Routers::Frr {
-                if opts.bfd {
-                    // FRR takes a GTSM neighbour (ttl-security) for a multihop
-                    // one and asks for multihop BFD (RFC 5883, UDP 4784),
-                    // which the appliance does not speak (docs/bgp.md).
-                    bail!("BFD with FRR routers: FRR runs multihop BFD toward a ttl-security neighbour, which the appliance does not speak yet; use BIRD");
-                }
                 let frr = Frr::start(&self.router_ns(p), &cfg, &self.prefix)?;
                 self.frrs.push(frr);
             } else {
