@@ -50,6 +50,24 @@ enum Cmd {
         /// The appliance: its unicast address, or address:port.
         appliance: String,
     },
+    /// Status and counters again every --interval-ms, one line of rates each
+    /// (frames, client packets, deliveries, drops, management requests per
+    /// second); --count lines, or until Ctrl-C.
+    Watch {
+        /// The appliance: its unicast address, or address:port.
+        appliance: String,
+        /// Between samples, ms.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Lines to print (0: until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// BGP: health, drain, each neighbour's session and what it has from us.
     Routing {
         /// The appliance: its unicast address, or address:port.
@@ -113,6 +131,20 @@ fn run(cli: &Cli) -> Result<()> {
                 print!("{}", report::proxy_text(&r));
             }
         }
+        Cmd::Watch {
+            appliance,
+            interval_ms,
+            count,
+        } => watch(cli, appliance, *interval_ms, *count)?,
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "piasctl",
+                &mut std::io::stdout(),
+            );
+        }
         Cmd::Routing { appliance } => {
             let r = client(cli, appliance)?.routing()?;
             if cli.json {
@@ -158,6 +190,92 @@ fn run(cli: &Cli) -> Result<()> {
                 other => bail!("{}: answered {other:?}", c.target()),
             }
         }
+    }
+    Ok(())
+}
+
+/// One sample of what `watch` follows.
+struct Sample {
+    at: std::time::Instant,
+    uptime_ms: u64,
+    rx_frames: u64,
+    tx_frames: u64,
+    clients: u64,
+    delivered: u64,
+    drops: u64,
+    mgmt: u64,
+}
+
+fn sample(c: &mut Client) -> Result<Sample> {
+    let s = c.status()?;
+    let r = c.proxy_report()?;
+    // Every drop of the data path, by whatever reason.
+    let drops = serde_json::to_value(r.data)?
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("drop_"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(Sample {
+        at: std::time::Instant::now(),
+        uptime_ms: s.uptime_ms,
+        rx_frames: s.net.rx_frames,
+        tx_frames: s.net.tx_frames,
+        clients: r.data.rx_client,
+        delivered: r.data.tx_deliver,
+        drops,
+        mgmt: s.mgmt.requests,
+    })
+}
+
+fn watch(cli: &Cli, appliance: &str, interval_ms: u64, count: u64) -> Result<()> {
+    let mut c = client(cli, appliance)?;
+    let interval = Duration::from_millis(interval_ms.max(100));
+    let mut last = sample(&mut c)?;
+    if !cli.json {
+        println!(
+            "{}: every {} ms (rates per second; Ctrl-C to stop)",
+            c.target(),
+            interval.as_millis()
+        );
+    }
+    let mut printed = 0;
+    while count == 0 || printed < count {
+        std::thread::sleep(interval);
+        let now = sample(&mut c)?;
+        let secs = now.at.duration_since(last.at).as_secs_f64().max(1e-3);
+        let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+        let rates = [
+            ("rx_frames", rate(last.rx_frames, now.rx_frames)),
+            ("tx_frames", rate(last.tx_frames, now.tx_frames)),
+            ("client_packets", rate(last.clients, now.clients)),
+            ("delivered", rate(last.delivered, now.delivered)),
+            ("drops", rate(last.drops, now.drops)),
+            ("mgmt_requests", rate(last.mgmt, now.mgmt)),
+        ];
+        if cli.json {
+            let mut o = serde_json::Map::new();
+            o.insert("uptime_ms".into(), now.uptime_ms.into());
+            for (k, v) in rates {
+                o.insert(
+                    format!("{k}_per_s"),
+                    serde_json::json!((v * 10.0).round() / 10.0),
+                );
+            }
+            println!("{}", serde_json::Value::Object(o));
+        } else {
+            let line: Vec<String> = rates.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+            println!(
+                "up {:.1} s  {}",
+                now.uptime_ms as f64 / 1e3,
+                line.join("  ")
+            );
+        }
+        last = now;
+        printed += 1;
     }
     Ok(())
 }

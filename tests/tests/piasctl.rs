@@ -1,6 +1,7 @@
 //! `piasctl` against booted appliances, run as an operator would (inside the
 //! lab's namespace): `status --json` and `counters --json` parse and agree
-//! with the appliance; each error path is one line, bounded in time, and
+//! with the appliance; `watch` prints --count lines of rates; `routing` and
+//! `drain` on an appliance without BGP say so; each error path is one line, bounded in time, and
 //! prints no key; shutdown is refused where the config forbids it and stops
 //! the appliance cleanly (status 33) where it allows it.
 
@@ -111,6 +112,40 @@ fn piasctl_reports_refuses_and_shuts_down() {
     one_line(&out, "--key-file: reading");
     let (out, _) = piasctl(&lab, &key_file, &["status", "pias-1"]);
     one_line(&out, "is not an IPv4 address");
+
+    // watch: bounded by --count, one JSON object of rates per line.
+    let (out, took) = piasctl(
+        &lab,
+        &key_file,
+        &[
+            "watch",
+            "--json",
+            "--count",
+            "2",
+            "--interval-ms",
+            "300",
+            &a0,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for l in &lines {
+        // Each sample is two requests: the appliance counts them.
+        assert!(l["mgmt_requests_per_s"].as_f64().unwrap() > 0.0, "{l}");
+        assert!(l["drops_per_s"].as_f64().is_some(), "{l}");
+    }
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    // routing and drain on an appliance without BGP.
+    let (out, _) = piasctl(&lab, &key_file, &["routing", "--json", &a0]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(r["enabled"], false, "{r}");
+    let (out, _) = piasctl(&lab, &key_file, &["drain", &a0]);
+    one_line(&out, "has no BGP neighbours");
 
     // Shutdown: refused by appliance 2's config, granted by appliance 1's.
     let (out, _) = piasctl(&lab, &key_file, &["shutdown", &a1]);
