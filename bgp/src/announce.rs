@@ -172,8 +172,10 @@ mod tests {
     fn rise_and_fall_debounce() {
         let mut a = Announcer::new(cfg());
         assert_eq!(a.route(0), Route::Withdrawn);
+        assert!(!a.serving(), "it starts not serving");
         a.observe(Health::Up);
         assert_eq!(a.route(0), Route::Withdrawn, "one good check is not enough");
+        assert!(!a.serving());
         a.observe(Health::Up);
         assert_eq!(a.route(0), Route::Announced(Attrs::default()));
         // Two bad checks, a good one, two bad: never three in a row.

@@ -272,3 +272,36 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn intervals_are_jittered_between_75_and_100_percent() {
+    let (mut a, mut b) = (BfdSession::new(cfg(1), 0), BfdSession::new(cfg(2), 0));
+    run(&mut a, &mut b, 0, 3_000 * MS, false);
+    assert_eq!(a.state(), BfdState::Up);
+    let (tx0, rx0, ups) = (a.counters().tx, a.counters().rx, a.counters().ups);
+    assert_eq!(ups, 1);
+    // Send times of a's next 60 packets (b answering).
+    let mut times = Vec::new();
+    let mut now = 3_001 * MS;
+    while times.len() < 60 {
+        b.handle_timeout(now);
+        a.handle_timeout(now);
+        if let Some(p) = a.poll_transmit(now) {
+            times.push(now);
+            b.handle_packet(now, &p).unwrap();
+        }
+        if let Some(p) = b.poll_transmit(now) {
+            a.handle_packet(now, &p).unwrap();
+        }
+        now += MS;
+    }
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    for g in &gaps {
+        assert!((75 * MS..=101 * MS).contains(g), "gap {g} us: {gaps:?}");
+    }
+    let distinct: std::collections::HashSet<_> = gaps.iter().collect();
+    assert!(distinct.len() >= 5, "hardly jittered: {gaps:?}");
+    assert_eq!(a.counters().tx, tx0 + 60);
+    assert!(a.counters().rx > rx0);
+    assert_eq!(a.counters().rx_bad, 0);
+}

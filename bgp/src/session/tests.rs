@@ -397,3 +397,115 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn counters_count_each_message_and_event_once() {
+    let mut s = established();
+    let mut upd = vec![0u8; 128];
+    let n = UpdateRepr {
+        withdrawn: &[ANYCAST, ANYCAST],
+        announced: &[ANYCAST],
+        local_as: PEER_AS,
+        next_hop: [198, 18, 0, 1],
+        attrs: Attrs::default(),
+    }
+    .emit(&mut upd)
+    .unwrap();
+    s.handle_bytes(10, &upd[..n]);
+    s.handle_bytes(11, &keepalive());
+    s.set_route(Route::Announced(Attrs::default()));
+    s.handle_timeout(3_000);
+    let c = s.counters();
+    assert_eq!(
+        (c.connect_attempts, c.established, c.opens_out, c.opens_in),
+        (1, 1, 1, 1)
+    );
+    assert_eq!((c.keepalives_in, c.keepalives_out), (2, 2), "{c:?}");
+    assert_eq!((c.updates_in, c.prefixes_in, c.withdrawals_in), (1, 1, 2));
+    assert_eq!(c.updates_out, 1);
+    let mut b = [0u8; 32];
+    let n = emit_notification(&mut b, &Error::new(code::CEASE, 2)).unwrap();
+    s.handle_bytes(20, &b[..n]);
+    s.handle_bytes(21, &keepalive());
+    let c = s.counters();
+    assert_eq!((c.notifications_in, c.notifications_out), (1, 0));
+    assert_eq!((c.dropped, c.bytes_ignored), (1, 19), "{c:?}");
+    s.handle_closed(22);
+    assert_eq!(s.counters().connection_lost, 0, "it was already down");
+    // A connection lost without a NOTIFICATION is counted as such.
+    let mut s = established();
+    s.handle_closed(5);
+    let c = s.counters();
+    assert_eq!((c.connection_lost, c.dropped, c.malformed), (1, 1, 0));
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn transport_is_wanted_only_while_connecting_or_listening() {
+    let mut s = Session::new(cfg(), &[ANYCAST], 0);
+    assert!(!s.needs_transport(), "Idle");
+    s.handle_timeout(0);
+    assert!(s.needs_transport(), "Connect");
+    s.handle_connected(0);
+    assert!(!s.needs_transport(), "OpenSent");
+    s.handle_bytes(0, &peer_open(PEER_AS, 90));
+    assert!(!s.needs_transport(), "OpenConfirm");
+}
+
+#[test]
+fn unexpected_messages_in_open_confirm_and_ibgp_identifier_clash() {
+    let mut s = Session::new(cfg(), &[ANYCAST], 0);
+    s.handle_timeout(0);
+    s.handle_connected(0);
+    s.handle_bytes(0, &peer_open(PEER_AS, 90));
+    sent(&mut s);
+    s.handle_bytes(1, &peer_open(PEER_AS, 90));
+    assert_eq!(
+        notification_of(&sent(&mut s)),
+        (5, 2),
+        "an OPEN in OpenConfirm"
+    );
+    // iBGP with our own identifier is refused (2/3); eBGP with it is not.
+    let ibgp = SessionConfig {
+        peer_as: 65001,
+        ..cfg()
+    };
+    for (c, id, want) in [
+        (ibgp, [198, 18, 0, 2], Some((2, 3))),
+        (cfg(), [198, 18, 0, 2], None),
+    ] {
+        let mut s = Session::new(c, &[ANYCAST], 0);
+        s.handle_timeout(0);
+        s.handle_connected(0);
+        sent(&mut s);
+        let mut b = vec![0u8; 64];
+        let n = OpenRepr {
+            asn: c.peer_as,
+            hold_time: 90,
+            bgp_id: id,
+        }
+        .emit(&mut b)
+        .unwrap();
+        s.handle_bytes(1, &b[..n]);
+        let msgs = sent(&mut s);
+        match want {
+            Some(w) => assert_eq!(notification_of(&msgs), w),
+            None => assert_eq!(s.state(), State::OpenConfirm),
+        }
+    }
+}
+
+#[test]
+fn a_closing_connection_delays_the_next_attempt() {
+    let mut s = established();
+    s.handle_timeout(17_000);
+    assert!(s.close_requested());
+    // The caller has not closed yet when the retry falls due: wait a tenth
+    // of a second, no new attempt.
+    s.handle_timeout(22_000);
+    assert_eq!(s.state(), State::Idle);
+    assert_eq!(s.poll_timeout(), Some(22_100));
+    s.handle_closed(22_050);
+    s.handle_timeout(22_100);
+    assert_eq!(s.state(), State::Connect);
+}

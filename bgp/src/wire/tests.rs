@@ -555,3 +555,112 @@ fn every_message_refuses_a_short_buffer_without_panicking() {
         );
     }
 }
+
+#[test]
+fn parse_takes_exactly_one_message_and_names_its_kind() {
+    let ka = msg(kind::KEEPALIVE, &[]);
+    assert_eq!(Message::parse(&ka).map(|m| m.kind()), Ok(kind::KEEPALIVE));
+    assert!(
+        Message::parse(&[ka.clone(), ka].concat()).is_err(),
+        "two messages"
+    );
+    let upd = update_bytes(&[ANYCAST], &[], Attrs::default());
+    assert_eq!(Message::parse(&upd).map(|m| m.kind()), Ok(kind::UPDATE));
+    let open = open_bytes(65001, 9);
+    assert_eq!(Message::parse(&open).map(|m| m.kind()), Ok(kind::OPEN));
+    let mut b = [0u8; 32];
+    let n = emit_notification(&mut b, &Error::new(6, 2)).unwrap();
+    assert_eq!(
+        Message::parse(&b[..n]).map(|m| m.kind()),
+        Ok(kind::NOTIFICATION)
+    );
+}
+
+#[test]
+fn every_known_code_has_its_own_description() {
+    use std::collections::HashSet;
+    let known = [
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (2, 1),
+        (2, 2),
+        (2, 3),
+        (2, 4),
+        (2, 6),
+        (2, 7),
+        (3, 1),
+        (3, 3),
+        (3, 4),
+        (3, 5),
+        (3, 6),
+        (3, 10),
+        (3, 11),
+        (6, 2),
+        (6, 8),
+    ];
+    let mut seen = HashSet::new();
+    for (c, s) in known {
+        let text = Error::new(c, s).to_string();
+        assert!(text.starts_with(&format!("{c}/{s} (")), "{text}");
+        assert!(seen.insert(text.clone()), "{text} twice");
+    }
+    // Families fall back to their code's name.
+    for (c, s, want) in [
+        (1, 9, "message header error"),
+        (2, 9, "OPEN message error"),
+        (3, 99, "UPDATE message error"),
+        (4, 0, "hold timer expired"),
+        (5, 3, "finite state machine error"),
+        (6, 99, "cease"),
+        (9, 9, "unknown error code"),
+    ] {
+        assert!(Error::new(c, s).to_string().contains(want), "{c}/{s}");
+    }
+    assert_eq!(
+        format!("{:?}", Error::with_data(1, 2, &[0, 18])),
+        "Error(1/2 [00, 12])"
+    );
+}
+
+#[test]
+fn ipv4_unicast_is_what_the_capabilities_say() {
+    let as4 = [65u8, 4, 0, 0, 0xfd, 0xea];
+    let cases: [(&str, Vec<u8>, bool); 4] = [
+        ("no MP capability: IPv4 unicast implied", as4.to_vec(), true),
+        (
+            "MP IPv4 unicast",
+            [&as4[..], &[1, 4, 0, 1, 0, 1]].concat(),
+            true,
+        ),
+        (
+            "MP IPv6 unicast only",
+            [&as4[..], &[1, 4, 0, 2, 0, 1]].concat(),
+            false,
+        ),
+        (
+            "MP IPv4 multicast only",
+            [&as4[..], &[1, 4, 0, 1, 0, 2]].concat(),
+            false,
+        ),
+    ];
+    for (name, caps, want) in cases {
+        let mut params = vec![2, caps.len() as u8];
+        params.extend_from_slice(&caps);
+        let m = msg(kind::OPEN, &open_body(4, 90, [1, 1, 1, 1], &params));
+        let Ok(Message::Open(o)) = Message::parse(&m) else {
+            panic!("{name}: {:?}", Message::parse(&m))
+        };
+        assert_eq!(o.ipv4_unicast(), want, "{name}");
+        assert_eq!(o.as4, Some(65002), "{name}");
+    }
+}
+
+#[test]
+fn every_origin_value_up_to_incomplete_is_accepted() {
+    for origin in 0..=2u8 {
+        let attrs = [&[0x40, 1, 1, origin][..], &good_attrs()[4..]].concat();
+        let m = msg(2, &update_body(&[], &attrs, &[24, 203, 0, 113]));
+        assert!(Message::parse(&m).is_ok(), "ORIGIN {origin}");
+    }
+}
