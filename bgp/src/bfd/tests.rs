@@ -305,3 +305,47 @@ fn intervals_are_jittered_between_75_and_100_percent() {
     assert!(a.counters().rx > rx0);
     assert_eq!(a.counters().rx_bad, 0);
 }
+
+#[test]
+fn a_single_multiplier_jitters_75_to_90_percent_and_silence_of_a_neighbour_that_wants_none() {
+    let one = BfdConfig {
+        detect_mult: 1,
+        ..cfg(1)
+    };
+    let mut s = BfdSession::new(one, 0);
+    assert_eq!(s.detection_time(), None, "nothing heard, no detection time");
+    let mut times = Vec::new();
+    let mut now = 0;
+    while times.len() < 30 {
+        if s.poll_transmit(now).is_some() {
+            times.push(now);
+        }
+        now += MS;
+    }
+    for w in times.windows(2) {
+        let g = w[1] - w[0];
+        assert!(
+            (750 * MS..=901 * MS).contains(&g),
+            "gap {g} us (1 s before Up)"
+        );
+    }
+    // A neighbour whose Required Min RX is 0 wants no packets: none go.
+    let quiet = Control {
+        diag: 0,
+        state: BfdState::Down,
+        poll: false,
+        fin: false,
+        detect_mult: 3,
+        my_disc: 9,
+        your_disc: 0,
+        desired_min_tx: 1_000_000,
+        required_min_rx: 0,
+        required_min_echo_rx: 0,
+    };
+    let mut s = BfdSession::new(cfg(1), 0);
+    s.handle_packet(0, &quiet.emit()).unwrap();
+    let sent = (0..5_000)
+        .filter(|t| s.poll_transmit(t * MS).is_some())
+        .count();
+    assert_eq!(sent, 0, "packets to a neighbour that wants none");
+}

@@ -228,6 +228,10 @@ fn bad_opens_are_refused_with_the_right_code() {
         assert_eq!(s.state(), State::Idle, "{name}");
         assert_eq!(notification_of(&sent(&mut s)), want, "{name}");
         assert_eq!(s.last_error_sent().map(|e| (e.code, e.subcode)), Some(want));
+        let c = s.counters();
+        assert_eq!(c.notifications_out, 1, "{name}");
+        // An FSM error is not a malformed message.
+        assert_eq!(c.malformed, u64::from(want.0 != 5), "{name}");
     }
 }
 
@@ -257,6 +261,7 @@ fn malformed_bytes_when_established_get_their_notification() {
         assert_eq!(s.state(), State::Idle, "{name}");
         assert_eq!(notification_of(&sent(&mut s)), want, "{name}");
         assert_eq!(s.advertised(), Route::Withdrawn, "{name}");
+        assert_eq!(s.counters().malformed, u64::from(want.0 != 5), "{name}");
         // Bytes after the error are ignored, not parsed.
         s.handle_bytes(1_001, &keepalive());
         assert_eq!(s.counters().keepalives_in, 1, "{name}");
@@ -508,4 +513,18 @@ fn a_closing_connection_delays_the_next_attempt() {
     s.handle_closed(22_050);
     s.handle_timeout(22_100);
     assert_eq!(s.state(), State::Connect);
+}
+
+#[test]
+fn bytes_before_a_connection_are_ignored_and_a_long_stream_is_read_whole() {
+    let mut s = Session::new(cfg(), &[ANYCAST], 0);
+    s.handle_bytes(0, &keepalive());
+    let c = s.counters();
+    assert_eq!((c.bytes_ignored, c.keepalives_in), (19, 0));
+    // 300 KEEPALIVEs (5,700 bytes, more than the 4,096-byte buffer) at once.
+    let mut s = established();
+    let many: Vec<u8> = (0..300).flat_map(|_| keepalive()).collect();
+    s.handle_bytes(1, &many);
+    assert_eq!(s.counters().keepalives_in, 1 + 300);
+    assert_eq!(s.state(), State::Established);
 }

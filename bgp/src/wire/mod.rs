@@ -241,14 +241,12 @@ impl<'a> Prefixes<'a> {
     }
 
     /// Checks a whole field: every length ≤ 32 and its bytes present.
-    pub(crate) fn check(field: &[u8]) -> Result<usize, ()> {
+    pub(crate) fn check(field: &[u8]) -> Result<(), ()> {
         let mut it = Prefixes::new(field);
-        let mut n = 0;
         while !it.rest.is_empty() {
             it.next().ok_or(())?;
-            n += 1;
         }
-        Ok(n)
+        Ok(())
     }
 }
 

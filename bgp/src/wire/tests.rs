@@ -599,10 +599,30 @@ fn every_known_code_has_its_own_description() {
         (6, 2),
         (6, 8),
     ];
+    let names = [
+        "connection not synchronized",
+        "bad message length",
+        "bad message type",
+        "unsupported version",
+        "bad peer AS",
+        "bad BGP identifier",
+        "unsupported optional parameter",
+        "unacceptable hold time",
+        "unsupported capability",
+        "malformed attribute list",
+        "missing well-known attribute",
+        "attribute flags error",
+        "attribute length error",
+        "invalid ORIGIN",
+        "invalid network field",
+        "malformed AS_PATH",
+        "administrative shutdown",
+        "out of resources",
+    ];
     let mut seen = HashSet::new();
-    for (c, s) in known {
+    for ((c, s), name) in known.into_iter().zip(names) {
         let text = Error::new(c, s).to_string();
-        assert!(text.starts_with(&format!("{c}/{s} (")), "{text}");
+        assert_eq!(text, format!("{c}/{s} ({name})"));
         assert!(seen.insert(text.clone()), "{text} twice");
     }
     // Families fall back to their code's name.
@@ -663,4 +683,62 @@ fn every_origin_value_up_to_incomplete_is_accepted() {
         let m = msg(2, &update_body(&[], &attrs, &[24, 203, 0, 113]));
         assert!(Message::parse(&m).is_ok(), "ORIGIN {origin}");
     }
+}
+
+#[test]
+fn the_largest_message_is_4096_bytes_and_no_more() {
+    // An announcement of k /32s with p prepends is base + 5k + 4p bytes.
+    let len = |k: usize, prepend: u8| {
+        let prefixes = vec![
+            Prefix {
+                addr: [203, 0, 113, 1],
+                len: 32
+            };
+            k
+        ];
+        let mut b = vec![0u8; 8192];
+        UpdateRepr {
+            withdrawn: &[],
+            announced: &prefixes,
+            local_as: 65001,
+            next_hop: [1, 2, 3, 4],
+            attrs: Attrs {
+                prepend,
+                med: None,
+                graceful_shutdown: false,
+            },
+        }
+        .emit(&mut b)
+    };
+    // (With no prefix there are no attributes either: measure from one.)
+    let base = len(1, 0).unwrap() - 5;
+    // 4096 and 4097 bytes: choose k and p so that base + 5k + 4p hits each.
+    let fit = |target: usize| {
+        (0..=32u8)
+            .find(|&p| (target - base - 4 * usize::from(p)) % 5 == 0)
+            .map(|p| ((target - base - 4 * usize::from(p)) / 5, p))
+            .unwrap()
+    };
+    let (k, p) = fit(4096);
+    assert_eq!(len(k, p), Some(4096));
+    let (k, p) = fit(4097);
+    assert_eq!(len(k, p), None, "4097 bytes is too long");
+}
+
+#[test]
+fn the_graceful_shutdown_community_is_optional_transitive() {
+    let b = update_bytes(
+        &[],
+        &[ANYCAST],
+        Attrs {
+            prepend: 0,
+            med: None,
+            graceful_shutdown: true,
+        },
+    );
+    let at = b
+        .windows(7)
+        .position(|w| w[1] == 8 && w[2] == 4 && w[3..] == GRACEFUL_SHUTDOWN.to_be_bytes())
+        .expect("a COMMUNITIES attribute");
+    assert_eq!(b[at], 0xc0, "flags: optional, transitive");
 }
