@@ -715,7 +715,7 @@ fn the_largest_message_is_4096_bytes_and_no_more() {
     // 4096 and 4097 bytes: choose k and p so that base + 5k + 4p hits each.
     let fit = |target: usize| {
         (0..=32u8)
-            .find(|&p| (target - base - 4 * usize::from(p)) % 5 == 0)
+            .find(|&p| (target - base - 4 * usize::from(p)).is_multiple_of(5))
             .map(|p| ((target - base - 4 * usize::from(p)) / 5, p))
             .unwrap()
     };
