@@ -33,6 +33,23 @@ fn run(a: &mut BfdSession, b: &mut BfdSession, from: u64, until: u64, b_mute: bo
     }
 }
 
+/// A packet from discriminator 9 with our timers, in `state`, with
+/// `your_disc`; callers change the rest with struct update.
+fn packet(state: BfdState, your_disc: u32) -> Control {
+    Control {
+        diag: 0,
+        state,
+        poll: false,
+        fin: false,
+        detect_mult: 3,
+        my_disc: 9,
+        your_disc,
+        desired_min_tx: 1_000_000,
+        required_min_rx: 100_000,
+        required_min_echo_rx: 0,
+    }
+}
+
 #[test]
 fn two_sessions_come_up_and_speed_up() {
     let (mut a, mut b) = (BfdSession::new(cfg(1), 0), BfdSession::new(cfg(2), 0));
@@ -77,15 +94,9 @@ fn a_neighbour_going_down_takes_us_down() {
     run(&mut a, &mut b, 0, 3_000 * MS, false);
     let down = Control {
         diag: 7,
-        state: BfdState::AdminDown,
-        poll: false,
-        fin: false,
-        detect_mult: 3,
         my_disc: 2,
-        your_disc: 1,
         desired_min_tx: 100_000,
-        required_min_rx: 100_000,
-        required_min_echo_rx: 0,
+        ..packet(BfdState::AdminDown, 1)
     };
     a.handle_packet(3_001 * MS, &down.emit()).unwrap();
     assert_eq!(a.state(), BfdState::Down);
@@ -100,18 +111,7 @@ fn a_neighbour_going_down_takes_us_down() {
 
 #[test]
 fn malformed_packets_are_refused_and_counted() {
-    let good = Control {
-        diag: 0,
-        state: BfdState::Down,
-        poll: false,
-        fin: false,
-        detect_mult: 3,
-        my_disc: 9,
-        your_disc: 0,
-        desired_min_tx: 1_000_000,
-        required_min_rx: 100_000,
-        required_min_echo_rx: 0,
-    };
+    let good = packet(BfdState::Down, 0);
     let mut s = BfdSession::new(cfg(1), 0);
     let patch = |f: &dyn Fn(&mut [u8; 24])| {
         let mut b = good.emit();
@@ -179,16 +179,8 @@ fn a_poll_is_answered_with_a_final_at_once() {
     let mut s = BfdSession::new(cfg(1), 0);
     let _ = s.poll_transmit(0);
     let poll = Control {
-        diag: 0,
-        state: BfdState::Down,
         poll: true,
-        fin: false,
-        detect_mult: 3,
-        my_disc: 9,
-        your_disc: 0,
-        desired_min_tx: 1_000_000,
-        required_min_rx: 100_000,
-        required_min_echo_rx: 0,
+        ..packet(BfdState::Down, 0)
     };
     s.handle_packet(10 * MS, &poll.emit()).unwrap();
     let c = Control::parse(&s.poll_transmit(10 * MS).expect("at once")).unwrap();
@@ -331,16 +323,8 @@ fn a_single_multiplier_jitters_75_to_90_percent_and_silence_of_a_neighbour_that_
     }
     // A neighbour whose Required Min RX is 0 wants no packets: none go.
     let quiet = Control {
-        diag: 0,
-        state: BfdState::Down,
-        poll: false,
-        fin: false,
-        detect_mult: 3,
-        my_disc: 9,
-        your_disc: 0,
-        desired_min_tx: 1_000_000,
         required_min_rx: 0,
-        required_min_echo_rx: 0,
+        ..packet(BfdState::Down, 0)
     };
     let mut s = BfdSession::new(cfg(1), 0);
     s.handle_packet(0, &quiet.emit()).unwrap();

@@ -24,11 +24,16 @@ fn cfg() -> SessionConfig {
 }
 
 fn peer_open(asn: u32, hold: u16) -> Vec<u8> {
+    open_from(asn, hold, [198, 18, 0, 1])
+}
+
+/// An OPEN from `asn` with identifier `bgp_id`.
+fn open_from(asn: u32, hold: u16, bgp_id: [u8; 4]) -> Vec<u8> {
     let mut b = vec![0u8; 64];
     let n = OpenRepr {
         asn,
         hold_time: hold,
-        bgp_id: [198, 18, 0, 1],
+        bgp_id,
     }
     .emit(&mut b)
     .unwrap();
@@ -483,15 +488,7 @@ fn unexpected_messages_in_open_confirm_and_ibgp_identifier_clash() {
         s.handle_timeout(0);
         s.handle_connected(0);
         sent(&mut s);
-        let mut b = vec![0u8; 64];
-        let n = OpenRepr {
-            asn: c.peer_as,
-            hold_time: 90,
-            bgp_id: id,
-        }
-        .emit(&mut b)
-        .unwrap();
-        s.handle_bytes(1, &b[..n]);
+        s.handle_bytes(1, &open_from(c.peer_as, 90, id));
         let msgs = sent(&mut s);
         match want {
             Some(w) => assert_eq!(notification_of(&msgs), w),
