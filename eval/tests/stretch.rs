@@ -71,20 +71,36 @@ fn stretch_is_one_with_a_proxy_everywhere_and_ordered_otherwise() {
     for i in (1..proxies.len()).rev() {
         proxies.swap(i, lcg(&mut r) % (i + 1));
     }
-    proxies.truncate(30);
-    let mut stretches: Vec<f64> = (0..400)
-        .filter_map(|_| {
-            net.stretch(
-                lcg(&mut r) % net.pops.len(),
-                lcg(&mut r) % net.pops.len(),
-                &proxies,
-            )
-        })
+    // The same 400 client/target pairs against 30 proxies and against 100
+    // (a superset of the 30): more proxies bring most pairs nearer.
+    let pairs: Vec<(usize, usize)> = (0..400)
+        .map(|_| (lcg(&mut r) % net.pops.len(), lcg(&mut r) % net.pops.len()))
         .collect();
-    stretches.sort_by(f64::total_cmp);
-    let p = |q: f64| stretches[((stretches.len() - 1) as f64 * q) as usize];
-    println!("30 proxies: stretch p50 {:.2} p90 {:.2}", p(0.5), p(0.9));
-    assert!(p(0.1) <= p(0.5) && p(0.5) <= p(0.9));
+    let stretches_with = |n: usize| {
+        let mut s: Vec<f64> = pairs
+            .iter()
+            .filter_map(|&(c, t)| net.stretch(c, t, &proxies[..n]))
+            .collect();
+        s.sort_by(f64::total_cmp);
+        s
+    };
+    let (few, more) = (stretches_with(30), stretches_with(100));
+    let p = |q: f64| few[((few.len() - 1) as f64 * q) as usize];
+    println!(
+        "30 proxies: stretch p50 {:.2} p90 {:.2}; 100 proxies: p50 {:.2}",
+        p(0.5),
+        p(0.9),
+        more[(more.len() - 1) / 2]
+    );
+    // Measured: p50 1.22, p90 1.84 with 30 proxies; 1.00 with 100. A detour
+    // through proxies in 30 of the POPs costs something for most pairs and
+    // not several times the direct path.
+    assert!(p(0.5) > 1.05 && p(0.5) < 1.6, "median stretch {}", p(0.5));
+    assert!(p(0.9) < 3.0, "90th percentile stretch {}", p(0.9));
+    assert!(
+        more[(more.len() - 1) / 2] < p(0.5),
+        "100 proxies must bring the median stretch below 30's"
+    );
     // Hot-potato routing can make the detour via proxies shorter than the
     // direct policy path, but not by much.
     assert!(p(0.0) > 0.5, "min stretch {}", p(0.0));

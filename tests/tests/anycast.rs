@@ -498,6 +498,9 @@ fn anycast_services_through_the_appliances() {
         outage > Duration::ZERO,
         "killing the JAP cost nothing: was it the JAP?"
     );
-    assert!(outage < Duration::from_secs(3), "outage {outage:?}");
+    // Measured 635 ms under TCG (peer_dead 600 ms, then the IAP's next RAP
+    // answer); the goal is under 1 s. 2 s leaves room for a loaded CI host
+    // and still fails the old ~4 s membership detection.
+    assert!(outage < Duration::from_secs(2), "outage {outage:?}");
     eprintln!("whole test {:.1} s", started.elapsed().as_secs_f64());
 }
