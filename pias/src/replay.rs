@@ -165,13 +165,12 @@ impl NonceCache {
         if self.heap.len() >= self.capacity() {
             return Err(NonceError::Full);
         }
-        if self.heap.push((expires, nonce)).is_err() {
+        if self.nonces.insert(nonce, ()).is_err() {
             return Err(NonceError::Full);
         }
-        if self.nonces.insert(nonce, ()).is_err() {
-            // Cannot happen (same capacity, checked above); undo the push.
-            self.heap.retain(|&(_, n)| n != nonce);
-            heapify(self.heap.as_mut_slice());
+        if self.heap.push((expires, nonce)).is_err() {
+            // Cannot happen (the capacity was checked above); undo the insert.
+            self.nonces.remove(&nonce);
             return Err(NonceError::Full);
         }
         let last = self.heap.len().saturating_sub(1);
@@ -237,13 +236,6 @@ fn sift_down(heap: &mut [(u64, u64)], mut i: usize) {
         }
         heap.swap(i, first);
         i = first;
-    }
-}
-
-/// Puts any slice into heap order.
-fn heapify(heap: &mut [(u64, u64)]) {
-    for i in (0..heap.len() / 2).rev() {
-        sift_down(heap, i);
     }
 }
 
@@ -583,6 +575,7 @@ mod tests {
                 }
                 check_heap(&c);
                 prop_assert!(c.len() <= c.capacity());
+                prop_assert_eq!(c.is_empty(), model.is_empty());
             }
         }
     }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Mutation testing (cargo-mutants) of the security- and correctness-critical
+# modules: plants one small bug at a time and runs the crate's tests; a mutant
+# they do not notice ("missed") is a place where the tests do not bite.
+#
+#   scripts/mutants.sh            every listed module (about an hour here)
+#   scripts/mutants.sh --smoke    the replay windows and the frame classifier
+#                                 (CI; a few minutes), failing on any miss
+#   scripts/mutants.sh --iterate  re-test only what the last run did not catch
+#
+# Further arguments go to cargo-mutants (say `-j 2`); PIAS_MUTANTS_PACKAGES
+# (say "pias pias-net") limits the run to those packages.
+# Accepted survivors (equivalent mutants) are excluded by .cargo/mutants.toml,
+# each with its reason; docs/mutants.md has the figures. Results land in
+# out/mutants/<package>/mutants.out/ (caught.txt, missed.txt, timeout.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! cargo mutants --version >/dev/null 2>&1; then
+  cargo install cargo-mutants --locked
+fi
+
+mode=full
+extra=()
+case "${1:-}" in
+  --smoke) mode=smoke && shift ;;
+  --iterate) extra+=(--iterate) && shift ;;
+  -h | --help)
+    echo "usage: $0 [--smoke | --iterate] [cargo-mutants arguments]" >&2
+    exit 2
+    ;;
+esac
+extra+=("$@")
+
+# package -> the files whose mutants it must catch.
+declare -A files
+if [ "$mode" = smoke ]; then
+  files[pias]="pias/src/replay.rs"
+  files[pias-net]="net/src/classify.rs"
+else
+  files[pias]="pias/src/wire/mod.rs pias/src/wire/message.rs pias/src/replay.rs pias/src/ring.rs pias/src/blob.rs pias/src/mgmt.rs pias/src/keys.rs pias/src/proxy/reports.rs pias/src/proxy/rap.rs"
+  files[pias-net]="net/src/classify.rs net/src/dataplane/mod.rs net/src/dataplane/ingress.rs net/src/dataplane/egress.rs net/src/dataplane/nat.rs net/src/dataplane/packet.rs net/src/dataplane/arp.rs"
+  files[pias-bgp]="bgp/src/wire/mod.rs bgp/src/wire/open.rs bgp/src/wire/update.rs bgp/src/wire/error.rs bgp/src/session.rs bgp/src/announce.rs bgp/src/bfd.rs"
+fi
+
+status=0
+summary=()
+for pkg in ${PIAS_MUTANTS_PACKAGES:-pias pias-net pias-bgp}; do
+  [ -n "${files[$pkg]:-}" ] || continue
+  mkdir -p "out/mutants/$pkg"
+  args=(-p "$pkg" --timeout 120 -o "out/mutants/$pkg" "${extra[@]}")
+  for f in ${files[$pkg]}; do
+    args+=(-f "$f")
+  done
+  # cargo-mutants exits 2 when mutants were missed, 3 on timeouts: report
+  # those below; anything else (a broken baseline, say) is a failure here.
+  set +e
+  cargo mutants "${args[@]}"
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ] && [ "$rc" -ne 3 ]; then
+    echo "cargo mutants failed for $pkg (exit $rc)" >&2
+    exit "$rc"
+  fi
+  out="out/mutants/$pkg/mutants.out"
+  for f in ${files[$pkg]}; do
+    count() { grep -c "^$f:" "$out/$1.txt" 2>/dev/null || true; }
+    summary+=("$(printf '%-32s caught %4s  missed %4s  timeout %3s  unviable %3s' \
+      "$f" "$(count caught)" "$(count missed)" "$(count timeout)" "$(count unviable)")")
+  done
+  if [ -s "$out/missed.txt" ]; then
+    status=1
+  fi
+done
+
+echo
+echo "mutants per module (missed ones are in out/mutants/<package>/mutants.out/missed.txt):"
+printf '  %s\n' "${summary[@]}"
+if [ "$mode" = smoke ] && [ "$status" -ne 0 ]; then
+  echo "mutation smoke: a mutant survived (see above); add a test that catches it" >&2
+  exit 1
+fi
