@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build, boot and test the appliance:
 # QEMU (Debian's qemu-system-x86, which brings qboot.rom), ping, iproute2, GRUB's ISO tools,
+# qemu-img and virt-xml-validate (disk images, libvirt examples),
 # the multi-POP lab's tools and services (ethtool, dnsmasq, nginx, dig, curl, BIRD 2 and FRR),
 # and the Rust target x86_64-unknown-none. Idempotent; needs root for apt.
 set -euo pipefail
@@ -14,6 +15,10 @@ command -v grub-mkrescue >/dev/null || need+=(grub-pc-bin grub-common)
 [ -d /usr/lib/grub/i386-pc ] || need+=(grub-pc-bin)
 command -v xorriso >/dev/null || need+=(xorriso)
 command -v mformat >/dev/null || need+=(mtools)
+# Disk images (pias-image disk: qcow2) and the libvirt domain examples' check.
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v virt-xml-validate >/dev/null || need+=(libvirt-clients)
+command -v xmllint >/dev/null || need+=(libxml2-utils)
 # The multi-POP lab (pias-qemu topo): offloads off on veths, services in target
 # namespaces (started by the harness, not by systemd: dnsmasq-base has no service), clients.
 command -v ethtool >/dev/null || need+=(ethtool)

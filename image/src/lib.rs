@@ -2,6 +2,7 @@
 //! name the field and the reason. The binary (`main.rs`) is a thin CLI over it.
 
 pub mod deploy;
+pub mod disk;
 
 use anyhow::{anyhow, bail, Context, Result};
 use pias::blob::{self, MAX_BLOB};

@@ -1,8 +1,9 @@
 //! `pias-image`: the operator's config tool.
 //!
 //! encode TOML -> blob, decode blob -> TOML (keys redacted), check a TOML,
-//! print the example, write every proxy's blob from one deployment file, and
-//! print a group's key for its service owner.
+//! print the example, write every proxy's blob from one deployment file,
+//! print a group's key for its service owner, and build bootable disk images
+//! (ISO, raw, qcow2) whose config can be replaced in place.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -42,6 +43,56 @@ enum Cmd {
         #[arg(long)]
         group: String,
     },
+    /// Build a bootable image (GRUB, multiboot2) of the kernel and a config.
+    Disk {
+        /// The appliance kernel (the ELF `cargo kernel` builds).
+        #[arg(long)]
+        kernel: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// iso (hybrid: CD-ROM or disk), raw (the same bytes as a disk) or qcow2.
+        #[arg(long, value_enum)]
+        format: pias_image::disk::Format,
+        /// Where to write the image.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Replace the config of an image `disk` built (any format), in place.
+    SetConfig {
+        image: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print the TOML form of the config inside an image (keys redacted).
+    GetConfig { image: PathBuf },
+}
+
+/// A config given as TOML (checked and encoded) or as a blob (checked).
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct ConfigArg {
+    /// A TOML config (as for `encode`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A config blob (as `encode` or `deploy` wrote it).
+    #[arg(long)]
+    blob: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn blob(&self) -> Result<Vec<u8>> {
+        match (&self.config, &self.blob) {
+            (Some(toml), _) => Ok(pias_image::encode(&read_toml(toml)?)?),
+            (None, Some(blob)) => {
+                let bytes =
+                    std::fs::read(blob).with_context(|| format!("reading {}", blob.display()))?;
+                pias_image::decode(&bytes)
+                    .with_context(|| format!("{} refused", blob.display()))?;
+                Ok(bytes)
+            }
+            (None, None) => anyhow::bail!("give --config or --blob"),
+        }
+    }
 }
 
 fn read_toml(path: &PathBuf) -> Result<pias::Config> {
@@ -87,6 +138,25 @@ fn main() -> Result<()> {
         Cmd::GroupKey { secret_file, group } => {
             let secret = pias_image::deploy::read_key_file("--secret-file", &secret_file)?;
             println!("{}", pias_image::deploy::group_key_hex(&secret, &group)?);
+        }
+        Cmd::Disk {
+            kernel,
+            config,
+            format,
+            out,
+        } => {
+            pias_image::disk::build(&kernel, &config.blob()?, format, &out)?;
+            eprintln!("wrote {}", out.display());
+        }
+        Cmd::SetConfig { image, config } => {
+            pias_image::disk::set_config(&image, &config.blob()?)?;
+            eprintln!("{}: config replaced", image.display());
+        }
+        Cmd::GetConfig { image } => {
+            let bytes = pias_image::disk::get_config(&image)?;
+            let cfg = pias_image::decode(&bytes)
+                .with_context(|| format!("the config in {} refused", image.display()))?;
+            print!("{}", pias_image::to_toml(&cfg)?);
         }
     }
     Ok(())

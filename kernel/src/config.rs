@@ -56,7 +56,7 @@ pub fn load(info: &BootInfo) -> Result<(Config, Source, usize), BlobError> {
         if !(fwcfg::has_dma() && fwcfg::read_dma(selector, &mut buf)) {
             fwcfg::read(selector, &mut buf);
         }
-        return blob::decode(&buf).map(|c| (c, Source::FwCfg, size));
+        return blob::decode(blob::unpad(&buf)).map(|c| (c, Source::FwCfg, size));
     }
     if let Some(m) = info.modules.first() {
         let len = usize::try_from(m.len).unwrap_or(usize::MAX);
@@ -64,7 +64,8 @@ pub fn load(info: &BootInfo) -> Result<(Config, Source, usize), BlobError> {
         if len > MAX_BLOB {
             return Err(oversized(shown, len));
         }
-        return blob::decode(shown).map(|c| (c, Source::Module, len));
+        // A disk image's config sits in a fixed slot, padded with zeros.
+        return blob::decode(blob::unpad(shown)).map(|c| (c, Source::Module, len));
     }
     Err(BlobError::Missing)
 }

@@ -135,6 +135,22 @@ pub fn decode(bytes: &[u8]) -> Result<Config, BlobError> {
     Ok(config)
 }
 
+/// A blob stored in a fixed-size slot (a disk image's config file, which
+/// `pias-image set-config` rewrites in place) is followed by zeros up to the
+/// slot's end: returns it without them. Anything else (no header, a declared
+/// length beyond the bytes, a non-zero byte after the payload) comes back
+/// whole, for `decode` to refuse with its own reason.
+pub fn unpad(bytes: &[u8]) -> &[u8] {
+    if bytes.len() < HEADER_LEN || bytes[..OFF_VERSION] != MAGIC {
+        return bytes;
+    }
+    let end = HEADER_LEN.saturating_add(read_u32(bytes, OFF_LEN) as usize);
+    match bytes.get(end..) {
+        Some(rest) if rest.iter().all(|&b| b == 0) => &bytes[..end],
+        _ => bytes,
+    }
+}
+
 /// Checks the header and CRC and returns the payload.
 pub fn payload(bytes: &[u8]) -> Result<&[u8], BlobError> {
     if bytes.len() < HEADER_LEN {
@@ -226,6 +242,33 @@ mod tests {
     fn reseal(blob: &mut [u8]) {
         let crc = CRC32.checksum(&blob[HEADER_LEN..]);
         blob[OFF_CRC..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn a_blob_padded_with_zeros_to_its_slot_decodes_after_unpad() {
+        let blob = example_blob();
+        let mut slot = blob.clone();
+        slot.resize(MAX_BLOB, 0);
+        // Strict decoding refuses the padding; unpad gives back the blob.
+        assert!(matches!(decode(&slot), Err(BlobError::BadLength { .. })));
+        assert_eq!(unpad(&slot), &blob[..]);
+        assert_eq!(decode(unpad(&slot)), decode(&blob));
+        assert_eq!(unpad(&blob), &blob[..], "nothing to trim");
+        // A non-zero byte after the payload is not padding.
+        slot[blob.len() + 100] = 1;
+        assert_eq!(unpad(&slot).len(), MAX_BLOB);
+        // Too short, wrong magic, or a length beyond the bytes: untouched.
+        assert_eq!(unpad(&blob[..HEADER_LEN - 1]).len(), HEADER_LEN - 1);
+        let mut other = blob.clone();
+        other[0] ^= 1;
+        other.extend_from_slice(&[0; 8]);
+        assert_eq!(unpad(&other).len(), blob.len() + 8);
+        let cut = &blob[..blob.len() - 1];
+        assert_eq!(unpad(cut), cut);
+        assert!(matches!(
+            decode(unpad(cut)),
+            Err(BlobError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -358,6 +401,7 @@ mod tests {
         fn decode_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
             // Random bytes lack the magic (and the CRC): never a config.
             prop_assert!(decode(&bytes).is_err());
+            prop_assert!(decode(unpad(&bytes)).is_err());
         }
 
         #[test]

@@ -106,31 +106,3 @@ fn build_host_bin(package: &str, bin: &str, dir: &str) -> Result<PathBuf> {
     }
     Ok(path)
 }
-
-/// Builds a BIOS/UEFI-bootable ISO (grub-mkrescue) that boots `kernel` through
-/// its multiboot2 header with `blob` as the first module (the config).
-pub fn iso(kernel: &std::path::Path, blob: &[u8], out: &std::path::Path) -> Result<()> {
-    let tree = tempfile::tempdir()?;
-    let boot = tree.path().join("boot");
-    std::fs::create_dir_all(boot.join("grub"))?;
-    std::fs::copy(kernel, boot.join("pias.elf")).context("copying the kernel")?;
-    std::fs::write(boot.join("pias.blob"), blob)?;
-    std::fs::write(
-        boot.join("grub/grub.cfg"),
-        "set timeout=0\nset default=0\nserial --unit=0 --speed=115200\nterminal_output serial\n\
-         menuentry \"PIAS\" {\n  multiboot2 /boot/pias.elf\n  module2 /boot/pias.blob pias-config\n  boot\n}\n",
-    )?;
-    let output = Command::new("grub-mkrescue")
-        .arg("-o")
-        .arg(out)
-        .arg(tree.path())
-        .output()
-        .context("running grub-mkrescue (packages grub-pc-bin, grub-common, xorriso, mtools)")?;
-    if !output.status.success() {
-        bail!(
-            "grub-mkrescue failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}

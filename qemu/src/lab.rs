@@ -175,9 +175,9 @@ pub struct Spec {
     pub delivery: ConfigDelivery,
     /// Attach a virtio-net device on a new tap in the lab's bridge.
     pub nic: bool,
-    /// Boot this ISO (GRUB, multiboot2; the config is inside it) from the
+    /// Boot this image (GRUB, multiboot2; the config is inside it) from the
     /// machine's own BIOS instead of `-kernel`.
-    pub iso: Option<PathBuf>,
+    pub image: Option<(PathBuf, pias_image::disk::Format)>,
 }
 
 impl Spec {
@@ -189,7 +189,7 @@ impl Spec {
             blob: Some(blob),
             delivery: ConfigDelivery::FwCfg,
             nic: true,
-            iso: None,
+            image: None,
         }
     }
 }
@@ -480,7 +480,7 @@ pub(crate) fn start_appliance(
 ) -> Result<Appliance> {
     let serial = dir.join(format!("serial-{tag}.log"));
     File::create(&serial)?;
-    let mut args: Vec<String> = match &spec.iso {
+    let mut args: Vec<String> = match &spec.image {
         // GRUB boots from the machine's default BIOS (qboot cannot boot a CD).
         Some(_) => vec!["-M".into(), spec.machine.qemu_type().into()],
         None => spec.machine.qemu_args(),
@@ -503,11 +503,19 @@ pub(crate) fn start_appliance(
         ]
         .map(String::from),
     );
-    match &spec.iso {
-        Some(iso) => args.extend(["-cdrom".to_string(), iso.display().to_string()]),
-        None => args.extend(["-kernel".to_string(), kernel.display().to_string()]),
+    {
+        use pias_image::disk::Format;
+        let drive = |fmt: &str, p: &Path| format!("file={},format={fmt},if=ide", p.display());
+        match &spec.image {
+            Some((iso, Format::Iso)) => {
+                args.extend(["-cdrom".to_string(), iso.display().to_string()])
+            }
+            Some((raw, Format::Raw)) => args.extend(["-drive".to_string(), drive("raw", raw)]),
+            Some((q, Format::Qcow2)) => args.extend(["-drive".to_string(), drive("qcow2", q)]),
+            None => args.extend(["-kernel".to_string(), kernel.display().to_string()]),
+        }
     }
-    if let (Some(blob), None) = (&spec.blob, &spec.iso) {
+    if let (Some(blob), None) = (&spec.blob, &spec.image) {
         let path = dir.join(format!("config-{tag}.blob"));
         std::fs::write(&path, blob)?;
         match spec.delivery {

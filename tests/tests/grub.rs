@@ -1,42 +1,108 @@
-//! Bare-metal style boot: a GRUB ISO (multiboot2, config as module2) on q35
-//! with its default BIOS. Exercises the multiboot2 entry (which zeroes .bss
-//! itself), boot information and module parsing, and arena placement around
-//! a module GRUB puts right after the image.
+//! Bare-metal style boot: `pias-image disk` images (GRUB, multiboot2, the
+//! config as module2) on q35 with its default BIOS — a hybrid ISO as a CD-ROM,
+//! the raw disk and the qcow2 as disks — each answering; then an image's
+//! config replaced in place (`set-config`) boots as the new config says.
+//! Exercises the multiboot2 entry (which zeroes .bss itself), boot information
+//! and module parsing (a padded config slot), and arena placement around a
+//! module GRUB puts right after the image.
 
-use pias_qemu::{build, Lab, Machine, Spec};
+use pias_image::disk::{self, Format};
+use pias_qemu::{Lab, Machine, Spec};
 use pias_tests::{kernel, status_of, test_accel};
 use std::time::Duration;
 
-#[test]
-fn grub_iso_boots_through_multiboot2_with_the_config_module() {
-    let mut lab = Lab::new("grub").unwrap();
-    let blob = pias_image::encode(&lab.config_for(0)).unwrap();
-    let iso = lab.path("pias.iso");
-    build::iso(&kernel(), &blob, &iso).expect("building the ISO");
+fn image_spec(path: std::path::PathBuf, format: Format) -> Spec {
     let mut spec = Spec::new(Machine::Q35, test_accel(), Vec::new());
     spec.blob = None;
-    spec.iso = Some(iso);
+    spec.image = Some((path, format));
     spec.memory_mb = 128;
-    lab.boot(&kernel(), spec).unwrap();
-    lab.appliances[0]
-        .wait_for("ready:", Duration::from_secs(60))
-        .unwrap();
-    let console = lab.appliances[0].console();
-    assert!(
-        console.contains("boot: Multiboot2") && console.contains("config from Module"),
-        "{console}"
+    spec
+}
+
+#[test]
+fn disk_images_boot_from_the_bios_and_their_config_is_replaced_in_place() {
+    let mut lab = Lab::new("grub").unwrap();
+    let formats = [Format::Iso, Format::Raw, Format::Qcow2];
+    let mut images = Vec::new();
+    for (n, format) in formats.iter().enumerate() {
+        let blob = pias_image::encode(&lab.config_for(n)).unwrap();
+        let path = lab.path(&format!("pias-{n}.{format:?}").to_lowercase());
+        disk::build(&kernel(), &blob, *format, &path)
+            .unwrap_or_else(|e| panic!("building the {format:?} image: {e:#}"));
+        images.push(path);
+    }
+    // The qcow2 really is one (qemu-img wrote it), the others are not.
+    assert!(disk::is_qcow2(&images[2]).unwrap());
+    assert!(!disk::is_qcow2(&images[1]).unwrap());
+
+    // A fourth appliance from a copy of the qcow2 whose config is replaced:
+    // it must come up as appliance 3, under its new name.
+    let replaced = lab.path("replaced.qcow2");
+    std::fs::copy(&images[2], &replaced).unwrap();
+    let mut cfg = lab.config_for(3);
+    cfg.node.name = "pias-replaced".try_into().unwrap();
+    let new_blob = pias_image::encode(&cfg).unwrap();
+    disk::set_config(&replaced, &new_blob).unwrap();
+    assert_eq!(disk::get_config(&replaced).unwrap(), new_blob);
+    // The raw copy keeps its own config; garbage is refused with the reason.
+    assert_eq!(
+        disk::get_config(&images[1]).unwrap(),
+        pias_image::encode(&lab.config_for(1)).unwrap()
     );
-    lab.wait_carrier(0, Duration::from_secs(5)).unwrap();
-    let s = status_of(&lab, 0);
-    assert_eq!(s.name.as_str(), "pias-1");
-    let (used, capacity) = s
-        .tables
+    let err = disk::set_config(&images[1], b"not a blob").unwrap_err();
+    assert!(format!("{err:#}").contains("refused"), "{err:#}");
+    let not_an_image = lab.path("plain.bin");
+    std::fs::write(&not_an_image, vec![0u8; 1 << 20]).unwrap();
+    let err = disk::set_config(&not_an_image, &new_blob).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no PIAS config slot"),
+        "{err:#}"
+    );
+
+    for (path, format) in images
         .iter()
-        .find(|t| t.name.as_str() == "arena_bytes")
-        .map(|t| (t.used, t.capacity))
-        .unwrap();
-    assert!(
-        capacity > 8 << 20,
-        "arena {used}/{capacity}: placed in a small gap"
-    );
+        .zip(formats)
+        .chain([(&replaced, Format::Qcow2)])
+    {
+        lab.boot(&kernel(), image_spec(path.clone(), format))
+            .unwrap();
+    }
+    for (n, format) in formats.iter().chain([&Format::Qcow2]).enumerate() {
+        lab.appliances[n]
+            .wait_for("ready:", Duration::from_secs(90))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{format:?} image {n}: {e:#}\nconsole:\n{}\nqemu:\n{}",
+                    lab.appliances[n].console(),
+                    lab.qemu_stderr(n)
+                )
+            });
+        let console = lab.appliances[n].console();
+        assert!(
+            console.contains("boot: Multiboot2") && console.contains("config from Module"),
+            "{console}"
+        );
+        lab.wait_carrier(n, Duration::from_secs(5)).unwrap();
+        let s = status_of(&lab, n);
+        let want = if n == 3 {
+            "pias-replaced".to_string()
+        } else {
+            format!("pias-{}", n + 1)
+        };
+        assert_eq!(s.name.as_str(), want, "{format:?} image {n}");
+        let (used, capacity) = s
+            .tables
+            .iter()
+            .find(|t| t.name.as_str() == "arena_bytes")
+            .map(|t| (t.used, t.capacity))
+            .unwrap();
+        assert!(
+            capacity > 8 << 20,
+            "arena {used}/{capacity}: placed in a small gap"
+        );
+        eprintln!(
+            "{format:?} image {n}: answering as {want} [{:?}, q35]",
+            test_accel()
+        );
+    }
 }
