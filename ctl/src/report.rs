@@ -7,9 +7,10 @@ pub fn status_text(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "node {} \"{}\", up {:.3} s, clock {:?} at {} kHz",
+        "node {} \"{}\", version {}, up {:.3} s, clock {:?} at {} kHz",
         s.node_id,
         s.name,
+        s.version,
         s.uptime_ms as f64 / 1e3,
         s.clock.source,
         s.clock.tsc_khz

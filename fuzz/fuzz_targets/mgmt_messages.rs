@@ -13,6 +13,7 @@ impl pias_net::mgmt::Reports for Fake {
         Status {
             node_id: 1,
             name: heapless::String::new(),
+            version: heapless::String::new(),
             uptime_ms: 0,
             clock: ClockInfo {
                 source: ClockSource::QemuLapic,

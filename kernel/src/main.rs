@@ -25,11 +25,15 @@ use core::fmt::Write;
 
 use log::{error, info, LevelFilter};
 
+/// The crate version and the git revision built from, as on the console
+/// and in the status.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("PIAS_GIT_REV"));
+
 #[no_mangle]
 pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     time::mark_boot();
     serial::Serial::init();
-    let _ = writeln!(serial::Serial, "pias: starting");
+    let _ = writeln!(serial::Serial, "pias: starting, version {VERSION}");
     logger::init(LevelFilter::Info);
 
     let mut boot = match bootinfo::read(eax, ebx) {

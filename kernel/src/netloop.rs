@@ -175,6 +175,7 @@ impl Reports for Snapshot<'_> {
         Status {
             node_id: self.cfg.node.id,
             name: self.cfg.node.name.clone(),
+            version: heapless::String::try_from(crate::VERSION).unwrap_or_default(),
             uptime_ms: time::uptime_us() / 1000,
             clock: time::info(),
             interfaces: core::iter::once(InterfaceStatus {

@@ -200,6 +200,7 @@ mod tests {
             Status {
                 node_id: 1,
                 name: "pias-1".try_into().unwrap(),
+                version: "0.1.0+test".try_into().unwrap(),
                 uptime_ms: 5,
                 clock: ClockInfo {
                     source: ClockSource::Cpuid,

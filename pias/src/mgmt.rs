@@ -26,8 +26,9 @@ pub const REQUEST_MAGIC: [u8; 4] = *b"PIAQ";
 /// "PIAR": the first four bytes of every response datagram.
 pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
 /// The protocol version this build speaks. Version 2 and older carried no
-/// MAC: an appliance of this version answers them nothing.
-pub const VERSION: u8 = 3;
+/// MAC: an appliance of this version answers them nothing. Version 4 added
+/// the kernel's version to the status.
+pub const VERSION: u8 = 4;
 /// Bytes of the MAC that ends every datagram.
 pub const MAC_LEN: usize = 16;
 /// A response fits in this many bytes: one UDP datagram on a 1500-byte MTU.
@@ -343,6 +344,11 @@ mod tests {
         Status {
             node_id: u32::MAX,
             name: "n".repeat(32).as_str().try_into().unwrap(),
+            version: "v"
+                .repeat(crate::status::VERSION_LEN)
+                .as_str()
+                .try_into()
+                .unwrap(),
             uptime_ms: u64::MAX,
             clock: ClockInfo {
                 source: ClockSource::RtcCalibrated,

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 /// Tables reported in one status.
 pub const MAX_TABLES: usize = 20;
+/// The longest version string a status carries.
+pub const VERSION_LEN: usize = 40;
 
 /// One status report, the body of a `Response` to `Op::Status`. A response
 /// carrying the largest possible report fits `mgmt::MAX_RESPONSE` (a test
@@ -18,6 +20,9 @@ pub struct Status {
     pub node_id: u32,
     /// The name from `node.name` of the config.
     pub name: String<NODE_NAME_LEN>,
+    /// The kernel's version and the git revision it was built from
+    /// ("0.1.0+1a2b3c4d5e6f"; "+unknown" when built outside a checkout).
+    pub version: String<VERSION_LEN>,
     /// Milliseconds since the kernel was entered.
     pub uptime_ms: u64,
     /// Where the appliance's clock rate came from.

@@ -6,6 +6,21 @@ use pias_qemu::{Accel, ConfigDelivery, Lab, Machine, Spec};
 use pias_tests::{kernel, lab_with, mgmt, status_of, test_accel};
 use std::time::Duration;
 
+/// The checkout's revision as the kernel's build script names it.
+fn git_rev() -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git");
+    let rev = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        out.status.success() && rev.len() == 12,
+        "not a git checkout?"
+    );
+    rev
+}
+
 fn boot_status_shutdown(machine: Machine) {
     let mut lab = lab_with(&format!("boot-{machine}").replace('+', "-"), machine, 1);
     let s = status_of(&lab, 0);
@@ -13,6 +28,14 @@ fn boot_status_shutdown(machine: Machine) {
     assert_eq!(s.name.as_str(), "pias-1");
     assert_eq!(s.interfaces[0].address.to_string(), "198.18.0.2/24");
     assert_eq!(s.mgmt.requests, 1);
+    // The version and the revision built from, in the status and on the console.
+    let version = format!("{}+{}", env!("CARGO_PKG_VERSION"), git_rev());
+    assert_eq!(s.version.as_str(), version);
+    let console = lab.appliances[0].console();
+    assert!(
+        console.contains(&format!("pias: starting, version {version}")),
+        "{console}"
+    );
     assert!(
         s.clock.tsc_khz > 100_000,
         "implausible TSC rate {:?}",
