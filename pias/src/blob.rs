@@ -387,6 +387,101 @@ mod tests {
         assert_eq!(decode(&blob), Err(BlobError::Decode));
     }
 
+    /// A header for `payload` with its true length and CRC.
+    fn sealed(payload: &[u8]) -> Vec<u8> {
+        let mut b = good_header(payload.len());
+        b[OFF_CRC..HEADER_LEN].copy_from_slice(&CRC32.checksum(payload).to_le_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn payload_lengths_at_their_bounds() {
+        // The largest whole blob is the header and the largest payload.
+        let largest = sealed(&vec![7u8; MAX_PAYLOAD]);
+        assert_eq!(largest.len(), MAX_BLOB);
+        assert_eq!(payload(&largest).map(<[u8]>::len), Ok(MAX_PAYLOAD));
+        let over = sealed(&vec![7u8; MAX_PAYLOAD + 1]);
+        assert_eq!(
+            payload(&over),
+            Err(BlobError::BadLength {
+                declared: MAX_PAYLOAD + 1,
+                present: MAX_PAYLOAD + 1
+            })
+        );
+        // A header alone, declaring nothing: a valid (empty) payload that
+        // does not decode, not a short blob.
+        let empty = sealed(&[]);
+        assert_eq!(empty.len(), HEADER_LEN);
+        assert_eq!(payload(&empty), Ok(&[][..]));
+        assert_eq!(decode(&empty), Err(BlobError::Decode));
+        assert_eq!(
+            payload(&empty[..HEADER_LEN - 1]),
+            Err(BlobError::TooShort {
+                len: HEADER_LEN - 1
+            })
+        );
+        // Encoding into less than a header is refused, not a panic.
+        let mut tiny = [0u8; HEADER_LEN - 1];
+        assert_eq!(
+            encode(&Config::example(), &mut tiny),
+            Err(EncodeError::NoSpace)
+        );
+        let mut header_only = [0u8; HEADER_LEN];
+        assert_eq!(
+            encode(&Config::example(), &mut header_only),
+            Err(EncodeError::NoSpace)
+        );
+    }
+
+    /// A real validation error: node id 0.
+    fn invalid() -> ConfigError {
+        let mut c = Config::example();
+        c.node.id = 0;
+        c.validate().unwrap_err()
+    }
+
+    #[test]
+    fn every_error_says_what_went_wrong() {
+        let cases: [(BlobError, &str); 9] = [
+            (BlobError::Missing, "no config blob"),
+            (BlobError::TooShort { len: 3 }, "3 bytes"),
+            (BlobError::BadMagic, "bad magic"),
+            (BlobError::UnsupportedVersion { found: 9 }, "version 9"),
+            (
+                BlobError::Truncated {
+                    declared: 10,
+                    present: 4,
+                },
+                "declares 10 payload bytes, 4 present",
+            ),
+            (
+                BlobError::BadLength {
+                    declared: 10,
+                    present: 12,
+                },
+                "declares 10 payload bytes, 12 present",
+            ),
+            (
+                BlobError::BadCrc {
+                    expected: 1,
+                    computed: 2,
+                },
+                "header 0x00000001, payload 0x00000002",
+            ),
+            (BlobError::Decode, "does not decode"),
+            (BlobError::Invalid(invalid()), "config field node.id"),
+        ];
+        for (e, says) in cases {
+            let text = std::format!("{e}");
+            assert!(text.contains(says), "{e:?}: {text}");
+        }
+        let text = std::format!("{}", EncodeError::NoSpace);
+        assert!(text.contains("does not fit"), "{text}");
+        let text = std::format!("{}", EncodeError::Invalid(invalid()));
+        assert!(text.contains("config field node.id"), "{text}");
+    }
+
     fn good_header(len: usize) -> Vec<u8> {
         let mut h = Vec::new();
         h.extend_from_slice(&MAGIC);

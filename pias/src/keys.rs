@@ -150,6 +150,9 @@ mod tests {
             key_from_hex(&alloc::format!("{}zz", &text[..62])),
             Err(KeyTextError::NotHex)
         );
+        // The refusal says what a key is, and never echoes the text.
+        let said = alloc::format!("{}", KeyTextError::NotHex);
+        assert!(said.contains("64 hexadecimal digits"), "{said}");
     }
 
     #[test]

@@ -561,6 +561,78 @@ mod tests {
     }
 
     #[test]
+    fn the_wire_layout_is_the_documented_one() {
+        // docs/appliance.md: a request is 38 bytes; any datagram 29..=64.
+        assert_eq!((REQUEST_LEN, MIN_DATAGRAM, MAX_REQUEST), (38, 29, 64));
+        // Every operation travels as its own code and comes back as itself.
+        let ops = [
+            (Op::Status, 0),
+            (Op::Proxy, 1),
+            (Op::Shutdown, 2),
+            (Op::Drain, 3),
+            (Op::Undrain, 4),
+            (Op::Routing, 5),
+        ];
+        for (op, code) in ops {
+            let q = Request { op, ..Q };
+            let bytes = sealed(&q);
+            assert_eq!(bytes[OP_AT], code, "{op:?}");
+            assert_eq!(Request::open(&KEY, &bytes), Ok(q));
+        }
+        assert_eq!(Op::from_code(6), None);
+    }
+
+    #[test]
+    fn sealing_needs_exactly_the_room_it_uses() {
+        let mut out = [0u8; REQUEST_LEN];
+        assert_eq!(Q.seal(&KEY, &mut out), Ok(REQUEST_LEN));
+        assert_eq!(
+            Q.seal(&KEY, &mut out[..REQUEST_LEN - 1]),
+            Err(MgmtError::NoSpace)
+        );
+        // Any covered bytes: sealed into a larger buffer or one of just the
+        // right size, refused in a smaller one; what comes out verifies.
+        let covered = &sealed(&Q)[..REQUEST_LEN - MAC_LEN];
+        let mut big = [0u8; MAX_REQUEST];
+        assert_eq!(seal_request_bytes(&KEY, covered, &mut big), Ok(REQUEST_LEN));
+        assert_eq!(Request::open(&KEY, &big[..REQUEST_LEN]), Ok(Q));
+        assert_eq!(
+            seal_request_bytes(&KEY, covered, &mut big[..REQUEST_LEN]),
+            Ok(REQUEST_LEN)
+        );
+        for short in [REQUEST_LEN - 1, covered.len() - 1, 4] {
+            assert_eq!(
+                seal_request_bytes(&KEY, covered, &mut big[..short]),
+                Err(MgmtError::NoSpace),
+                "{short} bytes"
+            );
+        }
+        // An authentic datagram of the longest accepted length is read (here:
+        // a later version), one byte more is refused unread.
+        let mut longest = [0u8; MAX_REQUEST + 1];
+        longest[..HEADER_LEN].copy_from_slice(&sealed(&Q)[..HEADER_LEN]);
+        longest[VERSION_AT] = 9;
+        let n = seal(&KEY, REQUEST_LABEL, &mut longest, MAX_REQUEST - MAC_LEN).unwrap();
+        assert_eq!(n, MAX_REQUEST);
+        assert_eq!(
+            Request::open(&KEY, &longest[..n]),
+            Err(MgmtError::Version {
+                nonce: Q.nonce,
+                version: 9
+            })
+        );
+        // A response with a one-byte body fits a buffer of just its size.
+        let r = Response {
+            version: VERSION,
+            nonce: 9,
+            body: Body::ShuttingDown,
+        };
+        let mut out = [0u8; HEADER_LEN + 1 + MAC_LEN];
+        assert_eq!(r.seal(&KEY, &mut out), Ok(HEADER_LEN + 1 + MAC_LEN));
+        assert_eq!(Response::open(&KEY, &out), Ok(r));
+    }
+
+    #[test]
     fn a_response_is_bound_to_its_key_and_label() {
         let r = Response {
             version: VERSION,

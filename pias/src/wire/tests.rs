@@ -331,3 +331,119 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn carried_packets_and_coordinates_are_bounded_in_every_message_that_has_them() {
+    let carries = |m: &Message| {
+        matches!(
+            m,
+            Message::Lookup { .. } | Message::Forward { .. } | Message::Invalidate { .. }
+        )
+    };
+    let mut out = [0u8; MAX_MESSAGE];
+    // Exactly MAX_CARRIED bytes: carried, whichever message carries them.
+    let most = [0u8; MAX_CARRIED];
+    let mut n = 0;
+    for m in all_messages(&most).iter().filter(|m| carries(m)) {
+        let len =
+            encode(PROXY, to_of(m), 1, m, &K, &mut out).unwrap_or_else(|e| panic!("{e:?}: {m:?}"));
+        assert_eq!(parse(&out[..len]).map(|p| p.message), Ok(m.clone()));
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    // One byte more: refused by encode, and by parse when signed anyway.
+    let over = [0u8; MAX_CARRIED + 1];
+    for m in all_messages(&over).iter().filter(|m| carries(m)) {
+        assert_eq!(
+            encode(PROXY, to_of(m), 1, m, &K, &mut out),
+            Err(WireError::Oversized),
+            "{m:?}"
+        );
+        assert_eq!(
+            parse(&sealed(PROXY, m)).unwrap_err(),
+            WireError::Oversized,
+            "{m:?}"
+        );
+    }
+    // A lookup's IAP coordinate must be finite like every other coordinate.
+    let lookup = Message::Lookup {
+        group: group(),
+        client: ep(9, 4000),
+        iap_coord: Coord {
+            y: f32::NAN,
+            ..Coord::default()
+        },
+        tried: Tried::new(),
+        packet: None,
+    };
+    assert_eq!(
+        encode(PROXY, to_of(&lookup), 1, &lookup, &K, &mut out),
+        Err(WireError::Malformed)
+    );
+    assert_eq!(
+        parse(&sealed(PROXY, &lookup)).unwrap_err(),
+        WireError::Malformed
+    );
+}
+
+#[test]
+fn length_limits_at_their_bounds() {
+    let mut out = [0u8; 2 * MAX_MESSAGE];
+    // An empty body fills exactly header and tag: read, then found malformed.
+    let n = seal(PROXY, 9, 1, 11, &[], &K, &mut out).unwrap();
+    assert_eq!(n, HEADER_LEN + TAG_LEN);
+    assert_eq!(parse(&out[..n]).unwrap_err(), WireError::Malformed);
+    assert_eq!(parse(&out[..n - 1]).unwrap_err(), WireError::TooShort);
+    // A message of exactly MAX_MESSAGE bytes is read (its body is garbage).
+    let body = [0xffu8; MAX_MESSAGE - HEADER_LEN - TAG_LEN];
+    let n = seal(PROXY, 9, 1, 11, &body, &K, &mut out).unwrap();
+    assert_eq!(n, MAX_MESSAGE);
+    assert_eq!(parse(&out[..n]).unwrap_err(), WireError::Malformed);
+    // seal needs exactly the room the message takes, and never more than
+    // MAX_MESSAGE.
+    let mut exact = [0u8; HEADER_LEN + 5 + TAG_LEN];
+    assert_eq!(
+        seal(PROXY, 9, 1, 11, &[1; 5], &K, &mut exact),
+        Ok(HEADER_LEN + 5 + TAG_LEN)
+    );
+    assert_eq!(
+        seal(PROXY, 9, 1, 11, &[1; 6], &K, &mut exact),
+        Err(WireError::NoSpace)
+    );
+    assert_eq!(
+        seal(PROXY, 9, 1, 11, &[1; MAX_MESSAGE], &K, &mut out),
+        Err(WireError::NoSpace)
+    );
+    // encode into less than a header and tag: refused, not a panic.
+    let hb = Message::Heartbeat {
+        cluster: 1,
+        coord: Coord::default(),
+    };
+    for room in [0, 12, 20, HEADER_LEN + TAG_LEN - 1, HEADER_LEN + TAG_LEN] {
+        assert_eq!(
+            encode(PROXY, 9, 1, &hb, &K, &mut out[..room]),
+            Err(WireError::NoSpace),
+            "{room} bytes"
+        );
+    }
+}
+
+#[test]
+fn peek_kind_needs_the_magic_the_version_and_a_whole_header() {
+    let hb = Message::Heartbeat {
+        cluster: 1,
+        coord: Coord::default(),
+    };
+    let mut out = [0u8; MAX_MESSAGE];
+    let n = encode(PROXY, 9, 1, &hb, &K, &mut out).unwrap();
+    let good = &out[..n];
+    assert_eq!(peek_kind(good), Some(hb.kind()));
+    assert_eq!(peek_kind(&good[..HEADER_LEN]), Some(hb.kind()));
+    assert_eq!(peek_kind(&good[..HEADER_LEN - 1]), None);
+    let mut b = good.to_vec();
+    b[1] = b'Y';
+    assert_eq!(peek_kind(&b), None, "magic");
+    let mut b = good.to_vec();
+    b[2] = VERSION + 1;
+    assert_eq!(peek_kind(&b), None, "version");
+}

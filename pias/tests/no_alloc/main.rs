@@ -14,6 +14,9 @@ mod tables;
 /// Allocations (alloc, alloc_zeroed, realloc) made by a thread while it is counting.
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
+/// Bytes asked for by those allocations (a realloc counts its new size).
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+
 /// One counting test at a time, so `ALLOCS` belongs to the test that reads it.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -25,9 +28,10 @@ thread_local! {
 
 struct Counting;
 
-fn note() {
+fn note(bytes: usize) {
     if COUNTING.try_with(Cell::get).unwrap_or(false) {
         ALLOCS.fetch_add(1, Ordering::SeqCst);
+        BYTES.fetch_add(bytes, Ordering::SeqCst);
     }
 }
 
@@ -37,17 +41,17 @@ fn note() {
 // `Cell<bool>` (no destructor, no allocation).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
+        note(layout.size());
         // SAFETY: same `layout` the caller vouched for to us.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
+        note(layout.size());
         // SAFETY: same `layout` the caller vouched for to us.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
+        note(new_size);
         // SAFETY: `ptr` was allocated by `System` (through us) with `layout`,
         // as the caller guarantees; `new_size` is passed on unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -63,12 +67,21 @@ static GLOBAL: Counting = Counting;
 
 /// Runs `f` with this thread's allocations counted; returns how many there were.
 pub fn allocations_during(f: impl FnOnce()) -> usize {
+    allocated_during(f).0
+}
+
+/// Runs `f` with this thread's allocations counted; returns how many there
+/// were and how many bytes they asked for.
+pub fn allocated_during(f: impl FnOnce()) -> (usize, usize) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let (before, bytes_before) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::SeqCst) - before
+    (
+        ALLOCS.load(Ordering::SeqCst) - before,
+        BYTES.load(Ordering::SeqCst) - bytes_before,
+    )
 }
 
 /// xorshift64*: fresh, well-spread keys without allocating.

@@ -1,8 +1,9 @@
 //! FixedMap and the replay caches under churn.
 
-use super::{allocations_during, next};
+use super::{allocated_during, allocations_during, next};
 use pias::fixed::{FixedMap, Full};
 use pias::replay::{nonce_capacity, NonceCache, NonceError, SeqWindow};
+use pias::ring::Ring;
 
 #[test]
 fn fixed_map_churn_at_full_occupancy_never_allocates() {
@@ -101,4 +102,22 @@ fn nonce_cache_churn_through_expiry_never_allocates() {
         allocations, 0,
         "NonceCache allocated {allocations} times after construction"
     );
+}
+
+#[test]
+fn a_ring_reports_the_heap_it_reserved_and_adds_a_proxy_once() {
+    let mut ring = None;
+    let (n, bytes) = allocated_during(|| ring = Some(Ring::with_capacity(50)));
+    let mut ring = ring.unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(ring.heap_bytes(), bytes);
+    let grown = allocations_during(|| {
+        for p in 1..=50u32 {
+            ring.add(p).unwrap();
+            // Adding a proxy it holds changes nothing.
+            ring.add(p).unwrap();
+        }
+    });
+    assert_eq!(grown, 0);
+    assert_eq!(ring.proxies(), 50);
 }

@@ -144,6 +144,105 @@ fn rap_band_widens_as_its_table_fills() {
 }
 
 #[test]
+fn rap_band_widens_as_its_jap_entries_fill_too() {
+    // One group, but the pool of JAP entries filling: the band follows the
+    // fuller of the two tables.
+    let mut p = proxy(1, 4);
+    let cap = p.rap.japs.capacity();
+    let mut list = crate::pool::List::default();
+    let entry = |jap| super::rap::JapEntry {
+        jap,
+        count: 1,
+        coord: Coord::default(),
+        refreshed: T0,
+    };
+    for (upto, band) in [(cap * 4 / 10, 10), (cap * 6 / 10, 20), (cap * 9 / 10, 40)] {
+        while p.rap.japs.len() < upto {
+            let jap = p.rap.japs.len() as u32 + 1;
+            p.rap.japs.push(&mut list, entry(jap)).unwrap();
+        }
+        assert_eq!(p.band_for_load(&g()), band, "{upto} of {cap} entries");
+    }
+}
+
+/// The ReportAcks `p` sent: (to, count, band).
+fn acks(p: &mut Proxy) -> Vec<(ProxyId, u32, u8)> {
+    let mut out = Vec::new();
+    for t in drain(p) {
+        if let Transmit::Proxy { to, bytes } = t {
+            if let Ok(Message::ReportAck {
+                count, band_pct, ..
+            }) = wire::parse(&bytes).map(|x| x.message)
+            {
+                out.push((to, count, band_pct));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_rap_keeps_one_entry_per_jap_acks_it_and_forgets_it_on_zero_expiry_or_death() {
+    let mut p = proxy(1, 6);
+    p.cfg.max_japs_per_group = 2;
+    let expiry = p.cfg.report_expiry;
+    let report = |count| Message::CountReport {
+        group: g(),
+        count,
+        coord: Coord::default(),
+    };
+    let mut seq = 0;
+    let mut send = |p: &mut Proxy, at: Instant, from: ProxyId, count: u32| {
+        seq += 1;
+        p.handle_message(at, target(0), &from_peer(from, seq, &report(count)));
+    };
+    drain(&mut p);
+    send(&mut p, T0, 2, 5);
+    assert_eq!(p.rap_entries(&g()), vec![(2, 5)]);
+    assert_eq!(acks(&mut p), vec![(2, 5, 10)]);
+    // A second report from the same JAP updates its entry.
+    send(&mut p, T0 + SEC, 2, 7);
+    assert_eq!(p.rap_entries(&g()), vec![(2, 7)]);
+    assert_eq!(acks(&mut p), vec![(2, 7, 10)]);
+    send(&mut p, T0 + SEC, 3, 1);
+    // The group holds two JAPs: a third is refused, unacknowledged.
+    send(&mut p, T0 + SEC, 4, 1);
+    assert_eq!(p.rap_entries(&g()).len(), 2);
+    assert_eq!(acks(&mut p), vec![(3, 1, 10)]);
+    assert_eq!((p.counters.rap.reports, p.counters.rap.refused), (4, 1));
+    // A count of zero removes the entry (and is acknowledged).
+    send(&mut p, T0 + 2 * SEC, 3, 0);
+    assert_eq!(p.rap_entries(&g()), vec![(2, 7)]);
+    assert_eq!(acks(&mut p), vec![(3, 0, 10)]);
+    // Entries live `report_expiry` after their last refresh, no longer.
+    send(&mut p, T0 + 10 * SEC, 5, 3);
+    let timer = p.timers.get(Timer::RapExpiry).expect("expiry armed");
+    assert_eq!(timer, T0 + expiry / 4, "armed by the first report");
+    // The timer runs the expiry and comes back a quarter expiry later.
+    p.handle_timeout(timer);
+    assert_eq!(p.rap_entries(&g()).len(), 2);
+    assert_eq!(
+        p.timers.get(Timer::RapExpiry),
+        Some(timer + (expiry / 4).max(SEC))
+    );
+    p.rap_expire(T0 + SEC + expiry - 1);
+    assert_eq!(p.rap_entries(&g()).len(), 2);
+    assert_eq!(p.counters.rap.expired, 0);
+    p.rap_expire(T0 + SEC + expiry);
+    assert_eq!(p.rap_entries(&g()), vec![(5, 3)]);
+    assert_eq!(p.counters.rap.expired, 1);
+    // A JAP that died is forgotten at once; the empty group goes, and with
+    // it the expiry timer.
+    p.rap_forget_jap(4);
+    assert_eq!(p.rap_entries(&g()).len(), 1);
+    p.rap_forget_jap(5);
+    assert!(p.rap_entries(&g()).is_empty());
+    assert!(p.rap.groups.is_empty());
+    p.rap_expire(T0 + SEC + expiry + 1);
+    assert_eq!(p.timers.get(Timer::RapExpiry), None);
+}
+
+#[test]
 fn stale_and_forged_proxy_messages_change_nothing() {
     let mut p = proxy(1, 4);
     let hb = Message::Heartbeat {
