@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(b.c.bad_mac, 1);
         // A later version's authentic request: a sealed refusal, no longer than it.
         let mut later = b.sealed(Op::Status, NOW, &b.svc.cfg.key.clone());
-        later[4] = 4;
+        later[4] = pias::mgmt::VERSION + 1;
         let covered = later[..later.len() - 16].to_vec();
         pias::mgmt::seal_request_bytes(&b.svc.cfg.key, &covered, &mut later).unwrap();
         let (a, r) = b.send(&later, ALLOWED);
