@@ -2,8 +2,9 @@
 # Sets up what is missing, checks formatting and lints (rustfmt; clippy with
 # warnings denied, for the host crates and for the kernel on its own target),
 # then runs every test: a short fuzzing pass over each decoder (nightly,
-# cargo-fuzz), the host unit and property tests, and the QEMU lab tests (they
-# need root for network namespaces). Ends with one summary line.
+# cargo-fuzz), a mutation smoke (cargo-mutants), the host unit and property
+# tests, and the QEMU lab tests (they need root for network namespaces). Ends
+# with one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -11,6 +12,9 @@ cargo fmt --all --check
 cargo clippy --workspace --exclude pias-kernel --exclude pias-boot --all-targets -- -D warnings
 cargo kernel-clippy -- -D warnings
 bash scripts/fuzz.sh "${PIAS_FUZZ_SECONDS:-10}"
+# Mutation smoke (cargo-mutants): every planted bug in the replay windows and
+# the frame classifier must be caught; the full run is scripts/mutants.sh.
+bash scripts/mutants.sh --smoke
 log="$(mktemp)"
 skips="$(mktemp)"
 trap 'rm -f "$log" "$skips"' EXIT

@@ -186,3 +186,118 @@ pub fn parse_arp(frame: &[u8]) -> Option<ArpView> {
         target_ip: Ipv4([p[24], p[25], p[26], p[27]]),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::packet;
+    use std::vec::Vec;
+
+    fn ip(i: u8) -> Ipv4 {
+        Ipv4([198, 18, 0, i])
+    }
+
+    #[test]
+    fn an_answer_is_believed_for_a_minute_and_the_oldest_makes_room() {
+        let mut n = Neighbours::default();
+        assert_eq!(n.fill(), (0, NEIGHBOURS));
+        n.learn(0, ip(1), [1; 6]);
+        assert_eq!(n.lookup(60 * SEC - 1, ip(1)), Some([1; 6]));
+        assert_eq!(n.lookup(60 * SEC, ip(1)), None, "REACHABLE is 60 s");
+        // Learning again refreshes the same entry (no second one).
+        n.learn(10, ip(1), [2; 6]);
+        assert_eq!(n.fill(), (1, NEIGHBOURS));
+        assert_eq!(n.lookup(11, ip(1)), Some([2; 6]));
+        // Full: the entry learned longest ago goes, whatever its slot.
+        for i in 2..=NEIGHBOURS as u8 {
+            n.learn(100 + u64::from(i), ip(i), [i; 6]);
+        }
+        assert_eq!(n.fill(), (NEIGHBOURS, NEIGHBOURS));
+        n.learn(1000, ip(200), [200; 6]);
+        assert_eq!(
+            n.lookup(1000, ip(1)),
+            None,
+            "the oldest (learned at 10) went"
+        );
+        assert_eq!(n.lookup(1000, ip(2)), Some([2; 6]));
+        assert_eq!(n.lookup(1000, ip(200)), Some([200; 6]));
+        n.learn(1001, ip(201), [201; 6]);
+        assert_eq!(n.lookup(1001, ip(2)), None, "then the next oldest");
+        assert_eq!(n.lookup(1001, ip(3)), Some([3; 6]));
+    }
+
+    #[test]
+    fn one_request_per_address_per_gap() {
+        let mut n = Neighbours::default();
+        assert!(n.should_ask(0, ip(1)));
+        assert!(!n.should_ask(REQUEST_GAP - 1, ip(1)));
+        assert!(n.should_ask(0, ip(2)), "another address is asked at once");
+        assert!(n.should_ask(REQUEST_GAP, ip(1)));
+        assert!(!n.should_ask(REQUEST_GAP + 1, ip(1)));
+    }
+
+    #[test]
+    fn held_frames_go_once_answered_or_drop_after_a_second() {
+        let mut n = Neighbours::default();
+        assert!(!n.has_pending());
+        let frame = [0xaau8; 60];
+        assert!(n.hold(0, ip(1), &frame));
+        assert!(n.hold(0, ip(2), &frame));
+        assert!(n.has_pending());
+        assert!(
+            !n.hold(0, ip(1), &[0; PENDING_FRAME + 1]),
+            "too big to hold"
+        );
+        assert!(
+            n.hold(0, ip(3), &[0; PENDING_FRAME]),
+            "the largest frame is held"
+        );
+        // ip(1) answers: its frame goes with the MAC filled in.
+        n.learn(5, ip(1), [7; 6]);
+        let mut sent = Vec::new();
+        assert_eq!(
+            n.release(5, |f| {
+                sent.push(f.to_vec());
+                true
+            }),
+            (1, 0)
+        );
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (sent[0][..6].to_vec(), sent[0].len()),
+            ([7u8; 6].to_vec(), 60)
+        );
+        // A device that refuses the frame: counted as dropped.
+        n.learn(6, ip(2), [8; 6]);
+        assert_eq!(n.release(6, |_| false), (0, 1));
+        // The unanswered one waits up to PENDING_WAIT, then goes.
+        assert_eq!(n.release(SEC - 1, |_| true), (0, 0));
+        assert!(n.has_pending());
+        assert_eq!(n.release(SEC, |_| true), (0, 1));
+        assert!(!n.has_pending());
+        // At most PENDING frames wait.
+        for _ in 0..PENDING {
+            assert!(n.hold(2 * SEC, ip(9), &frame));
+        }
+        assert!(!n.hold(2 * SEC, ip(9), &frame));
+    }
+
+    #[test]
+    fn only_ethernet_ipv4_arp_is_parsed() {
+        let mut buf = [0u8; 64];
+        let len = packet::arp_request(&mut buf, [2; 6], ip(2), ip(3));
+        let good = buf[..len].to_vec();
+        let v = parse_arp(&good).unwrap();
+        assert_eq!(
+            (v.op, v.sender_mac, v.sender_ip, v.target_ip),
+            (1, [2; 6], ip(2), ip(3))
+        );
+        // Hardware type, protocol type, and the two address lengths.
+        for (at, value) in [(0, 6), (1, 2), (2, 0x86), (3, 0xdd), (4, 8), (5, 16)] {
+            let mut b = good.clone();
+            b[ETH_LEN + at] = value;
+            assert_eq!(parse_arp(&b), None, "byte {at}");
+        }
+        assert_eq!(parse_arp(&good[..ETH_LEN + 27]), None);
+    }
+}

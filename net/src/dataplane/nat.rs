@@ -307,4 +307,84 @@ mod tests {
         Nat::note_tcp(e, tcp_flags::FIN | tcp_flags::ACK, false);
         assert_eq!(nat.sweep(2 * to.tcp_transitory, |_, _| {}), 1);
     }
+
+    #[test]
+    fn ports_go_round_robin_are_freed_by_expiry_and_can_run_out() {
+        let to = NatTimeouts {
+            udp: 10,
+            tcp_established: 20,
+            tcp_transitory: 5,
+        };
+        let mut nat = Nat::new(3, 20000, 3, [1; 16], to);
+        assert_eq!(nat.timeouts(), to);
+        let ports: Vec<u16> = (1..=3)
+            .map(|i| nat.map(0, g(), ep(9, i), ep(20, 53)).unwrap().port)
+            .collect();
+        assert_eq!(ports, vec![20000, 20001, 20002]);
+        // All three expire; their ports are free again, handed out from where
+        // the last allocation stopped (so a port is not reused at once).
+        assert_eq!(nat.sweep(10, |_, _| {}), 3);
+        assert_eq!(nat.fill(), (0, 3));
+        let again: Vec<u16> = (4..=6)
+            .map(|i| nat.map(11, g(), ep(9, i), ep(20, 53)).unwrap().port)
+            .collect();
+        assert_eq!(again, vec![20000, 20001, 20002]);
+        // More flows than ports: the ports run out before the table does.
+        let mut narrow = Nat::new(4, 30000, 2, [1; 16], to);
+        narrow.map(0, g(), ep(9, 1), ep(20, 53)).unwrap();
+        narrow.map(0, g(), ep(9, 2), ep(20, 53)).unwrap();
+        assert_eq!(
+            narrow.map(0, g(), ep(9, 3), ep(20, 53)).err(),
+            Some(NatError::NoPort)
+        );
+        // Freeing the first port makes it the next one found, past the wrap.
+        let e = narrow.map(5, g(), ep(9, 2), ep(20, 53)).unwrap();
+        assert_eq!(e.port, 30001);
+        assert_eq!(narrow.sweep(10, |_, _| {}), 1);
+        assert_eq!(
+            narrow.map(10, g(), ep(9, 3), ep(20, 53)).unwrap().port,
+            30000
+        );
+    }
+
+    #[test]
+    fn a_flow_moved_to_another_target_starts_its_tcp_state_afresh() {
+        let mut nat = Nat::new(4, 20000, 8, [1; 16], NatTimeouts::default());
+        let tcp = Group {
+            transport: Transport::Tcp,
+            ..g()
+        };
+        let e = nat.map(0, tcp, ep(9, 1), ep(20, 80)).unwrap();
+        Nat::note_tcp(e, tcp_flags::SYN | tcp_flags::ACK, false);
+        let port = e.port;
+        // The same target: the state stays.
+        let e = nat.map(1, tcp, ep(9, 1), ep(20, 80)).unwrap();
+        assert!(e.tcp.established);
+        // Another target: same port, fresh state, the new target.
+        let e = nat.map(2, tcp, ep(9, 1), ep(21, 80)).unwrap();
+        assert_eq!((e.port, e.target), (port, ep(21, 80)));
+        assert_eq!(e.tcp, TcpSeen::default());
+        assert_eq!(e.last, 2);
+    }
+
+    #[test]
+    fn only_a_syn_ack_from_the_target_establishes() {
+        let mut nat = Nat::new(4, 20000, 8, [1; 16], NatTimeouts::default());
+        let e = nat.map(0, g(), ep(9, 1), ep(20, 80)).unwrap();
+        for (flags, from_client) in [
+            (tcp_flags::SYN, false),
+            (tcp_flags::ACK, false),
+            (tcp_flags::SYN | tcp_flags::ACK, true),
+            (tcp_flags::SYN, true),
+        ] {
+            Nat::note_tcp(e, flags, from_client);
+            assert_eq!(e.tcp, TcpSeen::default(), "{flags:#x} {from_client}");
+        }
+        Nat::note_tcp(e, tcp_flags::SYN | tcp_flags::ACK, false);
+        assert!(e.tcp.established);
+        Nat::note_tcp(e, tcp_flags::FIN, false);
+        assert!(e.tcp.fin_target && !e.tcp.fin_client && !e.tcp.rst);
+        Nat::note_tcp(e, tcp_flags::RST | tcp_flags::ACK, true);
+        assert!(e.tcp.rst && !e.tcp.fin_client);
+    }
 }

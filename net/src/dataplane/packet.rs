@@ -295,3 +295,102 @@ fn arp(
     p[24..28].copy_from_slice(&target_ip.0);
     LEN
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A SYN header with `options` (padded with NOPs to a multiple of 4).
+    fn syn(options: &[u8]) -> Vec<u8> {
+        let mut opts = options.to_vec();
+        while !opts.len().is_multiple_of(4) {
+            opts.push(1);
+        }
+        let mut seg = vec![0u8; TCP_MIN];
+        seg[12] = (((TCP_MIN + opts.len()) / 4) as u8) << 4;
+        seg[13] = tcp_flags::SYN;
+        seg.extend_from_slice(&opts);
+        seg
+    }
+
+    #[test]
+    fn segment_header_lengths_at_their_bounds() {
+        assert_eq!(segment_header_len(Transport::Udp, &[0; 8]), Some(8));
+        assert_eq!(segment_header_len(Transport::Udp, &[0; 7]), None);
+        let mut tcp = syn(&[]);
+        assert_eq!(segment_header_len(Transport::Tcp, &tcp), Some(20));
+        tcp[12] = 4 << 4; // 16 bytes: below the minimum
+        assert_eq!(segment_header_len(Transport::Tcp, &tcp), None);
+        tcp[12] = 6 << 4; // 24 bytes claimed, 20 present
+        assert_eq!(segment_header_len(Transport::Tcp, &tcp), None);
+        assert_eq!(segment_header_len(Transport::Tcp, &tcp[..12]), None);
+    }
+
+    #[test]
+    fn the_mss_option_is_found_among_others_and_only_lowered() {
+        let mss = |seg: &[u8]| {
+            let i = seg[TCP_MIN..].windows(2).position(|w| w == [2, 4]).unwrap() + TCP_MIN;
+            u16::from_be_bytes([seg[i + 2], seg[i + 3]])
+        };
+        // After NOPs and SACK-permitted: lowered to the clamp.
+        let mut s = syn(&[1, 1, 4, 2, 2, 4, 0x05, 0xb4]);
+        assert!(clamp_mss(&mut s, 1360));
+        assert_eq!(mss(&s), 1360);
+        // Already at or below the clamp: unchanged.
+        for v in [1360u16, 1000] {
+            let mut s = syn(&[2, 4, (v >> 8) as u8, v as u8]);
+            assert!(!clamp_mss(&mut s, 1360), "{v}");
+            assert_eq!(mss(&s), v);
+        }
+        // Not a SYN, an end-of-options first, a zero-length or overlong
+        // option: nothing is touched.
+        let mut s = syn(&[2, 4, 0x05, 0xb4]);
+        s[13] = tcp_flags::ACK;
+        assert!(!clamp_mss(&mut s, 1360));
+        for opts in [
+            &[0u8, 0, 0, 0, 2, 4, 0x05, 0xb4][..],
+            &[3, 0, 0, 0, 2, 4, 0x05, 0xb4],
+            &[3, 9, 0, 0, 2, 4, 0x05, 0xb4],
+        ] {
+            let mut s = syn(opts);
+            let before = s.clone();
+            assert!(!clamp_mss(&mut s, 1360), "{opts:?}");
+            assert_eq!(s, before);
+        }
+        // An MSS option cut by the header's end is not read past it.
+        let mut s = syn(&[1, 1, 2, 4]);
+        s.extend_from_slice(&[0x05, 0xb4]);
+        assert!(!clamp_mss(&mut s, 1360));
+    }
+
+    #[test]
+    fn frames_fit_their_buffer_exactly_or_are_refused() {
+        let a = Addressing {
+            src_mac: [2; 6],
+            dst_mac: [4; 6],
+            src: Ipv4([198, 18, 0, 2]),
+            dst: Ipv4([198, 18, 0, 3]),
+            ident: 7,
+        };
+        let total = ETH_LEN + IP_LEN + UDP_LEN + 10;
+        let mut buf = vec![0u8; total];
+        assert_eq!(udp_frame(&mut buf, &a, 1, 2, &[9; 10]), Ok(total));
+        let ip = Ipv4Packet::new_checked(&buf[ETH_LEN..]).unwrap();
+        assert_eq!(usize::from(ip.total_len()), IP_LEN + UDP_LEN + 10);
+        assert!(ip.verify_checksum());
+        assert_eq!(
+            udp_frame(&mut buf[..total - 1], &a, 1, 2, &[9; 10]),
+            Err(BuildError::TooBig)
+        );
+        // An IPv4 packet cannot exceed 65,535 bytes, whatever the buffer.
+        let mut big = vec![0u8; 70_000];
+        let most = usize::from(u16::MAX) - IP_LEN - UDP_LEN;
+        assert!(udp_frame(&mut big, &a, 1, 2, &vec![0; most]).is_ok());
+        assert_eq!(
+            udp_frame(&mut big, &a, 1, 2, &vec![0; most + 1]),
+            Err(BuildError::TooBig)
+        );
+    }
+}

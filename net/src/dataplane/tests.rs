@@ -64,6 +64,15 @@ fn config(id: u32) -> DataPlaneConfig {
 }
 
 fn plane(id: u32) -> DataPlane {
+    plane_with(config(id))
+}
+
+fn plane_with(cfg: DataPlaneConfig) -> DataPlane {
+    let id = cfg
+        .proxies
+        .iter()
+        .find(|p| p.1 == cfg.address.addr)
+        .map_or(1, |p| p.0);
     let mut pc = ProxyConfig::new(id, id, DK);
     pc.group_secret = Some(SECRET);
     pc.anycast = vec![Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)];
@@ -71,7 +80,7 @@ fn plane(id: u32) -> DataPlane {
         PeerInfo { id: 1, cluster: 1 },
         PeerInfo { id: 2, cluster: 2 },
     ];
-    DataPlane::new(config(id), Proxy::new(pc, &peers, T0), T0)
+    DataPlane::new(cfg, Proxy::new(pc, &peers, T0), T0)
 }
 
 #[derive(Default)]
@@ -90,6 +99,8 @@ struct Got {
     dst: Endpoint,
     t: Option<Transport>,
     seg: Vec<u8>,
+    /// The IPv4 identification.
+    ident: u16,
 }
 
 struct Lan {
@@ -206,6 +217,7 @@ impl Lan {
             dst: Endpoint { ip: dst, port: dp },
             t,
             seg: seg.clone(),
+            ident: u16::from_be_bytes([f[14 + 4], f[14 + 5]]),
         };
         let to = if let Some(i) = (1..=2).position(|i| appliance_ip(i) == dst) {
             Some(i)
@@ -374,6 +386,39 @@ fn joined() -> Lan {
     lan
 }
 
+/// The IAP's counters after `joined` and one query answered: each proxy
+/// message sent is received (6 one way, 5 the other: join news, report,
+/// lookup, forward, heartbeats), each ARP request answered and its held frame
+/// released, nothing dropped or refused.
+fn iap_after_one_query() -> DataCounters {
+    DataCounters {
+        rx_proxy: 5,
+        rx_client: 1,
+        rx_to_stack: 1,
+        tx_proxy: 6,
+        arp_requests: 1,
+        arp_released: 1,
+        ..DataCounters::default()
+    }
+}
+
+/// The JAP's counters after `joined` and one query answered by the target.
+fn jap_after_one_query() -> DataCounters {
+    DataCounters {
+        rx_proxy: 6,
+        rx_registration: 1,
+        rx_target_reply: 1,
+        rx_to_stack: 3,
+        tx_proxy: 5,
+        tx_target: 1,
+        tx_deliver: 1,
+        tx_to_client: 1,
+        arp_requests: 3,
+        arp_released: 3,
+        ..DataCounters::default()
+    }
+}
+
 #[test]
 fn a_client_query_goes_iap_to_jap_to_target_and_the_answer_comes_from_the_group() {
     let mut lan = joined();
@@ -404,11 +449,11 @@ fn a_client_query_goes_iap_to_jap_to_target_and_the_answer_comes_from_the_group(
     );
     assert_eq!(&a.seg[8..], b"answer:q1");
     let (iap, jap) = (lan.planes[0].counters(), lan.planes[1].counters());
-    assert_eq!(iap.rx_client, 1);
-    assert_eq!(
-        (jap.tx_deliver, jap.rx_target_reply, jap.tx_to_client),
-        (1, 1, 1)
-    );
+    // Every counter of the whole exchange, join included.
+    assert_eq!((iap.tx_proxy, jap.rx_proxy), (6, 6));
+    assert_eq!((jap.tx_proxy, iap.rx_proxy), (5, 5));
+    assert_eq!(iap, iap_after_one_query());
+    assert_eq!(jap, jap_after_one_query());
     // A second query from the same client port reuses its NAT port.
     lan.client_sends(Transport::Udp, 5555, udp_group(), b"q2");
     lan.advance(50 * MS);
@@ -491,6 +536,19 @@ fn an_unanswered_arp_drops_the_held_frame_after_a_second() {
     assert_eq!(p.counters().arp_dropped, 0);
     p.handle_timeout(T0 + 1100 * MS, &mut out);
     assert_eq!(p.counters().arp_dropped, 1);
+    // Each reason bumps its own counter only (the ARP requests: the client,
+    // and the peers the proxy's first messages go to).
+    assert_eq!(
+        p.counters(),
+        DataCounters {
+            client_too_big: 1,
+            tx_proxy: 2,
+            tx_icmp: 1,
+            arp_requests: 3,
+            arp_dropped: 1,
+            ..DataCounters::default()
+        }
+    );
 }
 
 #[test]
@@ -512,6 +570,20 @@ fn oversized_udp_gets_fragmentation_needed_with_the_carry_limit() {
     lan.client_sends(Transport::Udp, 6001, udp_group(), &big[..limit - 8]);
     lan.advance(400 * MS);
     assert!(lan.target_got.iter().any(|g| g.dst.port == 53));
+    // The refused packet adds its own counters and nothing else.
+    let base = iap_after_one_query();
+    assert_eq!(
+        lan.planes[0].counters(),
+        DataCounters {
+            rx_to_stack: base.rx_to_stack + 1,
+            client_too_big: 1,
+            tx_icmp: 1,
+            arp_requests: base.arp_requests + 1,
+            arp_released: base.arp_released + 1,
+            ..base
+        }
+    );
+    assert_eq!(lan.planes[1].counters(), jap_after_one_query());
 }
 
 #[test]
@@ -550,6 +622,12 @@ fn tcp_syn_mss_is_clamped_at_the_iap_and_the_syn_ack_at_the_jap() {
     assert_eq!(sa.src, Endpoint { ip: g.ip, port: 80 });
     assert_eq!(&sa.seg[20..24], &[2, 4, (clamp >> 8) as u8, clamp as u8]);
     assert_eq!(lan.planes[1].counters().mss_clamped, 1);
+    let clamped = |c: DataCounters| DataCounters {
+        mss_clamped: 1,
+        ..c
+    };
+    assert_eq!(lan.planes[0].counters(), clamped(iap_after_one_query()));
+    assert_eq!(lan.planes[1].counters(), clamped(jap_after_one_query()));
 }
 
 #[test]
@@ -572,6 +650,14 @@ fn replies_to_unknown_nat_ports_or_from_the_wrong_source_are_dropped() {
     lan.run(VecDeque::from([(usize::MAX, f)]));
     assert_eq!(lan.client_got.len(), before);
     assert_eq!(lan.planes[1].counters().drop_no_flow, 2);
+    assert_eq!(lan.planes[0].counters(), iap_after_one_query());
+    assert_eq!(
+        lan.planes[1].counters(),
+        DataCounters {
+            drop_no_flow: 2,
+            ..jap_after_one_query()
+        }
+    );
 }
 
 #[test]
@@ -620,6 +706,18 @@ fn port_unreachable_from_a_target_reaches_the_client_without_private_addresses()
         .windows(4)
         .any(|w| w == ip(TARGET).0 || w == appliance_ip(2).0));
     assert_eq!(lan.planes[1].counters().icmp_translated, 1);
+    // No reply from the target: an ICMP error translated and sent instead.
+    assert_eq!(lan.planes[0].counters(), iap_after_one_query());
+    assert_eq!(
+        lan.planes[1].counters(),
+        DataCounters {
+            rx_target_reply: 0,
+            tx_to_client: 0,
+            icmp_translated: 1,
+            tx_icmp: 1,
+            ..jap_after_one_query()
+        }
+    );
 }
 
 #[test]
@@ -649,6 +747,18 @@ fn traffic_that_is_not_ours_is_counted_by_reason() {
     assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Done);
     assert_eq!(p.counters().rx_client, 1);
     assert_eq!(p.counters().tx_deliver, 0);
+    assert_eq!(
+        p.counters(),
+        DataCounters {
+            rx_client: 1,
+            rx_to_stack: 1,
+            drop_not_ours: 1,
+            drop_anycast_protocol: 1,
+            tx_proxy: 1,
+            arp_requests: 1,
+            ..DataCounters::default()
+        }
+    );
 }
 
 /// `frame` with its IPv4 TTL set to `ttl` (header checksum redone).
@@ -712,4 +822,192 @@ fn bgp_from_a_neighbour_needs_ttl_255() {
             "{src} {sport}->{dport} ttl {ttl}"
         );
     }
+}
+
+#[test]
+fn the_carry_limit_and_the_mss_clamp_fit_a_proxy_message_in_the_mtu() {
+    for (mtu, carry, mss) in [
+        (1500, 1300, 1240),
+        (1400, 1272, 1212),
+        (576, 448, 388),
+        (100, 0, 0),
+    ] {
+        let c = DataPlaneConfig { mtu, ..config(1) };
+        assert_eq!((c.carry_limit(), c.mss_clamp()), (carry, mss), "MTU {mtu}");
+        if carry > 0 {
+            // The carried segment, in a proxy message, in UDP, in IPv4: the MTU.
+            let overhead = MAX_MESSAGE - MAX_CARRIED;
+            assert!(packet::IP_LEN + packet::UDP_LEN + overhead + carry <= usize::from(mtu));
+        }
+    }
+}
+
+#[test]
+fn idle_nat_flows_are_swept_once_a_second_and_counted() {
+    let short = NatTimeouts {
+        udp: 3 * SEC,
+        ..NatTimeouts::default()
+    };
+    let mut lan = Lan::new();
+    lan.planes[1] = plane_with(DataPlaneConfig {
+        nat_timeouts: short,
+        ..config(2)
+    });
+    lan.advance(10 * MS);
+    lan.join(udp_group(), 1);
+    lan.advance(100 * MS);
+    lan.client_sends(Transport::Udp, 5555, udp_group(), b"q");
+    lan.advance(50 * MS);
+    let fill = |lan: &Lan| lan.planes[1].table_fill();
+    assert_eq!(fill(&lan)[0], ("nat_flows", 1, 64));
+    let (name, used, cap) = fill(&lan)[1];
+    assert_eq!(name, "neighbours");
+    assert!(used >= 2 && cap > used, "{used} of {cap}");
+    // The data path wakes for its sweep at least once a second.
+    assert!(lan.planes[1].poll_timeout() <= lan.now + SEC);
+    lan.advance(2 * SEC);
+    assert_eq!(fill(&lan)[0].1, 1, "idle 2 s of 3: kept");
+    lan.advance(2 * SEC);
+    assert_eq!(fill(&lan)[0].1, 0, "idle 4 s: swept");
+    assert_eq!(lan.planes[1].counters().nat_expired, 1);
+}
+
+#[test]
+fn each_packet_sent_has_its_own_ip_identification() {
+    let mut lan = joined();
+    lan.target_answers = false;
+    let mut seen = Vec::new();
+    for sport in [6000, 6001, 6002] {
+        lan.client_sends(Transport::Udp, sport, udp_group(), b"q");
+        lan.advance(20 * MS);
+    }
+    for g in lan.target_got.iter().filter(|g| g.dst.port == 53) {
+        seen.push(g.ident);
+    }
+    assert_eq!(seen.len(), 3);
+    assert!(seen.windows(2).all(|w| w[1] > w[0]), "{seen:?}");
+}
+
+#[test]
+fn arp_teaches_only_what_is_addressed_to_us_from_our_subnet() {
+    let mut p = plane(1);
+    let mut out = Out::default();
+    let me = appliance_ip(1);
+    let neighbours = |p: &DataPlane| p.table_fill()[1].1;
+    let mut buf = [0u8; 64];
+    // A request for another host of the LAN: smoltcp's business, not learned.
+    let n = packet::arp_request(&mut buf, mac(CLIENT), ip(CLIENT), ip(77));
+    assert_eq!(p.ingress(T0, &buf[..n], &mut out), Verdict::Stack);
+    assert_eq!(neighbours(&p), 0);
+    // A request for us from outside our subnet: not learned either.
+    let n = packet::arp_request(&mut buf, mac(CLIENT), Ipv4([10, 0, 0, 1]), me);
+    assert_eq!(p.ingress(T0, &buf[..n], &mut out), Verdict::Stack);
+    assert_eq!(neighbours(&p), 0);
+    // A request for us from the LAN: learned.
+    let n = packet::arp_request(&mut buf, mac(CLIENT), ip(CLIENT), me);
+    assert_eq!(p.ingress(T0, &buf[..n], &mut out), Verdict::Stack);
+    assert_eq!(neighbours(&p), 1);
+    assert_eq!(p.counters().rx_to_stack, 3);
+}
+
+#[test]
+fn other_protocols_and_broadcasts_go_to_the_stack_not_to_a_drop() {
+    let mut p = plane(1);
+    let mut out = Out::default();
+    // GRE (47) to our address: neither ICMP nor ours to proxy.
+    let mut f = host_udp(ip(CLIENT), 1, appliance_ip(1), 2, b"x");
+    {
+        let mut ip4 = Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip4.set_next_header(IpProtocol::Unknown(47));
+        ip4.fill_checksum();
+    }
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Stack);
+    // The subnet's broadcast and a multicast group: the stack's.
+    let f = host_udp(ip(CLIENT), 1, Ipv4([198, 18, 0, 255]), 2, b"x");
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Stack);
+    let f = host_udp(ip(CLIENT), 1, Ipv4([224, 0, 0, 5]), 2, b"x");
+    assert_eq!(p.ingress(T0, &f, &mut out), Verdict::Stack);
+    assert_eq!(p.counters().drop_not_ours, 0);
+    assert_eq!(p.counters().rx_to_stack, 3);
+}
+
+#[test]
+fn a_tcp_flow_closed_from_both_sides_ends_after_the_transitory_time() {
+    let short = NatTimeouts {
+        udp: 60 * SEC,
+        tcp_established: 60 * SEC,
+        tcp_transitory: 2 * SEC,
+    };
+    let mut lan = Lan::new();
+    lan.planes[1] = plane_with(DataPlaneConfig {
+        nat_timeouts: short,
+        ..config(2)
+    });
+    let g = group(Transport::Tcp, 80);
+    lan.advance(10 * MS);
+    lan.join(g, 2);
+    lan.advance(100 * MS);
+    lan.target_answers = false;
+    lan.client_sends(Transport::Tcp, 7000, g, &[]);
+    lan.advance(100 * MS);
+    let nat = lan
+        .target_got
+        .iter()
+        .find(|x| x.dst.port == 80)
+        .unwrap()
+        .src;
+    let from_target = |flags| host_tcp(ip(TARGET), 80, nat.ip, nat.port, flags, &[]);
+    let from_client = |flags| host_tcp(ip(CLIENT), 7000, g.ip, g.port, flags, &[]);
+    lan.run(VecDeque::from([(
+        usize::MAX,
+        from_target(tcp_flags::SYN | tcp_flags::ACK),
+    )]));
+    // Established: idle 3 s (past the transitory time) keeps it.
+    lan.advance(3 * SEC);
+    assert_eq!(lan.planes[1].table_fill()[0].1, 1, "established flow kept");
+    // FIN from the client, then from the target: the wait shortens.
+    lan.run(VecDeque::from([(
+        usize::MAX,
+        from_client(tcp_flags::FIN | tcp_flags::ACK),
+    )]));
+    lan.advance(100 * MS);
+    lan.run(VecDeque::from([(
+        usize::MAX,
+        from_target(tcp_flags::FIN | tcp_flags::ACK),
+    )]));
+    lan.advance(3 * SEC);
+    assert_eq!(lan.planes[1].table_fill()[0].1, 0, "closed flow swept");
+    assert_eq!(lan.planes[1].counters().nat_expired, 1);
+}
+
+/// A device whose transmit ring is always full.
+struct Refusing;
+impl FrameSink for Refusing {
+    fn send_frame(&mut self, _: &[u8]) -> bool {
+        false
+    }
+}
+
+#[test]
+fn refusals_by_the_device_and_messages_to_unknown_proxies_are_counted() {
+    // Proxy 2 is in the core's roster but its address is missing here.
+    let mut p = plane_with(DataPlaneConfig {
+        proxies: vec![(1, appliance_ip(1))],
+        ..config(1)
+    });
+    let mut out = Out::default();
+    p.handle_timeout(T0 + SEC, &mut out);
+    assert!(p.counters().tx_unknown_proxy > 0);
+    assert_eq!(p.counters().tx_proxy, 0);
+    // Every frame refused: each refusal counted, nothing counted as sent.
+    let mut p = plane(1);
+    let f = host_udp(ip(CLIENT), 5, Ipv4([203, 0, 113, 10]), 99, &[1; 1400]);
+    assert_eq!(p.ingress(T0, &f, &mut Refusing), Verdict::Done);
+    let c = p.counters();
+    assert_eq!(c.client_too_big, 1);
+    assert!(c.tx_device_refused >= 1, "{c:?}");
+    assert_eq!(
+        c.arp_requests, 0,
+        "a refused request is not counted as asked"
+    );
 }
