@@ -1011,3 +1011,164 @@ fn refusals_by_the_device_and_messages_to_unknown_proxies_are_counted() {
         "a refused request is not counted as asked"
     );
 }
+
+/// A lab after one query the target did not answer, and what the JAP sent
+/// the target: the packet an ICMP error from the target would quote.
+fn unanswered_query() -> (Lan, Got) {
+    let mut lan = joined();
+    lan.target_answers = false;
+    lan.client_sends(Transport::Udp, 5555, udp_group(), b"q");
+    lan.advance(400 * MS);
+    let q = lan
+        .target_got
+        .iter()
+        .find(|g| g.dst.port == 53)
+        .unwrap()
+        .clone();
+    (lan, q)
+}
+
+/// An ICMP message of `kind` from the target to `to` with `body` after its
+/// 8-byte header.
+fn icmp_from_target(to: Ipv4, kind: u8, body: &[u8]) -> Vec<u8> {
+    let a = Addressing {
+        src_mac: mac(TARGET),
+        dst_mac: mac(3),
+        src: ip(TARGET),
+        dst: to,
+        ident: 3,
+    };
+    let mut buf = vec![0u8; 300];
+    let n = packet::icmp_error(&mut buf, &a, kind, 3, 0, body).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn icmp_errors_are_translated_only_when_they_quote_one_of_our_flows() {
+    let (_, q) = unanswered_query();
+    // The JAP's packet to the target as quoted: IPv4 header (options, if
+    // `ihl` > 5) and its first 8 bytes.
+    let quote = |ihl: u8, proto: u8, src: Ipv4, dst: Ipv4, sport: u16, dport: u16| {
+        let mut b = vec![0x40 | ihl, 0, 0, 30, 0, 1, 0x40, 0, 64, proto, 0, 0];
+        b.extend_from_slice(&src.0);
+        b.extend_from_slice(&dst.0);
+        b.resize(usize::from(ihl) * 4, 1); // NOP options
+        b.extend_from_slice(&sport.to_be_bytes());
+        b.extend_from_slice(&dport.to_be_bytes());
+        b.extend_from_slice(&[0, 9, 0, 0]);
+        b
+    };
+    let (me, tgt) = (q.src.ip, q.dst.ip);
+    let (np, tp) = (q.src.port, q.dst.port);
+    let good = quote(5, 17, me, tgt, np, tp);
+    let mut v6 = good.clone();
+    v6[0] = 0x65;
+    let cases: Vec<(&str, u8, Vec<u8>, bool)> = vec![
+        ("port unreachable", 3, good.clone(), true),
+        ("time exceeded", 11, good.clone(), true),
+        ("with IP options", 3, quote(6, 17, me, tgt, np, tp), true),
+        (
+            "too short a quote",
+            3,
+            good[..good.len() - 1].to_vec(),
+            false,
+        ),
+        (
+            "header length below 20",
+            3,
+            quote(4, 17, me, tgt, np, tp),
+            false,
+        ),
+        ("not IPv4", 3, v6, false),
+        ("not UDP or TCP", 3, quote(5, 1, me, tgt, np, tp), false),
+        ("TCP for a UDP flow", 3, quote(5, 6, me, tgt, np, tp), false),
+        ("not from us", 3, quote(5, 17, ip(99), tgt, np, tp), false),
+        (
+            "another NAT port",
+            3,
+            quote(5, 17, me, tgt, np + 1, tp),
+            false,
+        ),
+        ("another target", 3, quote(5, 17, me, ip(21), np, tp), false),
+        (
+            "another target port",
+            3,
+            quote(5, 17, me, tgt, np, tp + 1),
+            false,
+        ),
+    ];
+    for (what, kind, body, translated) in cases {
+        let (mut lan, _) = unanswered_query();
+        let before = lan.planes[1].counters();
+        let clients = lan.client_got.len();
+        lan.run(VecDeque::from([(
+            usize::MAX,
+            icmp_from_target(me, kind, &body),
+        )]));
+        let after = lan.planes[1].counters();
+        let moved = (
+            after.icmp_translated - before.icmp_translated,
+            after.icmp_unmatched - before.icmp_unmatched,
+            after.tx_icmp - before.tx_icmp,
+        );
+        if translated {
+            assert_eq!(moved, (1, 0, 1), "{what}");
+            let icmp = &lan.client_got[clients].seg;
+            assert_eq!(icmp[0], kind, "{what}");
+            // Quoted as the client sent it: a plain 20-byte header, then the
+            // client's and the group's ports.
+            assert_eq!(icmp[8], 0x45, "{what}");
+            assert_eq!(u16::from_be_bytes([icmp[28], icmp[29]]), 5555, "{what}");
+            assert_eq!(u16::from_be_bytes([icmp[30], icmp[31]]), 53, "{what}");
+        } else {
+            assert_eq!(moved, (0, 1, 0), "{what}");
+            assert_eq!(lan.client_got.len(), clients, "{what}");
+        }
+    }
+    // An ICMP message that is no error (echo) and one too short to quote.
+    let (mut lan, _) = unanswered_query();
+    let mut out = Out::default();
+    let echo = icmp_from_target(me, 8, &[0; 8]);
+    assert_eq!(
+        lan.planes[1].ingress(lan.now, &echo, &mut out),
+        Verdict::Stack
+    );
+    let mut short = icmp_from_target(me, 3, &[]);
+    let before = lan.planes[1].counters().icmp_unmatched;
+    short.truncate(short.len() - 4);
+    {
+        let total = (short.len() - 14) as u16;
+        let mut ip4 = Ipv4Packet::new_unchecked(&mut short[14..]);
+        ip4.set_total_len(total);
+        ip4.fill_checksum();
+    }
+    assert_eq!(
+        lan.planes[1].ingress(lan.now, &short, &mut out),
+        Verdict::Done
+    );
+    assert_eq!(lan.planes[1].counters().icmp_unmatched, before + 1);
+}
+
+#[test]
+fn a_packet_larger_than_the_jap_s_mtu_is_counted_not_sent() {
+    let mut lan = Lan::new();
+    lan.planes[1] = plane_with(DataPlaneConfig {
+        mtu: 576,
+        ..config(2)
+    });
+    lan.advance(10 * MS);
+    lan.join(udp_group(), 1);
+    lan.advance(100 * MS);
+    // Within the IAP's carry limit (MTU 1500), beyond the JAP's MTU.
+    lan.client_sends(Transport::Udp, 5555, udp_group(), &[7; 1000]);
+    lan.advance(400 * MS);
+    assert!(lan.target_got.iter().all(|g| g.dst.port != 53));
+    let jap = lan.planes[1].counters();
+    assert_eq!((jap.tx_too_big, jap.tx_deliver), (1, 0), "{jap:?}");
+    // A packet that fits the JAP's MTU still goes.
+    lan.client_sends(Transport::Udp, 5556, udp_group(), &[7; 500]);
+    lan.advance(400 * MS);
+    assert!(lan.target_got.iter().any(|g| g.dst.port == 53));
+    assert_eq!(lan.planes[1].counters().tx_deliver, 1);
+}

@@ -419,6 +419,11 @@ fn length_limits_at_their_bounds() {
         cluster: 1,
         coord: Coord::default(),
     };
+    // A heartbeat needs a few dozen bytes and fits a buffer of its size.
+    let n = encode(PROXY, 9, 1, &hb, &K, &mut out).unwrap();
+    assert!(n < 100, "{n}");
+    let mut exact = std::vec![0u8; n];
+    assert_eq!(encode(PROXY, 9, 1, &hb, &K, &mut exact), Ok(n));
     for room in [0, 12, 20, HEADER_LEN + TAG_LEN - 1, HEADER_LEN + TAG_LEN] {
         assert_eq!(
             encode(PROXY, 9, 1, &hb, &K, &mut out[..room]),
