@@ -586,9 +586,9 @@ fn oversized_udp_gets_fragmentation_needed_with_the_carry_limit() {
     assert_eq!(lan.planes[1].counters(), jap_after_one_query());
 }
 
-#[test]
-fn tcp_syn_mss_is_clamped_at_the_iap_and_the_syn_ack_at_the_jap() {
-    let mut lan = Lan::new();
+/// Joins a TCP group on port 80 and sends a client's SYN from port 7000
+/// (the target does not answer); the group and the SYN as the target got it.
+fn tcp_syn_sent(lan: &mut Lan) -> (Group, Got) {
     let g = group(Transport::Tcp, 80);
     lan.advance(10 * MS);
     lan.join(g, 2);
@@ -600,7 +600,22 @@ fn tcp_syn_mss_is_clamped_at_the_iap_and_the_syn_ack_at_the_jap() {
         .target_got
         .iter()
         .find(|x| x.dst.port == 80)
-        .expect("the SYN arrived");
+        .expect("the SYN arrived")
+        .clone();
+    (g, syn)
+}
+
+/// A LAN whose JAP (appliance 2) runs with `cfg`.
+fn lan_with_jap(cfg: DataPlaneConfig) -> Lan {
+    let mut lan = Lan::new();
+    lan.planes[1] = plane_with(cfg);
+    lan
+}
+
+#[test]
+fn tcp_syn_mss_is_clamped_at_the_iap_and_the_syn_ack_at_the_jap() {
+    let mut lan = Lan::new();
+    let (g, syn) = tcp_syn_sent(&mut lan);
     let clamp = config(1).mss_clamp();
     assert_eq!(&syn.seg[20..24], &[2, 4, (clamp >> 8) as u8, clamp as u8]);
     assert_eq!(lan.planes[0].counters().mss_clamped, 1);
@@ -848,8 +863,7 @@ fn idle_nat_flows_are_swept_once_a_second_and_counted() {
         udp: 3 * SEC,
         ..NatTimeouts::default()
     };
-    let mut lan = Lan::new();
-    lan.planes[1] = plane_with(DataPlaneConfig {
+    let mut lan = lan_with_jap(DataPlaneConfig {
         nat_timeouts: short,
         ..config(2)
     });
@@ -938,24 +952,12 @@ fn a_tcp_flow_closed_from_both_sides_ends_after_the_transitory_time() {
         tcp_established: 60 * SEC,
         tcp_transitory: 2 * SEC,
     };
-    let mut lan = Lan::new();
-    lan.planes[1] = plane_with(DataPlaneConfig {
+    let mut lan = lan_with_jap(DataPlaneConfig {
         nat_timeouts: short,
         ..config(2)
     });
-    let g = group(Transport::Tcp, 80);
-    lan.advance(10 * MS);
-    lan.join(g, 2);
-    lan.advance(100 * MS);
-    lan.target_answers = false;
-    lan.client_sends(Transport::Tcp, 7000, g, &[]);
-    lan.advance(100 * MS);
-    let nat = lan
-        .target_got
-        .iter()
-        .find(|x| x.dst.port == 80)
-        .unwrap()
-        .src;
+    let (g, syn) = tcp_syn_sent(&mut lan);
+    let nat = syn.src;
     let from_target = |flags| host_tcp(ip(TARGET), 80, nat.ip, nat.port, flags, &[]);
     let from_client = |flags| host_tcp(ip(CLIENT), 7000, g.ip, g.port, flags, &[]);
     lan.run(VecDeque::from([(
@@ -1152,8 +1154,7 @@ fn icmp_errors_are_translated_only_when_they_quote_one_of_our_flows() {
 
 #[test]
 fn a_packet_larger_than_the_jap_s_mtu_is_counted_not_sent() {
-    let mut lan = Lan::new();
-    lan.planes[1] = plane_with(DataPlaneConfig {
+    let mut lan = lan_with_jap(DataPlaneConfig {
         mtu: 576,
         ..config(2)
     });
