@@ -55,7 +55,7 @@ for job in "${jobs[@]}"; do
     continue
   fi
   mkdir -p "out/mutants/$name"
-  args=(-p "$pkg" --timeout 120 -o "out/mutants/$name" "${extra[@]}")
+  args=(-p "$pkg" --timeout 60 -o "out/mutants/$name" "${extra[@]}")
   for t in ${tests//,/ }; do
     args+=(--test-package "$t")
   done

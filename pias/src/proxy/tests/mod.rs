@@ -243,6 +243,137 @@ fn a_rap_keeps_one_entry_per_jap_acks_it_and_forgets_it_on_zero_expiry_or_death(
 }
 
 #[test]
+fn a_jap_reports_every_group_again_after_refuting_news_of_its_death() {
+    // The RAPs dropped our entries when they believed us dead: once we
+    // refute it, every group is reported to its RAPs again, even though its
+    // count has not left the band.
+    let mut p = proxy(1, 12);
+    join(&mut p, 1, 1);
+    assert_eq!(reports(&mut p).len(), 4);
+    let mut seq = 100;
+    for rap in p.raps_of(&g()) {
+        let ack = Message::ReportAck {
+            group: g(),
+            count: 1,
+            band_pct: 10,
+        };
+        seq += 1;
+        p.handle_message(T0 + 1, target(0), &from_peer(rap, seq, &ack));
+    }
+    // (All within a few ms: no peer is silent long enough to be thought down,
+    // which would change the RAPs.)
+    p.handle_timeout(T0 + 2 * MS);
+    assert!(reports(&mut p).is_empty(), "acked and in the band");
+    let news = Message::News {
+        subject: 1,
+        incarnation: p.incarnation(),
+        up: false,
+    };
+    p.handle_message(T0 + 3 * MS, target(0), &from_peer(2, seq + 1, &news));
+    p.handle_timeout(T0 + 3 * MS);
+    let again = reports(&mut p);
+    assert_eq!(again.len(), 4, "{again:?}");
+    assert!(again.iter().all(|&(_, c)| c == 1));
+}
+
+#[test]
+fn a_full_rap_refuses_a_new_group_and_counts_what_it_forwards() {
+    let mut p = proxy(1, 4);
+    let cap = p.rap.groups.capacity();
+    for i in 0..cap {
+        let grp = Group {
+            ip: Ipv4([203, 0, 113, 1]),
+            port: i as u16,
+            transport: Transport::Tcp,
+        };
+        p.rap
+            .groups
+            .insert(grp, crate::pool::List::default())
+            .unwrap();
+    }
+    let report = Message::CountReport {
+        group: g(),
+        count: 3,
+        coord: Coord::default(),
+    };
+    drain(&mut p);
+    p.handle_message(T0, target(0), &from_peer(2, 1, &report));
+    assert_eq!(p.counters.rap.refused, 1);
+    assert!(drain(&mut p).is_empty(), "no ack: the JAP retries later");
+}
+
+#[test]
+fn a_rap_forwards_a_lookups_packet_and_answers_with_its_list_and_ttl() {
+    let mut p = proxy(1, 12);
+    let report = Message::CountReport {
+        group: g(),
+        count: 3,
+        coord: Coord::default(),
+    };
+    p.handle_message(T0, target(0), &from_peer(2, 1, &report));
+    drain(&mut p);
+    let lookup = Message::Lookup {
+        group: g(),
+        client: target(1),
+        iap_coord: Coord::default(),
+        tried: Tried::new(),
+        packet: Some(b"pkt"),
+    };
+    p.handle_message(T0 + 1, target(0), &from_peer(3, 1, &lookup));
+    let mut forwarded_to = Vec::new();
+    let mut lists = Vec::new();
+    for t in drain(&mut p) {
+        if let Transmit::Proxy { to, bytes } = t {
+            match wire::parse(&bytes).map(|x| x.message) {
+                Ok(Message::Forward { packet, .. }) => forwarded_to.push((to, packet.to_vec())),
+                Ok(Message::JapList { japs, ttl_s, .. }) => lists.push((to, japs.len(), ttl_s)),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(forwarded_to, vec![(2, b"pkt".to_vec())]);
+    let ttl = u32::try_from(p.cfg.cache_ttl / SEC).unwrap();
+    assert_eq!(lists, vec![(3, 1, ttl)]);
+    assert_eq!((p.counters.rap.lookups, p.counters.rap.forwards), (1, 1));
+}
+
+#[test]
+fn a_count_leaves_a_10_percent_band_beyond_it_and_is_retried_after_report_retry() {
+    let mut p = proxy(1, 12);
+    p.cfg.report_retry = 100 * MS;
+    for i in 1..=10 {
+        join(&mut p, i, u64::from(i));
+    }
+    drain(&mut p);
+    let raps = p.raps_of(&g());
+    let mut seq = 0;
+    let mut ack_all = |p: &mut Proxy, count| {
+        for &rap in &raps {
+            seq += 1;
+            let ack = Message::ReportAck {
+                group: g(),
+                count,
+                band_pct: 10,
+            };
+            p.handle_message(T0 + 1, target(0), &from_peer(rap, seq, &ack));
+        }
+    };
+    ack_all(&mut p, 10);
+    // 10 ± 10%: 11 stays inside, 12 leaves.
+    join(&mut p, 11, 11);
+    assert!(reports(&mut p).is_empty(), "11 is within 10 ± 1");
+    join(&mut p, 12, 12);
+    assert_eq!(reports(&mut p).len(), 4, "12 is outside 10 ± 1");
+    // Unacknowledged: sent again after report_retry, not before.
+    p.handle_timeout(T0 + 99 * MS);
+    assert!(reports(&mut p).is_empty(), "retried early");
+    p.handle_timeout(T0 + 100 * MS);
+    let again = reports(&mut p);
+    assert_eq!(again.len(), 4, "{again:?}");
+    assert!(again.iter().all(|&(_, c)| c == 12));
+}
+
+#[test]
 fn stale_and_forged_proxy_messages_change_nothing() {
     let mut p = proxy(1, 4);
     let hb = Message::Heartbeat {
