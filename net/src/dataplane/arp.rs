@@ -228,12 +228,15 @@ mod tests {
 
     #[test]
     fn one_request_per_address_per_gap() {
+        // (Times well after 0: a free slot of the asked table reads as asked at 0.)
+        let t = 10 * SEC;
         let mut n = Neighbours::default();
-        assert!(n.should_ask(0, ip(1)));
-        assert!(!n.should_ask(REQUEST_GAP - 1, ip(1)));
-        assert!(n.should_ask(0, ip(2)), "another address is asked at once");
-        assert!(n.should_ask(REQUEST_GAP, ip(1)));
-        assert!(!n.should_ask(REQUEST_GAP + 1, ip(1)));
+        assert!(n.should_ask(t, ip(1)));
+        assert!(!n.should_ask(t + 199 * MS, ip(1)), "REQUEST_GAP is 200 ms");
+        assert!(n.should_ask(t, ip(2)), "another address is asked at once");
+        assert!(n.should_ask(t + 200 * MS, ip(1)));
+        assert!(!n.should_ask(t + 201 * MS, ip(1)));
+        assert!(!n.should_ask(t + 100 * MS, ip(2)));
     }
 
     #[test]

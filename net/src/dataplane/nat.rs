@@ -329,6 +329,14 @@ mod tests {
             .map(|i| nat.map(11, g(), ep(9, i), ep(20, 53)).unwrap().port)
             .collect();
         assert_eq!(again, vec![20000, 20001, 20002]);
+        // A port freed while others are in use is not the next one handed
+        // out: allocation goes on round the range.
+        let mut rr = Nat::new(3, 40000, 3, [1; 16], to);
+        rr.map(0, g(), ep(9, 1), ep(20, 53)).unwrap();
+        rr.map(5, g(), ep(9, 2), ep(20, 53)).unwrap();
+        assert_eq!(rr.sweep(10, |_, _| {}), 1, "the first flow ends");
+        assert_eq!(rr.map(10, g(), ep(9, 3), ep(20, 53)).unwrap().port, 40002);
+        assert_eq!(rr.map(10, g(), ep(9, 4), ep(20, 53)).unwrap().port, 40000);
         // More flows than ports: the ports run out before the table does.
         let mut narrow = Nat::new(4, 30000, 2, [1; 16], to);
         narrow.map(0, g(), ep(9, 1), ep(20, 53)).unwrap();
