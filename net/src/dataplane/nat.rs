@@ -337,6 +337,11 @@ mod tests {
         assert_eq!(rr.sweep(10, |_, _| {}), 1, "the first flow ends");
         assert_eq!(rr.map(10, g(), ep(9, 3), ep(20, 53)).unwrap().port, 40002);
         assert_eq!(rr.map(10, g(), ep(9, 4), ep(20, 53)).unwrap().port, 40000);
+        // Nor is a port freed just after its allocation.
+        let mut once = Nat::new(3, 50000, 3, [1; 16], to);
+        assert_eq!(once.map(0, g(), ep(9, 1), ep(20, 53)).unwrap().port, 50000);
+        assert_eq!(once.sweep(10, |_, _| {}), 1);
+        assert_eq!(once.map(10, g(), ep(9, 2), ep(20, 53)).unwrap().port, 50001);
         // More flows than ports: the ports run out before the table does.
         let mut narrow = Nat::new(4, 30000, 2, [1; 16], to);
         narrow.map(0, g(), ep(9, 1), ep(20, 53)).unwrap();
