@@ -677,16 +677,7 @@ fn replies_to_unknown_nat_ports_or_from_the_wrong_source_are_dropped() {
 
 #[test]
 fn port_unreachable_from_a_target_reaches_the_client_without_private_addresses() {
-    let mut lan = joined();
-    lan.target_answers = false;
-    lan.client_sends(Transport::Udp, 5555, udp_group(), b"q");
-    lan.advance(400 * MS);
-    let q = lan
-        .target_got
-        .iter()
-        .find(|g| g.dst.port == 53)
-        .unwrap()
-        .clone();
+    let (mut lan, q) = unanswered_query();
     // The target's ICMP port unreachable quoting the JAP's packet to it.
     let mut quoted = Vec::new();
     let hdr = [0x45, 0, 0, 30, 0, 1, 0x40, 0, 64, 17, 0, 0];

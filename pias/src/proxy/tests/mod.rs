@@ -277,7 +277,7 @@ fn a_jap_reports_every_group_again_after_refuting_news_of_its_death() {
 }
 
 #[test]
-fn a_full_rap_refuses_a_new_group_and_counts_what_it_forwards() {
+fn a_full_rap_refuses_a_new_group_without_an_ack() {
     let mut p = proxy(1, 4);
     let cap = p.rap.groups.capacity();
     for i in 0..cap {
