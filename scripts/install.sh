@@ -3,6 +3,7 @@
 # QEMU (Debian's qemu-system-x86, which brings qboot.rom), ping, iproute2, GRUB's ISO tools,
 # qemu-img and virt-xml-validate (disk images, libvirt examples),
 # the multi-POP lab's tools and services (ethtool, dnsmasq, nginx, dig, curl, BIRD 2 and FRR),
+# Prometheus and promtool (the metrics port's checks), rsvg-convert (the figures),
 # and the Rust target x86_64-unknown-none. Idempotent; needs root for apt.
 set -euo pipefail
 need=()
@@ -30,6 +31,11 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 # Real routers for the BGP labs (started by the harness inside namespaces).
 command -v bird >/dev/null || need+=(bird2)
 [ -x /usr/lib/frr/bgpd ] || need+=(frr)
+# The metrics port's checks: promtool (in Debian's prometheus package) and a
+# real Prometheus scraping a lab; rsvg-convert renders the committed figures.
+command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v rsvg-convert >/dev/null || need+=(librsvg2-bin)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -3,8 +3,9 @@
 //! when sealed with the same key and carrying the request's nonce. Every
 //! wait is bounded: `tries` attempts of `per_try` each.
 
-use pias::mgmt::{Body, Op, Refusal, Request, Response, MAX_RESPONSE, REQUEST_LEN, VERSION};
-use pias::status::{ProxyReport, RoutingReport, Status};
+use pias::addr::Group;
+use pias::mgmt::{Body, Op, Refusal, Request, Response, MAX_REQUEST, MAX_RESPONSE, VERSION};
+use pias::status::{GroupReport, ProxyReport, RoutingReport, Status};
 use pias::wire::Key;
 use std::fmt;
 use std::io::Read;
@@ -27,7 +28,7 @@ pub fn random_nonce() -> std::io::Result<u64> {
 
 /// A request for `op` with `nonce`, timed now and sealed with `key`.
 pub fn sealed_request(key: &Key, nonce: u64, op: Op) -> Vec<u8> {
-    let mut buf = [0u8; REQUEST_LEN];
+    let mut buf = [0u8; MAX_REQUEST];
     let n = Request {
         nonce,
         unix_ms: unix_ms(),
@@ -232,6 +233,14 @@ impl Client {
     pub fn routing(&mut self) -> Result<RoutingReport, ClientError> {
         match self.ask(Op::Routing)? {
             Body::Routing(r) => Ok(r),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    /// What the appliance knows of group `g` as IAP, JAP and RAP.
+    pub fn group(&mut self, g: Group) -> Result<GroupReport, ClientError> {
+        match self.ask(Op::Group(g))? {
+            Body::Group(r) => Ok(r),
             other => Err(self.unexpected(&other)),
         }
     }

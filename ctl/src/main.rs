@@ -63,6 +63,15 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         count: u64,
     },
+    /// What the appliance knows of each group as IAP (its cached JAPs), JAP
+    /// (its targets and what it reported) and RAP (the JAPs and counts it holds).
+    Groups {
+        /// The appliance: its unicast address, or address:port.
+        appliance: String,
+        /// Groups as anycast address:port/transport, e.g. 203.0.113.10:53/udp.
+        #[arg(required = true)]
+        groups: Vec<String>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -136,6 +145,31 @@ fn run(cli: &Cli) -> Result<()> {
             interval_ms,
             count,
         } => watch(cli, appliance, *interval_ms, *count)?,
+        Cmd::Groups { appliance, groups } => {
+            let groups = groups
+                .iter()
+                .map(|g| {
+                    g.parse::<pias::addr::Group>().map_err(|_| {
+                        anyhow::anyhow!(
+                            "{g:?} is not a group: write anycast-address:port/udp or /tcp, \
+                             e.g. 203.0.113.10:53/udp"
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut c = client(cli, appliance)?;
+            let reports = groups
+                .into_iter()
+                .map(|g| c.group(g))
+                .collect::<Result<Vec<_>, _>>()?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    print!("{}", report::group_text(r));
+                }
+            }
+        }
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

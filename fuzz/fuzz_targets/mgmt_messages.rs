@@ -22,6 +22,7 @@ impl pias_net::mgmt::Reports for Fake {
             interfaces: heapless::Vec::new(),
             net: NetCounters::default(),
             mgmt: *m,
+            http: Default::default(),
             idle: IdleCounters::default(),
             tables: heapless::Vec::new(),
             allocations: 0,
@@ -34,6 +35,16 @@ impl pias_net::mgmt::Reports for Fake {
         RoutingReport {
             enabled: true,
             ..RoutingReport::default()
+        }
+    }
+    fn group(&self, g: &pias::addr::Group) -> pias::status::GroupReport {
+        pias::status::GroupReport {
+            group: *g,
+            served: true,
+            raps: [2, 3].into_iter().collect(),
+            iap: None,
+            jap: None,
+            rap: None,
         }
     }
 }

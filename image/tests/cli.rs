@@ -72,18 +72,18 @@ fn a_refused_config_names_the_field_and_writes_no_blob() {
     assert!(!blob.exists(), "a refused config must not leave a blob");
 
     let corrupt = dir.path().join("corrupt.blob");
-    std::fs::write(&corrupt, b"PIASCF\x04\x00\xff\xff\xff\x00\x00\x00\x00\x00").unwrap();
+    std::fs::write(&corrupt, b"PIASCF\x05\x00\xff\xff\xff\x00\x00\x00\x00\x00").unwrap();
     let out = tool().arg("decode").arg(&corrupt).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("length mismatch"));
-    // A blob of the previous format (no BGP section) is named as such.
+    // A blob of an older format (version 4: no metrics port) is named as such.
     let old = dir.path().join("old.blob");
-    std::fs::write(&old, b"PIASCF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00").unwrap();
+    std::fs::write(&old, b"PIASCF\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00").unwrap();
     let out = tool().arg("decode").arg(&old).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("format version 3 is not supported (this build reads 4)"),
+        err.contains("format version 4 is not supported (this build reads 5)"),
         "{err}"
     );
 }

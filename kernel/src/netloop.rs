@@ -13,10 +13,12 @@ use pias::config::{Config, IdleMode};
 use pias::mgmt::{MAX_REQUEST, MAX_RESPONSE};
 use pias::proxy::{Proxy, ProxyConfig};
 use pias::status::{
-    IdleCounters, InterfaceStatus, MgmtCounters, ProxyReport, RoutingReport, Status, TableFill,
+    HttpCounters, IdleCounters, InterfaceStatus, MgmtCounters, ProxyReport, RoutingReport, Status,
+    TableFill,
 };
 use pias::Ipv4;
 use pias_net::dataplane::{DataPlane, DataPlaneConfig, NatTimeouts, Verdict};
+use pias_net::metrics::{self, MetricsServer};
 use pias_net::mgmt::{Action, Reports, Service};
 use pias_net::routing::Routing;
 use pias_net::NicDevice;
@@ -25,8 +27,9 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, Ipv4Address};
 
-/// The management socket, one TCP socket per BGP neighbour and BFD's three.
-const SOCKETS: usize = 1 + pias::config::MAX_BGP_NEIGHBOURS + 3;
+/// The management socket, one TCP socket per BGP neighbour, BFD's three and
+/// the metrics port's.
+const SOCKETS: usize = 1 + pias::config::MAX_BGP_NEIGHBOURS + 3 + metrics::SLOTS;
 /// BFD's sockets: datagrams of 24 bytes, a few per neighbour in flight.
 const BFD_SLOTS: usize = 16;
 const BFD_BYTES: usize = BFD_SLOTS * 64;
@@ -53,12 +56,14 @@ fn uptime_ms() -> u64 {
 }
 
 /// Takes up to `RX_BUDGET` received frames through the data path, or the
-/// stack one at a time.
+/// stack one at a time (connection attempts to the metrics port pass its
+/// `admit` first: a stranger's are dropped, those no slot can take counted).
 fn drain_rx(
     dev: &mut NicDevice<VirtioNic>,
     dp: &mut DataPlane,
     iface: &mut Interface,
     sockets: &mut SocketSet<'_>,
+    metrics: &mut Option<MetricsServer>,
     wall: u64,
 ) {
     for _ in 0..RX_BUDGET {
@@ -67,8 +72,25 @@ fn drain_rx(
         }
         let (frame, mut sink) = dev.split();
         if dp.ingress(wall, frame, &mut sink) == Verdict::Stack {
+            if let Some(m) = metrics {
+                if !m.admit(frame, sockets) {
+                    continue; // a stranger's SYN: dropped, counted
+                }
+            }
             dev.hold_for_stack();
             iface.poll_ingress_single(now(), dev, sockets);
+        }
+    }
+}
+
+/// The metrics port as the ready line shows it.
+struct MetricsPort(Option<u16>);
+
+impl core::fmt::Display for MetricsPort {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, "tcp/{p}"),
+            None => f.write_str("off"),
         }
     }
 }
@@ -95,6 +117,7 @@ fn nat_first_port(cfg: &Config) -> u16 {
         p.management
             .max(p.proxy)
             .max(p.registration)
+            .max(p.metrics.unwrap_or(0))
             .saturating_add(1),
     )
 }
@@ -153,7 +176,10 @@ struct Snapshot<'a> {
     mgmt_nonces: (usize, usize),
     mac: [u8; 6],
     net: pias::status::NetCounters,
+    http: HttpCounters,
     idle: IdleCounters,
+    /// The data path's clock (Unix µs) when the snapshot was taken.
+    wall: u64,
     dp: &'a DataPlane,
     routing: &'a Routing,
 }
@@ -188,6 +214,7 @@ impl Reports for Snapshot<'_> {
             .collect(),
             net: self.net,
             mgmt: *m,
+            http: self.http,
             idle: IdleCounters {
                 wakeups: interrupts::wakeups(),
                 ..self.idle
@@ -209,6 +236,10 @@ impl Reports for Snapshot<'_> {
             gtsm_dropped: self.dp.counters().drop_gtsm,
             ..self.routing.report()
         }
+    }
+
+    fn group(&self, g: &pias::addr::Group) -> pias::status::GroupReport {
+        self.dp.proxy().group_report(self.wall, g)
     }
 }
 
@@ -258,6 +289,19 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         log::error!("net: cannot bind management port {}", cfg.ports.management);
     }
     let mgmt = sockets.add(mgmt_sock);
+    // The metrics port: its sockets and buffers, reserved here, once.
+    let mut metrics_server = cfg.ports.metrics.map(|port| {
+        let handles: heapless::Vec<_, { metrics::SLOTS }> = (0..metrics::SLOTS)
+            .map(|_| {
+                let rx = arena::alloc_slice(metrics::SOCKET_RX_BYTES, || 0u8)
+                    .unwrap_or_else(|_| fail("metrics rx"));
+                let tx = arena::alloc_slice(metrics::SOCKET_TX_BYTES, || 0u8)
+                    .unwrap_or_else(|_| fail("metrics tx"));
+                sockets.add(metrics::socket(rx, tx))
+            })
+            .collect();
+        MetricsServer::new(port, &cfg.management.allow, &handles)
+    });
     let mut bgp_sockets: heapless::Vec<_, { pias::config::MAX_BGP_NEIGHBOURS }> =
         heapless::Vec::new();
     for _ in &cfg.bgp.neighbours {
@@ -323,11 +367,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
 
     let [m0, m1, m2, m3, m4, m5] = mac;
     log::info!(
-        "ready: {} {} mac {m0:02x}:{m1:02x}:{m2:02x}:{m3:02x}:{m4:02x}:{m5:02x} {kind}, management udp/{}, proxy udp/{}, {} proxies, arena {} KiB used",
+        "ready: {} {} mac {m0:02x}:{m1:02x}:{m2:02x}:{m3:02x}:{m4:02x}:{m5:02x} {kind}, management udp/{}, proxy udp/{}, metrics {}, {} proxies, arena {} KiB used",
         cfg.node.name,
         ifc.address,
         cfg.ports.management,
         cfg.ports.proxy,
+        MetricsPort(cfg.ports.metrics),
         cfg.deployment.proxies.len(),
         arena::fill().0 / 1024
     );
@@ -348,7 +393,14 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         idle.polls += 1;
 
         // Frames first: the data path's, or smoltcp's one at a time.
-        drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
+        drain_rx(
+            &mut dev,
+            &mut dp,
+            &mut iface,
+            &mut sockets,
+            &mut metrics_server,
+            wall(),
+        );
         if dp.poll_timeout() <= wall() {
             dp.handle_timeout(wall(), &mut dev);
         }
@@ -379,7 +431,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                 mgmt_nonces: mgmt_service.replay_fill(),
                 mac,
                 net: dev.counters,
+                http: metrics_server
+                    .as_ref()
+                    .map(|m| m.counters)
+                    .unwrap_or_default(),
                 idle,
+                wall: wall(),
                 dp: &dp,
                 routing: &routing,
             };
@@ -416,6 +473,23 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             }
         }
 
+        if let Some(m) = &mut metrics_server {
+            let snapshot = Snapshot {
+                cfg: &cfg,
+                mgmt_nonces: mgmt_service.replay_fill(),
+                mac,
+                net: dev.counters,
+                http: m.counters,
+                idle,
+                wall: wall(),
+                dp: &dp,
+                routing: &routing,
+            };
+            let served_before = m.counters;
+            m.poll(time::uptime_us(), &mut sockets, &snapshot, &mgmt_counters);
+            served |= m.counters != served_before;
+        }
+
         if shutting_down {
             // Withdraw first, then stop: the routers move the prefix away
             // before the appliance goes (bounded: 2 s for the withdrawal to be
@@ -438,7 +512,14 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                         );
                         iface.poll(now(), &mut dev, &mut sockets);
                         dev.nic_mut().kick();
-                        drain_rx(&mut dev, &mut dp, &mut iface, &mut sockets, wall());
+                        drain_rx(
+                            &mut dev,
+                            &mut dp,
+                            &mut iface,
+                            &mut sockets,
+                            &mut metrics_server,
+                            wall(),
+                        );
                         if routing.flushed(&sockets) || uptime_ms() >= until {
                             break;
                         }
@@ -478,6 +559,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         let dp_delay = dp.poll_timeout().saturating_sub(wall()).max(1);
         let mut delay = stack_delay.map_or(dp_delay, |s| s.min(dp_delay));
         if let Some(t) = routing.poll_timeout() {
+            delay = delay.min(t.saturating_sub(time::uptime_us()).max(1));
+        }
+        if let Some(t) = metrics_server
+            .as_ref()
+            .and_then(MetricsServer::poll_timeout)
+        {
             delay = delay.min(t.saturating_sub(time::uptime_us()).max(1));
         }
         interrupts::disable();

@@ -2,10 +2,11 @@
 //! and honours authenticated shutdown requests from allowed sources; every
 //! other datagram is counted by its reason and gets no answer at all.
 
+use pias::addr::Group;
 use pias::config::Management;
 use pias::mgmt::{Body, MgmtError, Op, Refusal, Request, Response, FRESHNESS_MS, VERSION};
 use pias::replay::{NonceCache, NonceError};
-use pias::status::{MgmtCounters, ProxyReport, RoutingReport, Status};
+use pias::status::{GroupReport, MgmtCounters, ProxyReport, RoutingReport, Status};
 use pias::Ipv4;
 
 /// Nonces the service remembers at once: each for `FRESHNESS_MS` past its
@@ -44,6 +45,8 @@ pub trait Reports {
     fn proxy(&self) -> ProxyReport;
     /// What BGP is doing (`Op::Routing`, `Op::Drain`, `Op::Undrain`).
     fn routing(&self) -> RoutingReport;
+    /// What the proxy knows of group `g` (`Op::Group`).
+    fn group(&self, g: &Group) -> GroupReport;
 }
 
 /// The service: its configuration and the nonces of recent requests.
@@ -142,6 +145,7 @@ impl Service {
             Op::Status => Body::Status(reports.status(counters)),
             Op::Proxy => Body::Proxy(reports.proxy()),
             Op::Routing => Body::Routing(reports.routing()),
+            Op::Group(g) => Body::Group(reports.group(&g)),
             Op::Drain | Op::Undrain => {
                 let mut r = reports.routing();
                 if r.enabled {
@@ -209,6 +213,7 @@ mod tests {
                 interfaces: heapless::Vec::new(),
                 net: NetCounters::default(),
                 mgmt: *m,
+                http: Default::default(),
                 idle: IdleCounters::default(),
                 tables: heapless::Vec::new(),
                 allocations: 0,
@@ -226,6 +231,16 @@ mod tests {
                 ..RoutingReport::default()
             }
         }
+        fn group(&self, g: &pias::addr::Group) -> pias::status::GroupReport {
+            pias::status::GroupReport {
+                group: *g,
+                served: true,
+                raps: [2, 3].into_iter().collect(),
+                iap: None,
+                jap: None,
+                rap: None,
+            }
+        }
     }
 
     /// An appliance without BGP.
@@ -239,6 +254,9 @@ mod tests {
         }
         fn routing(&self) -> RoutingReport {
             RoutingReport::default()
+        }
+        fn group(&self, g: &Group) -> GroupReport {
+            Fake.group(g)
         }
     }
 

@@ -11,7 +11,7 @@ use core::fmt;
 pub const MAGIC: [u8; 6] = *b"PIASCF";
 /// The payload format this build reads and writes (2: the deployment section
 /// and the NAT idle times; 3: the management key; 4: the BGP section).
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 /// Header size in bytes: magic (6), version (2), payload length (4), CRC-32 (4).
 pub const HEADER_LEN: usize = 16;
 /// The largest payload accepted: 512 KiB. A deployment of 20,000 proxies

@@ -16,6 +16,7 @@
 //! operation (u8); its body is a postcard `Body`. The appliance answers
 //! nothing it cannot verify; see `pias_net::mgmt::serve` for the checks.
 
+use crate::addr::{Group, Ipv4, Transport};
 use crate::status::{ProxyReport, Status};
 use crate::wire::Key;
 use hmac::{KeyInit, Mac};
@@ -27,16 +28,20 @@ pub const REQUEST_MAGIC: [u8; 4] = *b"PIAQ";
 pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
 /// The protocol version this build speaks. Version 2 and older carried no
 /// MAC: an appliance of this version answers them nothing. Version 4 added
-/// the kernel's version to the status.
-pub const VERSION: u8 = 4;
+/// the kernel's version to the status; version 5 the metrics port's
+/// counters (`Status::http`).
+pub const VERSION: u8 = 5;
 /// Bytes of the MAC that ends every datagram.
 pub const MAC_LEN: usize = 16;
 /// A response fits in this many bytes: one UDP datagram on a 1500-byte MTU.
 pub const MAX_RESPONSE: usize = 1472;
 /// Requests are small; anything longer is refused unread.
 pub const MAX_REQUEST: usize = 64;
-/// A version 3 request: magic, version, nonce, time, op and MAC.
+/// A request without an argument: magic, version, nonce, time, op and MAC.
 pub const REQUEST_LEN: usize = 4 + 1 + 8 + 8 + 1 + MAC_LEN;
+/// `Op::Group`'s argument: the group's address, port (big-endian) and
+/// transport (0 UDP, 1 TCP), as `Group::key_bytes`.
+pub const GROUP_ARG_LEN: usize = 7;
 /// The shortest datagram of any version: magic, version, nonce and MAC.
 pub const MIN_DATAGRAM: usize = 4 + 1 + 8 + MAC_LEN;
 /// A request whose time is further than this from the appliance's clock is
@@ -70,6 +75,9 @@ pub enum Op {
     Undrain,
     /// What BGP is doing (`RoutingReport`).
     Routing,
+    /// What this proxy knows of a group as IAP, JAP and RAP (`GroupReport`);
+    /// the group travels after the op byte (`GROUP_ARG_LEN` bytes).
+    Group(Group),
 }
 
 impl Op {
@@ -81,18 +89,43 @@ impl Op {
             Op::Drain => 3,
             Op::Undrain => 4,
             Op::Routing => 5,
+            Op::Group(_) => 6,
         }
     }
 
-    fn from_code(c: u8) -> Option<Op> {
-        match c {
-            0 => Some(Op::Status),
-            1 => Some(Op::Proxy),
-            2 => Some(Op::Shutdown),
-            3 => Some(Op::Drain),
-            4 => Some(Op::Undrain),
-            5 => Some(Op::Routing),
-            _ => None,
+    /// The op from its code and the bytes after it (which must be exactly
+    /// its argument).
+    fn decode(c: u8, arg: &[u8]) -> Option<Op> {
+        let op = match c {
+            0 => Op::Status,
+            1 => Op::Proxy,
+            2 => Op::Shutdown,
+            3 => Op::Drain,
+            4 => Op::Undrain,
+            5 => Op::Routing,
+            6 => {
+                let [a, b, c, d, p, q, t]: [u8; GROUP_ARG_LEN] = arg.try_into().ok()?;
+                let transport = match t {
+                    0 => Transport::Udp,
+                    1 => Transport::Tcp,
+                    _ => return None,
+                };
+                return Some(Op::Group(Group {
+                    ip: Ipv4([a, b, c, d]),
+                    port: u16::from_be_bytes([p, q]),
+                    transport,
+                }));
+            }
+            _ => return None,
+        };
+        arg.is_empty().then_some(op)
+    }
+
+    /// The argument's bytes after the op code.
+    fn arg(&self) -> ([u8; GROUP_ARG_LEN], usize) {
+        match self {
+            Op::Group(g) => (g.key_bytes(), GROUP_ARG_LEN),
+            _ => ([0; GROUP_ARG_LEN], 0),
         }
     }
 }
@@ -134,6 +167,8 @@ pub enum Body {
     /// The routing report (`Op::Routing`); for `Op::Drain` and
     /// `Op::Undrain`, with `draining` as the request set it.
     Routing(crate::status::RoutingReport),
+    /// What the proxy knows of the group asked about (`Op::Group`).
+    Group(crate::status::GroupReport),
     /// The request was understood but not carried out.
     Refused(Refusal),
 }
@@ -232,8 +267,9 @@ pub fn seal_request_bytes(key: &Key, covered: &[u8], out: &mut [u8]) -> Result<u
 impl Request {
     /// Writes the request, sealed with `key`; `Ok(n)` is the datagram's length.
     pub fn seal(&self, key: &Key, out: &mut [u8]) -> Result<usize, MgmtError> {
-        let n = REQUEST_LEN - MAC_LEN;
-        if out.len() < REQUEST_LEN {
+        let (arg, arg_len) = self.op.arg();
+        let n = REQUEST_LEN - MAC_LEN + arg_len;
+        if out.len() < n + MAC_LEN {
             return Err(MgmtError::NoSpace);
         }
         out[..4].copy_from_slice(&REQUEST_MAGIC);
@@ -241,6 +277,7 @@ impl Request {
         out[NONCE_AT..TIME_AT].copy_from_slice(&self.nonce.to_le_bytes());
         out[TIME_AT..OP_AT].copy_from_slice(&self.unix_ms.to_le_bytes());
         out[OP_AT] = self.op.code();
+        out[OP_AT + 1..n].copy_from_slice(&arg[..arg_len]);
         seal(key, REQUEST_LABEL, out, n)
     }
 
@@ -260,10 +297,10 @@ impl Request {
                 version: b[VERSION_AT],
             });
         }
-        if bytes.len() != REQUEST_LEN {
+        if b.len() <= OP_AT {
             return Err(MgmtError::Decode);
         }
-        let op = Op::from_code(b[OP_AT]).ok_or(MgmtError::Decode)?;
+        let op = Op::decode(b[OP_AT], &b[OP_AT + 1..]).ok_or(MgmtError::Decode)?;
         Ok(Request {
             nonce,
             unix_ms: u64_at(b, TIME_AT),
@@ -385,6 +422,17 @@ mod tests {
                 replayed: u64::MAX,
                 replay_full: u64::MAX,
                 reply_failures: u64::MAX,
+            },
+            http: HttpCounters {
+                connections: u64::MAX,
+                refused_source: u64::MAX,
+                refused_busy: u64::MAX,
+                served: u64::MAX,
+                bad_requests: u64::MAX,
+                bad_method: u64::MAX,
+                not_found: u64::MAX,
+                too_large: u64::MAX,
+                timeouts: u64::MAX,
             },
             idle: IdleCounters {
                 polls: u64::MAX,
@@ -579,7 +627,104 @@ mod tests {
             assert_eq!(bytes[OP_AT], code, "{op:?}");
             assert_eq!(Request::open(&KEY, &bytes), Ok(q));
         }
-        assert_eq!(Op::from_code(6), None);
+        assert_eq!(Op::decode(7, &[]), None);
+        assert_eq!(Op::decode(0, &[0]), None, "no argument to Status");
+    }
+
+    #[test]
+    fn a_group_request_carries_its_group_and_nothing_else() {
+        for (g, arg) in [
+            ("203.0.113.10:53/udp", [203, 0, 113, 10, 0, 53, 0]),
+            ("203.0.113.255:65535/tcp", [203, 0, 113, 255, 255, 255, 1]),
+        ] {
+            let q = Request {
+                op: Op::Group(g.parse().unwrap()),
+                ..Q
+            };
+            let bytes = sealed(&q);
+            assert_eq!(bytes.len(), REQUEST_LEN + GROUP_ARG_LEN);
+            assert_eq!(bytes[OP_AT], 6);
+            assert_eq!(bytes[OP_AT + 1..OP_AT + 1 + GROUP_ARG_LEN], arg);
+            assert_eq!(Request::open(&KEY, &bytes), Ok(q));
+            let mut room = [0u8; REQUEST_LEN + GROUP_ARG_LEN - 1];
+            assert_eq!(q.seal(&KEY, &mut room), Err(MgmtError::NoSpace));
+        }
+        // Authentic, but a short or long argument, or a transport that is
+        // neither UDP nor TCP: refused.
+        let good = sealed(&Request {
+            op: Op::Group("203.0.113.10:53/udp".parse().unwrap()),
+            ..Q
+        });
+        let covered = &good[..good.len() - MAC_LEN];
+        let mut cases = vec![covered[..covered.len() - 1].to_vec()];
+        let mut long = covered.to_vec();
+        long.push(0);
+        cases.push(long);
+        let mut udp_tcp = covered.to_vec();
+        *udp_tcp.last_mut().unwrap() = 2;
+        cases.push(udp_tcp);
+        for c in cases {
+            let mut out = [0u8; MAX_REQUEST];
+            let n = seal_request_bytes(&KEY, &c, &mut out).unwrap();
+            assert_eq!(
+                Request::open(&KEY, &out[..n]),
+                Err(MgmtError::Decode),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_largest_group_report_fits_a_response() {
+        let g: crate::addr::Group = "255.255.255.255:65535/tcp".parse().unwrap();
+        let max_list = |n: usize| (0..n).map(|_| u32::MAX).collect::<heapless::Vec<_, 8>>();
+        let t = TargetView {
+            endpoint: crate::addr::Endpoint {
+                ip: crate::Ipv4([255; 4]),
+                port: u16::MAX,
+            },
+            weight: u16::MAX,
+            health: TargetHealth::Suspect,
+            draining: true,
+            flows: u32::MAX,
+        };
+        let report = GroupReport {
+            group: g,
+            served: true,
+            raps: max_list(crate::proxy::MAX_K),
+            iap: Some(IapView {
+                japs: (0..crate::wire::MAX_RANKED)
+                    .map(|_| (u32::MAX, u32::MAX))
+                    .collect(),
+                expires_in_ms: u64::MAX,
+                lookup_pending: true,
+            }),
+            jap: Some(JapView {
+                targets: (0..REPORT_TARGETS).map(|_| t).collect(),
+                targets_total: u32::MAX,
+                members: u32::MAX,
+                reported: Some(u32::MAX),
+                reported_to: max_list(crate::proxy::MAX_K),
+                acked_by: max_list(crate::proxy::MAX_K),
+            }),
+            rap: Some(RapView {
+                entries: (0..REPORT_RAP_ENTRIES)
+                    .map(|_| (u32::MAX, u32::MAX, u64::MAX))
+                    .collect(),
+                entries_total: u32::MAX,
+            }),
+        };
+        let r = Response {
+            version: VERSION,
+            nonce: u64::MAX,
+            body: Body::Group(report.clone()),
+        };
+        let mut out = [0u8; MAX_RESPONSE];
+        let n = r.seal(&KEY, &mut out).expect("fits");
+        assert_eq!(
+            Response::open(&KEY, &out[..n]).unwrap().body,
+            Body::Group(report)
+        );
     }
 
     #[test]

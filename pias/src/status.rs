@@ -33,6 +33,8 @@ pub struct Status {
     pub net: NetCounters,
     /// Management-service counters, this request included.
     pub mgmt: MgmtCounters,
+    /// The metrics port's counters (HTTP).
+    pub http: HttpCounters,
     /// Main-loop counters: polls, halts and wake-ups.
     pub idle: IdleCounters,
     /// Fill of the appliance's fixed-size tables and memory.
@@ -172,6 +174,31 @@ pub struct MgmtCounters {
     pub replay_full: u64,
     /// A reply could not be encoded or sent (socket buffer full).
     pub reply_failures: u64,
+}
+
+/// The metrics port (`ports.metrics`): connections, requests, and every
+/// refusal by its reason.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpCounters {
+    /// Connections accepted from an allowed source.
+    pub connections: u64,
+    /// Connections reset at once: the source is outside `management.allow`.
+    pub refused_source: u64,
+    /// Connection attempts reset because every connection slot was busy.
+    pub refused_busy: u64,
+    /// Requests answered with the metrics (200).
+    pub served: u64,
+    /// Requests that were not well-formed HTTP/1.x (answered 400, closed).
+    pub bad_requests: u64,
+    /// Requests with a method other than GET or HEAD (answered 405, closed).
+    pub bad_method: u64,
+    /// Requests for another path than `/metrics` (answered 404).
+    pub not_found: u64,
+    /// Request heads longer than the appliance reads (answered 431, closed).
+    pub too_large: u64,
+    /// Connections reset because a request or an answer took too long (a
+    /// slow or half-open client).
+    pub timeouts: u64,
 }
 
 /// How the main loop spent its time (see `config::IdleMode`).
@@ -384,4 +411,94 @@ pub enum BgpState {
     OpenConfirm,
     /// Up.
     Established,
+}
+
+/// Targets a `GroupReport` lists; `JapView::targets_total` counts them all.
+pub const REPORT_TARGETS: usize = 16;
+/// RAP entries a `GroupReport` lists; `RapView::entries_total` counts them all.
+pub const REPORT_RAP_ENTRIES: usize = 24;
+
+/// What one proxy knows of one group, by role: the body of `Op::Group`.
+/// Lists are cut to fit one datagram; each view says how many there were.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupReport {
+    /// The group asked about.
+    pub group: crate::addr::Group,
+    /// The deployment serves it (a policy applies); if false, client packets
+    /// to it are dropped (`iap.unknown_group`).
+    pub served: bool,
+    /// Its live RAPs as this proxy sees the membership, nearest hash first.
+    pub raps: Vec<u32, { crate::proxy::MAX_K }>,
+    /// As IAP: the cached JAP list, if any.
+    pub iap: Option<IapView>,
+    /// As JAP: its targets, if it holds any for the group.
+    pub jap: Option<JapView>,
+    /// As RAP: the JAPs and counts it holds, if it is one of the group's RAPs
+    /// with entries.
+    pub rap: Option<RapView>,
+}
+
+/// The IAP's cache entry for a group.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct IapView {
+    /// JAPs as a RAP ranked them (id, count); empty: a negative entry (no
+    /// member anywhere), packets dropped until it expires.
+    pub japs: Vec<(u32, u32), { crate::wire::MAX_RANKED }>,
+    /// Milliseconds until the entry expires.
+    pub expires_in_ms: u64,
+    /// A lookup for the group is in flight.
+    pub lookup_pending: bool,
+}
+
+/// One target as its JAP holds it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetView {
+    /// Where client packets go.
+    pub endpoint: crate::addr::Endpoint,
+    /// Its weight.
+    pub weight: u16,
+    /// Up, Suspect (missed a ping) or Down.
+    pub health: TargetHealth,
+    /// It left while flows were bound to it: they stay until they end.
+    pub draining: bool,
+    /// Flows mapped to it now.
+    pub flows: u32,
+}
+
+/// A target's health as its JAP sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetHealth {
+    /// Answering pings.
+    Up,
+    /// Missed a ping; still gets its flows.
+    Suspect,
+    /// Missed enough pings: no flows.
+    Down,
+}
+
+/// The JAP's state for a group.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct JapView {
+    /// Targets held (the first `REPORT_TARGETS` listed).
+    pub targets: Vec<TargetView, REPORT_TARGETS>,
+    /// Targets held in all, whatever their health.
+    pub targets_total: u32,
+    /// Members counted (live, not draining): what the RAPs are told.
+    pub members: u32,
+    /// The count last sent to the RAPs (None: nothing yet).
+    pub reported: Option<u32>,
+    /// The RAPs that count went to.
+    pub reported_to: Vec<u32, { crate::proxy::MAX_K }>,
+    /// Of those, the ones that acknowledged it.
+    pub acked_by: Vec<u32, { crate::proxy::MAX_K }>,
+}
+
+/// The RAP's entries for a group.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RapView {
+    /// (JAP, approximate member count, ms since its last report), the first
+    /// `REPORT_RAP_ENTRIES`.
+    pub entries: Vec<(u32, u32, u64), REPORT_RAP_ENTRIES>,
+    /// Entries held in all.
+    pub entries_total: u32,
 }

@@ -1,7 +1,8 @@
 //! Real services for lab targets, started by the harness (no systemd) from
 //! Debian's packages inside a target's namespace, every file of theirs (config,
 //! pid, logs, web root) in the lab's directory: dnsmasq answering fixed
-//! records, and nginx serving an index page and a 1 MB random file.
+//! records, nginx serving an index page and a 1 MB random file, and
+//! Prometheus scraping appliances.
 
 use crate::lab::inside_netns;
 use crate::topo::{DNS_ANSWER, DNS_NAME, DNS_WHOAMI};
@@ -240,6 +241,40 @@ pub fn start_http(
             index,
         },
     ))
+}
+
+/// Starts Prometheus in `ns`, listening on `listen` (e.g. 127.0.0.1:9090),
+/// scraping `targets` (host:port) every `interval_s` seconds; its config
+/// and storage live in `dir`.
+pub fn start_prometheus(
+    ns: &str,
+    dir: &Path,
+    listen: &str,
+    targets: &[String],
+    interval_s: u32,
+) -> Result<ServiceProc> {
+    let bin = require("prometheus")?;
+    let list = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let conf = format!(
+        "global:\n  scrape_interval: {interval_s}s\n  scrape_timeout: {interval_s}s\n\
+         scrape_configs:\n  - job_name: pias\n    static_configs:\n      - targets: [{list}]\n"
+    );
+    let conf_path = dir.join("prometheus.yml");
+    std::fs::write(&conf_path, conf)?;
+    let data = dir.join("prometheus-data");
+    std::fs::create_dir_all(&data)?;
+    let argv = vec![
+        bin.display().to_string(),
+        format!("--config.file={}", conf_path.display()),
+        format!("--storage.tsdb.path={}", data.display()),
+        format!("--web.listen-address={listen}"),
+        "--log.level=warn".into(),
+    ];
+    ServiceProc::spawn("prometheus", ns, dir.join("prometheus.out"), &argv)
 }
 
 /// Writes `len` pseudo-random bytes (xorshift seeded from the clock).

@@ -1,11 +1,13 @@
 //! `piasctl` against booted appliances, run as an operator would (inside the
 //! lab's namespace): `status --json` and `counters --json` parse and agree
 //! with the appliance; `watch` prints --count lines of rates; `routing` and
-//! `drain` on an appliance without BGP say so; each error path is one line, bounded in time, and
+//! `drain` on an appliance without BGP say so; `groups` shows a joined member as JAP,
+//! the cached JAP as IAP and the count as RAP; each error path is one line, bounded in time, and
 //! prints no key; shutdown is refused where the config forbids it and stops
 //! the appliance cleanly (status 33) where it allows it.
 
 use pias_qemu::client::MgmtClient;
+use pias_qemu::lab::inside_netns;
 use pias_qemu::{Lab, Machine, Spec};
 use pias_tests::{kernel, test_accel};
 use std::process::{Command, Output};
@@ -24,6 +26,30 @@ fn piasctl(lab: &Lab, key_file: &std::path::Path, args: &[&str]) -> (Output, Dur
         .output()
         .expect("running piasctl");
     (out, t0.elapsed())
+}
+
+/// `piasctl groups --json` of one group, asked every 300 ms until `done`
+/// holds (20 s at most).
+fn wait_json(
+    lab: &Lab,
+    key_file: &std::path::Path,
+    appliance: &str,
+    group: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (out, _) = piasctl(lab, key_file, &["groups", "--json", appliance, group]);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if done(&r[0]) {
+            return r[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{appliance} never got there: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn hex(k: &pias::wire::Key) -> String {
@@ -146,6 +172,81 @@ fn piasctl_reports_refuses_and_shuts_down() {
     assert_eq!(r["enabled"], false, "{r}");
     let (out, _) = piasctl(&lab, &key_file, &["drain", &a0]);
     one_line(&out, "has no BGP neighbours");
+
+    // groups: a member joins through appliance 1 (its JAP); a client packet
+    // through appliance 2 makes it an IAP with that JAP cached; the group's
+    // live RAP holds appliance 1's count.
+    let group: pias::Group = "203.0.113.10:5300/udp".parse().unwrap();
+    let g = group.to_string();
+    let (out, _) = piasctl(&lab, &key_file, &["groups", "--json", &a0, &g]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(r[0]["served"], true, "{r}");
+    assert!(r[0]["jap"].is_null() && r[0]["iap"].is_null(), "{r}");
+    let (out, _) = piasctl(&lab, &key_file, &["groups", &a0, "203.0.113.10:5300"]);
+    one_line(
+        &out,
+        "is not a group: write anycast-address:port/udp or /tcp",
+    );
+    lab.exec(&["ip", "route", "add", "203.0.113.10/32", "via", &a0])
+        .unwrap();
+    let service = std::net::SocketAddrV4::new(lab.host_ip, 5300);
+    let _listener = inside_netns(&lab.ns, move || Ok(std::net::TcpListener::bind(service)?))
+        .expect("a TCP service for the agent's health check");
+    let agent = pias_qemu::build::agent().expect("building the agent");
+    let key = pias::keys::group_key(&lab.config_for(0).deployment.group_secret, &group);
+    let dir = lab.path("agent");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut agent =
+        pias_qemu::services::start_agent(&lab.ns, &agent, group, service, &key, &dir, "a")
+            .expect("starting the agent");
+    let jap = wait_json(&lab, &key_file, &a0, &g, |r| {
+        r["jap"]["members"].as_u64() == Some(1)
+    });
+    agent.check_running().unwrap();
+    assert_eq!(jap["jap"]["targets"][0]["endpoint"]["port"], 5300, "{jap}");
+    let (out, _) = piasctl(&lab, &key_file, &["groups", &a0, &g]);
+    let t = text(&out);
+    assert!(t.contains("as JAP: 1 targets, 1 counted as members"), "{t}");
+    assert!(t.contains("198.18.0.1:5300"), "{t}");
+    // A client packet to the group through appliance 2.
+    lab.exec(&["ip", "route", "replace", "203.0.113.10/32", "via", &a1])
+        .unwrap();
+    let to = std::net::SocketAddr::from(([203, 0, 113, 10], 5300));
+    inside_netns(&lab.ns, move || {
+        let s = std::net::UdpSocket::bind("198.18.0.1:0")?;
+        s.send_to(b"hello", to)?;
+        Ok(())
+    })
+    .unwrap();
+    let iap = wait_json(&lab, &key_file, &a1, &g, |r| {
+        r["iap"]["japs"][0][0].as_u64() == Some(1)
+    });
+    println!("appliance 2 as IAP: {}", iap["iap"]);
+    // The RAP that answered holds JAP 1's count of 1.
+    let mut held = false;
+    for (n, a) in [(1u64, &a0), (2, &a1)] {
+        if iap["raps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x.as_u64() == Some(n))
+        {
+            let (out, _) = piasctl(&lab, &key_file, &["groups", "--json", a, &g]);
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let e = &r[0]["rap"]["entries"];
+            if e.as_array()
+                .is_some_and(|v| v.iter().any(|x| x[0] == 1 && x[1] == 1))
+            {
+                held = true;
+                let (out, _) = piasctl(&lab, &key_file, &["groups", a, &g]);
+                let t = text(&out);
+                assert!(t.contains("as RAP: 1 JAP entries"), "{t}");
+            }
+        }
+    }
+    assert!(held, "a live RAP of the group holds JAP 1's count: {iap}");
+    drop(agent);
 
     // Shutdown: refused by appliance 2's config, granted by appliance 1's.
     let (out, _) = piasctl(&lab, &key_file, &["shutdown", &a1]);

@@ -267,7 +267,10 @@ pub struct Anycast {
     pub prefixes: Vec<Ipv4Prefix, MAX_ANYCAST_PREFIXES>,
 }
 
-/// The UDP ports the appliance listens on; none may be 0.
+/// BGP's TCP port, which no service port may take.
+pub const BGP_PORT: u16 = 179;
+
+/// The ports the appliance listens on; none may be 0.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Ports {
@@ -278,6 +281,12 @@ pub struct Ports {
     /// UDP port for proxy-to-proxy messages on the unicast address; must
     /// differ from `management`.
     pub proxy: u16,
+    /// TCP port of the Prometheus metrics (HTTP `GET /metrics`) on the
+    /// unicast address, served to `management.allow` only; absent: no
+    /// metrics. Not 179 (BGP's). The NAT's ports start at 20,000 or above
+    /// every service port, whichever is higher.
+    #[serde(default)]
+    pub metrics: Option<u16>,
 }
 
 /// Access to the management service (status and shutdown requests).
@@ -495,6 +504,14 @@ impl Config {
             format_args!("ports.proxy"),
             "must differ from ports.management",
         )?;
+        if let Some(m) = ports.metrics {
+            check(m != 0, format_args!("ports.metrics"), "must not be 0")?;
+            check(
+                m != BGP_PORT,
+                format_args!("ports.metrics"),
+                "must not be 179 (BGP's port)",
+            )?;
+        }
 
         check(
             !self.management.allow.is_empty(),
@@ -834,6 +851,7 @@ impl Config {
                 management: 7001,
                 registration: 7000,
                 proxy: 7002,
+                metrics: Some(9100),
             },
             management: Management {
                 allow,

@@ -62,6 +62,13 @@ fn each_rule_names_its_field() {
         field_of(with(|c| c.ports.registration = 0)),
         "ports.registration"
     );
+    for bad in [0, 179] {
+        assert_eq!(
+            field_of(with(|c| c.ports.metrics = Some(bad))),
+            "ports.metrics"
+        );
+    }
+    assert!(with(|c| c.ports.metrics = None).is_ok());
     assert_eq!(
         field_of(with(|c| c.management.allow.clear())),
         "management.allow"

@@ -24,6 +24,7 @@ mod select;
 mod tests;
 mod timers;
 mod transmit;
+mod view;
 
 pub use self::config::{GroupConfig, GroupPolicy, Policy, ProxyConfig};
 pub use self::counters::{

@@ -964,3 +964,4 @@ fn a_flow_keeps_its_target_across_a_join_and_the_targets_graceful_leave() {
 }
 
 mod membership;
+mod view;
