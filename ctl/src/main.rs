@@ -40,7 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Identity, uptime, interfaces, packet and management counters, table fill.
+    /// Identity, version, uptime, interfaces, what each role did, table fill,
+    /// the top drop reasons, then every counter of the status.
     Status {
         /// The appliance: its unicast address, or address:port.
         appliance: String,
@@ -125,11 +126,12 @@ fn client(cli: &Cli, appliance: &str) -> Result<Client> {
 fn run(cli: &Cli) -> Result<()> {
     match &cli.cmd {
         Cmd::Status { appliance } => {
-            let s = client(cli, appliance)?.status()?;
+            let mut c = client(cli, appliance)?;
+            let s = c.status()?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                print!("{}", report::status_text(&s));
+                print!("{}", report::overview_text(&s, &c.proxy_report()?));
             }
         }
         Cmd::Counters { appliance } => {

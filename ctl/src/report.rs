@@ -1,8 +1,188 @@
-//! Human-readable status, for the demo and the lab commands.
+//! Human-readable reports for `piasctl`, the demo and the lab commands.
 
 use pias::status::{GroupReport, ProxyReport, RoutingReport, Status};
 use std::fmt::Write;
 
+/// The operator's overview (`piasctl status`): identity, interfaces, what
+/// each role did, table fill and the largest drop counts, then every
+/// counter of the status (`status_text`).
+pub fn overview_text(s: &Status, p: &ProxyReport) -> String {
+    let mut o = String::new();
+    let up = s.uptime_ms / 1000;
+    let _ = writeln!(
+        o,
+        "{} (node {})  version {}  up {}h {:02}m {:02}s  clock {:?} {:.1} MHz",
+        s.name,
+        s.node_id,
+        s.version,
+        up / 3600,
+        up / 60 % 60,
+        up % 60,
+        s.clock.source,
+        s.clock.tsc_khz as f64 / 1e3
+    );
+    let _ = writeln!(o, "interfaces");
+    for i in &s.interfaces {
+        let m = i.mac;
+        let gw = i.gateway.map_or("-".to_string(), |g| g.to_string());
+        let _ =
+            writeln!(
+            o,
+            "  {:<8} {:<18} gw {gw:<15} mtu {:<5} mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            i.name, i.address.to_string(), i.mtu, m[0], m[1], m[2], m[3], m[4], m[5]
+        );
+    }
+    let (d, c) = (&p.data, &p.proxy);
+    let fill = |name: &str| {
+        s.tables
+            .iter()
+            .find(|t| t.name == name)
+            .map_or("-".to_string(), |t| format!("{}/{}", t.used, t.capacity))
+    };
+    let _ = writeln!(o, "roles");
+    let _ = writeln!(
+        o,
+        "  IAP   client packets {}  lookups {} (failed {})  forwards {}  replies to clients {}  cache {}",
+        d.rx_client,
+        c.iap.lookups_sent,
+        c.iap.lookups_failed,
+        c.iap.forwards,
+        d.tx_to_client,
+        fill("iap_cache")
+    );
+    let _ = writeln!(
+        o,
+        "  JAP   joins {}  leaves {}  delivered {}  targets down {}  reports sent {}  targets {}  flows {}",
+        c.jap.joins,
+        c.jap.leaves,
+        c.jap.delivered,
+        c.jap.targets_down,
+        c.jap.reports_sent,
+        fill("targets"),
+        fill("nat_flows")
+    );
+    let _ = writeln!(
+        o,
+        "  RAP   reports {}  lookups {}  forwards {}  expired {}  groups {}  entries {}",
+        c.rap.reports,
+        c.rap.lookups,
+        c.rap.forwards,
+        c.rap.expired,
+        fill("rap_groups"),
+        fill("rap_entries")
+    );
+    let _ = writeln!(
+        o,
+        "  peers went down {}  came up {}  restarts seen {}  peers {}",
+        c.membership.peers_down,
+        c.membership.peers_up,
+        c.membership.restarts_seen,
+        fill("peers")
+    );
+    let _ = writeln!(o, "tables (used / capacity)");
+    for t in &s.tables {
+        let pct = if t.capacity == 0 {
+            0.0
+        } else {
+            100.0 * t.used as f64 / t.capacity as f64
+        };
+        let _ = writeln!(
+            o,
+            "  {:<16} {:>12} / {:<12} {pct:5.1}%",
+            t.name, t.used, t.capacity
+        );
+    }
+    let drops = top_drops(s, p, 5);
+    if drops.is_empty() {
+        let _ = writeln!(o, "top drops: none");
+    } else {
+        let _ = writeln!(o, "top drops");
+        for (name, n) in drops {
+            let _ = writeln!(o, "  {name:<32} {n}");
+        }
+    }
+    let _ = writeln!(o, "details");
+    o.push_str(&status_text(s));
+    o
+}
+
+/// The `n` largest non-zero drop and refusal counters, largest first.
+pub fn top_drops(s: &Status, p: &ProxyReport, n: usize) -> Vec<(String, u64)> {
+    let mut all = Vec::new();
+    let mut add = |prefix: &str, v: serde_json::Value, is_drop: &dyn Fn(&str) -> bool| {
+        if let serde_json::Value::Object(m) = v {
+            for (k, v) in m {
+                if let Some(x) = v.as_u64().filter(|&x| x > 0) {
+                    if is_drop(&k) {
+                        all.push((format!("{prefix}.{k}"), x));
+                    }
+                }
+            }
+        }
+    };
+    let not_traffic = |k: &str| {
+        !matches!(
+            k,
+            "rx_frames"
+                | "rx_bytes"
+                | "tx_frames"
+                | "tx_bytes"
+                | "requests"
+                | "connections"
+                | "served"
+        )
+    };
+    add("net", json(&s.net), &not_traffic);
+    add("mgmt", json(&s.mgmt), &not_traffic);
+    add("http", json(&s.http), &not_traffic);
+    add("wire", json(&p.proxy.wire), &|_| true);
+    let data_drop = |k: &str| {
+        k.starts_with("drop_")
+            || matches!(
+                k,
+                "client_too_big"
+                    | "reply_too_big"
+                    | "icmp_unmatched"
+                    | "nat_full"
+                    | "tx_unknown_proxy"
+                    | "tx_bad_segment"
+                    | "tx_too_big"
+                    | "arp_dropped"
+                    | "tx_device_refused"
+            )
+    };
+    add("data", json(&p.data), &data_drop);
+    add("iap", json(&p.proxy.iap), &|k| {
+        matches!(
+            k,
+            "unknown_group" | "negative_hits" | "bounced_drops" | "refused" | "lookups_failed"
+        )
+    });
+    add("jap", json(&p.proxy.jap), &|k| {
+        k.starts_with("nack_")
+            || matches!(
+                k,
+                "stale_registrations"
+                    | "replayed_registrations"
+                    | "wrong_source"
+                    | "flows_refused"
+                    | "groups_refused"
+            )
+    });
+    add("rap", json(&p.proxy.rap), &|k| {
+        matches!(k, "no_member_drops" | "refused")
+    });
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(n);
+    all
+}
+
+/// Counters as a JSON object of their fields.
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// Every counter of the status, a line per area.
 pub fn status_text(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -82,8 +262,6 @@ pub fn status_text(s: &Status) -> String {
     o
 }
 
-/// The proxy's counters, one line per group of counters, naming only those
-/// that are not zero (`data: rx_client 12, tx_deliver 12, …`).
 /// BGP: health, drain, and a line per neighbour.
 pub fn routing_text(r: &RoutingReport) -> String {
     let mut o = String::new();
@@ -119,6 +297,8 @@ pub fn routing_text(r: &RoutingReport) -> String {
     o
 }
 
+/// The proxy's counters, one line per group of counters, naming only those
+/// that are not zero (`data: rx_client 12, tx_deliver 12, …`).
 pub fn proxy_text(r: &ProxyReport) -> String {
     let mut o = String::new();
     let value = serde_json::to_value(r).unwrap_or_default();
@@ -333,5 +513,82 @@ mod tests {
         assert!(text.contains("NOT served"), "{text}");
         assert!(text.contains("as IAP: nothing cached"), "{text}");
         assert!(text.contains("as JAP: holds no target"), "{text}");
+    }
+
+    fn status() -> Status {
+        use pias::status::*;
+        let tables = [TableFill {
+            name: "targets".try_into().unwrap(),
+            used: 3,
+            capacity: 12,
+        }]
+        .into_iter()
+        .collect();
+        Status {
+            node_id: 2,
+            name: "pop-a".try_into().unwrap(),
+            version: "0.1.0+x".try_into().unwrap(),
+            uptime_ms: 3_723_500,
+            clock: ClockInfo {
+                source: ClockSource::Cpuid,
+                tsc_khz: 2_500_000,
+            },
+            interfaces: Default::default(),
+            net: NetCounters {
+                rx_frames: 1_000,
+                rx_not_for_us: 7,
+                rx_bad_l4_checksum: 40,
+                ..Default::default()
+            },
+            mgmt: MgmtCounters {
+                requests: 900,
+                bad_mac: 2,
+                ..Default::default()
+            },
+            http: Default::default(),
+            idle: Default::default(),
+            tables,
+            allocations: 0,
+        }
+    }
+
+    #[test]
+    fn the_overview_ranks_drops_and_leaves_out_traffic() {
+        let mut p = ProxyReport::default();
+        p.data.drop_no_flow = 40;
+        p.data.rx_client = 5_000;
+        p.proxy.jap.nack_capacity = 9;
+        p.proxy.jap.joins = 3;
+        let top = top_drops(&status(), &p, 3);
+        assert_eq!(
+            top,
+            vec![
+                ("data.drop_no_flow".to_string(), 40),
+                ("net.rx_bad_l4_checksum".to_string(), 40),
+                ("jap.nack_capacity".to_string(), 9),
+            ],
+            "largest first, ties by name, traffic and joins left out"
+        );
+        let t = overview_text(&status(), &p);
+        assert!(
+            t.starts_with("pop-a (node 2)  version 0.1.0+x  up 1h 02m 03s"),
+            "{t}"
+        );
+        assert!(t.contains("  JAP   joins 3 "), "{t}");
+        assert!(t.contains("targets 3/12"), "{t}");
+        assert!(
+            t.contains("  targets                     3 / 12            25.0%"),
+            "{t}"
+        );
+        assert!(t.contains("details\nnode 2 \"pop-a\""), "{t}");
+        let quiet = overview_text(
+            &Status {
+                net: Default::default(),
+                mgmt: Default::default(),
+                ..status()
+            },
+            &ProxyReport::default(),
+        );
+        assert!(quiet.contains("top drops: none"), "{quiet}");
     }
 }

@@ -107,7 +107,16 @@ fn piasctl_reports_refuses_and_shuts_down() {
     assert_eq!(s["net"]["rx_bad_l4"].as_u64(), Some(now.net.rx_bad_l4));
     // The readable form names it too.
     let (out, _) = piasctl(&lab, &key_file, &["status", &a0]);
-    assert!(text(&out).contains("node 1 \"pias-1\""), "{}", text(&out));
+    let t = text(&out);
+    for want in [
+        "pias-1 (node 1)  version 0.1.0+",
+        "\nroles\n  IAP   client packets ",
+        "\ntables (used / capacity)\n",
+        "\ntop drops",
+        "\ndetails\nnode 1 \"pias-1\"",
+    ] {
+        assert!(t.contains(want), "{want:?} in {t}");
+    }
     // counters --json: the proxy's roles and the data path.
     let (out, _) = piasctl(&lab, &key_file, &["counters", "--json", &a0]);
     assert!(out.status.success(), "{}", text(&out));
