@@ -320,6 +320,16 @@ impl Proxy {
         self.iap.cache.retain(|_, c| !c.japs.is_empty());
     }
 
+    /// A member of `group` joined here: a negative entry for it (a RAP said
+    /// no member anywhere) is wrong now, and would drop this proxy's own
+    /// clients' packets until it expires; forget it, so the next packet
+    /// looks the group up again.
+    pub(super) fn iap_forget_negative(&mut self, group: &Group) {
+        if self.iap.cache.get(group).is_some_and(|c| c.japs.is_empty()) {
+            self.iap.cache.remove(group);
+        }
+    }
+
     /// The IAP's cached JAP list for `g`.
     pub fn cached_japs(&self, g: &Group) -> alloc::vec::Vec<ProxyId> {
         self.iap.cache.get(g).map_or(alloc::vec::Vec::new(), |c| {

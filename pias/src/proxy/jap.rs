@@ -330,6 +330,7 @@ impl Proxy {
         }
         self.counters.jap.joins += 1;
         self.timers.set_earliest(Timer::Targets, now + ping);
+        self.iap_forget_negative(&r.group);
         Ok(())
     }
 

@@ -113,3 +113,46 @@ fn long_lists_are_cut_to_fit_and_counted_in_full() {
     assert_eq!(jap.targets_total, 40);
     assert_eq!(jap.members, 40);
 }
+
+#[test]
+fn a_member_joining_here_ends_this_proxys_negative_entry_for_its_group() {
+    let mut p = proxy(1, 40);
+    let client = Endpoint {
+        ip: Ipv4([198, 19, 200, 1]),
+        port: 4000,
+    };
+    p.handle_client_packet(T0, g(), client, b"x");
+    // Every RAP answers empty: a negative entry, packets dropped meanwhile.
+    let empty = Message::JapList {
+        group: g(),
+        japs: heapless::Vec::new(),
+        ttl_s: 60,
+    };
+    let mut seq = 10;
+    for _ in 0..p.cfg.k_raps {
+        let asked = drain(&mut p).into_iter().find_map(|t| match t {
+            Transmit::Proxy { to, bytes } => match wire::parse(&bytes).ok()?.message {
+                Message::Lookup { .. } => Some(to),
+                _ => None,
+            },
+            _ => None,
+        });
+        let Some(asked) = asked else { break };
+        seq += 1;
+        p.handle_message(T0 + MS, target(0), &from_peer(asked, seq, &empty));
+    }
+    let iap = p
+        .group_report(T0 + 2 * MS, &g())
+        .iap
+        .expect("a negative entry");
+    assert!(iap.japs.is_empty() && !iap.lookup_pending, "{iap:?}");
+    p.handle_client_packet(T0 + 3 * MS, g(), client, b"y");
+    assert_eq!(p.counters.iap.negative_hits, 1, "dropped while negative");
+    // A member joins here: the entry goes; the next packet looks up again.
+    join(&mut p, 1, 1);
+    assert!(p.group_report(T0 + 4 * MS, &g()).iap.is_none());
+    let lookups = p.counters.iap.lookups_sent;
+    p.handle_client_packet(T0 + 5 * MS, g(), client, b"z");
+    assert_eq!(p.counters.iap.negative_hits, 1);
+    assert_eq!(p.counters.iap.lookups_sent, lookups + 1);
+}
