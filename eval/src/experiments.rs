@@ -2,9 +2,9 @@
 //! smoke), parallel runs, CSV files, SVG plots and a printed summary.
 
 use crate::internet::Internet;
-use crate::plot::{self, Chart, Series};
 use crate::topology::{load_cch, load_cities, load_graphml, Unlocated};
-use crate::{failover, groupdyn, overhead, par, sizing};
+use crate::workload::{Kind, Workload};
+use crate::{failover, figures, groupdyn, overhead, par, sizing};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::error::Error;
@@ -112,13 +112,6 @@ pub fn stretch(s: &Settings, proxies: &[usize], pairs: usize) -> Res<Vec<(usize,
         "proxies", "p25", "p50", "p75", "p90", "p95"
     ));
     let quantiles = [0.05, 0.25, 0.5, 0.75, 0.9, 0.95];
-    let mut lines: Vec<Series> = ["median", "75th", "90th", "95th"]
-        .iter()
-        .map(|n| Series {
-            name: format!("{n} percentile"),
-            points: Vec::new(),
-        })
-        .collect();
     let mut rows = Vec::new();
     for &k in proxies {
         let k = k.min(n);
@@ -153,22 +146,10 @@ pub fn stretch(s: &Settings, proxies: &[usize], pairs: usize) -> Res<Vec<(usize,
             p[4],
             p[5]
         );
-        for (line, q) in lines.iter_mut().zip([p[2], p[3], p[4], p[5]]) {
-            line.points.push((k as f64, q));
-        }
         rows.push((k, p[2], p[4]));
     }
-    write(&s.file("stretch.csv"), &csv)?;
-    plot::line_chart(
-        &s.file("stretch.svg"),
-        &Chart {
-            title: "Fig 8: stretch (PIAS path / direct path)",
-            x_label: "proxies",
-            y_label: "stretch",
-            log_y: false,
-        },
-        &lines,
-    )?;
+    write(&s.file(figures::STRETCH_CSV), &csv)?;
+    figures::stretch(&s.out)?;
     Ok(rows)
 }
 
@@ -177,6 +158,7 @@ pub fn stretch(s: &Settings, proxies: &[usize], pairs: usize) -> Res<Vec<(usize,
 /// One point of Fig 7, averaged over seeds.
 #[derive(Clone, Debug)]
 pub struct GroupPoint {
+    pub workload: Kind,
     pub proxies: usize,
     pub max_group: usize,
     pub inaccuracy: u8,
@@ -202,7 +184,10 @@ pub struct GroupPlan {
     pub groups: Vec<usize>,
     pub inaccuracies: Vec<u8>,
     pub seeds: usize,
-    pub workload: fn(usize) -> groupdyn::Workload,
+    /// The workloads run, one set of figures each.
+    pub workloads: Vec<Kind>,
+    /// The workload of a kind with a group bound.
+    pub workload: fn(Kind, usize) -> Workload,
     /// Proxies and group bound of the Fig 6 timeline, and its inaccuracies.
     pub timeline: (usize, usize),
     pub timeline_inaccuracies: Vec<u8>,
@@ -215,7 +200,8 @@ impl GroupPlan {
             groups: vec![90_000, 30_000],
             inaccuracies: (0..=10).map(|i| i * 10).collect(),
             seeds: 3,
-            workload: groupdyn::Workload::paper,
+            workloads: Kind::ALL.to_vec(),
+            workload: Kind::workload,
             timeline: (1000, 90_000),
             timeline_inaccuracies: vec![0, 10, 20, 50, 100],
         }
@@ -227,14 +213,28 @@ impl GroupPlan {
             groups: vec![1800, 60],
             inaccuracies: vec![0, 50, 100],
             seeds: 2,
-            workload: |g| {
-                let mut w = groupdyn::Workload::reduced(6, 50.0);
+            workloads: Kind::ALL.to_vec(),
+            workload: |k, g| {
+                let mut w = k.workload(90_000).reduced(6, 50.0);
                 w.max_group = g;
                 w
             },
             timeline: (80, 1800),
             timeline_inaccuracies: vec![0, 50, 100],
         }
+    }
+
+    /// Every workload of the plan, checked, with the largest bound (the
+    /// memory check's).
+    fn workloads(&self) -> Res<Vec<(Kind, usize)>> {
+        let mut out = Vec::new();
+        for &k in &self.workloads {
+            for &g in &self.groups {
+                (self.workload)(k, g).validate()?;
+                out.push((k, g));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -247,29 +247,50 @@ pub fn check_group_memory(s: &Settings, plan: &GroupPlan) -> Res<()> {
     let Some(&bound) = plan.groups.iter().max() else {
         return Ok(());
     };
-    let w = (plan.workload)(bound);
-    let per_proxy = groupdyn::reserved_per_proxy(largest, &w, false, &s.heap_bytes);
-    // The group's 4 RAPs keep state for the whole roster.
-    let per_rap = groupdyn::reserved_per_proxy(largest, &w, true, &s.heap_bytes);
-    let raps = 4.min(largest);
-    let at_once = s
-        .threads
-        .clamp(1, plan.groups.len() * plan.inaccuracies.len() * plan.seeds);
-    let need = at_once
-        * (sizing::resident_estimate(largest - raps, per_proxy)
-            + raps * per_rap.saturating_sub(per_proxy) * 5 / 4);
+    let mut need = 0;
+    let mut per_proxy = 0;
+    for &k in &plan.workloads {
+        let w = (plan.workload)(k, bound);
+        let one = groupdyn::reserved_per_proxy(largest, &w, false, &s.heap_bytes);
+        // The group's 4 RAPs keep state for the whole roster.
+        let per_rap = groupdyn::reserved_per_proxy(largest, &w, true, &s.heap_bytes);
+        let raps = 4.min(largest);
+        let at_once = s
+            .threads
+            .clamp(1, plan.groups.len() * plan.inaccuracies.len() * plan.seeds);
+        let n = at_once
+            * (sizing::resident_estimate(largest - raps, one)
+                + raps * per_rap.saturating_sub(one) * 5 / 4);
+        if n > need {
+            (need, per_proxy) = (n, one);
+        }
+    }
     Ok(sizing::check_memory(
         &format!(
-            "the group runs at {largest} proxies ({at_once} at once, {} KiB reserved per proxy)",
+            "the group runs at {largest} proxies ({} at once, {} KiB reserved per proxy)",
+            s.threads,
             per_proxy >> 10
         ),
         need,
     )?)
 }
 
-/// Figs 6 and 7. Returns Fig 7's points.
+/// Figs 6 and 7, for every workload of the plan in turn. Returns Fig 7's points.
 pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
     check_group_memory(s, plan)?;
+    plan.workloads()?;
+    let mut points = Vec::new();
+    for &k in &plan.workloads {
+        points.extend(group_workload(s, plan, k)?);
+    }
+    if plan.workloads.len() == Kind::ALL.len() {
+        figures::fig6_means(&s.out)?;
+    }
+    Ok(points)
+}
+
+/// Figs 6 and 7 for one workload.
+fn group_workload(s: &Settings, plan: &GroupPlan, kind: Kind) -> Res<Vec<GroupPoint>> {
     let mut jobs = Vec::new();
     for &p in &plan.proxies {
         for &g in &plan.groups {
@@ -282,12 +303,9 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
     }
     // Largest deployments first, so the last jobs are short and both threads finish together.
     jobs.sort_by_key(|&(p, _, i, _)| (std::cmp::Reverse(p), i));
-    for &g in &plan.groups {
-        (plan.workload)(g).validate()?;
-    }
-    let pb = par::bar(jobs.len(), "groups", s.quiet);
+    let pb = par::bar(jobs.len(), &format!("groups, {}", kind.name()), s.quiet);
     let results = par::map(&jobs, s.threads, &pb, |&(p, g, i, seed)| {
-        groupdyn::run(p, i, &(plan.workload)(g), seed)
+        groupdyn::run(p, i, &(plan.workload)(kind, g), seed)
     })
     .into_iter()
     .collect::<Result<Vec<_>, String>>()?;
@@ -309,6 +327,7 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
                 let mean = rates.iter().sum::<f64>() / n;
                 let var = rates.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
                 let point = GroupPoint {
+                    workload: kind,
                     proxies: p,
                     max_group: g,
                     inaccuracy: i,
@@ -356,31 +375,12 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
             }
         }
     }
-    write(&s.file("fig7_group_messages.csv"), &csv)?;
-    let series: Vec<Series> = plan
-        .proxies
-        .iter()
-        .flat_map(|&p| plan.groups.iter().map(move |&g| (p, g)))
-        .map(|(p, g)| Series {
-            name: format!("{p} proxies, group ≤ {g}"),
-            points: points
-                .iter()
-                .filter(|x| x.proxies == p && x.max_group == g)
-                .map(|x| (f64::from(x.inaccuracy), x.mean_per_s))
-                .collect(),
-        })
-        .collect();
-    plot::line_chart(
-        &s.file("fig7_group_messages.svg"),
-        &Chart {
-            title: "Fig 7: JAP→RAP messages/s (to all 4 RAPs) vs inaccuracy",
-            x_label: "inaccuracy (%)",
-            y_label: "messages per second",
-            log_y: true,
-        },
-        &series,
-    )?;
-    s.say("Fig 7: mean JAP→RAP messages/s (all 4 RAPs; per RAP = /4), averaged over seeds");
+    write(&s.file(&figures::fig7_csv(kind)), &csv)?;
+    figures::fig7(&s.out, kind)?;
+    s.say(&format!(
+        "Fig 7, {} workload: mean JAP→RAP messages/s (all 4 RAPs; per RAP = /4), averaged over seeds",
+        kind.name()
+    ));
     let mut header = format!("{:>8} {:>8}", "proxies", "group≤");
     for i in &plan.inaccuracies {
         let _ = write!(header, " {:>8}", format!("{i}%"));
@@ -401,7 +401,7 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
         results.iter().map(|r| r.report_retries).sum::<u64>(),
         results.iter().map(|r| r.report_refreshes).sum::<u64>()
     ));
-    timeline(s, plan, &jobs, &results)?;
+    timeline(s, plan, kind, &jobs, &results)?;
     Ok(points)
 }
 
@@ -409,6 +409,7 @@ pub fn group_dynamics(s: &Settings, plan: &GroupPlan) -> Res<Vec<GroupPoint>> {
 fn timeline(
     s: &Settings,
     plan: &GroupPlan,
+    kind: Kind,
     jobs: &[(usize, usize, u8, u64)],
     results: &[groupdyn::RunResult],
 ) -> Res<()> {
@@ -420,7 +421,7 @@ fn timeline(
             .map(|(_, r)| r)
             .collect()
     };
-    let minutes = (plan.workload)(g).minutes();
+    let minutes = (plan.workload)(kind, g).minutes();
     let avg = |runs: &[&groupdyn::RunResult], f: &dyn Fn(&groupdyn::RunResult, usize) -> f64| {
         (0..minutes)
             .map(|m| runs.iter().map(|r| f(r, m)).sum::<f64>() / runs.len().max(1) as f64)
@@ -444,50 +445,23 @@ fn timeline(
             })
         })
         .collect();
-    let mut csv = String::from("minute,group_size");
+    let mut csv = String::from("proxies,max_group,minute,group_size");
     for i in &inacc {
         let _ = write!(csv, ",msgs_per_min_inaccuracy_{i}");
     }
     csv.push('\n');
     for m in 0..minutes {
-        let _ = write!(csv, "{},{:.1}", m + 1, size[m]);
+        let _ = write!(csv, "{p},{g},{},{:.1}", m + 1, size[m]);
         for v in &per {
             let _ = write!(csv, ",{:.1}", v[m]);
         }
         csv.push('\n');
     }
-    write(&s.file("fig6_messages_over_time.csv"), &csv)?;
-    let mut series = vec![Series {
-        name: "group size".into(),
-        points: size
-            .iter()
-            .enumerate()
-            .map(|(m, &v)| ((m + 1) as f64, v))
-            .collect(),
-    }];
-    for (i, v) in inacc.iter().zip(&per) {
-        series.push(Series {
-            name: format!("{i}% inaccuracy"),
-            points: v
-                .iter()
-                .enumerate()
-                .map(|(m, &x)| ((m + 1) as f64, x))
-                .collect(),
-        });
-    }
-    let title = format!("Fig 6: JAP→RAP messages per minute, {p} proxies, group ≤ {g}");
-    plot::line_chart(
-        &s.file("fig6_messages_over_time.svg"),
-        &Chart {
-            title: &title,
-            x_label: "minute of the event",
-            y_label: "messages per minute (and group size)",
-            log_y: true,
-        },
-        &series,
-    )?;
+    write(&s.file(&figures::fig6_csv(kind)), &csv)?;
+    figures::fig6(&s.out, kind)?;
     s.say(&format!(
-        "Fig 6 ({p} proxies, group ≤ {g}): mean JAP→RAP messages per minute over the event"
+        "Fig 6 ({p} proxies, group ≤ {g}, {} workload): mean JAP→RAP messages per minute over the event",
+        kind.name()
     ));
     for (i, v) in inacc.iter().zip(&per) {
         let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -591,7 +565,7 @@ pub fn overhead_memory(s: &Settings, plan: &OverheadPlan) -> Res<Vec<(usize, usi
         ));
         rows.push((n, per_proxy, shared));
     }
-    write(&s.file("overhead_memory.csv"), &csv)?;
+    write(&s.file(figures::OVERHEAD_MEMORY_CSV), &csv)?;
     Ok(rows)
 }
 
@@ -692,45 +666,8 @@ pub fn overhead(s: &Settings, plan: &OverheadPlan) -> Res<Vec<overhead::Overhead
             rows.iter().map(|o| o.report_retries).sum::<u64>()
         ));
     }
-    write(&s.file("overhead.csv"), &csv)?;
-    let pts = |f: &dyn Fn(&overhead::Overhead) -> f64| -> Vec<(f64, f64)> {
-        rows.iter().map(|o| (o.proxies as f64, f(o))).collect()
-    };
-    plot::line_chart(
-        &s.file("overhead.svg"),
-        &Chart {
-            title: "Membership, proximity and soft-state overhead per proxy",
-            x_label: "proxies",
-            y_label: "messages (per s, or per failure) / KiB",
-            log_y: true,
-        },
-        &[
-            Series {
-                name: "heartbeats sent per s".into(),
-                points: pts(&|o| o.heartbeat_per_s),
-            },
-            Series {
-                name: "RTT probes+replies per s".into(),
-                points: pts(&|o| o.rtt_per_s),
-            },
-            Series {
-                name: format!("count reports+acks per s ({} groups as JAP)", g.jap_groups),
-                points: pts(&|o| o.refresh_per_s),
-            },
-            Series {
-                name: "count reports received per s, busiest RAP".into(),
-                points: pts(&|o| o.rap_reports_max_per_s),
-            },
-            Series {
-                name: "news messages per failure".into(),
-                points: pts(&|o| o.news_per_failure),
-            },
-            Series {
-                name: "heap reserved, KiB".into(),
-                points: pts(&|o| o.reserved_per_proxy / 1024.0),
-            },
-        ],
-    )?;
+    write(&s.file(figures::OVERHEAD_CSV), &csv)?;
+    figures::overhead(&s.out)?;
     overhead_memory(s, plan)?;
     Ok(rows)
 }
@@ -768,24 +705,8 @@ pub fn failover(s: &Settings, seeds: usize) -> Res<(failover::Failover, failover
         into.first_reply_before.extend(&r.first_reply_before);
         into.never += r.never;
     }
-    write(&s.file("failover.csv"), &csv)?;
-    plot::line_chart(
-        &s.file("failover.svg"),
-        &Chart {
-            title: "Failover seen by clients (CDF)",
-            x_label: "seconds",
-            y_label: "fraction of clients",
-            log_y: false,
-        },
-        &[
-            plot::cdf("outage when their JAP dies", &jap.outages),
-            plot::cdf(
-                "first reply, new client, RAP just died",
-                &rap.first_reply_after,
-            ),
-            plot::cdf("first reply, new client, no death", &rap.first_reply_before),
-        ],
-    )?;
+    write(&s.file(figures::FAILOVER_CSV), &csv)?;
+    figures::failover(&s.out)?;
     let summary = |name: &str, v: &[f64]| {
         let v = sorted(v);
         s.say(&format!(

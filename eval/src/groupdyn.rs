@@ -1,186 +1,20 @@
 //! Group dynamics (paper §4.2, Figs 6 and 7): one large churning group over N
 //! unchanged `pias::Proxy` state machines in `pias-sim`, counting JAP→RAP reports.
 //!
-//! The workload's trace is not public; every parameter here is an assumption,
-//! stated in `Workload` and docs/evaluation.md.
+//! The workload (arrivals, sessions, bound) is `crate::workload`.
 
 use crate::sizing;
+use crate::workload::{schedule, Workload};
 use pias::proxy::{GroupConfig, Policy, ProxyConfig, MS, SEC};
 use pias::wire::{Key, ProxyId};
 use pias_sim::{udp_group, Pos, Sim, GROUP_KEY};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Exp, LogNormal};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 /// Header kind of a count report (JAP→RAP) and of its acknowledgement.
 const COUNT_REPORT: usize = 6;
 const REPORT_ACK: usize = 7;
-
-/// The churning group: a flash crowd, then steady arrivals, heavy-tailed sessions.
-#[derive(Clone, Copy, Debug)]
-pub struct Workload {
-    /// Poisson arrival rate during the flash crowd, joins/s.
-    pub flash_rate: f64,
-    pub flash_secs: u64,
-    /// Poisson arrival rate after the flash crowd, joins/s.
-    pub rate_after: f64,
-    /// Length of the event; sessions still open at the end never leave.
-    pub duration_secs: u64,
-    /// An arrival that finds the group this large is turned away.
-    pub max_group: usize,
-    /// Session lengths are log-normal with this median (s) and shape σ.
-    pub session_median_secs: f64,
-    pub session_sigma: f64,
-}
-
-impl Workload {
-    /// The assumptions we run the paper's experiment with: 100 joins/s for
-    /// 10 minutes, 40 joins/s for the remaining 50, sessions with a median of
-    /// 20 minutes and σ = 1.5 (mean ≈ 62 min, heavy right tail), group bounded
-    /// by `max_group`.
-    pub fn paper(max_group: usize) -> Workload {
-        Workload {
-            flash_rate: 100.0,
-            flash_secs: 600,
-            rate_after: 40.0,
-            duration_secs: 3600,
-            max_group,
-            session_median_secs: 1200.0,
-            session_sigma: 1.5,
-        }
-    }
-
-    /// The same shape over `minutes`, with every rate and the bound divided by `scale`.
-    pub fn reduced(minutes: u64, scale: f64) -> Workload {
-        let p = Workload::paper(90_000);
-        Workload {
-            flash_rate: p.flash_rate / scale,
-            flash_secs: (minutes * 60 / 6).max(60),
-            rate_after: p.rate_after / scale,
-            duration_secs: minutes * 60,
-            max_group: (p.max_group as f64 / scale) as usize,
-            session_median_secs: p.session_median_secs * minutes as f64 / 60.0,
-            session_sigma: p.session_sigma,
-        }
-    }
-
-    /// Why these parameters describe no workload, if they do not.
-    pub fn validate(&self) -> Result<(), String> {
-        let rate_ok = |r: f64| r.is_finite() && r >= 0.0;
-        if !rate_ok(self.flash_rate) || !rate_ok(self.rate_after) {
-            return Err(format!(
-                "arrival rates must be finite and >= 0 (flash {}, after {})",
-                self.flash_rate, self.rate_after
-            ));
-        }
-        if self.duration_secs == 0 || self.max_group == 0 {
-            return Err("the event needs a length and room for a member".into());
-        }
-        if !(self.session_median_secs.is_finite() && self.session_median_secs > 0.0) {
-            return Err(format!(
-                "session median must be > 0 s (got {})",
-                self.session_median_secs
-            ));
-        }
-        if !(self.session_sigma.is_finite() && self.session_sigma >= 0.0) {
-            return Err(format!(
-                "session sigma must be finite and >= 0 (got {})",
-                self.session_sigma
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn minutes(&self) -> usize {
-        self.duration_secs.div_ceil(60) as usize
-    }
-}
-
-/// One membership change, at `at` µs from the start of the event.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Change {
-    pub at: u64,
-    pub member: usize,
-    pub join: bool,
-}
-
-/// The event's joins and leaves in time order, and how many arrivals the
-/// bound turned away. Deterministic for a seed.
-pub fn schedule(w: &Workload, seed: u64) -> Result<(Vec<Change>, usize), String> {
-    w.validate()?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let end = w.duration_secs as f64;
-    let session = LogNormal::new(w.session_median_secs.ln(), w.session_sigma)
-        .map_err(|e| format!("session length distribution: {e}"))?;
-    let mut arrivals = Vec::new();
-    let mut t = 0.0f64;
-    loop {
-        let rate = if t < w.flash_secs as f64 {
-            w.flash_rate
-        } else {
-            w.rate_after
-        };
-        if rate <= 0.0 {
-            if t < w.flash_secs as f64 {
-                t = w.flash_secs as f64;
-                continue;
-            }
-            break;
-        }
-        let gap = Exp::new(rate).map_or(f64::INFINITY, |e| e.sample(&mut rng));
-        t += gap;
-        if t >= end {
-            break;
-        }
-        arrivals.push((t, session.sample(&mut rng)));
-    }
-    let mut out = Vec::with_capacity(arrivals.len() * 2);
-    let mut departures: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
-    let mut size = 0usize;
-    let mut turned_away = 0;
-    let mut member = 0;
-    for (at, len) in arrivals {
-        let at_us = (at * 1e6) as u64;
-        while let Some(&Reverse((d, m))) = departures.peek() {
-            if d > at_us {
-                break;
-            }
-            departures.pop();
-            size -= 1;
-            out.push(Change {
-                at: d,
-                member: m,
-                join: false,
-            });
-        }
-        if size >= w.max_group {
-            turned_away += 1;
-            continue;
-        }
-        size += 1;
-        out.push(Change {
-            at: at_us,
-            member,
-            join: true,
-        });
-        let leave = at + len;
-        if leave < end {
-            departures.push(Reverse(((leave * 1e6) as u64, member)));
-        }
-        member += 1;
-    }
-    while let Some(Reverse((d, m))) = departures.pop() {
-        out.push(Change {
-            at: d,
-            member: m,
-            join: false,
-        });
-    }
-    Ok((out, turned_away))
-}
 
 /// What one run measured.
 #[derive(Clone, Debug, Default)]
@@ -410,46 +244,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedule_is_deterministic_ordered_and_bounded() {
-        let w = Workload::reduced(6, 50.0);
-        let (a, away) = schedule(&w, 3).unwrap();
-        let (b, _) = schedule(&w, 3).unwrap();
-        assert_eq!(a, b);
-        assert!(a.windows(2).all(|p| p[0].at <= p[1].at));
-        let mut size = 0i64;
-        let mut max = 0;
-        for c in &a {
-            size += if c.join { 1 } else { -1 };
-            assert!(size >= 0);
-            max = max.max(size);
-        }
-        assert!(max as usize <= w.max_group);
-        assert!(a.iter().filter(|c| c.join).count() > 100, "{away} away");
-        let (c, _) = schedule(&w, 4).unwrap();
-        assert_ne!(a, c);
-    }
-
-    #[test]
-    fn impossible_workloads_are_refused_with_the_reason() {
-        let mut w = Workload::reduced(6, 50.0);
-        w.session_sigma = -1.0;
-        assert!(schedule(&w, 1).unwrap_err().contains("sigma"));
-        let mut w = Workload::reduced(6, 50.0);
-        w.flash_rate = f64::NAN;
-        assert!(schedule(&w, 1).unwrap_err().contains("rates"));
-        assert!(run(0, 10, &Workload::reduced(6, 50.0), 1).is_err());
-    }
-
-    #[test]
-    fn a_tight_bound_turns_arrivals_away() {
-        let mut w = Workload::reduced(6, 50.0);
-        w.max_group = 20;
-        let (changes, away) = schedule(&w, 1).unwrap();
-        assert!(away > 0);
-        let mut size = 0i64;
-        for c in &changes {
-            size += if c.join { 1 } else { -1 };
-            assert!(size <= 20);
-        }
+    fn a_run_needs_a_proxy() {
+        let w = Workload::heavy(90_000).reduced(6, 50.0);
+        assert!(run(0, 10, &w, 1).is_err());
     }
 }

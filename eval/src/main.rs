@@ -6,6 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use pias_eval::experiments::{self, GroupPlan, OverheadPlan, Res, Settings};
+use pias_eval::workload::Kind;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,6 +96,25 @@ enum Cmd {
         /// Deployment sizes (Fig 7's lines; Fig 6 is drawn at 1,000).
         #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
         proxies: Vec<usize>,
+        /// Workloads: `calibrated` (churn calibrated to the paper's 2,300
+        /// changes a minute) and/or `heavy` (about twice the paper's churn).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "calibrated,heavy"
+        )]
+        workload: Vec<Kind>,
+    },
+    /// Redraws every figure from the CSV files in a directory and rewrites
+    /// the tables of docs/evaluation.md from them (no simulation).
+    Figures {
+        /// Directory of the CSV files; the SVGs are written beside them.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/figures"))]
+        dir: PathBuf,
+        /// The page whose `<!-- table:NAME -->` blocks are rewritten.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/evaluation.md"))]
+        doc: PathBuf,
     },
     /// Membership, proximity and soft-state overhead at 1,000–20,000 proxies.
     Overhead {
@@ -228,6 +248,7 @@ fn run(cmd: Cmd) -> Res<()> {
         | Cmd::Groups { common, .. }
         | Cmd::Failover { common, .. }
         | Cmd::Overhead { common, .. } => common.quiet,
+        Cmd::Figures { .. } => false,
     };
     let out = match cmd {
         Cmd::All(c) => {
@@ -258,12 +279,17 @@ fn run(cmd: Cmd) -> Res<()> {
             experiments::stretch(&s, &p, n)?;
             s.out
         }
-        Cmd::Groups { common, proxies } => {
+        Cmd::Groups {
+            common,
+            proxies,
+            workload,
+        } => {
             let s = common.settings();
             let mut plan = group_plan(&s);
             if !s.smoke {
                 plan.proxies = proxies;
             }
+            plan.workloads = workload;
             experiments::group_dynamics(&s, &plan)?;
             s.out
         }
@@ -291,6 +317,17 @@ fn run(cmd: Cmd) -> Res<()> {
             let s = common.settings();
             failover(&s, runs)?;
             s.out
+        }
+        Cmd::Figures { dir, doc } => {
+            let svgs = pias_eval::doctables::regenerate(&dir, &doc)?;
+            let (dir, doc) = (dir.canonicalize()?, doc.canonicalize()?);
+            println!(
+                "{} figures redrawn in {}; tables of {} rewritten from the CSV files",
+                svgs.len(),
+                dir.display(),
+                doc.display()
+            );
+            return Ok(());
         }
     };
     if !quiet {

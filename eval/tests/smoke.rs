@@ -58,74 +58,20 @@ fn the_smoke_run_writes_every_figure_with_its_shape() {
     let out = dir.path();
     for f in [
         "stretch",
-        "fig6_messages_over_time",
-        "fig7_group_messages",
+        "fig6_messages_over_time_calibrated",
+        "fig6_messages_over_time_heavy",
+        "fig7_group_messages_calibrated",
+        "fig7_group_messages_heavy",
         "overhead",
         "failover",
     ] {
         assert!(out.join(format!("{f}.csv")).exists(), "{f}.csv");
         assert_svg(&out.join(format!("{f}.svg")));
     }
-
-    // Fig 7: messages fall as inaccuracy rises; more proxies, more messages;
-    // no member refused; with exact counts the RAP knows the exact size.
-    let fig7 = csv(&out.join("fig7_group_messages.csv"));
-    let mut by_line: HashMap<(String, String), Vec<(f64, f64)>> = HashMap::new();
-    // Figs 6–7 count the reports group dynamics cause: no refresh falls in
-    // the event, and without loss no report is retried.
-    for r in &fig7 {
-        assert_eq!(num(r, "nacks"), 0.0, "{r:?}");
-        assert_eq!(num(r, "report_refreshes"), 0.0, "{r:?}");
-        assert_eq!(num(r, "report_retries"), 0.0, "{r:?}");
-        // Peer state is sized per proxy (`max_peer_state`): no run refuses a
-        // peer (it would fail), and none forgets one to make room.
-        assert_eq!(num(r, "peers_refused"), 0.0, "{r:?}");
-        assert_eq!(num(r, "peers_forgotten"), 0.0, "{r:?}");
-        assert_eq!(num(r, "seeds"), 2.0);
-        let inacc = num(r, "inaccuracy_pct");
-        let err = num(r, "worst_rap_error");
-        assert!(
-            err <= inacc / 100.0 + 1e-9,
-            "RAP count off by {err} at {inacc}%"
-        );
-        by_line
-            .entry((r["proxies"].clone(), r["max_group"].clone()))
-            .or_default()
-            .push((inacc, num(r, "mean_msgs_per_s")));
+    assert_svg(&out.join("fig6_mean_vs_paper.svg"));
+    for workload in ["calibrated", "heavy"] {
+        group_figures_have_their_shape(out, workload);
     }
-    assert_eq!(by_line.len(), 4);
-    for (line, pts) in &by_line {
-        assert!(
-            pts.windows(2).all(|w| w[0].0 < w[1].0 && w[1].1 <= w[0].1),
-            "{line:?}: messages must fall as inaccuracy rises: {pts:?}"
-        );
-        assert!(pts[0].1 > 1.5 * pts[pts.len() - 1].1, "{line:?}: {pts:?}");
-    }
-    let at_full = |p: &str| {
-        fig7.iter()
-            .filter(|r| r["proxies"] == p && num(r, "inaccuracy_pct") == 100.0)
-            .map(|r| num(r, "mean_msgs_per_s"))
-            .fold(f64::MAX, f64::min)
-    };
-    assert!(
-        at_full("80") > at_full("20"),
-        "more JAPs, more reports at 100%"
-    );
-    // The tight bound binds: a smaller peak.
-    let peak = |g: &str| {
-        fig7.iter()
-            .filter(|r| r["max_group"] == g)
-            .map(|r| num(r, "peak_size"))
-            .fold(0.0, f64::max)
-    };
-    assert!(peak("60") <= 60.0 && peak("1800") > 60.0);
-
-    // Fig 6: one row a minute; exact counts cost the most every minute in total.
-    let fig6 = csv(&out.join("fig6_messages_over_time.csv"));
-    assert_eq!(fig6.len(), 6);
-    assert!(fig6.iter().all(|r| num(r, "group_size") > 0.0));
-    let total = |col: &str| fig6.iter().map(|r| num(r, col)).sum::<f64>();
-    assert!(total("msgs_per_min_inaccuracy_0") > total("msgs_per_min_inaccuracy_100"));
 
     // Overhead: heartbeats to the 29 watchers (3 POPs of 10, less oneself)
     // every heartbeat period; every live proxy learns of the death; nothing refused.
@@ -243,13 +189,81 @@ fn the_smoke_run_writes_every_figure_with_its_shape() {
     assert!(after.iter().all(|&s| s <= worst_before + 0.35), "{after:?}");
 }
 
+/// Figs 6 and 7 of one workload.
+fn group_figures_have_their_shape(out: &Path, workload: &str) {
+    // Fig 7: messages fall as inaccuracy rises; more proxies, more messages;
+    // no member refused; with exact counts the RAP knows the exact size.
+    let fig7 = csv(&out.join(format!("fig7_group_messages_{workload}.csv")));
+    let mut by_line: HashMap<(String, String), Vec<(f64, f64)>> = HashMap::new();
+    // Figs 6–7 count the reports group dynamics cause: no refresh falls in
+    // the event, and without loss no report is retried.
+    for r in &fig7 {
+        assert_eq!(num(r, "nacks"), 0.0, "{r:?}");
+        assert_eq!(num(r, "report_refreshes"), 0.0, "{r:?}");
+        assert_eq!(num(r, "report_retries"), 0.0, "{r:?}");
+        // Peer state is sized per proxy (`max_peer_state`): no run refuses a
+        // peer (it would fail), and none forgets one to make room.
+        assert_eq!(num(r, "peers_refused"), 0.0, "{r:?}");
+        assert_eq!(num(r, "peers_forgotten"), 0.0, "{r:?}");
+        assert_eq!(num(r, "seeds"), 2.0);
+        let inacc = num(r, "inaccuracy_pct");
+        let err = num(r, "worst_rap_error");
+        assert!(
+            err <= inacc / 100.0 + 1e-9,
+            "RAP count off by {err} at {inacc}%"
+        );
+        by_line
+            .entry((r["proxies"].clone(), r["max_group"].clone()))
+            .or_default()
+            .push((inacc, num(r, "mean_msgs_per_s")));
+    }
+    assert_eq!(by_line.len(), 4);
+    for (line, pts) in &by_line {
+        assert!(
+            pts.windows(2).all(|w| w[0].0 < w[1].0 && w[1].1 <= w[0].1),
+            "{workload} {line:?}: messages must fall as inaccuracy rises: {pts:?}"
+        );
+        assert!(pts[0].1 > 1.5 * pts[pts.len() - 1].1, "{line:?}: {pts:?}");
+    }
+    let at_full = |p: &str| {
+        fig7.iter()
+            .filter(|r| r["proxies"] == p && num(r, "inaccuracy_pct") == 100.0)
+            .map(|r| num(r, "mean_msgs_per_s"))
+            .fold(f64::MAX, f64::min)
+    };
+    assert!(
+        at_full("80") > at_full("20"),
+        "more JAPs, more reports at 100%"
+    );
+    // The tight bound binds: a smaller peak.
+    let peak = |g: &str| {
+        fig7.iter()
+            .filter(|r| r["max_group"] == g)
+            .map(|r| num(r, "peak_size"))
+            .fold(0.0, f64::max)
+    };
+    assert!(peak("60") <= 60.0 && peak("1800") > 60.0);
+
+    // Fig 6: one row a minute; exact counts cost the most every minute in total.
+    let fig6 = csv(&out.join(format!("fig6_messages_over_time_{workload}.csv")));
+    assert_eq!(fig6.len(), 6);
+    assert!(fig6.iter().all(|r| num(r, "group_size") > 0.0));
+    let total = |col: &str| fig6.iter().map(|r| num(r, col)).sum::<f64>();
+    assert!(total("msgs_per_min_inaccuracy_0") > total("msgs_per_min_inaccuracy_100"));
+}
+
 #[test]
 fn the_group_experiment_is_deterministic_for_a_seed() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     eval(&["groups"], a.path());
     eval(&["groups"], b.path());
-    for f in ["fig7_group_messages.csv", "fig6_messages_over_time.csv"] {
+    for f in [
+        "fig7_group_messages_calibrated.csv",
+        "fig7_group_messages_heavy.csv",
+        "fig6_messages_over_time_calibrated.csv",
+        "fig6_messages_over_time_heavy.csv",
+    ] {
         assert_eq!(
             std::fs::read(a.path().join(f)).unwrap(),
             std::fs::read(b.path().join(f)).unwrap(),
