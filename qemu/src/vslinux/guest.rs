@@ -100,17 +100,9 @@ while [ ! -e /sys/class/net/eth0 ]; do
     [ $i -gt 500 ] && fail "no eth0 after 5 s (virtio-mmio device not found?)"
     usleep 10000
 done
-ip link set lo up || fail "ip link set lo up"
-ip link set eth0 up || fail "ip link set eth0 up"
-ip addr add "$P_addr" dev eth0 || fail "ip addr add $P_addr dev eth0"
-if [ -n "$P_gw" ]; then
-    ip route add default via "$P_gw" || fail "ip route add default via $P_gw"
-fi
-ip addr add "$P_anycast/32" dev lo || fail "ip addr add $P_anycast/32 dev lo"
-for k in all default eth0; do
-    echo 0 > /proc/sys/net/ipv4/conf/$k/send_redirects || fail "send_redirects=0 on $k"
-done
-echo 1 > /proc/sys/net/ipv4/ip_forward || fail "ip_forward=1"
+# The rules go in before the NIC comes up: a packet that met the NAT hook
+# before its rules (nft registers a chain's hook before it commits the
+# rules) would leave a conntrack entry without NAT that its flow keeps.
 {
     echo "table ip nat {"
     echo "  chain prerouting {"
@@ -130,6 +122,17 @@ echo 1 > /proc/sys/net/ipv4/ip_forward || fail "ip_forward=1"
     echo "}"
 } > /run/rules.nft
 out=$(nft -f /run/rules.nft 2>&1) || fail "nft -f: $out"
+for k in all default eth0; do
+    echo 0 > /proc/sys/net/ipv4/conf/$k/send_redirects || fail "send_redirects=0 on $k"
+done
+echo 1 > /proc/sys/net/ipv4/ip_forward || fail "ip_forward=1"
+ip link set lo up || fail "ip link set lo up"
+ip link set eth0 up || fail "ip link set eth0 up"
+ip addr add "$P_addr" dev eth0 || fail "ip addr add $P_addr dev eth0"
+if [ -n "$P_gw" ]; then
+    ip route add default via "$P_gw" || fail "ip route add default via $P_gw"
+fi
+ip addr add "$P_anycast/32" dev lo || fail "ip addr add $P_anycast/32 dev lo"
 echo "PIAS-BASELINE-READY"
 while :; do sleep 3600; done
 "#;
