@@ -17,6 +17,7 @@ pub mod rr;
 pub mod services;
 pub mod topo;
 pub mod udpload;
+pub mod vslinux;
 
 pub use lab::{Appliance, ConfigDelivery, Lab, Spec};
 pub use machine::{Accel, Machine};
