@@ -4,6 +4,7 @@
 # qemu-img and virt-xml-validate (disk images, libvirt examples),
 # the multi-POP lab's tools and services (ethtool, dnsmasq, nginx, dig, curl, BIRD 2 and FRR),
 # Prometheus and promtool (the metrics port's checks), rsvg-convert (the figures),
+# busybox-static, nftables and iperf3 (the Linux baseline of bench --vs-linux),
 # and the Rust target x86_64-unknown-none. Idempotent; needs root for apt.
 set -euo pipefail
 need=()
@@ -37,6 +38,11 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v rsvg-convert >/dev/null || need+=(librsvg2-bin)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# The Linux + nftables baseline of `pias-qemu bench --vs-linux` (its kernel is
+# fetched with apt-get download into out/vs-linux, not installed) and iperf3.
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v nft >/dev/null || need+=(nftables)
+command -v iperf3 >/dev/null || need+=(iperf3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -28,6 +28,19 @@ pub struct Args {
     /// Skip KVM rows even where /dev/kvm exists.
     #[arg(long)]
     no_kvm: bool,
+    /// Instead: PIAS side by side with a Linux guest doing the same job with
+    /// nftables DNAT (built once from Debian's packages into out/vs-linux),
+    /// same QEMU flags, one run; a table of both and their ratio per metric
+    /// against the goals, and out/bench/vs-linux.csv.
+    #[arg(long)]
+    vs_linux: bool,
+    /// With --vs-linux: every row once with small counts (CI's smoke).
+    #[arg(long, requires = "vs_linux")]
+    quick: bool,
+    /// With --vs-linux: the accelerator of both sides (tcg; kvm where it is
+    /// real KVM: a Linux guest does not boot under this machine's PVM).
+    #[arg(long, default_value = "tcg", requires = "vs_linux")]
+    accel: String,
 }
 
 struct Report(String);
@@ -220,6 +233,14 @@ fn answers(kernel: &Path, machine: Machine, accel: Accel, memory_mb: u32) -> boo
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.vs_linux {
+        use pias_qemu::vslinux::compare::{self, Plan};
+        let accel = Accel::parse(&a.accel)
+            .with_context(|| format!("unknown accelerator {:?} (kvm, tcg)", a.accel))?;
+        let plan = if a.quick { Plan::QUICK } else { Plan::FULL };
+        let out = pias_qemu::build::workspace_root().join("out/bench");
+        return compare::run(plan, accel, &out).map(|_| ());
+    }
     let mut r = Report(String::new());
     let host_cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

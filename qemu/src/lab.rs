@@ -178,6 +178,17 @@ pub struct Spec {
     /// Boot this image (GRUB, multiboot2; the config is inside it) from the
     /// machine's own BIOS instead of `-kernel`.
     pub image: Option<(PathBuf, pias_image::disk::Format)>,
+    /// Boot this Linux kernel, initramfs and command line instead of the
+    /// appliance (the Netfilter baseline of `bench --vs-linux`); no blob.
+    pub linux: Option<LinuxBoot>,
+}
+
+/// A Linux guest's boot files and command line.
+#[derive(Clone, Debug)]
+pub struct LinuxBoot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
 }
 
 impl Spec {
@@ -190,6 +201,7 @@ impl Spec {
             delivery: ConfigDelivery::FwCfg,
             nic: true,
             image: None,
+            linux: None,
         }
     }
 }
@@ -512,10 +524,20 @@ pub(crate) fn start_appliance(
             }
             Some((raw, Format::Raw)) => args.extend(["-drive".to_string(), drive("raw", raw)]),
             Some((q, Format::Qcow2)) => args.extend(["-drive".to_string(), drive("qcow2", q)]),
-            None => args.extend(["-kernel".to_string(), kernel.display().to_string()]),
+            None => match &spec.linux {
+                Some(l) => args.extend([
+                    "-kernel".to_string(),
+                    l.kernel.display().to_string(),
+                    "-initrd".to_string(),
+                    l.initrd.display().to_string(),
+                    "-append".to_string(),
+                    l.append.clone(),
+                ]),
+                None => args.extend(["-kernel".to_string(), kernel.display().to_string()]),
+            },
         }
     }
-    if let (Some(blob), None) = (&spec.blob, &spec.image) {
+    if let (Some(blob), None, None) = (&spec.blob, &spec.image, &spec.linux) {
         let path = dir.join(format!("config-{tag}.blob"));
         std::fs::write(&path, blob)?;
         match spec.delivery {

@@ -19,5 +19,5 @@ pub mod topo;
 pub mod udpload;
 pub mod vslinux;
 
-pub use lab::{Appliance, ConfigDelivery, Lab, Spec};
+pub use lab::{Appliance, ConfigDelivery, Lab, LinuxBoot, Spec};
 pub use machine::{Accel, Machine};

@@ -147,10 +147,28 @@ pub fn start_agent(
     dir: &Path,
     tag: &str,
 ) -> Result<ServiceProc> {
+    start_agent_checking(ns, agent, group, service, service, &[], key, dir, tag)
+}
+
+/// `start_agent`, health-checked by a TCP connect to `check` instead of the
+/// service (for a service that takes a bare connection for work, as iperf3
+/// does), with `extra` arguments for the agent.
+#[allow(clippy::too_many_arguments)]
+pub fn start_agent_checking(
+    ns: &str,
+    agent: &Path,
+    group: pias::Group,
+    service: std::net::SocketAddrV4,
+    check: std::net::SocketAddrV4,
+    extra: &[&str],
+    key: &pias::wire::Key,
+    dir: &Path,
+    tag: &str,
+) -> Result<ServiceProc> {
     let key_file = dir.join(format!("agent-{tag}.key"));
     let hex: String = key.0.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(&key_file, hex).context("writing the agent's key file")?;
-    let argv: Vec<String> = vec![
+    let mut argv: Vec<String> = vec![
         agent.display().to_string(),
         "join".into(),
         "--group".into(),
@@ -160,8 +178,9 @@ pub fn start_agent(
         "--key-file".into(),
         key_file.display().to_string(),
         "--check-tcp".into(),
-        service.to_string(),
+        check.to_string(),
     ];
+    argv.extend(extra.iter().map(|a| a.to_string()));
     ServiceProc::spawn(
         "pias-agent",
         ns,

@@ -1,0 +1,286 @@
+//! The two sides of the comparison booted the same way (machine type,
+//! accelerator, memory, vCPUs and NIC model from one `Spec`): the PIAS
+//! appliance (with the target's agents joining its groups) and the Linux +
+//! nftables guest (its DNAT rules on the kernel command line).
+
+use super::guest::{Forward, GuestNet, LinuxGuest, Proto, ERROR_PREFIX, READY};
+use super::lan::*;
+use super::measure::answered_within;
+use crate::lab::{LinuxBoot, Spec};
+use crate::services::{start_agent_checking, ServiceProc};
+use crate::{build, Accel, Machine};
+use anyhow::{bail, Result};
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Which side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    Pias,
+    Linux,
+}
+
+impl Which {
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::Pias => "PIAS",
+            Which::Linux => "Linux",
+        }
+    }
+}
+
+/// A PIAS group: anycast address and port, UDP or TCP.
+pub fn group(ip: std::net::Ipv4Addr, port: u16, tcp: bool) -> pias::Group {
+    pias::Group {
+        ip: pias::Ipv4(ip.octets()),
+        port,
+        transport: if tcp {
+            pias::Transport::Tcp
+        } else {
+            pias::Transport::Udp
+        },
+    }
+}
+
+/// The groups PIAS serves, as (group, the service behind it).
+pub fn groups() -> Vec<(pias::Group, SocketAddrV4)> {
+    vec![
+        (
+            group(ANYCAST, DNS_PORT, false),
+            SocketAddrV4::new(TARGET, DNS_PORT),
+        ),
+        (
+            group(ANYCAST, SINK_PORT, false),
+            SocketAddrV4::new(TARGET, SINK_PORT),
+        ),
+        (
+            group(ANYCAST, IPERF_PORT, true),
+            SocketAddrV4::new(TARGET, IPERF_PORT),
+        ),
+    ]
+}
+
+/// What both sides boot from, and how.
+pub struct Sides {
+    pub pias_kernel: PathBuf,
+    pub linux: LinuxGuest,
+    pub machine: Machine,
+    pub accel: Accel,
+}
+
+/// Slack for a boot to say it is ready: Linux under TCG takes ~11 s.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+impl Sides {
+    pub fn new(machine: Machine, accel: Accel, cache: &std::path::Path) -> Result<Sides> {
+        Ok(Sides {
+            pias_kernel: build::kernel()?,
+            linux: LinuxGuest::build(cache)?,
+            machine,
+            accel,
+        })
+    }
+
+    /// The Linux guest's network: the same address, anycast address and
+    /// ports as PIAS serves.
+    pub fn linux_net() -> GuestNet {
+        GuestNet {
+            address: GUEST,
+            prefix_len: 24,
+            gateway: None,
+            anycast: ANYCAST,
+            forwards: vec![
+                Forward {
+                    proto: Proto::Udp,
+                    port: DNS_PORT,
+                    to: SocketAddrV4::new(TARGET, DNS_PORT),
+                },
+                Forward {
+                    proto: Proto::Udp,
+                    port: SINK_PORT,
+                    to: SocketAddrV4::new(TARGET, SINK_PORT),
+                },
+                Forward {
+                    proto: Proto::Tcp,
+                    port: IPERF_PORT,
+                    to: SocketAddrV4::new(TARGET, IPERF_PORT),
+                },
+            ],
+        }
+    }
+
+    /// PIAS appliance `n` (0: GUEST, 1: GUEST2) of a deployment of
+    /// `proxies`, default capacities.
+    fn pias_config(lan: &BenchLan, n: usize, proxies: usize) -> pias::Config {
+        let mut cfg = lan.lab.config_for(n);
+        cfg.deployment.proxies.truncate(proxies);
+        cfg
+    }
+
+    /// Boots side `which` with `memory_mb` (PIAS: appliance `n` of a
+    /// deployment of `proxies`); returns its index in the lab.
+    pub fn boot(
+        &self,
+        lan: &mut BenchLan,
+        which: Which,
+        memory_mb: u32,
+        n: usize,
+        proxies: usize,
+    ) -> Result<usize> {
+        let mut spec = Spec::new(self.machine, self.accel, Vec::new());
+        spec.memory_mb = memory_mb;
+        match which {
+            Which::Pias => {
+                spec.blob = Some(pias_image::encode(&Self::pias_config(lan, n, proxies))?);
+            }
+            Which::Linux => {
+                spec.blob = None;
+                spec.linux = Some(LinuxBoot {
+                    kernel: self.linux.kernel.clone(),
+                    initrd: self.linux.initrd.clone(),
+                    append: self.linux.cmdline(&Self::linux_net()),
+                });
+            }
+        }
+        let i = lan.lab.boot(&self.pias_kernel, spec)?;
+        // A new guest at an old address has a new MAC: nobody may keep
+        // sending to the last one's.
+        lan.flush_neighbours()?;
+        Ok(i)
+    }
+
+    /// Waits until guest `i` says it is ready; the time from QEMU's start.
+    pub fn wait_ready(lan: &mut BenchLan, i: usize, which: Which) -> Result<Duration> {
+        let g = &mut lan.lab.appliances[i];
+        let (ok, bad) = match which {
+            Which::Pias => ("ready:", "panicked"),
+            Which::Linux => (READY, ERROR_PREFIX),
+        };
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            let console = g.console();
+            if console.contains(ok) {
+                return Ok(g.started.elapsed());
+            }
+            if let Some(line) = console.lines().find(|l| l.contains(bad)) {
+                bail!("{} guest failed: {line}", which.name());
+            }
+            if let Some(st) = g.try_exit()? {
+                bail!(
+                    "{} guest exited ({st:?}) before it was ready; console:\n{}",
+                    which.name(),
+                    tail(&console)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} guest not ready within {BOOT_TIMEOUT:?}; console:\n{}",
+                    which.name(),
+                    tail(&console)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Starts an agent in the target for each of `groups`, joining through
+    /// the anycast address (the target's routes pick the JAP).
+    pub fn agents(
+        lan: &BenchLan,
+        groups: &[(pias::Group, SocketAddrV4)],
+    ) -> Result<Vec<ServiceProc>> {
+        let agent = build::agent()?;
+        let secret = lan.lab.config_for(0).deployment.group_secret;
+        let dir = lan.lab.path("agents");
+        std::fs::create_dir_all(&dir)?;
+        let check = SocketAddrV4::new(TARGET, SINK_PORT);
+        groups
+            .iter()
+            .enumerate()
+            .map(|(i, (g, service))| {
+                let key = pias::keys::group_key(&secret, g);
+                // The health check: the sink's TCP listener, not the service
+                // (iperf3 would take a bare connect for a test).
+                start_agent_checking(
+                    &lan.target_ns,
+                    &agent,
+                    *g,
+                    *service,
+                    check,
+                    // Healthy at the first check: the join goes out at once.
+                    &["--rise", "1"],
+                    &key,
+                    &dir,
+                    &format!("{i}-{}", g.port),
+                )
+            })
+            .collect()
+    }
+
+    /// Boots side `which`, and (PIAS) starts the agents as soon as it is
+    /// ready; returns (guest index, QEMU start → ready, QEMU start → first
+    /// answer through the anycast address, the agents).
+    pub fn boot_serving(
+        &self,
+        lan: &mut BenchLan,
+        which: Which,
+        memory_mb: u32,
+        answer_within: Duration,
+    ) -> Result<(usize, Duration, Option<Duration>, Vec<ServiceProc>)> {
+        let i = self.boot(lan, which, memory_mb, 0, 1)?;
+        let ready = Self::wait_ready(lan, i, which)?;
+        let agents = match which {
+            Which::Pias => Self::agents(lan, &groups())?,
+            Which::Linux => Vec::new(),
+        };
+        let to = SocketAddrV4::new(ANYCAST, DNS_PORT);
+        let first = answered_within(&lan.client_ns, CLIENT, to, answer_within)?
+            .map(|at| at.duration_since(lan.lab.appliances[i].started));
+        Ok((i, ready, first, agents))
+    }
+
+    /// The smallest `-m` (MiB, a multiple of `step` in `lo..=hi`) with which
+    /// side `which` boots and forwards a query, by bisection; `lo` is taken
+    /// to fail and `hi` checked first (an error if it fails too).
+    pub fn min_memory(
+        &self,
+        lan: &mut BenchLan,
+        which: Which,
+        lo: u32,
+        hi: u32,
+        step: u32,
+    ) -> Result<u32> {
+        let mut works = |m: u32| -> Result<bool> {
+            let r = self.boot_serving(lan, which, m, Duration::from_secs(10));
+            let ok = matches!(r, Ok((_, _, Some(_), _)));
+            if let Some(g) = lan.lab.appliances.last_mut() {
+                g.kill();
+            }
+            eprintln!(
+                "  {} with -m {m}: {}",
+                which.name(),
+                if ok { "boots and forwards" } else { "fails" }
+            );
+            Ok(ok)
+        };
+        if !works(hi)? {
+            bail!("{} does not boot and forward with -m {hi}", which.name());
+        }
+        let (mut fail, mut ok) = (lo / step, hi / step);
+        while ok - fail > 1 {
+            let mid = (fail + ok) / 2;
+            if works(mid * step)? {
+                ok = mid;
+            } else {
+                fail = mid;
+            }
+        }
+        Ok(ok * step)
+    }
+}
+
+fn tail(console: &str) -> String {
+    let lines: Vec<&str> = console.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
