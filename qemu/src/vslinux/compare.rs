@@ -168,6 +168,10 @@ pub fn measure_side(
     );
     f.insert("pps", fl.pps());
     f.insert("pps_loss", 100.0 * fl.loss());
+    // The flood is over when queries are answered again.
+    if measure::answered_within(&c, CLIENT, to, Duration::from_secs(15))?.is_none() {
+        bail!("{}: no answer within 15 s of the flood", which.name());
+    }
     eprintln!("{}: iperf3 both ways", which.name());
     f.insert(
         "tcp_up",

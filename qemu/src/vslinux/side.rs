@@ -74,6 +74,9 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 
 impl Sides {
     pub fn new(machine: Machine, accel: Accel, cache: &std::path::Path) -> Result<Sides> {
+        // Built now, so that starting the agents after a boot costs a spawn,
+        // not a cargo run.
+        build::agent()?;
         Ok(Sides {
             pias_kernel: build::kernel()?,
             linux: LinuxGuest::build(cache)?,
@@ -208,8 +211,10 @@ impl Sides {
                     *g,
                     *service,
                     check,
-                    // Healthy at the first check: the join goes out at once.
-                    &["--rise", "1"],
+                    // Healthy at the first check: the join goes out at once;
+                    // a host saturated by a flood must not look like a dead
+                    // service (10 failed checks in a row to fall).
+                    &["--rise", "1", "--fall", "10", "--check-timeout-ms", "3000"],
                     &key,
                     &dir,
                     &format!("{i}-{}", g.port),
