@@ -16,6 +16,8 @@ pub const OVERHEAD_CSV: &str = "overhead.csv";
 pub const OVERHEAD_MEMORY_CSV: &str = "overhead_memory.csv";
 pub const FAILOVER_CSV: &str = "failover.csv";
 pub const FIG6_MEANS_SVG: &str = "fig6_mean_vs_paper.svg";
+/// `pias-qemu bench --vs-linux`'s CSV (metric,unit,pias,linux,ratio,goal,met).
+pub const VS_LINUX_CSV: &str = "vs-linux.csv";
 
 /// A group experiment's messages go to this many RAPs (`groupdyn::tune`).
 pub const RAPS: f64 = 4.0;
@@ -413,6 +415,42 @@ pub fn failover(dir: &Path) -> Res<PathBuf> {
     Ok(out)
 }
 
+/// The benchmark against Linux + nftables: each shared metric's ratio and goal.
+pub fn vs_linux(dir: &Path) -> Res<PathBuf> {
+    let csv = Csv::read(&dir.join(VS_LINUX_CSV))?;
+    let mut rows = Vec::new();
+    for r in csv.rows() {
+        let ratio = r.text("ratio")?;
+        if ratio.is_empty() {
+            continue; // a PIAS-only row
+        }
+        let goal = r.text("goal")?;
+        let goal = match goal.split_once(' ') {
+            Some(("<=", v)) => Some((
+                v.parse::<f64>().map_err(|e| format!("goal {v:?}: {e}"))?,
+                false,
+            )),
+            Some((">=", v)) => Some((
+                v.parse::<f64>().map_err(|e| format!("goal {v:?}: {e}"))?,
+                true,
+            )),
+            _ => None,
+        };
+        rows.push(plot::Ratio {
+            name: r.text("metric")?.to_string(),
+            ratio: ratio.parse().map_err(|e| format!("ratio {ratio:?}: {e}"))?,
+            goal,
+        });
+    }
+    let out = dir.join(svg_of(VS_LINUX_CSV));
+    plot::ratio_chart(
+        &out,
+        "PIAS against a Linux + nftables guest, same QEMU flags (TCG, microvm)",
+        &rows,
+    )?;
+    Ok(out)
+}
+
 /// Every figure whose CSV files are in `dir`, redrawn there. Fails if there
 /// are none.
 pub fn render_all(dir: &Path) -> Res<Vec<PathBuf>> {
@@ -437,6 +475,9 @@ pub fn render_all(dir: &Path) -> Res<Vec<PathBuf>> {
     }
     if exists(FAILOVER_CSV) {
         out.push(failover(dir)?);
+    }
+    if exists(VS_LINUX_CSV) {
+        out.push(vs_linux(dir)?);
     }
     if out.is_empty() {
         return Err(format!("{}: no experiment's CSV file to draw", dir.display()).into());

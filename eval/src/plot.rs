@@ -322,6 +322,88 @@ pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), B
     Ok(())
 }
 
+/// One metric of a ratio chart: PIAS / baseline, and its goal if any
+/// (`at_least`: the ratio must reach it; else stay under it).
+pub struct Ratio {
+    pub name: String,
+    pub ratio: f64,
+    pub goal: Option<(f64, bool)>,
+}
+
+/// A dot per metric on a log axis of the ratio (green: goal met, red:
+/// missed, grey: no goal), the goal as a black triangle on the same row,
+/// parity (1) as a dashed line.
+pub fn ratio_chart(path: &Path, title: &str, rows: &[Ratio]) -> Result<(), Box<dyn Error>> {
+    let finite: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| [Some(r.ratio), r.goal.map(|g| g.0)])
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .chain([1.0])
+        .collect();
+    if rows.is_empty() || finite.is_empty() {
+        return Err(format!("{}: no ratio to plot", path.display()).into());
+    }
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min) / 2.0;
+    let hi = finite.iter().copied().fold(0.0, f64::max) * 2.0;
+    let n = rows.len();
+    let height = 120 + 26 * n as u32;
+    let root = SVGBackend::new(path, (1120, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 20))?;
+    let names: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+    let mut ctx = ChartBuilder::on(&root)
+        .margin(14)
+        .x_label_area_size(50)
+        .y_label_area_size(420)
+        .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))?;
+    let label = |y: &f64| {
+        let i = y.round();
+        if (y - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+            names[names.len() - 1 - i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    ctx.configure_mesh()
+        .x_desc("PIAS / Linux (log scale; 1 = parity)")
+        .axis_desc_style(("sans-serif", 16))
+        .label_style(("sans-serif", 13))
+        .x_label_formatter(&tick)
+        .y_labels(n)
+        .y_label_formatter(&label)
+        .disable_y_mesh()
+        .draw()?;
+    ctx.draw_series(DashedLineSeries::new(
+        [(1.0, -0.5), (1.0, n as f64 - 0.5)],
+        6,
+        4,
+        BLACK.mix(0.5).stroke_width(1),
+    ))?;
+    let y_of = |i: usize| (n - 1 - i) as f64;
+    for (i, r) in rows.iter().enumerate() {
+        let met = r
+            .goal
+            .map(|(g, at_least)| if at_least { r.ratio >= g } else { r.ratio <= g });
+        let color = match met {
+            Some(true) => RGBColor(0x2c, 0xa0, 0x2c),
+            Some(false) => RGBColor(0xd6, 0x27, 0x28),
+            None => RGBColor(0x90, 0x90, 0x90),
+        };
+        if r.ratio.is_finite() && r.ratio > 0.0 {
+            ctx.draw_series([Circle::new((r.ratio, y_of(i)), 6, color.filled())])?;
+        }
+        if let Some((g, _)) = r.goal {
+            ctx.draw_series([TriangleMarker::new((g, y_of(i)), 7, BLACK.filled())])?;
+        }
+    }
+    // The key, under the title.
+    let key = "dot: PIAS / Linux (green: goal met, red: missed, grey: no goal); triangle: the goal";
+    root.draw(&Text::new(key, (440, 4), ("sans-serif", 13)))?;
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
