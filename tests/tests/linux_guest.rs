@@ -9,11 +9,12 @@
 use pias_qemu::build::workspace_root;
 use pias_qemu::lab::inside_netns;
 use pias_qemu::vslinux::guest::{Forward, GuestNet, LinuxGuest, Proto, ERROR_PREFIX, READY};
-use pias_qemu::Lab;
+use pias_qemu::{Lab, LinuxBoot, Machine, Spec};
+use pias_tests::test_accel;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,43 +71,23 @@ impl Drop for TargetNs {
     }
 }
 
-/// The guest's QEMU, killed on drop.
-struct Qemu {
-    child: Child,
-    serial: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Qemu {
-    fn console(&self) -> String {
-        std::fs::read_to_string(&self.serial).unwrap_or_default()
-    }
-
-    /// Waits for READY; panics with the console on an error line, an exit or a timeout.
-    fn wait_ready(&mut self, timeout: Duration) -> Duration {
-        let start = Instant::now();
-        loop {
-            let console = self.console();
-            if console.contains(READY) {
-                return start.elapsed();
-            }
-            let exited = self.child.try_wait().expect("try_wait");
-            if console.contains(ERROR_PREFIX) || exited.is_some() || start.elapsed() > timeout {
-                panic!(
-                    "the Linux guest is not ready (exit: {exited:?}, after {:?})\nconsole:\n{console}\nqemu stderr:\n{}",
-                    start.elapsed(),
-                    std::fs::read_to_string(&self.stderr).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+/// Waits for the guest's READY; panics with its console on an error line, an
+/// exit or a timeout.
+fn wait_ready(lab: &mut Lab, timeout: Duration) -> Duration {
+    let g = &mut lab.appliances[0];
+    loop {
+        let console = g.console();
+        if console.contains(READY) {
+            return g.started.elapsed();
         }
-    }
-}
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let exited = g.try_exit().expect("try_wait");
+        if console.contains(ERROR_PREFIX) || exited.is_some() || g.started.elapsed() > timeout {
+            panic!(
+                "the Linux guest is not ready (exit: {exited:?}, after {:?})\nconsole:\n{console}",
+                g.started.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -178,13 +159,7 @@ fn linux_guest_forwards_udp_and_tcp_through_dnat() {
     let bytes = guest.image_bytes().expect("image size");
     assert!(bytes > 1_000_000, "implausible image size {bytes}");
 
-    let lab = Lab::new("vslinux").expect("creating the lab");
-    lab.exec(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"])
-        .expect("tap");
-    lab.exec(&["ip", "link", "set", "tap0", "master", "br0"])
-        .expect("tap on the bridge");
-    lab.exec(&["ip", "link", "set", "tap0", "up"])
-        .expect("tap up");
+    let mut lab = Lab::new("vslinux").expect("creating the lab");
     lab.exec(&["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.2"])
         .expect("anycast route via the guest");
     let target = TargetNs::new(&lab);
@@ -208,23 +183,18 @@ fn linux_guest_forwards_udp_and_tcp_through_dnat() {
             },
         ],
     };
-    let serial = lab.path("linux-serial.log");
-    let stderr = lab.path("linux-qemu.err");
-    std::fs::File::create(&serial).unwrap();
-    let started = Instant::now();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &lab.ns, "qemu-system-x86_64"])
-        .args(guest.qemu_args(&net, 128, &serial, "tap0", [0x52, 0x54, 0, 0, 0, 2]))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
+    // The appliance's QEMU flags (the lab's `Spec`), the guest's files.
+    let mut spec = Spec::new(Machine::Microvm, test_accel(), Vec::new());
+    spec.blob = None;
+    spec.memory_mb = 128;
+    spec.linux = Some(LinuxBoot {
+        kernel: guest.kernel.clone(),
+        initrd: guest.initrd.clone(),
+        append: guest.cmdline(&net),
+    });
+    lab.boot(Path::new("unused: the spec boots Linux"), spec)
         .expect("starting qemu-system-x86_64");
-    let mut qemu = Qemu {
-        child,
-        serial,
-        stderr,
-    };
+    let started = lab.appliances[0].started;
     // UDP from QEMU's start on, as a benchmark would ask, so a request that
     // meets the guest while it is still setting up is in the test too. The
     // answer comes back from the anycast address, sent by the target.
@@ -244,7 +214,7 @@ fn linux_guest_forwards_udp_and_tcp_through_dnat() {
             Ok(None)
         })
     });
-    let ready = qemu.wait_ready(Duration::from_secs(120));
+    let ready = wait_ready(&mut lab, Duration::from_secs(120));
     let udp_answered = prober
         .join()
         .expect("udp prober thread")
@@ -252,7 +222,7 @@ fn linux_guest_forwards_udp_and_tcp_through_dnat() {
     let Some((data, from, first_answer)) = udp_answered else {
         panic!(
             "no UDP answer through the guest\nconsole:\n{}",
-            qemu.console()
+            lab.appliances[0].console()
         );
     };
     assert_eq!(data, b"udp via dnat");
@@ -271,7 +241,12 @@ fn linux_guest_forwards_udp_and_tcp_through_dnat() {
             let n = c.read(&mut buf)?;
             Ok(buf[..n].to_vec())
         })
-        .unwrap_or_else(|e| panic!("tcp through the guest: {e:#}\nconsole:\n{}", qemu.console()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "tcp through the guest: {e:#}\nconsole:\n{}",
+                lab.appliances[0].console()
+            )
+        });
     assert_eq!(echoed, b"tcp via dnat");
 
     // A port without a forward is the guest's own: refused, not routed on.
@@ -300,7 +275,6 @@ fn linux_guest_forwards_udp_and_tcp_through_dnat() {
         "Linux guest {} (TCG, microvm, 128 MiB): image {bytes} bytes, QEMU start -> ready {ready:?}, -> first UDP answer {first_answer:?}",
         guest.version
     );
-    drop(qemu);
     drop(echo);
     drop(target);
 }

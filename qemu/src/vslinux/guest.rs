@@ -277,52 +277,6 @@ impl LinuxGuest {
         }
         s
     }
-
-    /// QEMU's arguments (after `qemu-system-x86_64`) to boot this guest the
-    /// way the lab boots an appliance on microvm: `-M microvm,rtc=on`, TCG,
-    /// `memory_mib` MiB, serial to `serial`, one virtio-net-device on `tap`.
-    pub fn qemu_args(
-        &self,
-        net: &GuestNet,
-        memory_mib: u32,
-        serial: &Path,
-        tap: &str,
-        mac: [u8; 6],
-    ) -> Vec<String> {
-        let mac = mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        [
-            "-M",
-            "microvm,rtc=on",
-            "-accel",
-            "tcg",
-            "-m",
-            &memory_mib.to_string(),
-            "-nographic",
-            "-nodefaults",
-            "-no-user-config",
-            "-no-reboot",
-            "-monitor",
-            "none",
-            "-serial",
-            &format!("file:{}", serial.display()),
-            "-kernel",
-            &self.kernel.display().to_string(),
-            "-initrd",
-            &self.initrd.display().to_string(),
-            "-append",
-            &self.cmdline(net),
-            "-netdev",
-            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
-            "-device",
-            &format!("virtio-net-device,netdev=n0,mac={mac}"),
-        ]
-        .map(String::from)
-        .to_vec()
-    }
 }
 
 /// What identifies the image's recipe: the init, the module list and the
@@ -859,33 +813,6 @@ kernel/net/netfilter/nf_nat.ko: kernel/lib/libcrc32c.ko
             let key = w.split('=').next().unwrap();
             assert!(INIT.contains(&format!("{key}=*)")), "init ignores {key}");
         }
-    }
-
-    #[test]
-    fn qemu_args_match_the_appliance_flags() {
-        let a = guest().qemu_args(
-            &net(),
-            96,
-            Path::new("/tmp/s.log"),
-            "tap0",
-            [0x52, 0x54, 0, 0, 0, 2],
-        );
-        let s = a.join(" ");
-        for w in [
-            "-M microvm,rtc=on",
-            "-accel tcg",
-            "-m 96",
-            "-nodefaults -no-user-config -no-reboot -monitor none",
-            "-serial file:/tmp/s.log",
-            "-kernel /c/vmlinuz-6.1.0-56-amd64",
-            "-initrd /c/initramfs-6.1.0-56-amd64.cpio.gz",
-            "-netdev tap,id=n0,ifname=tap0,script=no,downscript=no",
-            "-device virtio-net-device,netdev=n0,mac=52:54:00:00:00:02",
-        ] {
-            assert!(s.contains(w), "{w} missing from {s}");
-        }
-        let i = a.iter().position(|x| x == "-append").unwrap();
-        assert_eq!(a[i + 1], guest().cmdline(&net()));
     }
 
     #[test]
