@@ -362,6 +362,9 @@ pub fn group_text(r: &GroupReport) -> String {
         None => {
             let _ = writeln!(o, "  as IAP: nothing cached, no lookup in flight");
         }
+        Some(i) if !i.cached => {
+            let _ = writeln!(o, "  as IAP: nothing cached; a lookup is in flight");
+        }
         Some(i) => {
             let japs = if i.japs.is_empty() {
                 "none (no member anywhere: packets dropped until it expires)".to_string()
@@ -477,6 +480,7 @@ mod tests {
             served: true,
             raps: [3, 5].into_iter().collect(),
             iap: Some(IapView {
+                cached: true,
                 japs: Default::default(),
                 expires_in_ms: 1_500,
                 lookup_pending: true,

@@ -693,6 +693,7 @@ mod tests {
             served: true,
             raps: max_list(crate::proxy::MAX_K),
             iap: Some(IapView {
+                cached: true,
                 japs: (0..crate::wire::MAX_RANKED)
                     .map(|_| (u32::MAX, u32::MAX))
                     .collect(),

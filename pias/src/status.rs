@@ -182,13 +182,15 @@ pub struct MgmtCounters {
 pub struct HttpCounters {
     /// Connections accepted from an allowed source.
     pub connections: u64,
-    /// Connections reset at once: the source is outside `management.allow`.
+    /// Connection attempts (SYNs) dropped unanswered: the source is outside
+    /// `management.allow` (every segment from it is dropped; each SYN counts).
     pub refused_source: u64,
     /// Connection attempts reset because every connection slot was busy.
     pub refused_busy: u64,
     /// Requests answered with the metrics (200).
     pub served: u64,
-    /// Requests that were not well-formed HTTP/1.x (answered 400, closed).
+    /// Requests that were not well-formed HTTP/1.x (answered 400, closed), or
+    /// cut off by the client closing mid-request (closed, unanswered).
     pub bad_requests: u64,
     /// Requests with a method other than GET or HEAD (answered 405, closed).
     pub bad_method: u64,
@@ -196,8 +198,8 @@ pub struct HttpCounters {
     pub not_found: u64,
     /// Request heads longer than the appliance reads (answered 431, closed).
     pub too_large: u64,
-    /// Connections reset because a request or an answer took too long (a
-    /// slow or half-open client).
+    /// Connections reset because a handshake, a request or the taking of an
+    /// answer took too long (a slow, silent or vanished client).
     pub timeouts: u64,
 }
 
@@ -441,8 +443,10 @@ pub struct GroupReport {
 /// The IAP's cache entry for a group.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct IapView {
-    /// JAPs as a RAP ranked them (id, count); empty: a negative entry (no
-    /// member anywhere), packets dropped until it expires.
+    /// A cache entry exists (else only a lookup is in flight).
+    pub cached: bool,
+    /// JAPs as a RAP ranked them (id, count); empty in an entry: a negative
+    /// entry (no member anywhere), packets dropped until it expires.
     pub japs: Vec<(u32, u32), { crate::wire::MAX_RANKED }>,
     /// Milliseconds until the entry expires.
     pub expires_in_ms: u64,

@@ -175,14 +175,14 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
     });
     counters!(t, "http", s.http, {
         connections: "Connections accepted from an allowed source.",
-        refused_source: "Connections reset at once: the source is outside management.allow.",
+        refused_source: "Connection attempts (SYNs) dropped unanswered: the source is outside management.allow (every segment from it is dropped; each SYN counts).",
         refused_busy: "Connection attempts reset because every connection slot was busy.",
         served: "Requests answered with the metrics (200).",
-        bad_requests: "Requests that were not well-formed HTTP/1.x (answered 400, closed).",
+        bad_requests: "Requests that were not well-formed HTTP/1.x (answered 400, closed), or cut off by the client closing mid-request (closed, unanswered).",
         bad_method: "Requests with a method other than GET or HEAD (answered 405, closed).",
         not_found: "Requests for another path than /metrics (answered 404).",
         too_large: "Request heads longer than the appliance reads (answered 431, closed).",
-        timeouts: "Connections reset because a request or an answer took too long (a slow or half-open client).",
+        timeouts: "Connections reset because a handshake, a request or the taking of an answer took too long (a slow, silent or vanished client).",
     });
     counters!(t, "loop", s.idle, {
         polls: "Iterations of the main loop.",
@@ -373,12 +373,8 @@ fn routing(t: &mut Text<'_>, r: &RoutingReport) -> fmt::Result {
         "Times the debounced verdict changed.",
         r.flips,
     )?;
-    t.single(
-        "pias_bgp_gtsm_dropped_total",
-        Kind::Counter,
-        "BGP segments dropped for a TTL below 255 (GTSM, RFC 5082).",
-        r.gtsm_dropped,
-    )?;
+    // GTSM drops (BGP and BFD) are the data path's `drop_gtsm`, exposed as
+    // pias_data_drop_gtsm_total: not again here.
     if r.neighbours.is_empty() {
         return Ok(());
     }

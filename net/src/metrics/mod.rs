@@ -20,10 +20,10 @@ use pias::status::{HttpCounters, MgmtCounters};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket,
+    EthernetFrame, EthernetProtocol, IpAddress, IpEndpoint, IpProtocol, Ipv4Packet, TcpPacket,
 };
 
-/// Bytes an answer may take: the largest exposition (every table, eight BGP
+/// Bytes an answer may take: the largest exposition (every table, every BGP
 /// neighbours, every counter at its largest) fits, a test checks it.
 pub const RESPONSE_BYTES: usize = 48 * 1024;
 /// Connections served at once; further attempts are reset and counted.
@@ -37,8 +37,13 @@ pub const SOCKET_TX_BYTES: usize = 16 * 1024;
 pub const REQUEST_TIMEOUT_US: u64 = 10_000_000;
 /// An answer must be taken by the client within this long, in µs.
 pub const WRITE_TIMEOUT_US: u64 = 10_000_000;
-/// A closing connection that lingers longer is reset, in µs.
+/// A closing connection that lingers longer once its answer is all
+/// acknowledged is reset, in µs; so is a reset that cannot be sent (the
+/// slot listens again regardless).
 pub const CLOSE_TIMEOUT_US: u64 = 2_000_000;
+/// A handshake not completed within this is given up, in µs: a spoofed SYN
+/// holds a slot this long, not a request timeout.
+pub const SYN_TIMEOUT_US: u64 = 1_000_000;
 
 /// What a slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +73,20 @@ struct Slot {
     /// then closed politely, not counted as a timeout).
     answered: bool,
     deadline: u64,
+    /// The peer the slot accepted (a socket found with another is a new
+    /// connection, to be accepted afresh).
+    peer: Option<IpEndpoint>,
+    /// When the connection was accepted (the handshake's deadline runs from it).
+    accepted_at: u64,
+    /// The handshake is complete.
+    established: bool,
+    /// Bytes arrived (or were left by a pipelined request) since the last parse.
+    fresh: bool,
+    /// Closing: the answer is all acknowledged (the close clock runs).
+    drained: bool,
+    /// When the slot aborted a connection: it listens again once the reset
+    /// is out, or `CLOSE_TIMEOUT_US` after this at the latest.
+    aborted_at: Option<u64>,
 }
 
 /// The metrics server: its slots, the allow-list and its counters.
@@ -105,6 +124,12 @@ impl MetricsServer {
                     keep_alive: false,
                     answered: false,
                     deadline: 0,
+                    peer: None,
+                    accepted_at: 0,
+                    established: false,
+                    fresh: false,
+                    drained: false,
+                    aborted_at: None,
                 })
                 .collect(),
             counters: HttpCounters::default(),
@@ -116,24 +141,33 @@ impl MetricsServer {
         self.port
     }
 
-    /// Looks at a frame about to reach the stack: a connection attempt (TCP
-    /// SYN) to the port from outside the allow-list is dropped (false) and
-    /// counted, so strangers get no answer and take no slot; one that no
-    /// slot can take is counted and left to the stack, which resets it.
+    /// Looks at a frame about to reach the stack. A TCP segment to the port
+    /// from outside the allow-list is dropped (false): strangers get no
+    /// answer, not even a reset, and take no slot; their connection
+    /// attempts (SYNs) are counted. A SYN no slot can take (and that is not
+    /// a retransmission for a slot's own connection) is counted and left to
+    /// the stack, which resets it.
     pub fn admit(&mut self, frame: &[u8], sockets: &SocketSet<'_>) -> bool {
-        let Some(source) = syn_source(frame, self.port) else {
+        let Some((source, syn)) = tcp_to(frame, self.port) else {
             return true;
         };
-        if !self.allow.iter().any(|p| p.contains(source)) {
-            self.counters.refused_source += 1;
+        if !self.allow.iter().any(|p| p.contains(source.ip)) {
+            if syn {
+                self.counters.refused_source += 1;
+            }
             return false;
         }
-        let free = self
-            .slots
-            .iter()
-            .any(|s| sockets.get::<tcp::Socket>(s.handle).is_listening());
-        if !free {
-            self.counters.refused_busy += 1;
+        if syn {
+            let from = IpEndpoint::new(IpAddress::Ipv4(source.ip.0.into()), source.port);
+            let (mut free, mut own) = (false, false);
+            for s in &self.slots {
+                let sock = sockets.get::<tcp::Socket>(s.handle);
+                free |= sock.is_listening();
+                own |= sock.remote_endpoint() == Some(from);
+            }
+            if !free && !own {
+                self.counters.refused_busy += 1;
+            }
         }
         true
     }
@@ -143,8 +177,16 @@ impl MetricsServer {
     pub fn poll_timeout(&self) -> Option<u64> {
         self.slots
             .iter()
-            .filter(|s| s.phase != Phase::Listening)
-            .map(|s| s.deadline.saturating_add(1))
+            .filter_map(|s| match (s.phase, s.aborted_at) {
+                (Phase::Listening, None) => None,
+                (Phase::Listening, Some(at)) => Some(at.saturating_add(CLOSE_TIMEOUT_US)),
+                // A handshake still pending has its own, earlier deadline.
+                (Phase::Reading, _) if !s.established => {
+                    Some(s.deadline.min(s.accepted_at.saturating_add(SYN_TIMEOUT_US)))
+                }
+                _ => Some(s.deadline),
+            })
+            .map(|t| t.saturating_add(1))
             .min()
     }
 
@@ -186,8 +228,16 @@ impl MetricsServer {
         may_render: &mut bool,
     ) {
         let phase = self.slots[i].phase;
-        if phase != Phase::Listening && sock.state() == State::Closed {
-            // Reset by the peer, or closed: the slot listens again.
+        let state = sock.state();
+        if phase != Phase::Listening
+            && (state == State::Closed
+                || state == State::Listen
+                || sock.remote_endpoint() != self.slots[i].peer)
+        {
+            // Reset by the peer or closed (a socket reset in SYN-RECEIVED
+            // listens again by itself, and may have taken another
+            // connection since): the slot starts over, and a new connection
+            // is accepted, checked and counted as such.
             self.slots[i].phase = Phase::Listening;
         }
         match self.slots[i].phase {
@@ -196,24 +246,48 @@ impl MetricsServer {
             Phase::Writing => self.write(i, now, sock),
             Phase::Closing => {
                 let slot = &mut self.slots[i];
-                // Nothing is left to say: skip TIME-WAIT (the slot is needed),
-                // or give up on a peer that never finishes the close.
-                if sock.state() == State::TimeWait || now > slot.deadline {
+                if !slot.drained && sock.send_queue() == 0 {
+                    // The answer is all acknowledged: the close clock runs.
+                    slot.drained = true;
+                    slot.deadline = now + CLOSE_TIMEOUT_US;
+                }
+                if sock.state() == State::TimeWait {
+                    // Nothing is left to say: skip TIME-WAIT (the slot is needed).
                     sock.abort();
                     slot.phase = Phase::Listening;
+                } else if now > slot.deadline {
+                    // A peer that never finishes the close, or never takes
+                    // the end of its answer (counted: it was cut short).
+                    if !slot.drained {
+                        self.counters.timeouts += 1;
+                    }
+                    Self::abort(slot, sock, now);
                 }
             }
         }
     }
 
+    /// Resets the slot's connection; the slot listens again (see `listen`).
+    fn abort(slot: &mut Slot, sock: &mut tcp::Socket<'_>, now: u64) {
+        sock.abort();
+        slot.phase = Phase::Listening;
+        slot.aborted_at = Some(now);
+    }
+
     fn listen(&mut self, i: usize, now: u64, sock: &mut tcp::Socket<'_>) {
         if !sock.is_open() {
             // Closed: listen (cannot fail on a closed socket and a port ≠ 0),
-            // but only once the reset of an aborted connection has gone out
-            // (listening forgets the peer, and the reset with it: the peer
-            // would send its SYN again and be counted twice).
-            if sock.remote_endpoint().is_none() {
+            // once the reset of an aborted connection has gone out (listening
+            // forgets the peer, and the reset with it: the peer would send
+            // its SYN again), or after `CLOSE_TIMEOUT_US` if it cannot go
+            // out (a vanished peer whose address no longer resolves).
+            let slot = &mut self.slots[i];
+            let given_up = slot
+                .aborted_at
+                .is_none_or(|at| now > at.saturating_add(CLOSE_TIMEOUT_US));
+            if sock.remote_endpoint().is_none() || given_up {
                 let _ = sock.listen(self.port);
+                slot.aborted_at = None;
             }
             return;
         }
@@ -224,14 +298,18 @@ impl MetricsServer {
         // here should the caller not filter).
         if !self.allowed(sock) {
             self.counters.refused_source += 1;
-            sock.abort();
+            Self::abort(&mut self.slots[i], sock, now);
             return;
         }
         self.counters.connections += 1;
         let slot = &mut self.slots[i];
         slot.phase = Phase::Reading;
+        slot.peer = sock.remote_endpoint();
         slot.request_len = 0;
         slot.answered = false;
+        slot.fresh = false;
+        slot.established = false;
+        slot.accepted_at = now;
         slot.deadline = now + REQUEST_TIMEOUT_US;
     }
 
@@ -245,35 +323,43 @@ impl MetricsServer {
         may_render: &mut bool,
     ) {
         let slot = &mut self.slots[i];
+        if sock.state() == State::SynReceived {
+            if now > slot.accepted_at.saturating_add(SYN_TIMEOUT_US) {
+                // A handshake never completed (a spoofed or vanished peer).
+                self.counters.timeouts += 1;
+                Self::abort(slot, sock, now);
+            }
+            return;
+        }
+        slot.established = true;
         if sock.can_recv() && slot.request_len < MAX_HEAD {
             if let Ok(n) = sock.recv_slice(&mut slot.request[slot.request_len..]) {
                 slot.request_len += n;
+                slot.fresh |= n > 0;
             }
         }
-        let parsed = http::parse(&slot.request[..slot.request_len]);
+        // Parse only what is new: a slow client costs nothing while silent.
+        let parsed = if core::mem::take(&mut slot.fresh) {
+            http::parse(&slot.request[..slot.request_len])
+        } else {
+            Parsed::Incomplete
+        };
         match parsed {
             Parsed::Incomplete => {
-                if !sock.may_recv() && sock.state() != State::SynReceived {
-                    // The client closed its side with no (whole) request
-                    // (before the handshake ends, nothing can be received
-                    // yet either: that is not a close).
+                if !sock.may_recv() {
+                    // The client closed its side with no (whole) request.
                     if slot.request_len > 0 {
                         self.counters.bad_requests += 1;
                     }
-                    sock.close();
-                    slot.phase = Phase::Closing;
-                    slot.deadline = now + CLOSE_TIMEOUT_US;
+                    slot.close(sock, now);
                 } else if now > slot.deadline {
                     if slot.request_len > 0 || !slot.answered {
                         // Slow, or connected and silent (half-open).
                         self.counters.timeouts += 1;
-                        sock.abort();
-                        slot.phase = Phase::Listening;
+                        Self::abort(slot, sock, now);
                     } else {
                         // An idle kept-alive connection: close it politely.
-                        sock.close();
-                        slot.phase = Phase::Closing;
-                        slot.deadline = now + CLOSE_TIMEOUT_US;
+                        slot.close(sock, now);
                     }
                 }
             }
@@ -284,12 +370,12 @@ impl MetricsServer {
                     HttpError::TooLarge => (Answer::TooLarge, &mut self.counters.too_large),
                 };
                 *counter += 1;
-                self.slots[i].answer_error(answer, false, now);
+                self.slots[i].answer_error(answer, false, false, now);
             }
             Parsed::Request(r) => {
                 if !r.metrics {
                     self.counters.not_found += 1;
-                    self.slots[i].answer_error(Answer::NotFound, r.keep_alive, now);
+                    self.slots[i].answer_error(Answer::NotFound, r.keep_alive, r.head_only, now);
                 } else if *may_render {
                     *may_render = false;
                     self.counters.served += 1;
@@ -302,7 +388,8 @@ impl MetricsServer {
                     self.slots[i].answer_metrics(&fresh, mgmt, r, now);
                 } else {
                     // Another slot rendered this turn; this one waits for the
-                    // next (the request stays in its buffer).
+                    // next (the request stays in its buffer, to parse again).
+                    self.slots[i].fresh = true;
                     return;
                 }
                 self.slots[i].consume(r.len);
@@ -314,8 +401,7 @@ impl MetricsServer {
         let slot = &mut self.slots[i];
         if !sock.may_send() {
             // The peer reset or stopped reading for good.
-            sock.abort();
-            slot.phase = Phase::Listening;
+            Self::abort(slot, sock, now);
             return;
         }
         if slot.sent < slot.end {
@@ -327,15 +413,18 @@ impl MetricsServer {
             if slot.keep_alive {
                 slot.phase = Phase::Reading;
                 slot.deadline = now + REQUEST_TIMEOUT_US;
+                // A pipelined request may be waiting in the buffer already.
+                slot.fresh = slot.request_len > 0;
             } else {
+                // The write deadline stands until the answer is all
+                // acknowledged (see the Closing phase).
                 sock.close();
                 slot.phase = Phase::Closing;
-                slot.deadline = now + CLOSE_TIMEOUT_US;
+                slot.drained = false;
             }
         } else if now > slot.deadline {
             self.counters.timeouts += 1;
-            sock.abort();
-            slot.phase = Phase::Listening;
+            Self::abort(slot, sock, now);
         }
     }
 }
@@ -373,8 +462,17 @@ impl Slot {
         self.request_len -= len;
     }
 
-    /// Prepares a short error answer.
-    fn answer_error(&mut self, answer: Answer, keep_alive: bool, now: u64) {
+    /// Closes our side politely; the close clock starts at once (nothing
+    /// of an answer is waiting).
+    fn close(&mut self, sock: &mut tcp::Socket<'_>, now: u64) {
+        sock.close();
+        self.phase = Phase::Closing;
+        self.drained = true;
+        self.deadline = now + CLOSE_TIMEOUT_US;
+    }
+
+    /// Prepares a short error answer (its head only, for HEAD).
+    fn answer_error(&mut self, answer: Answer, keep_alive: bool, head_only: bool, now: u64) {
         let body = answer.error_body().as_bytes();
         let n = http::write_head(
             answer,
@@ -385,7 +483,8 @@ impl Slot {
         )
         .unwrap_or(0);
         self.response[n..n + body.len()].copy_from_slice(body);
-        self.start(0, n + body.len(), keep_alive, now);
+        let end = if head_only { n } else { n + body.len() };
+        self.start(0, end, keep_alive, now);
     }
 
     /// Renders the exposition after room for its head, then writes the head
@@ -399,7 +498,7 @@ impl Slot {
     ) {
         let body = &mut self.response[MAX_RESPONSE_HEAD..];
         let Some(len) = exposition::render(reports, mgmt, body) else {
-            self.answer_error(Answer::Internal, false, now);
+            self.answer_error(Answer::Internal, false, r.head_only, now);
             return;
         };
         let mut head = [0u8; MAX_RESPONSE_HEAD];
@@ -432,8 +531,9 @@ impl Slot {
 }
 
 /// The source of `frame` (Ethernet, already classified as well-formed) if
-/// it is a TCP SYN without ACK to `port`: a connection attempt.
-fn syn_source(frame: &[u8], port: u16) -> Option<Ipv4> {
+/// it is a TCP segment to `port`, and whether it is a connection attempt
+/// (SYN without ACK).
+fn tcp_to(frame: &[u8], port: u16) -> Option<(pias::Endpoint, bool)> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     if eth.ethertype() != EthernetProtocol::Ipv4 {
         return None;
@@ -443,7 +543,14 @@ fn syn_source(frame: &[u8], port: u16) -> Option<Ipv4> {
         return None;
     }
     let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
-    (tcp.dst_port() == port && tcp.syn() && !tcp.ack()).then(|| Ipv4(ip.src_addr().octets()))
+    if tcp.dst_port() != port {
+        return None;
+    }
+    let from = pias::Endpoint {
+        ip: Ipv4(ip.src_addr().octets()),
+        port: tcp.src_port(),
+    };
+    Some((from, tcp.syn() && !tcp.ack()))
 }
 
 #[cfg(test)]

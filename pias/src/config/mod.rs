@@ -504,6 +504,18 @@ impl Config {
             format_args!("ports.proxy"),
             "must differ from ports.management",
         )?;
+        for (name, port) in [
+            ("ports.management", Some(ports.management)),
+            ("ports.registration", Some(ports.registration)),
+            ("ports.proxy", Some(ports.proxy)),
+            ("ports.metrics", ports.metrics),
+        ] {
+            check(
+                port != Some(u16::MAX),
+                format_args!("{name}"),
+                "must be below 65535 (the NAT's ports lie above every service port)",
+            )?;
+        }
         if let Some(m) = ports.metrics {
             check(m != 0, format_args!("ports.metrics"), "must not be 0")?;
             check(

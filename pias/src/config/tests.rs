@@ -62,7 +62,8 @@ fn each_rule_names_its_field() {
         field_of(with(|c| c.ports.registration = 0)),
         "ports.registration"
     );
-    for bad in [0, 179] {
+    assert_eq!(field_of(with(|c| c.ports.proxy = 65535)), "ports.proxy");
+    for bad in [0, 179, 65535] {
         assert_eq!(
             field_of(with(|c| c.ports.metrics = Some(bad))),
             "ports.metrics"

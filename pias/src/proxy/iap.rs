@@ -247,7 +247,12 @@ impl Proxy {
         };
         let Some(rap) = next else {
             self.counters.iap.lookups_failed += 1;
-            self.install(now, group, &[], now + self.cfg.negative_ttl);
+            // No RAP knows a member yet, but this proxy holds one (it joined
+            // while the lookup was out, before its report reached them): no
+            // negative entry, so the next packet looks up again.
+            if self.live_targets(&group) == 0 {
+                self.install(now, group, &[], now + self.cfg.negative_ttl);
+            }
             return;
         };
         self.counters.iap.lookup_retries += 1;

@@ -227,6 +227,7 @@ impl Proxy {
         }
         if back {
             self.report_if_needed(now, group);
+            self.iap_forget_negative(&group);
         }
     }
 
@@ -295,6 +296,7 @@ impl Proxy {
             t.health = Health::Up;
             t.misses = 0;
             t.down_since = None;
+            self.iap_forget_negative(&r.group);
             return Ok(());
         }
         if entry.targets.len() >= per_group {

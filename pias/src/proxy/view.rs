@@ -28,6 +28,7 @@ impl Proxy {
             return None;
         }
         Some(IapView {
+            cached: entry.is_some(),
             japs: entry
                 .map(|e| e.japs.iter().map(|r| (r.jap, r.count)).collect())
                 .unwrap_or_default(),

@@ -4,7 +4,8 @@
 use super::Fake;
 use crate::metrics::http::MAX_HEAD;
 use crate::metrics::{
-    socket, MetricsServer, REQUEST_TIMEOUT_US, SLOTS, SOCKET_RX_BYTES, SOCKET_TX_BYTES,
+    socket, MetricsServer, CLOSE_TIMEOUT_US, REQUEST_TIMEOUT_US, SLOTS, SOCKET_RX_BYTES,
+    SOCKET_TX_BYTES,
 };
 use crate::{Nic, NicDevice, NicError};
 use pias::status::MgmtCounters;
@@ -21,9 +22,13 @@ const SERVER: [u8; 4] = [198, 18, 0, 1];
 
 type Queues = Rc<RefCell<Vec<VecDeque<Vec<u8>>>>>;
 
+/// Ports unplugged from the hub: nothing goes to or comes from them.
+type Unplugged = Rc<RefCell<Vec<bool>>>;
+
 /// One port of a hub that repeats every frame to every other port.
 struct HubPort {
     hub: Queues,
+    unplugged: Unplugged,
     me: usize,
 }
 
@@ -41,8 +46,9 @@ impl Nic for HubPort {
         true
     }
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
+        let off = self.unplugged.borrow();
         for (i, q) in self.hub.borrow_mut().iter_mut().enumerate() {
-            if i != self.me {
+            if i != self.me && !off[i] && !off[self.me] {
                 q.push_back(frame.to_vec());
             }
         }
@@ -61,9 +67,10 @@ struct Host {
 }
 
 impl Host {
-    fn new(hub: &Queues, me: usize, addr: [u8; 4], gated: bool) -> Host {
+    fn new(hub: &Queues, unplugged: &Unplugged, me: usize, addr: [u8; 4], gated: bool) -> Host {
         let nic = HubPort {
             hub: hub.clone(),
+            unplugged: unplugged.clone(),
             me,
         };
         let mut dev = if gated {
@@ -102,6 +109,7 @@ struct Lab {
     clients: Vec<Host>,
     reports: Fake,
     next_port: u16,
+    unplugged: Unplugged,
 }
 
 impl Lab {
@@ -109,7 +117,8 @@ impl Lab {
     /// 198.18.0.3 only.
     fn new(clients: usize) -> Lab {
         let hub: Queues = Rc::new(RefCell::new(vec![VecDeque::new(); clients + 1]));
-        let mut appliance = Host::new(&hub, 0, SERVER, true);
+        let unplugged: Unplugged = Rc::new(RefCell::new(vec![false; clients + 1]));
+        let mut appliance = Host::new(&hub, &unplugged, 0, SERVER, true);
         let handles: Vec<_> = (0..SLOTS)
             .map(|_| appliance.add_tcp(SOCKET_RX_BYTES, SOCKET_TX_BYTES))
             .collect();
@@ -122,10 +131,11 @@ impl Lab {
             appliance,
             server: MetricsServer::new(PORT, &allow, &handles),
             clients: (0..clients)
-                .map(|i| Host::new(&hub, i + 1, [198, 18, 0, i as u8 + 2], false))
+                .map(|i| Host::new(&hub, &unplugged, i + 1, [198, 18, 0, i as u8 + 2], false))
                 .collect(),
             reports: Fake::default(),
             next_port: 40_000,
+            unplugged,
         }
     }
 
@@ -208,6 +218,11 @@ impl Lab {
             });
         }
         out
+    }
+
+    /// Takes `client` off the hub: it vanishes without a word.
+    fn unplug(&mut self, client: usize) {
+        self.unplugged.borrow_mut()[client + 1] = true;
     }
 
     fn state(&mut self, client: usize, h: SocketHandle) -> tcp::State {
@@ -529,4 +544,85 @@ fn connections_beyond_the_slots_are_reset_and_counted() {
     }
     lab.run_ms(100);
     assert_eq!(lab.server.counters.served, SLOTS as u64);
+}
+
+#[test]
+fn head_of_another_path_gets_a_head_and_no_body() {
+    let mut lab = Lab::new(1);
+    let h = lab.connect(0);
+    lab.run_ms(20);
+    lab.send(0, h, b"HEAD /nothing HTTP/1.1\r\n\r\n");
+    lab.run_ms(50);
+    let text = String::from_utf8(lab.take(0, h)).unwrap();
+    assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "a head only: {text:?}");
+    // The kept-alive connection is in step: the next answer starts clean.
+    lab.send(0, h, GET);
+    lab.run_ms(50);
+    assert_eq!(answers(&lab.take(0, h))[0].0, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn a_client_closing_mid_request_is_counted_and_gets_nothing() {
+    let mut lab = Lab::new(1);
+    let h = lab.connect(0);
+    lab.run_ms(20);
+    lab.send(0, h, b"GET /met");
+    lab.run_ms(10);
+    lab.clients[0].tcp(h).close();
+    lab.run_ms(100);
+    assert!(lab.take(0, h).is_empty());
+    assert_eq!(lab.server.counters.bad_requests, 1);
+    assert_eq!(lab.server.counters.served, 0);
+    // The slot is back: a whole request is served.
+    let h = lab.connect(0);
+    lab.run_ms(20);
+    lab.send(0, h, GET);
+    lab.run_ms(50);
+    assert_eq!(answers(&lab.take(0, h))[0].0, "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn a_peer_vanishing_in_the_handshake_frees_its_slot_in_a_second() {
+    let mut lab = Lab::new(2);
+    lab.run_ms(1);
+    let h = lab.connect(0);
+    // The SYN out (after ARP), then the client is gone before it can ACK.
+    let slot = lab.server.slots[0].handle;
+    for _ in 0..20 {
+        lab.now_ms += 1;
+        let now = lab.now();
+        let c = &mut lab.clients[0];
+        c.iface.poll(now, &mut c.dev, &mut c.sockets);
+        lab.pump_appliance();
+        if lab.appliance.tcp(slot).state() == tcp::State::SynReceived {
+            break;
+        }
+    }
+    assert_eq!(lab.appliance.tcp(slot).state(), tcp::State::SynReceived);
+    lab.unplug(0);
+    let _ = h;
+    lab.run_ms(900);
+    assert_eq!(lab.server.counters.timeouts, 0, "not yet");
+    lab.run_ms(300);
+    assert_eq!(lab.server.counters.timeouts, 1, "given up after 1 s");
+    // Every slot serves again (the reset could not go out: no wait on it).
+    lab.run_ms(CLOSE_TIMEOUT_US / 1000 + 100);
+    let listening = lab
+        .server
+        .slots
+        .iter()
+        .filter(|s| {
+            lab.appliance
+                .sockets
+                .get::<tcp::Socket>(s.handle)
+                .is_listening()
+        })
+        .count();
+    assert_eq!(listening, SLOTS);
+    let h = lab.connect(1);
+    lab.run_ms(20);
+    lab.send(1, h, GET);
+    lab.run_ms(50);
+    assert_eq!(answers(&lab.take(1, h))[0].0, "HTTP/1.1 200 OK");
 }

@@ -60,7 +60,7 @@ fn a_group_report_shows_each_role() {
     let mut q = proxy(1, 40);
     q.handle_client_packet(T0, g(), client, b"x");
     let iap = q.group_report(T0, &g()).iap.expect("an IAP view");
-    assert!(iap.lookup_pending && iap.japs.is_empty());
+    assert!(iap.lookup_pending && !iap.cached && iap.japs.is_empty());
     let asked = drain(&mut q)
         .into_iter()
         .find_map(|t| match t {
@@ -155,4 +155,44 @@ fn a_member_joining_here_ends_this_proxys_negative_entry_for_its_group() {
     p.handle_client_packet(T0 + 5 * MS, g(), client, b"z");
     assert_eq!(p.counters.iap.negative_hits, 1);
     assert_eq!(p.counters.iap.lookups_sent, lookups + 1);
+}
+
+#[test]
+fn a_join_while_a_lookup_is_out_leaves_no_negative_entry() {
+    let mut p = proxy(1, 40);
+    let client = Endpoint {
+        ip: Ipv4([198, 19, 200, 1]),
+        port: 4000,
+    };
+    p.handle_client_packet(T0, g(), client, b"x");
+    // The member joins here while the lookup is out; the RAPs have not had
+    // its report yet and answer empty, one after the other.
+    join(&mut p, 1, 1);
+    let empty = Message::JapList {
+        group: g(),
+        japs: heapless::Vec::new(),
+        ttl_s: 60,
+    };
+    let mut seq = 10;
+    loop {
+        let asked = drain(&mut p).into_iter().find_map(|t| match t {
+            Transmit::Proxy { to, bytes } => match wire::parse(&bytes).ok()?.message {
+                Message::Lookup { .. } => Some(to),
+                _ => None,
+            },
+            _ => None,
+        });
+        let Some(asked) = asked else { break };
+        seq += 1;
+        p.handle_message(T0 + MS, target(0), &from_peer(asked, seq, &empty));
+    }
+    assert_eq!(p.counters.iap.lookups_failed, 1, "every RAP said no member");
+    assert!(
+        p.group_report(T0 + 2 * MS, &g()).iap.is_none(),
+        "no negative entry while this proxy holds a member"
+    );
+    let lookups = p.counters.iap.lookups_sent;
+    p.handle_client_packet(T0 + 3 * MS, g(), client, b"y");
+    assert_eq!(p.counters.iap.negative_hits, 0);
+    assert_eq!(p.counters.iap.lookups_sent, lookups + 1, "looked up again");
 }
