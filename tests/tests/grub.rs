@@ -58,6 +58,41 @@ fn disk_images_boot_from_the_bios_and_their_config_is_replaced_in_place() {
         format!("{err:#}").contains("no PIAS config slot"),
         "{err:#}"
     );
+    // A raw image cut off inside its config slot, and a qcow2 whose header
+    // is damaged: each refused by the tool that reads it, with the reason.
+    let cut = lab.path("cut.raw");
+    let mut bytes = std::fs::read(&images[1]).unwrap();
+    let at = bytes
+        .windows(pias::blob::MAGIC.len())
+        .position(|w| w == pias::blob::MAGIC)
+        .expect("the raw image holds its config");
+    bytes.truncate(at + 100);
+    std::fs::write(&cut, &bytes).unwrap();
+    for err in [
+        disk::get_config(&cut).unwrap_err(),
+        disk::set_config(&cut, &new_blob).unwrap_err(),
+    ] {
+        assert!(
+            format!("{err:#}").contains("no PIAS config slot"),
+            "{err:#}"
+        );
+    }
+    let damaged = lab.path("damaged.qcow2");
+    let mut q = std::fs::read(&images[2]).unwrap();
+    q[4..512].fill(0xff);
+    std::fs::write(&damaged, &q).unwrap();
+    let err = disk::get_config(&damaged).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("qemu-img convert (package qemu-utils) failed"),
+        "{err:#}"
+    );
+    assert_eq!(
+        std::fs::read(&damaged).unwrap(),
+        q,
+        "a refused image is left as it was"
+    );
+    assert!(disk::set_config(&damaged, &new_blob).is_err());
+    assert_eq!(std::fs::read(&damaged).unwrap(), q);
 
     for (path, format) in images
         .iter()
