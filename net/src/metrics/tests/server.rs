@@ -220,6 +220,20 @@ impl Lab {
         out
     }
 
+    /// The slots whose sockets listen.
+    fn listening(&self) -> usize {
+        self.server
+            .slots
+            .iter()
+            .filter(|s| {
+                self.appliance
+                    .sockets
+                    .get::<tcp::Socket>(s.handle)
+                    .is_listening()
+            })
+            .count()
+    }
+
     /// Takes `client` off the hub: it vanishes without a word.
     fn unplug(&mut self, client: usize) {
         self.unplugged.borrow_mut()[client + 1] = true;
@@ -448,17 +462,7 @@ fn a_source_outside_the_allow_list_gets_no_answer_and_no_slot() {
     assert_eq!(lab.state(2, h), tcp::State::SynSent, "no answer at all");
     assert_eq!(lab.server.counters.refused_source, 1);
     assert_eq!(lab.server.counters.connections, 0);
-    let listening = lab
-        .server
-        .slots
-        .iter()
-        .filter(|s| {
-            lab.appliance
-                .sockets
-                .get::<tcp::Socket>(s.handle)
-                .is_listening()
-        })
-        .count();
+    let listening = lab.listening();
     assert_eq!(listening, SLOTS, "no slot taken");
     // 198.18.0.3 is allowed.
     let h = lab.connect(1);
@@ -608,17 +612,7 @@ fn a_peer_vanishing_in_the_handshake_frees_its_slot_in_a_second() {
     assert_eq!(lab.server.counters.timeouts, 1, "given up after 1 s");
     // Every slot serves again (the reset could not go out: no wait on it).
     lab.run_ms(CLOSE_TIMEOUT_US / 1000 + 100);
-    let listening = lab
-        .server
-        .slots
-        .iter()
-        .filter(|s| {
-            lab.appliance
-                .sockets
-                .get::<tcp::Socket>(s.handle)
-                .is_listening()
-        })
-        .count();
+    let listening = lab.listening();
     assert_eq!(listening, SLOTS);
     let h = lab.connect(1);
     lab.run_ms(20);

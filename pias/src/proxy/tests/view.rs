@@ -114,6 +114,28 @@ fn long_lists_are_cut_to_fit_and_counted_in_full() {
     assert_eq!(jap.members, 40);
 }
 
+/// Answers each lookup `p` sends with an empty list (no member known), until
+/// it asks no more.
+fn answer_every_lookup_empty(p: &mut Proxy) {
+    let empty = Message::JapList {
+        group: g(),
+        japs: heapless::Vec::new(),
+        ttl_s: 60,
+    };
+    for seq in 10.. {
+        let asked = drain(p).into_iter().find_map(|t| match t {
+            Transmit::Proxy { to, bytes } => match wire::parse(&bytes).ok()?.message {
+                Message::Lookup { .. } => Some(to),
+                _ => None,
+            },
+            _ => None,
+        });
+        let Some(asked) = asked else { break };
+        p.handle_message(T0 + MS, target(0), &from_peer(asked, seq, &empty));
+        assert!(seq < 10 + 2 * MAX_K as u64, "a lookup per RAP at most");
+    }
+}
+
 #[test]
 fn a_member_joining_here_ends_this_proxys_negative_entry_for_its_group() {
     let mut p = proxy(1, 40);
@@ -123,24 +145,7 @@ fn a_member_joining_here_ends_this_proxys_negative_entry_for_its_group() {
     };
     p.handle_client_packet(T0, g(), client, b"x");
     // Every RAP answers empty: a negative entry, packets dropped meanwhile.
-    let empty = Message::JapList {
-        group: g(),
-        japs: heapless::Vec::new(),
-        ttl_s: 60,
-    };
-    let mut seq = 10;
-    for _ in 0..p.cfg.k_raps {
-        let asked = drain(&mut p).into_iter().find_map(|t| match t {
-            Transmit::Proxy { to, bytes } => match wire::parse(&bytes).ok()?.message {
-                Message::Lookup { .. } => Some(to),
-                _ => None,
-            },
-            _ => None,
-        });
-        let Some(asked) = asked else { break };
-        seq += 1;
-        p.handle_message(T0 + MS, target(0), &from_peer(asked, seq, &empty));
-    }
+    answer_every_lookup_empty(&mut p);
     let iap = p
         .group_report(T0 + 2 * MS, &g())
         .iap
@@ -168,24 +173,7 @@ fn a_join_while_a_lookup_is_out_leaves_no_negative_entry() {
     // The member joins here while the lookup is out; the RAPs have not had
     // its report yet and answer empty, one after the other.
     join(&mut p, 1, 1);
-    let empty = Message::JapList {
-        group: g(),
-        japs: heapless::Vec::new(),
-        ttl_s: 60,
-    };
-    let mut seq = 10;
-    loop {
-        let asked = drain(&mut p).into_iter().find_map(|t| match t {
-            Transmit::Proxy { to, bytes } => match wire::parse(&bytes).ok()?.message {
-                Message::Lookup { .. } => Some(to),
-                _ => None,
-            },
-            _ => None,
-        });
-        let Some(asked) = asked else { break };
-        seq += 1;
-        p.handle_message(T0 + MS, target(0), &from_peer(asked, seq, &empty));
-    }
+    answer_every_lookup_empty(&mut p);
     assert_eq!(p.counters.iap.lookups_failed, 1, "every RAP said no member");
     assert!(
         p.group_report(T0 + 2 * MS, &g()).iap.is_none(),
