@@ -64,9 +64,12 @@ pub(crate) fn register_dir(lab: &str, dir: &Path) {
 
 /// Forgets a lab (its owner removed everything itself).
 pub(crate) fn unregister(lab: &str) {
-    if let Ok(mut r) = registry().lock() {
-        r.remove(lab);
-    }
+    let _ = take(lab);
+}
+
+/// Forgets a lab and returns what it registered, for its owner to release.
+fn take(lab: &str) -> Option<Resources> {
+    registry().lock().ok()?.remove(lab)
 }
 
 fn release(res: Resources) {
@@ -590,7 +593,15 @@ impl Drop for Lab {
         for a in self.appliances.iter_mut() {
             a.kill();
         }
-        unregister(&self.ns);
+        // Everything else registered under this lab goes too: processes,
+        // and the namespaces a harness added beside the lab's own (the
+        // benchmark's client and target namespaces).
+        if let Some(mut res) = take(&self.ns) {
+            // The appliances are killed and reaped above; their pids may be
+            // another process's by now.
+            res.pids.clear();
+            release(res);
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }

@@ -25,4 +25,17 @@ fn the_quick_comparison_measures_every_row_on_both_sides() {
     assert_eq!(lines.next(), Some("metric,unit,pias,linux,ratio,goal,met"));
     assert_eq!(lines.count(), rows.len());
     assert!(out.path().join("vs-linux.md").exists());
+    // The LAN's namespaces (the lab's and the client's, lossy client's and
+    // target's beside it) are gone.
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let mine = format!("pias-vslinux-{}-", std::process::id());
+    let left: Vec<_> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&mine))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
