@@ -600,8 +600,10 @@ impl Drop for Lab {
             // The appliances are killed and reaped above; their pids may be
             // another process's by now.
             res.pids.clear();
+            // The lab's own namespace is among them (registered in `new`).
             release(res);
+        } else {
+            let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
     }
 }
