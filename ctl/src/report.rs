@@ -216,8 +216,13 @@ pub fn status_text(s: &Status) -> String {
     );
     let _ = writeln!(
         o,
-        "  drops: runt {} oversized {} not-for-us {} unsupported {} bad-arp {} bad-ipv4 {} bad-ip-csum {} bad-l4 {} bad-l4-csum {}; driver rx {} tx {}; tx ring full {}",
-        n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full
+        "  drops: runt {} oversized {} not-for-us {} unsupported {} bad-arp {} bad-ipv4 {} bad-ip-csum {} bad-l4 {} bad-l4-csum {} bad-offload {}; driver rx {} tx {}; tx ring full {}",
+        n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_bad_offload, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full
+    );
+    let _ = writeln!(
+        o,
+        "  offload: {} large frames in, {} cut into segments in software; {} large frames out",
+        n.rx_large, n.rx_large_cut, n.tx_large
     );
     let m = &s.mgmt;
     let _ = writeln!(

@@ -70,15 +70,21 @@ fn drain_rx(
         if !dev.pull() {
             break;
         }
-        let (frame, mut sink) = dev.split();
-        if dp.ingress(wall, frame, &mut sink) == Verdict::Stack {
-            if let Some(m) = metrics {
-                if !m.admit(frame, sockets) {
-                    continue; // a stranger's SYN: dropped, counted
+        let (frame, offload, mut sink) = dev.split();
+        match dp.ingress_offloaded(wall, frame, offload, &mut sink) {
+            Verdict::Stack => {
+                if let Some(m) = metrics {
+                    if !m.admit(frame, sockets) {
+                        continue; // a stranger's SYN: dropped, counted
+                    }
+                }
+                if dev.hold_for_stack() {
+                    iface.poll_ingress_single(now(), dev, sockets);
                 }
             }
-            dev.hold_for_stack();
-            iface.poll_ingress_single(now(), dev, sockets);
+            // Its segments come next, each an ordinary frame.
+            Verdict::Cut => dev.cut_current(),
+            Verdict::Done => {}
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Checks each received Ethernet frame before smoltcp sees it, so that every
 //! malformed or unwanted frame is dropped under a named, counted reason.
 
+use crate::offload::{LargeTcp, Offload};
 use pias::status::NetCounters;
 use smoltcp::wire::{
     ArpPacket, EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet,
@@ -34,6 +35,10 @@ pub enum DropReason {
     BadL4,
     /// A wrong UDP, TCP or ICMP checksum (`rx_bad_l4_checksum`).
     BadL4Checksum,
+    /// Offload metadata that does not fit the frame: a large frame that is
+    /// not a well-formed TCP/IPv4 one, or a partial checksum outside the
+    /// frame (`rx_bad_offload`).
+    BadOffload,
 }
 
 impl DropReason {
@@ -49,6 +54,7 @@ impl DropReason {
             DropReason::BadIpChecksum => &mut c.rx_bad_ip_checksum,
             DropReason::BadL4 => &mut c.rx_bad_l4,
             DropReason::BadL4Checksum => &mut c.rx_bad_l4_checksum,
+            DropReason::BadOffload => &mut c.rx_bad_offload,
         };
         *slot = slot.wrapping_add(1);
     }
@@ -60,11 +66,32 @@ pub const ETHERNET_HEADER: usize = 14;
 /// Accepts a frame that smoltcp may process, or says why it must be dropped.
 /// `mtu` is the IP MTU of the interface.
 pub fn classify(frame: &[u8], our_mac: [u8; 6], mtu: u16) -> Result<(), DropReason> {
+    classify_offloaded(frame, our_mac, mtu, Offload::NONE)
+}
+
+/// `classify` for a frame the driver described with `offload`: a large TCP
+/// frame may exceed the MTU (it is checked as such instead), and a transport
+/// checksum the host left to the device, or the device checked, is not
+/// verified again.
+pub fn classify_offloaded(
+    frame: &[u8],
+    our_mac: [u8; 6],
+    mtu: u16,
+    offload: Offload,
+) -> Result<(), DropReason> {
     if frame.len() < ETHERNET_HEADER {
         return Err(DropReason::Runt);
     }
-    if frame.len() > ETHERNET_HEADER + usize::from(mtu) {
+    if offload.gso_size > 0 {
+        LargeTcp::parse(frame, offload.gso_size).map_err(|_| DropReason::BadOffload)?;
+    } else if frame.len() > ETHERNET_HEADER + usize::from(mtu) {
         return Err(DropReason::Oversized);
+    }
+    if let Some((start, offset)) = offload.partial {
+        let field = usize::from(start) + usize::from(offset);
+        if usize::from(start) < ETHERNET_HEADER + 20 || field + 2 > frame.len() {
+            return Err(DropReason::BadOffload);
+        }
     }
     let eth = EthernetFrame::new_unchecked(frame);
     let dst = eth.dst_addr().0;
@@ -78,12 +105,13 @@ pub fn classify(frame: &[u8], our_mac: [u8; 6], mtu: u16) -> Result<(), DropReas
             smoltcp::wire::ArpRepr::parse(&arp).map_err(|_| DropReason::BadArp)?;
             Ok(())
         }
-        EthernetProtocol::Ipv4 => classify_ipv4(eth.payload()),
+        EthernetProtocol::Ipv4 => classify_ipv4(eth.payload(), offload.checksum_trusted()),
         _ => Err(DropReason::Unsupported),
     }
 }
 
-fn classify_ipv4(bytes: &[u8]) -> Result<(), DropReason> {
+/// `trusted`: the transport checksum is not verified (see `Offload`).
+fn classify_ipv4(bytes: &[u8], trusted: bool) -> Result<(), DropReason> {
     let ip = Ipv4Packet::new_checked(bytes).map_err(|_| DropReason::BadIpv4)?;
     if ip.version() != 4 {
         return Err(DropReason::BadIpv4);
@@ -104,21 +132,21 @@ fn classify_ipv4(bytes: &[u8]) -> Result<(), DropReason> {
             if usize::from(udp.len()) != payload.len() {
                 return Err(DropReason::BadL4);
             }
-            if !udp.verify_checksum(&src, &dst) {
+            if !trusted && !udp.verify_checksum(&src, &dst) {
                 return Err(DropReason::BadL4Checksum);
             }
             Ok(())
         }
         IpProtocol::Icmp => {
             let icmp = Icmpv4Packet::new_checked(payload).map_err(|_| DropReason::BadL4)?;
-            if !icmp.verify_checksum() {
+            if !trusted && !icmp.verify_checksum() {
                 return Err(DropReason::BadL4Checksum);
             }
             Ok(())
         }
         IpProtocol::Tcp => {
             let tcp = TcpPacket::new_checked(payload).map_err(|_| DropReason::BadL4)?;
-            if !tcp.verify_checksum(&src, &dst) {
+            if !trusted && !tcp.verify_checksum(&src, &dst) {
                 return Err(DropReason::BadL4Checksum);
             }
             Ok(())
@@ -408,10 +436,60 @@ pub(crate) mod tests {
                     DropReason::BadIpChecksum => c.rx_bad_ip_checksum,
                     DropReason::BadL4 => c.rx_bad_l4,
                     DropReason::BadL4Checksum => c.rx_bad_l4_checksum,
+                    DropReason::BadOffload => c.rx_bad_offload,
                 };
                 assert_eq!(named, 1, "{what}: counted elsewhere: {c:?}");
             }
         }
+    }
+
+    #[test]
+    fn offloads_decide_what_is_verified_and_where_a_partial_checksum_may_be() {
+        let trusted = [
+            Offload {
+                valid: true,
+                ..Offload::NONE
+            },
+            Offload {
+                partial: Some((34, 16)),
+                ..Offload::NONE
+            },
+        ];
+        let mut tcp = crate::offload::tests::tcp_frame(100, 0x10, 1);
+        tcp[..6].copy_from_slice(&OUR_MAC);
+        assert_eq!(classify(&tcp, OUR_MAC, 1500), Ok(()));
+        tcp[50] ^= 0xff; // the TCP checksum
+        let mut udp = udp_frame(7001, b"x");
+        udp[40] ^= 0xff; // the UDP checksum
+        for f in [&tcp, &udp] {
+            // Wrong, and nobody vouches for it: dropped.
+            assert_eq!(classify(f, OUR_MAC, 1500), Err(DropReason::BadL4Checksum));
+            // The device checked it, or the host left it to the device.
+            for o in trusted {
+                let o = Offload {
+                    partial: o.partial.map(|(s, _)| (s, 6)),
+                    ..o
+                };
+                assert_eq!(classify_offloaded(f, OUR_MAC, 1500, o), Ok(()), "{o:?}");
+            }
+        }
+        // The partial checksum's field must lie in the frame, after the IPv4 header.
+        let n = tcp.len() as u16;
+        let at = |start: u16, offset: u16| {
+            let o = Offload {
+                partial: Some((start, offset)),
+                ..Offload::NONE
+            };
+            classify_offloaded(&tcp, OUR_MAC, 1500, o)
+        };
+        assert_eq!(at(34, n - 2 - 34), Ok(()), "the last two bytes");
+        assert_eq!(at(34, n - 1 - 34), Err(DropReason::BadOffload));
+        assert_eq!(at(34, n), Err(DropReason::BadOffload));
+        assert_eq!(
+            at(33, 17),
+            Err(DropReason::BadOffload),
+            "in the IPv4 header"
+        );
     }
 
     proptest! {

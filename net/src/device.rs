@@ -1,7 +1,9 @@
 //! The smoltcp `Device` over any driver that implements `Nic`. Received frames
 //! pass through `classify` first; drops, driver errors and full rings are counted.
 
-use crate::classify::classify;
+use crate::classify::classify_offloaded;
+use crate::offload::{complete_checksum, LargeTcp, Offload};
+use alloc::boxed::Box;
 use pias::status::NetCounters;
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
@@ -9,9 +11,14 @@ use smoltcp::time::Instant;
 /// The largest Ethernet frame handled (1500-byte MTU plus the header).
 pub const FRAME_MAX: usize = 1514;
 
-/// Receive buffer size: larger than any valid frame, so that an oversized
-/// frame still arrives whole and is counted as oversized, not as a driver error.
-pub const RX_BUF_LEN: usize = 2048;
+/// The largest frame a device may deliver with TCP segmentation offload: an
+/// Ethernet header and the largest IPv4 packet.
+pub const LARGE_FRAME_MAX: usize = 14 + 65_535;
+
+/// Receive buffer size: larger than any valid frame (a large TCP frame
+/// included), so that an oversized frame still arrives whole and is counted
+/// as oversized, not as a driver error.
+pub const RX_BUF_LEN: usize = LARGE_FRAME_MAX + 1;
 
 /// Frames dropped by the classifier in one `receive` call before it yields,
 /// so a flood of junk cannot starve the rest of the loop.
@@ -25,13 +32,23 @@ pub struct NicError;
 pub trait Nic {
     /// The interface's MAC address; `NicDevice` reads it once, in `new`.
     fn mac(&self) -> [u8; 6];
-    /// Copies the next received frame into `buf` and returns its length, or
-    /// `Ok(None)` when nothing is pending. Frames longer than `buf` are errors.
-    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<usize>, NicError>;
+    /// Copies the next received frame into `buf` and returns its length and
+    /// what the device says of it, or `Ok(None)` when nothing is pending.
+    /// Frames longer than `buf` are errors.
+    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<(usize, Offload)>, NicError>;
     /// Whether `transmit` would find room now.
     fn can_transmit(&mut self) -> bool;
     /// Queues one frame for transmission.
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError>;
+    /// Whether the device segments large TCP frames (`transmit_large`).
+    fn takes_large(&self) -> bool {
+        false
+    }
+    /// Queues a large TCP/IPv4 frame with a partial checksum, for the device
+    /// to cut into segments of `offload.gso_size` payload bytes.
+    fn transmit_large(&mut self, _frame: &[u8], _offload: Offload) -> Result<(), NicError> {
+        Err(NicError)
+    }
     /// Tells the device about queued frames now (a driver may otherwise wait
     /// for the loop's next turn); the default does nothing.
     fn notify(&mut self) {}
@@ -42,20 +59,40 @@ pub trait Nic {
 /// ring that the device empties only when told.
 const TX_ROOM_POLLS: usize = 20_000;
 
+/// The frame `pull` made current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Current {
+    /// `rx_buf[..len]`, as the driver delivered it.
+    Received(usize, Offload),
+    /// `seg_buf[..len]`, a segment cut from a large frame in `rx_buf`.
+    Segment(usize),
+}
+
+/// A large frame in `rx_buf` being cut into segments, one per `pull`.
+struct Cutting {
+    large: LargeTcp,
+    len: usize,
+    next: usize,
+    count: usize,
+}
+
 /// smoltcp's view of a `Nic`, with counters.
 pub struct NicDevice<N: Nic> {
     nic: N,
     mac: [u8; 6],
     mtu: u16,
-    rx_buf: [u8; RX_BUF_LEN],
+    rx_buf: Box<[u8]>,
+    /// Where segments of a large frame are cut.
+    seg_buf: [u8; FRAME_MAX],
     tx_buf: [u8; FRAME_MAX],
-    /// Length of the frame `pull` left in `rx_buf`.
-    pulled: usize,
+    /// The frame `pull` left for `split`.
+    current: Option<Current>,
+    cutting: Option<Cutting>,
     /// Gated: smoltcp gets only the frames the data path hands it with
     /// `hold_for_stack`; ungated it pulls from the driver itself.
     gated: bool,
-    /// A frame in `rx_buf` handed to smoltcp, not yet consumed.
-    held: Option<usize>,
+    /// A frame handed to smoltcp, not yet consumed.
+    held: Option<Current>,
     /// Frames and bytes in and out, and every drop by reason; the status
     /// report's `net`.
     pub counters: NetCounters,
@@ -70,17 +107,35 @@ pub struct DeviceSink<'a, N: Nic> {
 
 impl<N: Nic> crate::dataplane::FrameSink for DeviceSink<'_, N> {
     fn send_frame(&mut self, frame: &[u8]) -> bool {
-        send(self.nic, self.counters, frame)
+        send(self.nic, self.counters, frame, None)
+    }
+    fn takes_large(&self) -> bool {
+        self.nic.takes_large()
+    }
+    fn send_large(&mut self, frame: &[u8], offload: Offload) -> bool {
+        send(self.nic, self.counters, frame, Some(offload))
     }
 }
 
 impl<N: Nic> crate::dataplane::FrameSink for NicDevice<N> {
     fn send_frame(&mut self, frame: &[u8]) -> bool {
-        send(&mut self.nic, &mut self.counters, frame)
+        send(&mut self.nic, &mut self.counters, frame, None)
+    }
+    fn takes_large(&self) -> bool {
+        self.nic.takes_large()
+    }
+    fn send_large(&mut self, frame: &[u8], offload: Offload) -> bool {
+        send(&mut self.nic, &mut self.counters, frame, Some(offload))
     }
 }
 
-fn send<N: Nic>(nic: &mut N, counters: &mut NetCounters, frame: &[u8]) -> bool {
+/// Sends `frame` (large, for the device to segment, with `large`).
+fn send<N: Nic>(
+    nic: &mut N,
+    counters: &mut NetCounters,
+    frame: &[u8],
+    large: Option<Offload>,
+) -> bool {
     if !nic.can_transmit() {
         nic.notify();
         if !(0..TX_ROOM_POLLS).any(|_| {
@@ -91,10 +146,17 @@ fn send<N: Nic>(nic: &mut N, counters: &mut NetCounters, frame: &[u8]) -> bool {
             return false;
         }
     }
-    match nic.transmit(frame) {
+    let sent = match large {
+        None => nic.transmit(frame),
+        Some(o) => nic.transmit_large(frame, o),
+    };
+    match sent {
         Ok(()) => {
             counters.tx_frames += 1;
             counters.tx_bytes += frame.len() as u64;
+            if large.is_some() {
+                counters.tx_large += 1;
+            }
             true
         }
         Err(NicError) => {
@@ -112,9 +174,11 @@ impl<N: Nic> NicDevice<N> {
             nic,
             mac,
             mtu: mtu.min((FRAME_MAX - crate::classify::ETHERNET_HEADER) as u16),
-            rx_buf: [0; RX_BUF_LEN],
+            rx_buf: alloc::vec![0; RX_BUF_LEN].into_boxed_slice(),
+            seg_buf: [0; FRAME_MAX],
             tx_buf: [0; FRAME_MAX],
-            pulled: 0,
+            current: None,
+            cutting: None,
             gated: false,
             held: None,
             counters: NetCounters::default(),
@@ -129,22 +193,45 @@ impl<N: Nic> NicDevice<N> {
         d
     }
 
-    /// Receives the next frame that passes `classify` (drops counted, at most
-    /// a bounded number per call); true if one is ready for `split`.
+    /// Makes the next frame current: the next segment of a large frame being
+    /// cut, or the next received frame that passes `classify` (drops
+    /// counted, at most a bounded number per call). True if one is ready for
+    /// `split`.
     pub fn pull(&mut self) -> bool {
-        match self.receive_classified() {
-            Some(len) => {
-                self.pulled = len;
-                true
-            }
-            None => false,
-        }
+        self.current = self.next_segment().or_else(|| {
+            self.receive_classified()
+                .map(|(len, o)| Current::Received(len, o))
+        });
+        self.current.is_some()
     }
 
-    /// The frame `pull` received, and a sink to send frames meanwhile.
-    pub fn split(&mut self) -> (&[u8], DeviceSink<'_, N>) {
+    fn next_segment(&mut self) -> Option<Current> {
+        let c = self.cutting.as_mut()?;
+        if c.next < c.count {
+            if let Ok(n) = c
+                .large
+                .segment(&self.rx_buf[..c.len], c.next, &mut self.seg_buf)
+            {
+                c.next += 1;
+                self.counters.rx_large_cut += 1;
+                return Some(Current::Segment(n));
+            }
+        }
+        self.cutting = None;
+        None
+    }
+
+    /// The current frame, what the driver said of it (a segment is an
+    /// ordinary frame), and a sink to send frames meanwhile.
+    pub fn split(&mut self) -> (&mut [u8], Offload, DeviceSink<'_, N>) {
+        let (frame, offload) = match self.current {
+            Some(Current::Received(len, o)) => (&mut self.rx_buf[..len], o),
+            Some(Current::Segment(len)) => (&mut self.seg_buf[..len], Offload::NONE),
+            None => (&mut self.rx_buf[..0], Offload::NONE),
+        };
         (
-            &self.rx_buf[..self.pulled],
+            frame,
+            offload,
             DeviceSink {
                 nic: &mut self.nic,
                 counters: &mut self.counters,
@@ -152,16 +239,58 @@ impl<N: Nic> NicDevice<N> {
         )
     }
 
-    /// Hands the frame `pull` received to smoltcp, at its next receive.
-    pub fn hold_for_stack(&mut self) {
-        self.held = Some(self.pulled);
+    /// The current frame is a large one that cannot go on whole: the next
+    /// `pull`s return its segments, each a complete frame.
+    pub fn cut_current(&mut self) {
+        if let Some(Current::Received(len, o)) = self.current {
+            if o.gso_size > 0 {
+                // `classify` parsed it already; a failure here cuts nothing.
+                self.cutting = LargeTcp::parse(&self.rx_buf[..len], o.gso_size)
+                    .ok()
+                    .map(|large| Cutting {
+                        count: large.count(&self.rx_buf[..len]),
+                        large,
+                        len,
+                        next: 0,
+                    });
+            }
+        }
     }
 
-    fn receive_classified(&mut self) -> Option<usize> {
+    /// Hands the current frame to smoltcp, at its next receive; true if it
+    /// was held. A large frame is cut instead (its segments come next), and a
+    /// partial checksum is completed first (smoltcp verifies checksums).
+    pub fn hold_for_stack(&mut self) -> bool {
+        match self.current {
+            Some(Current::Received(len, o)) if o.gso_size > 0 => {
+                let _ = len;
+                self.cut_current();
+                false
+            }
+            Some(Current::Received(len, o)) => {
+                if let Some((start, offset)) = o.partial {
+                    let done = complete_checksum(&mut self.rx_buf[..len], start, offset);
+                    if done.is_err() {
+                        self.counters.rx_bad_offload += 1;
+                        return false;
+                    }
+                }
+                self.held = self.current;
+                true
+            }
+            Some(Current::Segment(_)) => {
+                self.held = self.current;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn receive_classified(&mut self) -> Option<(usize, Offload)> {
         let mut drops = 0;
         loop {
-            let len = match self.nic.receive(&mut self.rx_buf) {
-                Ok(Some(len)) => len,
+            let (len, offload) = match self.nic.receive(&mut self.rx_buf) {
+                Ok(Some(r)) => r,
                 Ok(None) => return None,
                 Err(NicError) => {
                     self.counters.rx_driver_errors += 1;
@@ -170,8 +299,14 @@ impl<N: Nic> NicDevice<N> {
             };
             self.counters.rx_frames += 1;
             self.counters.rx_bytes += len as u64;
-            match classify(&self.rx_buf[..len], self.mac, self.mtu) {
-                Ok(()) => return Some(len),
+            let frame = self.rx_buf.get(..len).unwrap_or_default();
+            match classify_offloaded(frame, self.mac, self.mtu, offload) {
+                Ok(()) => {
+                    if offload.gso_size > 0 {
+                        self.counters.rx_large += 1;
+                    }
+                    return Some((len, offload));
+                }
                 Err(reason) => {
                     reason.count(&mut self.counters);
                     drops += 1;
@@ -181,6 +316,20 @@ impl<N: Nic> NicDevice<N> {
                 }
             }
         }
+    }
+
+    /// The next frame for an ungated smoltcp: large frames cut, partial
+    /// checksums completed.
+    fn next_for_stack(&mut self) -> Option<Current> {
+        for _ in 0..MAX_DROPS_PER_RECEIVE {
+            if !self.pull() {
+                return None;
+            }
+            if self.hold_for_stack() {
+                return self.held.take();
+            }
+        }
+        None
     }
 
     /// The driver's MAC address, as read at construction.
@@ -246,15 +395,17 @@ impl<N: Nic> Device for NicDevice<N> {
         N: 'a;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_, N>)> {
-        let len = match self.held.take() {
-            Some(len) => len,
+        let c = match self.held.take() {
+            Some(c) => c,
             None if self.gated => return None,
-            None => self.receive_classified()?,
+            None => self.next_for_stack()?,
+        };
+        let frame = match c {
+            Current::Received(len, _) => &self.rx_buf[..len],
+            Current::Segment(len) => &self.seg_buf[..len],
         };
         Some((
-            RxToken {
-                frame: &self.rx_buf[..len],
-            },
+            RxToken { frame },
             TxToken {
                 nic: &mut self.nic,
                 buf: &mut self.tx_buf,
@@ -293,7 +444,12 @@ pub(crate) mod fake {
     pub struct FakeNic {
         pub mac: [u8; 6],
         pub inbox: VecDeque<Vec<u8>>,
+        /// What the device says of each frame in `inbox` (none when empty).
+        pub offloads: VecDeque<Offload>,
         pub outbox: Vec<Vec<u8>>,
+        /// Large frames sent whole, when `large` is set.
+        pub large_out: Vec<(Vec<u8>, Offload)>,
+        pub large: bool,
         pub tx_room: usize,
     }
 
@@ -301,13 +457,16 @@ pub(crate) mod fake {
         fn mac(&self) -> [u8; 6] {
             self.mac
         }
-        fn receive(&mut self, buf: &mut [u8]) -> Result<Option<usize>, NicError> {
+        fn receive(&mut self, buf: &mut [u8]) -> Result<Option<(usize, Offload)>, NicError> {
             match self.inbox.pop_front() {
                 None => Ok(None),
                 Some(f) if f.len() > buf.len() => Err(NicError),
                 Some(f) => {
                     buf[..f.len()].copy_from_slice(&f);
-                    Ok(Some(f.len()))
+                    Ok(Some((
+                        f.len(),
+                        self.offloads.pop_front().unwrap_or_default(),
+                    )))
                 }
             }
         }
@@ -318,6 +477,16 @@ pub(crate) mod fake {
             self.outbox.push(frame.to_vec());
             Ok(())
         }
+        fn takes_large(&self) -> bool {
+            self.large
+        }
+        fn transmit_large(&mut self, frame: &[u8], o: Offload) -> Result<(), NicError> {
+            if !self.large {
+                return Err(NicError);
+            }
+            self.large_out.push((frame.to_vec(), o));
+            Ok(())
+        }
     }
 }
 
@@ -325,6 +494,7 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::FakeNic;
     use super::*;
+    use crate::classify::classify;
     use crate::classify::tests::{udp_frame, OUR_IP, OUR_MAC};
     use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
     use smoltcp::socket::udp;
@@ -335,7 +505,10 @@ mod tests {
             FakeNic {
                 mac: OUR_MAC,
                 inbox: frames.into(),
+                offloads: Default::default(),
                 outbox: Vec::new(),
+                large_out: Vec::new(),
+                large: false,
                 tx_room: 16,
             },
             1500,
@@ -399,5 +572,123 @@ mod tests {
         let mut dev = device(vec![vec![0u8; RX_BUF_LEN + 10]]);
         assert!(dev.receive(Instant::ZERO).is_none());
         assert_eq!(dev.counters.rx_driver_errors, 1);
+    }
+
+    /// A large TCP frame to us, as a device with TSO delivers it.
+    fn large(payload: usize) -> (Vec<u8>, Offload) {
+        let mut f = crate::offload::tests::tcp_frame(payload, 0x10, 1);
+        f[..6].copy_from_slice(&OUR_MAC);
+        let o = Offload {
+            partial: Some((34, 16)),
+            valid: false,
+            gso_size: 1000,
+        };
+        (f, o)
+    }
+
+    #[test]
+    fn a_large_frame_is_offered_whole_then_cut_on_request() {
+        let (f, o) = large(4500);
+        let mut dev = device(vec![f.clone()]);
+        dev.nic_mut().offloads.push_back(o);
+        assert!(dev.pull());
+        let (frame, got, _) = dev.split();
+        assert_eq!((frame.len(), got), (f.len(), o), "offered whole");
+        assert_eq!(dev.counters.rx_large, 1);
+        dev.cut_current();
+        let mut payload = Vec::new();
+        while dev.pull() {
+            let (seg, got, _) = dev.split();
+            assert_eq!(got, Offload::NONE, "a segment is an ordinary frame");
+            assert!(seg.len() <= FRAME_MAX);
+            assert_eq!(classify(seg, OUR_MAC, 1500), Ok(()), "checksums good");
+            payload.extend_from_slice(&seg[54..]);
+        }
+        assert_eq!(payload, f[54..]);
+        assert_eq!(dev.counters.rx_large_cut, 5);
+        // Nothing left: the device is drained.
+        assert!(!dev.pull());
+    }
+
+    #[test]
+    fn offload_metadata_that_does_not_fit_the_frame_is_a_counted_drop() {
+        let (f, mut o) = large(3000);
+        o.gso_size = 0; // then it is an oversized ordinary frame
+        let udp = udp_frame(7001, b"x");
+        let bad_partial = Offload {
+            partial: Some((40, 200)),
+            ..Offload::NONE
+        };
+        let gso_udp = Offload {
+            gso_size: 100,
+            ..Offload::NONE
+        };
+        let mut dev = device(vec![f, udp.clone(), udp]);
+        dev.nic_mut().offloads.extend([o, bad_partial, gso_udp]);
+        assert!(!dev.pull());
+        assert_eq!(dev.counters.rx_oversized, 1);
+        assert_eq!(dev.counters.rx_bad_offload, 2);
+        assert_eq!(dev.counters.rx_dropped(), 3);
+    }
+
+    #[test]
+    fn the_stack_gets_partial_checksums_completed() {
+        // A UDP datagram whose checksum the host left to the device.
+        let mut partial = udp_frame(7001, b"status?");
+        let full = partial.clone();
+        let o = Offload {
+            partial: Some((34, 6)),
+            ..Offload::NONE
+        };
+        // The field as a host stack leaves it: the pseudo-header sum.
+        let pseudo = smoltcp::wire::checksum::combine(&[
+            smoltcp::wire::checksum::data(&full[26..34]),
+            smoltcp::wire::checksum::data(&[0, 17]),
+            smoltcp::wire::checksum::data(&full[38..40]),
+        ]);
+        partial[40..42].copy_from_slice(&pseudo.to_be_bytes());
+        let mut dev = device(vec![partial]);
+        dev.nic_mut().offloads.push_back(o);
+        let mut iface = Interface::new(
+            Config::new(EthernetAddress(OUR_MAC).into()),
+            &mut dev,
+            Instant::ZERO,
+        );
+        iface.update_ip_addrs(|a| a.push(IpCidr::new(OUR_IP.into(), 24)).unwrap());
+        let mut rx_meta = [udp::PacketMetadata::EMPTY; 4];
+        let mut rx_data = [0u8; 512];
+        let mut tx_meta = [udp::PacketMetadata::EMPTY; 4];
+        let mut tx_data = [0u8; 512];
+        let mut sock = udp::Socket::new(
+            udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_data[..]),
+            udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_data[..]),
+        );
+        sock.bind(7001).unwrap();
+        let mut storage = [SocketStorage::EMPTY; 1];
+        let mut sockets = SocketSet::new(&mut storage[..]);
+        let h = sockets.add(sock);
+        for _ in 0..4 {
+            iface.poll(Instant::ZERO, &mut dev, &mut sockets);
+        }
+        let (data, _meta) = sockets.get_mut::<udp::Socket>(h).recv().unwrap();
+        assert_eq!(data, b"status?");
+        assert_eq!(dev.counters.rx_bad_l4_checksum, 0);
+    }
+
+    #[test]
+    fn an_ungated_stack_gets_a_large_frame_in_segments() {
+        let (f, o) = large(2500);
+        let mut dev = device(vec![f]);
+        dev.nic_mut().offloads.push_back(o);
+        let mut n = 0;
+        while let Some((rx, _tx)) = dev.receive(Instant::ZERO) {
+            phy::RxToken::consume(rx, |seg| {
+                assert!(seg.len() <= FRAME_MAX);
+                assert_eq!(classify(seg, OUR_MAC, 1500), Ok(()));
+            });
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert_eq!(dev.counters.rx_large_cut, 3);
     }
 }

@@ -12,7 +12,9 @@ pub mod dataplane;
 pub mod device;
 pub mod metrics;
 pub mod mgmt;
+pub mod offload;
 pub mod routing;
 
-pub use classify::{classify, DropReason};
+pub use classify::{classify, classify_offloaded, DropReason};
 pub use device::{Nic, NicDevice, NicError, FRAME_MAX, RX_BUF_LEN};
+pub use offload::Offload;

@@ -127,12 +127,23 @@ pub struct NetCounters {
     pub tx_ring_full: u64,
     /// The driver refused a frame, or the frame exceeded `FRAME_MAX`.
     pub tx_driver_errors: u64,
+    /// Large TCP frames received (segments the host coalesced past the MTU,
+    /// with TCP segmentation offload negotiated).
+    pub rx_large: u64,
+    /// Segments cut in software from large frames that could not go on whole.
+    pub rx_large_cut: u64,
+    /// Frames dropped: offload metadata that does not fit the frame (a large
+    /// frame that is not TCP/IPv4, or a partial checksum outside the frame).
+    pub rx_bad_offload: u64,
+    /// Large TCP frames handed to the device whole, for it to segment.
+    pub tx_large: u64,
 }
 
 impl NetCounters {
     /// All frames dropped by the classifier, whatever the reason.
     pub fn rx_dropped(&self) -> u64 {
         self.rx_runt
+            + self.rx_bad_offload
             + self.rx_oversized
             + self.rx_not_for_us
             + self.rx_unsupported

@@ -8,6 +8,7 @@
 mod arp;
 mod egress;
 mod ingress;
+mod large;
 pub mod nat;
 pub mod packet;
 #[cfg(test)]
@@ -28,6 +29,16 @@ use pias::wire::{ProxyId, MAX_CARRIED, MAX_MESSAGE};
 pub trait FrameSink {
     /// Sends one frame; false if the device refused it.
     fn send_frame(&mut self, frame: &[u8]) -> bool;
+    /// Whether `send_large` can work: the device segments large TCP frames.
+    fn takes_large(&self) -> bool {
+        false
+    }
+    /// Sends a large TCP/IPv4 frame with a partial checksum for the device
+    /// to segment (`offload` says where the checksum is and the segment
+    /// size); false if the device refused it.
+    fn send_large(&mut self, _frame: &[u8], _offload: crate::offload::Offload) -> bool {
+        false
+    }
 }
 
 /// What became of a received frame.
@@ -38,6 +49,9 @@ pub enum Verdict {
     Stack,
     /// Taken (or dropped and counted) by the data path.
     Done,
+    /// A large TCP frame that cannot go on whole: to be cut into segments,
+    /// each passed in again (`DataPlane::ingress_offloaded`).
+    Cut,
 }
 
 /// How the data path is set up; the kernel builds it from the boot config.

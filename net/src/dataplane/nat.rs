@@ -145,6 +145,11 @@ impl Nat {
         self.flows.get_mut(&key).ok_or(NatError::Full)
     }
 
+    /// The flow of `client` in `group`, if any.
+    pub fn entry(&self, group: Group, client: Endpoint) -> Option<&NatEntry> {
+        self.flows.get(&(group, client))
+    }
+
     /// The flow using `port`, if any: (group, client, entry).
     pub fn by_port(&mut self, port: u16) -> Option<(Group, Endpoint, &mut NatEntry)> {
         let i = usize::from(port.checked_sub(self.first)?);

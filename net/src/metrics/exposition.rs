@@ -152,6 +152,10 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
         rx_driver_errors: "The driver reported a receive error.",
         tx_ring_full: "smoltcp wanted to send but the driver had no room (ring full).",
         tx_driver_errors: "The driver refused a frame, or the frame exceeded 1514 bytes.",
+        rx_large: "Large TCP frames received (segments the host coalesced past the MTU).",
+        rx_large_cut: "Segments cut in software from large frames that could not go on whole.",
+        rx_bad_offload: "Frames dropped: offload metadata that does not fit the frame.",
+        tx_large: "Large TCP frames handed to the device whole, for it to segment.",
     });
     // Not `_not_for_us_`: "us" reads as microseconds to Prometheus's lint.
     t.single(

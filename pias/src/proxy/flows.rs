@@ -41,6 +41,18 @@ impl Proxy {
             self.counters.wire.oversized += 1;
             return;
         };
+        self.note_delivery(now, group, target, iap);
+        self.out.push(super::Transmit::Deliver {
+            group,
+            client,
+            target,
+            packet: buf,
+        });
+    }
+
+    /// What a delivery to `target` changes: passive health starts waiting
+    /// for its answer, `iap` is remembered as one of the group's IAPs.
+    fn note_delivery(&mut self, now: Instant, group: Group, target: Endpoint, iap: ProxyId) {
         let passive = self.cfg.passive_timeout;
         if let Some(j) = self.jap.groups.get_mut(&group) {
             if let Some(t) = self.jap.targets.find_mut(&j.targets, |t| t.ep == target) {
@@ -59,12 +71,51 @@ impl Proxy {
             }
         }
         self.counters.jap.delivered += 1;
-        self.out.push(super::Transmit::Deliver {
-            group,
-            client,
-            target,
-            packet: buf,
-        });
+    }
+
+    /// Where a client's TCP segment may go whole, past the MTU, without
+    /// passing through the core's queues (the I/O layer NATs it itself): the
+    /// target the client's flow here is bound to, when the group's cached
+    /// JAP list has not expired, this proxy is the IAP's pick for the client
+    /// among them, and the target is not down. The delivery is counted and
+    /// noted (and a stale list refreshed) as `handle_client_packet` would;
+    /// `None` changes nothing, and the segment is to go through
+    /// `handle_client_packet` in pieces.
+    pub fn whole_client_segment(
+        &mut self,
+        now: Instant,
+        group: Group,
+        client: Endpoint,
+    ) -> Option<Endpoint> {
+        let me = self.cfg.id;
+        let policy = self.cfg.group_policy(&group)?.policy;
+        let c = self.iap.cache.get(&group)?;
+        if now >= c.expires {
+            return None;
+        }
+        let stale = now >= c.refresh_at;
+        let pick = super::select::pick(policy, &c.japs, client, me, &Tried::new(), |j| {
+            self.peer_up(j)
+        })?;
+        if pick != me {
+            return None;
+        }
+        let j = self.jap.groups.get(&group)?;
+        let target = self.jap.flows.get(&(group, client))?.target;
+        self.jap
+            .targets
+            .iter(&j.targets)
+            .find(|t| t.ep == target && t.health != Health::Down)?;
+        if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
+            f.last = now;
+        }
+        // As `iap_send`: a stale list is used while a fresh one is asked for.
+        if stale && !self.iap.pending.contains_key(&group) {
+            self.refresh_list(now, group, client);
+        }
+        self.counters.iap.forwards += 1;
+        self.note_delivery(now, group, target, me);
+        Some(target)
     }
 
     /// Affinity first (the flow's target while it is up), then the up target
@@ -114,7 +165,9 @@ impl Proxy {
     }
 
     /// A target's reply to a client: passive health, the flow stays fresh.
-    pub(super) fn jap_target_reply(
+    /// The I/O layer calls it for a reply it sends on whole (past the MTU);
+    /// `handle_target_packet` does the same for every other.
+    pub fn jap_target_reply(
         &mut self,
         now: Instant,
         group: Group,

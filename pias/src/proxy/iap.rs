@@ -209,7 +209,7 @@ impl Proxy {
 
     /// Asks the nearest RAP for the group's list again (no packet), at most
     /// once per `report_refresh` while the group has traffic.
-    fn refresh_list(&mut self, now: Instant, group: Group, client: Endpoint) {
+    pub(super) fn refresh_list(&mut self, now: Instant, group: Group, client: Endpoint) {
         if let Some(c) = self.iap.cache.get_mut(&group) {
             c.refresh_at = now.saturating_add(self.cfg.report_refresh);
         }

@@ -17,6 +17,7 @@ use std::vec::Vec;
 
 mod arp;
 mod icmp;
+mod large;
 mod nat;
 mod refusals;
 

@@ -7,7 +7,7 @@ use crate::metrics::{
     socket, MetricsServer, CLOSE_TIMEOUT_US, REQUEST_TIMEOUT_US, SLOTS, SOCKET_RX_BYTES,
     SOCKET_TX_BYTES,
 };
-use crate::{Nic, NicDevice, NicError};
+use crate::{Nic, NicDevice, NicError, Offload};
 use pias::status::MgmtCounters;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
@@ -36,10 +36,10 @@ impl Nic for HubPort {
     fn mac(&self) -> [u8; 6] {
         [2, 0, 0, 0, 0, self.me as u8 + 1]
     }
-    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<usize>, NicError> {
+    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<(usize, Offload)>, NicError> {
         Ok(self.hub.borrow_mut()[self.me].pop_front().map(|f| {
             buf[..f.len()].copy_from_slice(&f);
-            f.len()
+            (f.len(), Offload::NONE)
         }))
     }
     fn can_transmit(&mut self) -> bool {
@@ -167,7 +167,7 @@ impl Lab {
         let now = self.now();
         let a = &mut self.appliance;
         while a.dev.pull() {
-            let (frame, _) = a.dev.split();
+            let (frame, _, _) = a.dev.split();
             if !self.server.admit(frame, &a.sockets) {
                 continue;
             }

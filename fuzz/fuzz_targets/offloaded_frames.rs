@@ -1,0 +1,110 @@
+//! Any frame with any offload metadata (what a virtio-net header may say of
+//! it) through the device layer and the data path, as the kernel's loop
+//! takes it: offered whole, cut into segments on request, or held for the
+//! stack with its partial checksum completed. Never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pias::addr::{Ipv4, Ipv4Prefix};
+use pias::ids::PeerInfo;
+use pias::proxy::{Proxy, ProxyConfig};
+use pias::time::SEC;
+use pias::wire::Key;
+use pias_net::dataplane::{DataPlane, DataPlaneConfig, FrameSink, NatTimeouts, Verdict};
+use pias_net::{Nic, NicDevice, NicError, Offload};
+
+const MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
+
+/// A device that delivers one frame, and takes everything it is sent.
+struct OneFrame(Option<(Vec<u8>, Offload)>);
+impl Nic for OneFrame {
+    fn mac(&self) -> [u8; 6] {
+        MAC
+    }
+    fn receive(&mut self, buf: &mut [u8]) -> Result<Option<(usize, Offload)>, NicError> {
+        let Some((f, o)) = self.0.take() else {
+            return Ok(None);
+        };
+        let dst = buf.get_mut(..f.len()).ok_or(NicError)?;
+        dst.copy_from_slice(&f);
+        Ok(Some((f.len(), o)))
+    }
+    fn can_transmit(&mut self) -> bool {
+        true
+    }
+    fn transmit(&mut self, _: &[u8]) -> Result<(), NicError> {
+        Ok(())
+    }
+    fn takes_large(&self) -> bool {
+        true
+    }
+    fn transmit_large(&mut self, _: &[u8], _: Offload) -> Result<(), NicError> {
+        Ok(())
+    }
+}
+
+struct Sink;
+impl FrameSink for Sink {
+    fn send_frame(&mut self, _: &[u8]) -> bool {
+        true
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 7 {
+        return;
+    }
+    let u16_at = |i: usize| u16::from_le_bytes([data[i], data[i + 1]]);
+    let offload = Offload {
+        partial: (data[0] & 1 == 1).then(|| (u16_at(1), u16_at(3))),
+        valid: data[0] & 2 == 2,
+        gso_size: if data[0] & 4 == 4 { u16_at(5) } else { 0 },
+    };
+    let frame = data[7..].to_vec();
+    let t0 = 1_700_000_000 * SEC;
+    let me = Ipv4([198, 18, 0, 2]);
+    let mut pc = ProxyConfig::new(1, 1, Key([1; 32]));
+    pc.group_secret = Some(Key([9; 32]));
+    pc.anycast = vec![Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)];
+    pc.max_flows = 16;
+    pc.max_groups = 16;
+    pc.max_peer_state = 16;
+    pc.max_targets = 16;
+    pc.max_rap_entries = 16;
+    pc.max_pending = 16;
+    pc.tx_queue = 64;
+    let proxy = Proxy::new(pc, &[PeerInfo { id: 1, cluster: 1 }], t0);
+    let cfg = DataPlaneConfig {
+        mac: MAC,
+        address: Ipv4Prefix::new(me, 24),
+        gateway: Some(Ipv4([198, 18, 0, 1])),
+        mtu: 1500,
+        anycast: vec![Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)],
+        registration_port: 7000,
+        proxy_port: 7002,
+        nat_first_port: 20000,
+        nat_ports: 16,
+        max_flows: 16,
+        nat_timeouts: NatTimeouts::default(),
+        proxies: vec![(1, me)],
+        hash_key: [3; 16],
+        bgp_neighbours: vec![Ipv4([198, 18, 0, 1])],
+    };
+    let mut dp = DataPlane::new(cfg, proxy, t0);
+    let mut dev = NicDevice::gated(OneFrame(Some((frame, offload))), 1500);
+    // Bounded: one frame makes at most 65,535 / 1 segments.
+    for _ in 0..70_000 {
+        if !dev.pull() {
+            break;
+        }
+        let (f, o, mut sink) = dev.split();
+        match dp.ingress_offloaded(t0, f, o, &mut sink) {
+            Verdict::Cut => dev.cut_current(),
+            Verdict::Stack => {
+                let _ = dev.hold_for_stack();
+            }
+            Verdict::Done => {}
+        }
+    }
+    dp.flush(t0, &mut Sink);
+});
