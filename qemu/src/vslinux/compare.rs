@@ -198,6 +198,59 @@ pub fn measure_side(
     Ok(f)
 }
 
+/// The LAN alone, no guest: the client straight to the target's DNS server
+/// and sink. What the host, the bridge and the load generators cost; a
+/// bound under every guest's figures, measured in the same run.
+pub fn lan_alone(lan: &BenchLan, plan: &Plan) -> Result<Figures> {
+    let mut f = Figures::new();
+    let c = &lan.client_ns;
+    eprintln!("the LAN alone: the client straight to the target");
+    let to = SocketAddrV4::new(TARGET, DNS_PORT);
+    let r1 = measure::rr(c, CLIENT, to, plan.serial, 1)?;
+    put_rr(&mut f, &["p50_1", "p99_1", "rate_1"], &r1);
+    let r16 = measure::rr(c, CLIENT, to, plan.parallel, 16)?;
+    put_rr(&mut f, &["p50_16", "p99_16", "rate_16"], &r16);
+    let fl = measure::flood(
+        c,
+        CLIENT,
+        TARGET,
+        &lan.sink,
+        Duration::from_secs(plan.flood_s),
+        50_000_000,
+    )?;
+    f.insert("pps", fl.pps());
+    Ok(f)
+}
+
+/// The LAN-alone figures beside both sides', and what each guest adds to
+/// the LAN's latency: the part of a request's time a guest can change.
+pub fn lan_alone_text(lan: &Figures, pias: &Figures, linux: &Figures) -> String {
+    let get = |f: &Figures, k: &str| f.get(k).copied().unwrap_or(f64::NAN);
+    let mut t = String::from(
+        "\nThe LAN alone (no guest: the client straight to the target), same run:\n\n\
+         | metric | unit | LAN alone | PIAS | Linux | PIAS added / Linux added |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for (k, name, unit, added) in [
+        ("p50_1", "UDP p50, 1 in flight", "ms", true),
+        ("p50_16", "UDP p50, 16 in flight", "ms", true),
+        ("rate_16", "UDP req/s, 16 in flight", "req/s", false),
+        ("pps", "64-byte UDP received at the sink", "pps", false),
+    ] {
+        let (a, p, l) = (get(lan, k), get(pias, k), get(linux, k));
+        let ratio = if added && l > a {
+            format!("{:.3}", (p - a) / (l - a))
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            t,
+            "| {name} | {unit} | {a:.3} | {p:.3} | {l:.3} | {ratio} |"
+        );
+    }
+    t
+}
+
 /// Waits until a datagram to the sink's port through the anycast address
 /// arrives (15 s at most).
 fn wait_sink(lan: &BenchLan) -> Result<()> {
@@ -503,6 +556,7 @@ pub fn run(plan: Plan, accel: Accel, out_dir: &Path) -> Result<Vec<Row>> {
     let sides = Sides::new(machine, accel, &cache)
         .context("building the two sides (the Linux baseline is built from Debian's packages)")?;
     let mut lan = BenchLan::up("vslinux")?;
+    let alone = lan_alone(&lan, &plan)?;
     let mut linux = measure_side(&sides, &mut lan, Which::Linux, &plan)?;
     let mut pias = measure_side(&sides, &mut lan, Which::Pias, &plan)?;
     pias.extend(iap_ne_jap(&sides, &mut lan, &plan)?);
@@ -530,7 +584,7 @@ pub fn run(plan: Plan, accel: Accel, out_dir: &Path) -> Result<Vec<Row>> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         qemu_version()
     );
-    let t = table(&rows, &header);
+    let t = table(&rows, &header) + &lan_alone_text(&alone, &pias, &linux);
     print!("{t}");
     std::fs::create_dir_all(out_dir)?;
     std::fs::write(out_dir.join("vs-linux.csv"), csv(&rows))?;
@@ -593,5 +647,41 @@ mod tests {
         assert_eq!(c.lines().count(), 1 + r.len());
         let t = table(&r, "head");
         assert!(t.contains("| 64-byte UDP forwarded at saturation | pps | 1.000 | 4.000 | 0.250 | >= 2 | **no** |"), "{t}");
+    }
+
+    #[test]
+    fn the_lan_alone_shows_what_each_guest_adds() {
+        let lan: Figures = [
+            ("p50_1", 0.1),
+            ("p50_16", 0.3),
+            ("rate_16", 50_000.0),
+            ("pps", 200_000.0),
+        ]
+        .into();
+        let pias: Figures = [
+            ("p50_1", 0.13),
+            ("p50_16", 0.5),
+            ("rate_16", 30_000.0),
+            ("pps", 60_000.0),
+        ]
+        .into();
+        let linux: Figures = [
+            ("p50_1", 0.16),
+            ("p50_16", 0.7),
+            ("rate_16", 25_000.0),
+            ("pps", 55_000.0),
+        ]
+        .into();
+        let t = lan_alone_text(&lan, &pias, &linux);
+        // 0.03 ms added against 0.06 ms: half.
+        assert!(
+            t.contains("| UDP p50, 1 in flight | ms | 0.100 | 0.130 | 0.160 | 0.500 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| UDP p50, 16 in flight | ms | 0.300 | 0.500 | 0.700 | 0.500 |"),
+            "{t}"
+        );
+        assert!(t.contains("| 64-byte UDP received at the sink | pps | 200000.000 | 60000.000 | 55000.000 | - |"), "{t}");
     }
 }
