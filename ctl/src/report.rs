@@ -221,8 +221,8 @@ pub fn status_text(s: &Status) -> String {
     );
     let _ = writeln!(
         o,
-        "  offload: {} large frames in, {} cut into segments in software; {} large frames out",
-        n.rx_large, n.rx_large_cut, n.tx_large
+        "  offload: {} large frames in, {} segments merged into large frames, {} cut into segments in software; {} large frames out",
+        n.rx_large, n.rx_coalesced, n.rx_large_cut, n.tx_large
     );
     let m = &s.mgmt;
     let _ = writeln!(

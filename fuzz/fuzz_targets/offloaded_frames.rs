@@ -1,7 +1,8 @@
-//! Any frame with any offload metadata (what a virtio-net header may say of
-//! it) through the device layer and the data path, as the kernel's loop
-//! takes it: offered whole, cut into segments on request, or held for the
-//! stack with its partial checksum completed. Never a panic.
+//! Any frames with any offload metadata (what a virtio-net header may say of
+//! each) through the device layer, coalescing on, and the data path, as the
+//! kernel's loop takes them: merged, offered whole, cut into segments on
+//! request, or held for the stack with a partial checksum completed. Never a
+//! panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,14 +16,14 @@ use pias_net::{Nic, NicDevice, NicError, Offload};
 
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
 
-/// A device that delivers one frame, and takes everything it is sent.
-struct OneFrame(Option<(Vec<u8>, Offload)>);
-impl Nic for OneFrame {
+/// A device that delivers its frames, and takes everything it is sent.
+struct Frames(std::collections::VecDeque<(Vec<u8>, Offload)>);
+impl Nic for Frames {
     fn mac(&self) -> [u8; 6] {
         MAC
     }
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<(usize, Offload)>, NicError> {
-        let Some((f, o)) = self.0.take() else {
+        let Some((f, o)) = self.0.pop_front() else {
             return Ok(None);
         };
         let dst = buf.get_mut(..f.len()).ok_or(NicError)?;
@@ -51,16 +52,23 @@ impl FrameSink for Sink {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 7 {
-        return;
+    // Each frame: 7 bytes of metadata (flags; checksum start and offset; segment
+    // size), 2 of length, then the frame.
+    let mut frames = std::collections::VecDeque::new();
+    let mut rest = data;
+    while rest.len() >= 9 && frames.len() < 64 {
+        let u16_at = |i: usize| u16::from_le_bytes([rest[i], rest[i + 1]]);
+        let offload = Offload {
+            partial: (rest[0] & 1 == 1).then(|| (u16_at(1), u16_at(3))),
+            valid: rest[0] & 2 == 2,
+            gso_size: if rest[0] & 4 == 4 { u16_at(5) } else { 0 },
+        };
+        let len = usize::from(u16_at(7));
+        rest = &rest[9..];
+        let frame = &rest[..len.min(rest.len())];
+        rest = &rest[frame.len()..];
+        frames.push_back((frame.to_vec(), offload));
     }
-    let u16_at = |i: usize| u16::from_le_bytes([data[i], data[i + 1]]);
-    let offload = Offload {
-        partial: (data[0] & 1 == 1).then(|| (u16_at(1), u16_at(3))),
-        valid: data[0] & 2 == 2,
-        gso_size: if data[0] & 4 == 4 { u16_at(5) } else { 0 },
-    };
-    let frame = data[7..].to_vec();
     let t0 = 1_700_000_000 * SEC;
     let me = Ipv4([198, 18, 0, 2]);
     let mut pc = ProxyConfig::new(1, 1, Key([1; 32]));
@@ -91,9 +99,10 @@ fuzz_target!(|data: &[u8]| {
         bgp_neighbours: vec![Ipv4([198, 18, 0, 1])],
     };
     let mut dp = DataPlane::new(cfg, proxy, t0);
-    let mut dev = NicDevice::gated(OneFrame(Some((frame, offload))), 1500);
-    // Bounded: one frame makes at most 65,535 / 1 segments.
-    for _ in 0..70_000 {
+    let mut dev = NicDevice::gated(Frames(frames), 1500);
+    dev.set_coalescing(true);
+    // Bounded: 64 frames of at most 65,535 segments each.
+    for _ in 0..64 * 65_536 {
         if !dev.pull() {
             break;
         }

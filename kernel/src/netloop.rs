@@ -21,7 +21,7 @@ use pias_net::dataplane::{DataPlane, DataPlaneConfig, NatTimeouts, Verdict};
 use pias_net::metrics::{self, MetricsServer};
 use pias_net::mgmt::{Action, Reports, Service};
 use pias_net::routing::Routing;
-use pias_net::NicDevice;
+use pias_net::{Nic, NicDevice};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
@@ -260,6 +260,9 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     let ifc = cfg.interfaces[0].clone();
     let kind = nic.kind;
     let mut dev = NicDevice::gated(nic, ifc.mtu);
+    // Merged segments are worth it only where they can leave whole.
+    let coalesce = dev.nic_mut().takes_large();
+    dev.set_coalescing(coalesce);
     let mac = dev.mac();
     let mut iface_cfg = IfaceConfig::new(EthernetAddress(mac).into());
     iface_cfg.random_seed = time::rdtsc();

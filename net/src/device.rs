@@ -2,7 +2,7 @@
 //! pass through `classify` first; drops, driver errors and full rings are counted.
 
 use crate::classify::classify_offloaded;
-use crate::offload::{complete_checksum, LargeTcp, Offload};
+use crate::offload::{coalesce, complete_checksum, LargeTcp, Offload};
 use alloc::boxed::Box;
 use pias::status::NetCounters;
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -82,6 +82,12 @@ pub struct NicDevice<N: Nic> {
     mac: [u8; 6],
     mtu: u16,
     rx_buf: Box<[u8]>,
+    /// The frame received after a run of segments being merged in `rx_buf`
+    /// that did not continue it: the next `pull`'s.
+    ahead: Box<[u8]>,
+    pending: Option<(usize, Offload)>,
+    /// Merge runs of one flow's TCP segments into large frames.
+    coalesce: bool,
     /// Where segments of a large frame are cut.
     seg_buf: [u8; FRAME_MAX],
     tx_buf: [u8; FRAME_MAX],
@@ -175,6 +181,9 @@ impl<N: Nic> NicDevice<N> {
             mac,
             mtu: mtu.min((FRAME_MAX - crate::classify::ETHERNET_HEADER) as u16),
             rx_buf: alloc::vec![0; RX_BUF_LEN].into_boxed_slice(),
+            ahead: alloc::vec![0; RX_BUF_LEN].into_boxed_slice(),
+            pending: None,
+            coalesce: false,
             seg_buf: [0; FRAME_MAX],
             tx_buf: [0; FRAME_MAX],
             current: None,
@@ -193,16 +202,54 @@ impl<N: Nic> NicDevice<N> {
         d
     }
 
+    /// Merges runs of in-order TCP segments of one flow that arrive back to
+    /// back into large frames (`offload::coalesce`), which the data path may
+    /// then forward whole; off unless set.
+    pub fn set_coalescing(&mut self, on: bool) {
+        self.coalesce = on;
+    }
+
     /// Makes the next frame current: the next segment of a large frame being
     /// cut, or the next received frame that passes `classify` (drops
-    /// counted, at most a bounded number per call). True if one is ready for
-    /// `split`.
+    /// counted, at most a bounded number per call), merged with the segments
+    /// that continue it when coalescing. True if one is ready for `split`.
     pub fn pull(&mut self) -> bool {
         self.current = self.next_segment().or_else(|| {
-            self.receive_classified()
+            self.next_received()
                 .map(|(len, o)| Current::Received(len, o))
         });
         self.current.is_some()
+    }
+
+    /// The next received frame in `rx_buf` (the one held back first).
+    fn next_received(&mut self) -> Option<(usize, Offload)> {
+        let (mut len, mut o) = match self.pending.take() {
+            Some((n, o)) => {
+                self.rx_buf[..n].copy_from_slice(&self.ahead[..n]);
+                (n, o)
+            }
+            None => self.receive_classified(false)?,
+        };
+        if !self.coalesce {
+            return Some((len, o));
+        }
+        let Some(mut run) = coalesce::start(&self.rx_buf[..len], o) else {
+            return Some((len, o));
+        };
+        while run.open() {
+            let Some((n, next)) = self.receive_classified(true) else {
+                break;
+            };
+            if !run.append(&mut self.rx_buf, &mut len, &self.ahead[..n], next) {
+                self.pending = Some((n, next));
+                break;
+            }
+        }
+        if run.segments > 1 {
+            o = run.finish(&mut self.rx_buf, len);
+            self.counters.rx_coalesced += run.segments as u64;
+        }
+        Some((len, o))
     }
 
     fn next_segment(&mut self) -> Option<Current> {
@@ -286,10 +333,17 @@ impl<N: Nic> NicDevice<N> {
         }
     }
 
-    fn receive_classified(&mut self) -> Option<(usize, Offload)> {
+    /// Receives the next frame that passes `classify` into `rx_buf` (or
+    /// `ahead`), counting the others.
+    fn receive_classified(&mut self, ahead: bool) -> Option<(usize, Offload)> {
         let mut drops = 0;
         loop {
-            let (len, offload) = match self.nic.receive(&mut self.rx_buf) {
+            let buf = if ahead {
+                &mut self.ahead
+            } else {
+                &mut self.rx_buf
+            };
+            let (len, offload) = match self.nic.receive(buf) {
                 Ok(Some(r)) => r,
                 Ok(None) => return None,
                 Err(NicError) => {
@@ -299,7 +353,7 @@ impl<N: Nic> NicDevice<N> {
             };
             self.counters.rx_frames += 1;
             self.counters.rx_bytes += len as u64;
-            let frame = self.rx_buf.get(..len).unwrap_or_default();
+            let frame = buf.get(..len).unwrap_or_default();
             match classify_offloaded(frame, self.mac, self.mtu, offload) {
                 Ok(()) => {
                     if offload.gso_size > 0 {
@@ -690,5 +744,36 @@ mod tests {
         }
         assert_eq!(n, 3);
         assert_eq!(dev.counters.rx_large_cut, 3);
+    }
+
+    #[test]
+    fn coalescing_merges_a_flows_run_and_keeps_the_frame_after_it() {
+        use crate::offload::tests::flow_segment;
+        let seg = |i: usize| {
+            let mut f = flow_segment(i * 1000, 1000, 0x10, 500);
+            f[..6].copy_from_slice(&OUR_MAC);
+            f
+        };
+        let udp = udp_frame(7001, b"after");
+        let frames = vec![seg(0), seg(1), seg(2), udp.clone(), seg(3)];
+        for on in [false, true] {
+            let mut dev = device(frames.clone());
+            dev.set_coalescing(on);
+            let mut got = Vec::new();
+            while dev.pull() {
+                let (f, o, _) = dev.split();
+                got.push((f.len(), o.gso_size));
+            }
+            if on {
+                // Three segments as one large frame, then the datagram
+                // (held back, not lost), then the last segment alone.
+                assert_eq!(got, vec![(54 + 3000, 1000), (udp.len(), 0), (1054, 0)]);
+                assert_eq!(dev.counters.rx_coalesced, 3);
+            } else {
+                assert_eq!(got.len(), 5);
+                assert_eq!(dev.counters.rx_coalesced, 0);
+            }
+            assert_eq!(dev.counters.rx_frames, 5);
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! and the software fallbacks where such a frame cannot go on as it is:
 //! completing a partial checksum, and cutting a large TCP frame into segments.
 
+pub mod coalesce;
+
 use crate::device::FRAME_MAX;
 use smoltcp::wire::checksum;
 

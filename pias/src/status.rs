@@ -132,6 +132,9 @@ pub struct NetCounters {
     pub rx_large: u64,
     /// Segments cut in software from large frames that could not go on whole.
     pub rx_large_cut: u64,
+    /// Segments merged in software into large frames (runs of one flow's
+    /// in-order segments arriving back to back).
+    pub rx_coalesced: u64,
     /// Frames dropped: offload metadata that does not fit the frame (a large
     /// frame that is not TCP/IPv4, or a partial checksum outside the frame).
     pub rx_bad_offload: u64,

@@ -154,6 +154,7 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
         tx_driver_errors: "The driver refused a frame, or the frame exceeded 1514 bytes.",
         rx_large: "Large TCP frames received (segments the host coalesced past the MTU).",
         rx_large_cut: "Segments cut in software from large frames that could not go on whole.",
+        rx_coalesced: "Segments merged in software into large frames (one flow's, in order, back to back).",
         rx_bad_offload: "Frames dropped: offload metadata that does not fit the frame.",
         tx_large: "Large TCP frames handed to the device whole, for it to segment.",
     });

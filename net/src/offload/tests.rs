@@ -159,3 +159,127 @@ fn malformed_large_frames_are_refused() {
     let l = LargeTcp::parse(&good, 1448).expect("parse");
     assert_eq!(l.segment(&good, 0, &mut out), Err(OffloadError::NoRoom));
 }
+
+/// Segment `i` of a flow: `len` payload bytes from offset `at` of a
+/// counting pattern, sequence number 1000 + at, flags `flags`, window `win`.
+pub(crate) fn flow_segment(at: usize, len: usize, flags: u8, win: u16) -> Vec<u8> {
+    let mut f = tcp_frame(len, flags, 1000 + at as u32);
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[48..50].copy_from_slice(&win.to_be_bytes());
+    for (k, b) in f[54..].iter_mut().enumerate() {
+        *b = ((at + k) % 251) as u8;
+    }
+    // Checksums afresh over the new payload and window.
+    let (s, d) = (
+        IpAddress::Ipv4(Ipv4Address::from(SRC)),
+        IpAddress::Ipv4(Ipv4Address::from(DST)),
+    );
+    TcpPacket::new_unchecked(&mut f[34..]).fill_checksum(&s, &d);
+    f
+}
+
+/// Merges `segs` as `NicDevice` does: the run's frame and how many joined.
+fn merge(segs: &[Vec<u8>]) -> (Vec<u8>, usize, Option<Offload>) {
+    let mut big = vec![0u8; crate::device::RX_BUF_LEN];
+    let mut len = segs[0].len();
+    big[..len].copy_from_slice(&segs[0]);
+    let mut run = coalesce::start(&segs[0], Offload::NONE).expect("a plain segment");
+    let mut joined = 1;
+    for s in &segs[1..] {
+        if !run.append(&mut big, &mut len, s, Offload::NONE) {
+            break;
+        }
+        joined += 1;
+    }
+    let o = (run.segments > 1).then(|| run.finish(&mut big, len));
+    big.truncate(len);
+    (big, joined, o)
+}
+
+#[test]
+fn a_run_of_segments_merges_and_cuts_back_into_the_same_segments() {
+    const ACK: u8 = 0x10;
+    const PSH: u8 = 0x08;
+    let mss = 1448;
+    let mut segs: Vec<Vec<u8>> = (0..4)
+        .map(|i| flow_segment(i * mss, mss, ACK, 500 + i as u16))
+        .collect();
+    segs.push(flow_segment(4 * mss, 700, ACK | PSH, 504));
+    let (big, joined, o) = merge(&segs);
+    assert_eq!(joined, 5);
+    let o = o.expect("merged");
+    assert_eq!(o.gso_size, 1448);
+    assert_eq!(big.len(), 54 + 4 * mss + 700);
+    // Finished as a device would, the merged frame's checksums hold.
+    let mut whole = big.clone();
+    let (start, offset) = o.partial.expect("partial");
+    complete_checksum(&mut whole, start, offset).unwrap();
+    let (_, flags, _, payload) = verify(&whole);
+    assert_eq!(flags, ACK | PSH, "PSH of the last segment");
+    assert_eq!(&whole[48..50], &504u16.to_be_bytes(), "the latest window");
+    let want: Vec<u8> = segs.iter().flat_map(|s| s[54..].to_vec()).collect();
+    assert_eq!(payload, want);
+    // Cut again, it gives back the segments it was made of (IP
+    // identification aside: the cut numbers them from the first's).
+    let l = LargeTcp::parse(&big, o.gso_size).unwrap();
+    assert_eq!(l.count(&big), 5);
+    let mut out = [0u8; FRAME_MAX];
+    for (i, s) in segs.iter().enumerate() {
+        let n = l.segment(&big, i, &mut out).unwrap();
+        let mut a = out[..n].to_vec();
+        let mut b = s.clone();
+        for f in [&mut a, &mut b] {
+            f[18..20].fill(0); // identification
+            f[24..26].fill(0); // IPv4 checksum
+            f[48..50].fill(0); // window: the merged frame keeps the latest
+            f[50..52].fill(0); // TCP checksum (over the window)
+        }
+        assert_eq!(a, b, "segment {i}");
+        verify(&out[..n]);
+    }
+}
+
+#[test]
+fn only_the_next_segment_of_the_same_flow_joins_a_run() {
+    const ACK: u8 = 0x10;
+    let mss = 1000;
+    let first = flow_segment(0, mss, ACK, 500);
+    let next = flow_segment(mss, mss, ACK, 500);
+    assert_eq!(merge(&[first.clone(), next.clone()]).1, 2);
+    let changed = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut n = next.clone();
+        f(&mut n);
+        merge(&[first.clone(), n]).1
+    };
+    assert_eq!(changed(&|n| n[41] ^= 1), 1, "sequence number");
+    assert_eq!(changed(&|n| n[45] ^= 1), 1, "ACK number");
+    assert_eq!(changed(&|n| n[35] ^= 1), 1, "source port");
+    assert_eq!(changed(&|n| n[29] ^= 1), 1, "source address");
+    assert_eq!(changed(&|n| n[22] ^= 1), 1, "TTL");
+    assert_eq!(changed(&|n| n[15] ^= 1), 1, "TOS");
+    assert_eq!(changed(&|n| n[6] ^= 1), 1, "source MAC");
+    assert_eq!(changed(&|n| n[47] |= 0x01), 1, "FIN");
+    assert_eq!(changed(&|n| n[47] |= 0x80), 1, "CWR");
+    // Longer than the first: refused; after a short one: refused.
+    assert_eq!(
+        merge(&[first.clone(), flow_segment(mss, mss + 1, ACK, 500)]).1,
+        1
+    );
+    let short = flow_segment(mss, 500, ACK, 500);
+    let after = flow_segment(mss + 500, mss, ACK, 500);
+    assert_eq!(merge(&[first.clone(), short, after]).1, 2);
+    // PSH ends a run; so do a SYN, an empty segment and a large frame.
+    let pushed = flow_segment(0, mss, ACK | 0x08, 500);
+    assert_eq!(merge(&[pushed, next.clone()]).1, 1);
+    assert!(coalesce::start(&flow_segment(0, mss, 0x02, 500), Offload::NONE).is_none());
+    assert!(coalesce::start(&tcp_frame(0, ACK, 1), Offload::NONE).is_none());
+    let large = Offload {
+        gso_size: 500,
+        ..Offload::NONE
+    };
+    assert!(coalesce::start(&first, large).is_none());
+    // No prefix of a segment panics.
+    for n in 0..first.len().min(120) {
+        let _ = coalesce::start(&first[..n], Offload::NONE);
+    }
+}
