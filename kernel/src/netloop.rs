@@ -401,7 +401,8 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         let before = (dev.counters.rx_frames, dev.counters.tx_frames);
         idle.polls += 1;
 
-        // Frames first: the data path's, or smoltcp's one at a time.
+        // Frames first: the data path's, or smoltcp's one at a time; the
+        // device hears of the buffers given back and the frames queued.
         drain_rx(
             &mut dev,
             &mut dp,
@@ -410,6 +411,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             &mut metrics_server,
             wall(),
         );
+        dev.nic_mut().kick();
         if dp.poll_timeout() <= wall() {
             dp.handle_timeout(wall(), &mut dev);
         }

@@ -83,7 +83,7 @@ pub fn classify_offloaded(
         return Err(DropReason::Runt);
     }
     if offload.gso_size > 0 {
-        LargeTcp::parse(frame, offload.gso_size).map_err(|_| DropReason::BadOffload)?;
+        LargeTcp::parse(frame, offload.gso_size, mtu).map_err(|_| DropReason::BadOffload)?;
     } else if frame.len() > ETHERNET_HEADER + usize::from(mtu) {
         return Err(DropReason::Oversized);
     }

@@ -292,7 +292,7 @@ impl<N: Nic> NicDevice<N> {
         if let Some(Current::Received(len, o)) = self.current {
             if o.gso_size > 0 {
                 // `classify` parsed it already; a failure here cuts nothing.
-                self.cutting = LargeTcp::parse(&self.rx_buf[..len], o.gso_size)
+                self.cutting = LargeTcp::parse(&self.rx_buf[..len], o.gso_size, self.mtu)
                     .ok()
                     .map(|large| Cutting {
                         count: large.count(&self.rx_buf[..len]),
@@ -316,7 +316,9 @@ impl<N: Nic> NicDevice<N> {
             }
             Some(Current::Received(len, o)) => {
                 if let Some((start, offset)) = o.partial {
-                    let done = complete_checksum(&mut self.rx_buf[..len], start, offset);
+                    // Up to the IPv4 packet's end: not over link padding.
+                    let end = ip_end(&self.rx_buf[..len]);
+                    let done = complete_checksum(&mut self.rx_buf[..end], start, offset);
                     if done.is_err() {
                         self.counters.rx_bad_offload += 1;
                         return false;
@@ -396,6 +398,16 @@ impl<N: Nic> NicDevice<N> {
     pub fn nic_mut(&mut self) -> &mut N {
         &mut self.nic
     }
+}
+
+/// Where the IPv4 packet in `frame` ends (the frame's end for anything
+/// else, or a length beyond it).
+fn ip_end(frame: &[u8]) -> usize {
+    let total = match (frame.get(12..14), frame.get(16..18)) {
+        (Some([0x08, 0x00]), Some(t)) => usize::from(u16::from_be_bytes([t[0], t[1]])),
+        _ => return frame.len(),
+    };
+    (14 + total).min(frame.len())
 }
 
 /// smoltcp's handle on one received frame that passed `classify`; it

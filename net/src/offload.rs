@@ -50,15 +50,23 @@ pub enum OffloadError {
     NoRoom,
 }
 
-/// Finishes a partial checksum in place: sums the frame from `start` (the
-/// field holds the pseudo-header sum) and stores the complement at
-/// `start + offset`.
+/// Where the checksum lies in a UDP header.
+const UDP_CHECKSUM_AT: u16 = 6;
+
+/// Finishes a partial checksum in place: sums `frame` from `start` to its
+/// end (the caller cuts off any link padding; the field holds the
+/// pseudo-header sum) and stores the complement at `start + offset`.
 pub fn complete_checksum(frame: &mut [u8], start: u16, offset: u16) -> Result<(), OffloadError> {
     let (start, field) = (usize::from(start), usize::from(start) + usize::from(offset));
     if field + 2 > frame.len() || start > field {
         return Err(OffloadError::BadChecksumPosition);
     }
-    let sum = !checksum::data(&frame[start..]);
+    let mut sum = !checksum::data(&frame[start..]);
+    // A UDP checksum of 0 means "none": the computed 0 is sent as its
+    // other form (RFC 768).
+    if offset == UDP_CHECKSUM_AT && sum == 0 {
+        sum = 0xffff;
+    }
     frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
     Ok(())
 }
@@ -83,8 +91,9 @@ pub struct LargeTcp {
 
 impl LargeTcp {
     /// Checks `frame` (Ethernet, IPv4 without fragments, TCP) as a frame to
-    /// cut at `gso_size`: every length consistent with the frame's own.
-    pub fn parse(frame: &[u8], gso_size: u16) -> Result<LargeTcp, OffloadError> {
+    /// cut at `gso_size`: every length consistent with the frame's own, and
+    /// each segment within the IP MTU `mtu`.
+    pub fn parse(frame: &[u8], gso_size: u16, mtu: u16) -> Result<LargeTcp, OffloadError> {
         let bad = OffloadError::BadLargeFrame;
         const ETH: usize = 14;
         if frame.len() < ETH + 40 || frame[12..14] != [0x08, 0x00] || gso_size == 0 {
@@ -104,8 +113,8 @@ impl LargeTcp {
             return Err(bad);
         }
         let mss = usize::from(gso_size);
-        // Each segment must fit an ordinary frame.
-        if ETH + ihl + thl + mss > FRAME_MAX {
+        // Each segment must fit an ordinary frame, within the MTU.
+        if ETH + ihl + thl + mss > FRAME_MAX || ihl + thl + mss > usize::from(mtu) {
             return Err(bad);
         }
         Ok(LargeTcp { ihl, thl, mss })

@@ -408,6 +408,11 @@ mod tests {
                 rx_driver_errors: u64::MAX,
                 tx_ring_full: u64::MAX,
                 tx_driver_errors: u64::MAX,
+                rx_large: u64::MAX,
+                rx_large_cut: u64::MAX,
+                rx_coalesced: u64::MAX,
+                rx_bad_offload: u64::MAX,
+                tx_large: u64::MAX,
                 ..max
             },
             mgmt: MgmtCounters {

@@ -46,7 +46,6 @@ const HDR_F_NEEDS_CSUM: u8 = 1;
 const HDR_F_DATA_VALID: u8 = 2;
 const GSO_NONE: u8 = 0;
 const GSO_TCPV4: u8 = 1;
-const GSO_ECN: u8 = 0x80;
 
 /// What to ask of the device that offers `offered`: offloads only with what
 /// they need (receiving large frames needs the partial checksums they carry
@@ -207,10 +206,9 @@ impl VirtioNic {
                 return Err(NicError);
             }
         }
+        // The device hears of it at the next `kick` (one per loop pass, not
+        // one per buffer of a merged frame).
         self.rx_reposted = true;
-        if self.rx.should_notify() {
-            self.notifier.notify(QUEUE_RECEIVE);
-        }
         Ok(())
     }
 
@@ -358,10 +356,10 @@ fn rx_offload(hdr: &[u8]) -> Result<Offload, NicError> {
     let u16_at = |at: usize| u16::from_le_bytes([hdr[at], hdr[at + 1]]);
     let flags = hdr[0];
     let partial = (flags & HDR_F_NEEDS_CSUM != 0).then(|| (u16_at(6), u16_at(8)));
-    let gso_size = match hdr[1] & !GSO_ECN {
+    let gso_size = match hdr[1] {
         GSO_NONE => 0,
         GSO_TCPV4 => u16_at(4),
-        // Not negotiated: TCPv6 and UDP never come.
+        // Not negotiated: TCPv6, UDP and ECN (GUEST_ECN) never come.
         _ => return Err(NicError),
     };
     Ok(Offload {
@@ -393,7 +391,7 @@ impl Nic for VirtioNic {
         ok = ok && append(out, &mut len, &self.rx_bufs[i][HDR..used]);
         let _ = self.post_rx(i);
         let buffers = if self.features & F_MRG_RXBUF != 0 {
-            u16::from_le_bytes([hdr[10], hdr[11]]).max(1)
+            u16::from_le_bytes([hdr[10], hdr[11]]).clamp(1, QUEUE as u16)
         } else {
             1
         };
@@ -451,6 +449,10 @@ impl Nic for VirtioNic {
         }
         let i = *self.large_free.last().ok_or(NicError)?;
         let len = HDR + frame.len();
+        // Within buffer i: the next one may be the device's.
+        if len > LARGE_BUF {
+            return Err(NicError);
+        }
         let at = usize::from(i) * LARGE_BUF;
         let dst = self.large_bufs.get_mut(at..at + len).ok_or(NicError)?;
         let mut hdr = [0u8; HDR];

@@ -91,7 +91,7 @@ impl DataPlane {
     /// with a TTL below 255: it was not sent by a router on our link (GTSM,
     /// RFC 5082; RFC 5881 §5). Nobody else may reach those sockets (a stray
     /// SYN would hold a passive session's listening socket).
-    fn gtsm_refuses(&self, t: Transport, src: Ipv4, ttl: u8, seg: &[u8]) -> bool {
+    pub(super) fn gtsm_refuses(&self, t: Transport, src: Ipv4, ttl: u8, seg: &[u8]) -> bool {
         let (sport, dport) = ports(seg);
         let guarded = match t {
             Transport::Tcp => {

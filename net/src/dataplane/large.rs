@@ -39,8 +39,9 @@ impl DataPlane {
         Verdict::Done
     }
 
-    /// Rewrites and sends `frame` whole if it is a NATed flow's; false (and
-    /// `frame` untouched) if not.
+    /// Rewrites and sends `frame` whole if it is a NATed flow's and the
+    /// ordinary path would have sent each of its segments; false (and `frame`
+    /// untouched, nothing changed) if not.
     fn forward_large(
         &mut self,
         now: Instant,
@@ -48,7 +49,7 @@ impl DataPlane {
         o: Offload,
         sink: &mut impl FrameSink,
     ) -> bool {
-        let Ok(l) = LargeTcp::parse(frame, o.gso_size) else {
+        let Ok(l) = LargeTcp::parse(frame, o.gso_size, self.cfg.mtu) else {
             return false;
         };
         // The device must finish the checksum where the TCP header has it.
@@ -57,18 +58,23 @@ impl DataPlane {
         }
         let src = ipv4_at(frame, IP + 12);
         let dst = ipv4_at(frame, IP + 16);
+        let ttl = frame[IP + 8];
         let (sport, dport) = packet::ports(&frame[TCP..]);
         let flags = packet::tcp_flags_of(&frame[TCP..]);
-        if flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
+        // SYN and RST go the ordinary way (MSS clamping, NAT state); so does
+        // CWR, which a device segments right only with ECN negotiated.
+        if flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::CWR) != 0 {
             return false;
         }
         let from = Endpoint {
             ip: src,
             port: sport,
         };
-        let (new_src, new_dst) = if dst == self.cfg.address.addr {
-            // A target's reply, to a NAT port.
-            if !self.nat.owns_port(dport) {
+        if dst == self.cfg.address.addr {
+            // A target's reply, to a NAT port (GTSM as for any segment to us).
+            if !self.nat.owns_port(dport)
+                || self.gtsm_refuses(Transport::Tcp, src, ttl, &frame[TCP..])
+            {
                 return false;
             }
             let Some((group, client, e)) = self.nat.by_port(dport) else {
@@ -77,9 +83,9 @@ impl DataPlane {
             if group.transport != Transport::Tcp || e.target != from {
                 return false;
             }
-            if self.next_hop_mac(now, client.ip).is_none() {
+            let Some(mac) = self.next_hop_mac(now, client.ip) else {
                 return false;
-            }
+            };
             let Some((_, _, e)) = self.nat.by_port(dport) else {
                 return false;
             };
@@ -87,64 +93,78 @@ impl DataPlane {
             Nat::note_tcp(e, flags, false);
             self.proxy.jap_target_reply(now, group, from, client);
             self.counters.rx_target_reply += 1;
-            self.counters.tx_to_client += 1;
             let g = Endpoint {
                 ip: group.ip,
                 port: group.port,
             };
-            (g, client)
-        } else if self.is_anycast(dst) {
-            // A client's segment to a group.
-            let group = Group {
-                ip: dst,
-                port: dport,
-                transport: Transport::Tcp,
-            };
-            // The flow's first packets (its SYN at least) went the ordinary
-            // way and made its NAT entry; its target must be reachable now.
-            let Some(bound) = self.nat.entry(group, from).map(|e| e.target) else {
-                return false;
-            };
-            if self.next_hop_mac(now, bound.ip).is_none() {
-                return false;
+            if self.send_whole(frame, o, mac, g, client, sink) {
+                self.counters.tx_to_client += 1;
             }
-            let Some(target) = self.proxy.whole_client_segment(now, group, from) else {
-                return false;
-            };
-            // Counted as delivered from here on: a failure below is a drop.
-            let Ok(e) = self.nat.map(now, group, from, target) else {
-                self.counters.nat_full += 1;
-                return true;
-            };
-            Nat::note_tcp(e, flags, true);
-            let port = e.port;
-            self.counters.rx_client += 1;
-            self.counters.tx_deliver += 1;
-            let ours = Endpoint {
-                ip: self.cfg.address.addr,
-                port,
-            };
-            (ours, target)
-        } else {
+            return true;
+        }
+        if !self.is_anycast(dst) {
+            return false;
+        }
+        // A client's segment to a group: each segment within what the IAP
+        // may carry, as the ordinary path requires.
+        if l.thl + l.mss > self.cfg.carry_limit() {
+            return false;
+        }
+        let group = Group {
+            ip: dst,
+            port: dport,
+            transport: Transport::Tcp,
+        };
+        // The flow's first packets (its SYN at least) went the ordinary way
+        // and made its NAT entry; its target must be reachable now, and still
+        // the core's choice.
+        let Some(e) = self.nat.entry(group, from) else {
             return false;
         };
-        let Some(mac) = self.next_hop_mac(now, new_dst.ip) else {
-            // Known above, unless the core moved the flow to another target
-            // (whose address is not yet resolved): dropped, counted; TCP
-            // sends it again.
-            self.counters.arp_dropped += 1;
-            return true;
+        let (bound, port) = (e.target, e.port);
+        let Some(mac) = self.next_hop_mac(now, bound.ip) else {
+            return false;
         };
-        rewrite(frame, self.cfg.mac, mac, new_src, new_dst);
+        if !self.proxy.whole_client_segment(now, group, from, bound) {
+            return false;
+        }
+        if let Some(e) = self.nat.entry_mut(group, from) {
+            e.last = now;
+            Nat::note_tcp(e, flags, true);
+        }
+        self.counters.rx_client += 1;
+        let ours = Endpoint {
+            ip: self.cfg.address.addr,
+            port,
+        };
+        if self.send_whole(frame, o, mac, ours, bound, sink) {
+            self.counters.tx_deliver += 1;
+        }
+        true
+    }
+
+    /// Readdresses `frame` and hands it to the device to segment; false (and
+    /// counted) if the device refused it.
+    fn send_whole(
+        &mut self,
+        frame: &mut [u8],
+        o: Offload,
+        mac: [u8; 6],
+        src: Endpoint,
+        dst: Endpoint,
+        sink: &mut impl FrameSink,
+    ) -> bool {
+        rewrite(frame, self.cfg.mac, mac, src, dst);
         let offload = Offload {
             partial: o.partial,
             valid: false,
             gso_size: o.gso_size,
         };
-        if !sink.send_large(frame, offload) {
+        let sent = sink.send_large(frame, offload);
+        if !sent {
             self.counters.tx_device_refused += 1;
         }
-        true
+        sent
     }
 
     /// The MAC of the next hop toward `dst`, if known.

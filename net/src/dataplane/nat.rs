@@ -150,6 +150,11 @@ impl Nat {
         self.flows.get(&(group, client))
     }
 
+    /// The flow of `client` in `group`, if any, to update.
+    pub fn entry_mut(&mut self, group: Group, client: Endpoint) -> Option<&mut NatEntry> {
+        self.flows.get_mut(&(group, client))
+    }
+
     /// The flow using `port`, if any: (group, client, entry).
     pub fn by_port(&mut self, port: u16) -> Option<(Group, Endpoint, &mut NatEntry)> {
         let i = usize::from(port.checked_sub(self.first)?);

@@ -174,6 +174,8 @@ pub mod tcp_flags {
     pub const RST: u8 = 0x04;
     /// ACK.
     pub const ACK: u8 = 0x10;
+    /// CWR (congestion window reduced, ECN).
+    pub const CWR: u8 = 0x80;
 }
 
 /// The flags byte of a TCP segment (0 if too short).

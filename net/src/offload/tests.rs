@@ -62,7 +62,7 @@ fn a_large_frame_cuts_into_valid_segments_that_add_up_to_it() {
     for payload in [1, 1447, 1448, 1449, 5000, 65_535 - 40] {
         let seq = 0xffff_f000; // wraps within the frame
         let big = tcp_frame(payload, FIN_PSH_CWR_ACK, seq);
-        let l = LargeTcp::parse(&big, 1448).expect("parse");
+        let l = LargeTcp::parse(&big, 1448, 1500).expect("parse");
         let n = l.count(&big);
         assert_eq!(n, payload.div_ceil(1448));
         let mut joined = Vec::new();
@@ -135,28 +135,35 @@ fn a_partial_sum_follows_an_address_change() {
 #[test]
 fn malformed_large_frames_are_refused() {
     let good = tcp_frame(3000, 0x10, 1);
-    assert!(LargeTcp::parse(&good, 1448).is_ok());
-    assert_eq!(LargeTcp::parse(&good, 0), Err(OffloadError::BadLargeFrame));
+    assert!(LargeTcp::parse(&good, 1448, 1500).is_ok());
     assert_eq!(
-        LargeTcp::parse(&good, 1500),
+        LargeTcp::parse(&good, 0, 1500),
+        Err(OffloadError::BadLargeFrame)
+    );
+    assert_eq!(
+        LargeTcp::parse(&good, 1500, 1500),
         Err(OffloadError::BadLargeFrame)
     );
     let mut udp = good.clone();
     udp[14 + 9] = 17;
-    assert!(LargeTcp::parse(&udp, 1448).is_err());
+    assert!(LargeTcp::parse(&udp, 1448, 1500).is_err());
     let mut frag = good.clone();
     frag[14 + 7] = 1;
-    assert!(LargeTcp::parse(&frag, 1448).is_err());
+    assert!(LargeTcp::parse(&frag, 1448, 1500).is_err());
     let mut thl = good.clone();
     thl[34 + 12] = 0x40; // 16-byte TCP header
-    assert!(LargeTcp::parse(&thl, 1448).is_err());
-    assert!(LargeTcp::parse(&good[..good.len() - 1], 1448).is_err());
+    assert!(LargeTcp::parse(&thl, 1448, 1500).is_err());
+    assert!(LargeTcp::parse(&good[..good.len() - 1], 1448, 1500).is_err());
+    // Segments beyond the interface's MTU: refused; within it: fine.
+    assert!(LargeTcp::parse(&good, 1448, 1000).is_err());
+    assert!(LargeTcp::parse(&good, 960, 1000).is_ok());
+    assert!(LargeTcp::parse(&good, 961, 1000).is_err());
     // No prefix of a frame, however cut, panics.
     for n in 0..good.len().min(200) {
-        let _ = LargeTcp::parse(&good[..n], 1448);
+        let _ = LargeTcp::parse(&good[..n], 1448, 1500);
     }
     let mut out = [0u8; 100];
-    let l = LargeTcp::parse(&good, 1448).expect("parse");
+    let l = LargeTcp::parse(&good, 1448, 1500).expect("parse");
     assert_eq!(l.segment(&good, 0, &mut out), Err(OffloadError::NoRoom));
 }
 
@@ -221,7 +228,7 @@ fn a_run_of_segments_merges_and_cuts_back_into_the_same_segments() {
     assert_eq!(payload, want);
     // Cut again, it gives back the segments it was made of (IP
     // identification aside: the cut numbers them from the first's).
-    let l = LargeTcp::parse(&big, o.gso_size).unwrap();
+    let l = LargeTcp::parse(&big, o.gso_size, 1500).unwrap();
     assert_eq!(l.count(&big), 5);
     let mut out = [0u8; FRAME_MAX];
     for (i, s) in segs.iter().enumerate() {

@@ -73,39 +73,51 @@ impl Proxy {
         self.counters.jap.delivered += 1;
     }
 
-    /// Where a client's TCP segment may go whole, past the MTU, without
-    /// passing through the core's queues (the I/O layer NATs it itself): the
-    /// target the client's flow here is bound to, when the group's cached
-    /// JAP list has not expired, this proxy is the IAP's pick for the client
-    /// among them, and the target is not down. The delivery is counted and
-    /// noted (and a stale list refreshed) as `handle_client_packet` would;
-    /// `None` changes nothing, and the segment is to go through
-    /// `handle_client_packet` in pieces.
+    /// Whether a client's TCP segment may go whole, past the MTU, to
+    /// `target` without passing through the core's queues (the I/O layer
+    /// NATs it itself): the group's cached JAP list has not expired, this
+    /// proxy is the IAP's pick for the client among them, and the client's
+    /// flow here is bound to `target` (the NAT's), which is not down. If so
+    /// the delivery is counted and noted (and a stale list refreshed) as
+    /// `handle_client_packet` would; if not, nothing changes, and the
+    /// segment is to go through `handle_client_packet` in pieces.
     pub fn whole_client_segment(
         &mut self,
         now: Instant,
         group: Group,
         client: Endpoint,
-    ) -> Option<Endpoint> {
+        target: Endpoint,
+    ) -> bool {
+        self.out.set_clock(now);
         let me = self.cfg.id;
-        let policy = self.cfg.group_policy(&group)?.policy;
-        let c = self.iap.cache.get(&group)?;
+        let Some(policy) = self.cfg.group_policy(&group).map(|g| g.policy) else {
+            return false;
+        };
+        let Some(c) = self.iap.cache.get(&group) else {
+            return false;
+        };
         if now >= c.expires {
-            return None;
+            return false;
         }
         let stale = now >= c.refresh_at;
         let pick = super::select::pick(policy, &c.japs, client, me, &Tried::new(), |j| {
             self.peer_up(j)
-        })?;
-        if pick != me {
-            return None;
+        });
+        if pick != Some(me) {
+            return false;
         }
-        let j = self.jap.groups.get(&group)?;
-        let target = self.jap.flows.get(&(group, client))?.target;
-        self.jap
+        let Some(j) = self.jap.groups.get(&group) else {
+            return false;
+        };
+        let bound = self.jap.flows.get(&(group, client)).map(|f| f.target);
+        let up = self
+            .jap
             .targets
             .iter(&j.targets)
-            .find(|t| t.ep == target && t.health != Health::Down)?;
+            .any(|t| t.ep == target && t.health != Health::Down);
+        if bound != Some(target) || !up {
+            return false;
+        }
         if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
             f.last = now;
         }
@@ -115,7 +127,7 @@ impl Proxy {
         }
         self.counters.iap.forwards += 1;
         self.note_delivery(now, group, target, me);
-        Some(target)
+        true
     }
 
     /// Affinity first (the flow's target while it is up), then the up target

@@ -9,6 +9,8 @@ use smoltcp::wire::checksum;
 #[derive(Default)]
 struct LargeOut {
     large: bool,
+    /// Refuse large frames (a full ring).
+    refuse: bool,
     frames: Vec<Vec<u8>>,
     larges: Vec<(Vec<u8>, Offload)>,
 }
@@ -22,13 +24,17 @@ impl FrameSink for LargeOut {
         self.large
     }
     fn send_large(&mut self, frame: &[u8], o: Offload) -> bool {
+        if self.refuse {
+            return false;
+        }
         self.larges.push((frame.to_vec(), o));
         true
     }
 }
 
 const PAYLOAD: usize = 5000;
-const GSO: u16 = 1448;
+/// Within the carry limit, as the MSS clamp at the SYN makes it.
+const GSO: u16 = 1200;
 
 /// A large TCP frame as a host stack hands it to its device: ACK|PSH,
 /// `PAYLOAD` bytes, the checksum field holding the pseudo-header sum.
@@ -160,6 +166,44 @@ fn a_natted_flows_large_frames_go_on_whole_both_ways_with_checksums_the_device_c
         lan.planes[1].counters().tx_to_client,
         after.tx_to_client + 1
     );
+
+    // A device that refuses it: taken (the core counted the delivery), but
+    // not counted as sent.
+    let before = lan.planes[1].counters();
+    let (mut f, o) = large_frame(client_ep(), group_ep(g));
+    let mut out = LargeOut {
+        large: true,
+        refuse: true,
+        ..LargeOut::default()
+    };
+    let v = lan.planes[1].ingress_offloaded(lan.now, &mut f, o, &mut out);
+    assert_eq!(v, Verdict::Done);
+    let after = lan.planes[1].counters();
+    assert_eq!(after.tx_deliver, before.tx_deliver);
+    assert_eq!(after.tx_device_refused, before.tx_device_refused + 1);
+
+    // What the ordinary path would refuse or must see: segments beyond the
+    // carry limit, CWR (ECN), and SYN are left to be cut, untouched.
+    let mut cases = Vec::new();
+    let (f, mut o) = large_frame(client_ep(), group_ep(g));
+    o.gso_size = 1460;
+    cases.push(("beyond the carry limit", f, o));
+    for (what, flag) in [("CWR", 0x80u8), ("SYN", tcp_flags::SYN)] {
+        let (mut f, o) = large_frame(client_ep(), group_ep(g));
+        f[47] |= flag;
+        cases.push((what, f, o));
+    }
+    for (what, mut f, o) in cases {
+        let copy = f.clone();
+        let mut out = LargeOut {
+            large: true,
+            ..LargeOut::default()
+        };
+        let v = lan.planes[1].ingress_offloaded(lan.now, &mut f, o, &mut out);
+        assert_eq!(v, Verdict::Cut, "{what}");
+        assert_eq!(f, copy, "{what}");
+        assert!(out.larges.is_empty(), "{what}");
+    }
 
     // A device that cannot segment: to be cut, the frame untouched.
     let (mut f, o) = large_frame(client_ep(), group_ep(g));
