@@ -30,6 +30,9 @@ impl Nic for Frames {
         dst.copy_from_slice(&f);
         Ok(Some((f.len(), o)))
     }
+    fn next_is_large(&self) -> bool {
+        self.0.front().is_some_and(|(_, o)| o.gso_size > 0)
+    }
     fn can_transmit(&mut self) -> bool {
         true
     }

@@ -411,7 +411,6 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             &mut metrics_server,
             wall(),
         );
-        dev.nic_mut().kick();
         if dp.poll_timeout() <= wall() {
             dp.handle_timeout(wall(), &mut dev);
         }

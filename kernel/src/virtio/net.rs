@@ -206,9 +206,10 @@ impl VirtioNic {
                 return Err(NicError);
             }
         }
-        // The device hears of it at the next `kick` (one per loop pass, not
-        // one per buffer of a merged frame).
         self.rx_reposted = true;
+        if self.rx.should_notify() {
+            self.notifier.notify(QUEUE_RECEIVE);
+        }
         Ok(())
     }
 
@@ -408,6 +409,16 @@ impl Nic for VirtioNic {
             return Err(NicError);
         }
         Ok(Some((len, rx_offload(&hdr)?)))
+    }
+
+    fn next_is_large(&self) -> bool {
+        // The first buffer of the next used frame says (its header's GSO type).
+        let Some(token) = self.rx.peek_used() else {
+            return false;
+        };
+        let slot = self.rx_slot_of.get(usize::from(token)).copied().flatten();
+        slot.and_then(|i| self.rx_bufs.get(usize::from(i)))
+            .is_some_and(|b| b[1] != GSO_NONE)
     }
 
     fn can_transmit(&mut self) -> bool {
