@@ -5,16 +5,12 @@
 //! panic.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use pias::addr::{Ipv4, Ipv4Prefix};
-use pias::ids::PeerInfo;
-use pias::proxy::{Proxy, ProxyConfig};
-use pias::time::SEC;
-use pias::wire::Key;
-use pias_net::dataplane::{DataPlane, DataPlaneConfig, FrameSink, NatTimeouts, Verdict};
-use pias_net::{Nic, NicDevice, NicError, Offload};
+mod common;
 
-const MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 2];
+use common::MAC;
+use libfuzzer_sys::fuzz_target;
+use pias_net::dataplane::{FrameSink, Verdict};
+use pias_net::{Nic, NicDevice, NicError, Offload};
 
 /// A device that delivers its frames, and takes everything it is sent.
 struct Frames(std::collections::VecDeque<(Vec<u8>, Offload)>);
@@ -72,36 +68,8 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[frame.len()..];
         frames.push_back((frame.to_vec(), offload));
     }
-    let t0 = 1_700_000_000 * SEC;
-    let me = Ipv4([198, 18, 0, 2]);
-    let mut pc = ProxyConfig::new(1, 1, Key([1; 32]));
-    pc.group_secret = Some(Key([9; 32]));
-    pc.anycast = vec![Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)];
-    pc.max_flows = 16;
-    pc.max_groups = 16;
-    pc.max_peer_state = 16;
-    pc.max_targets = 16;
-    pc.max_rap_entries = 16;
-    pc.max_pending = 16;
-    pc.tx_queue = 64;
-    let proxy = Proxy::new(pc, &[PeerInfo { id: 1, cluster: 1 }], t0);
-    let cfg = DataPlaneConfig {
-        mac: MAC,
-        address: Ipv4Prefix::new(me, 24),
-        gateway: Some(Ipv4([198, 18, 0, 1])),
-        mtu: 1500,
-        anycast: vec![Ipv4Prefix::new(Ipv4([203, 0, 113, 0]), 24)],
-        registration_port: 7000,
-        proxy_port: 7002,
-        nat_first_port: 20000,
-        nat_ports: 16,
-        max_flows: 16,
-        nat_timeouts: NatTimeouts::default(),
-        proxies: vec![(1, me)],
-        hash_key: [3; 16],
-        bgp_neighbours: vec![Ipv4([198, 18, 0, 1])],
-    };
-    let mut dp = DataPlane::new(cfg, proxy, t0);
+    let t0 = common::T0;
+    let mut dp = common::data_plane(16, 1);
     let mut dev = NicDevice::gated(Frames(frames), 1500);
     dev.set_coalescing(true);
     // Bounded: 64 frames of at most 65,535 segments each.
