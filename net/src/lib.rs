@@ -1,6 +1,8 @@
 //! The appliance's packet plane, independent of any driver: frame
-//! classification and counting, a smoltcp `Device` over the `Nic` trait, and
-//! the management service. `no_std`, no unsafe, host-tested.
+//! classification and counting, a smoltcp `Device` over the `Nic` trait with
+//! its offloads (partial checksums, large TCP frames cut or merged), the
+//! proxy data path, metrics, routing and the management service. `no_std`,
+//! no unsafe, host-tested.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
