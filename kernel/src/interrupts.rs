@@ -5,6 +5,7 @@
 
 use core::arch::{asm, global_asm};
 use core::sync::atomic::{AtomicU64, Ordering};
+use pias::status::ClockSource;
 
 /// LAPIC timer (deadline) vector.
 pub const TIMER_VECTOR: u8 = 0x20;
@@ -191,8 +192,8 @@ fn ioapic_write(base: usize, reg: u32, v: u32) {
     }
 }
 
-/// Installs the IDT, masks the legacy PIC, enables the LAPIC, calibrates its
-/// timer against the TSC, and routes the IOAPIC pins a virtio NIC may use.
+/// Installs the IDT, masks the legacy PIC, enables the LAPIC and routes the
+/// IOAPIC pins a virtio NIC may use (the timer: `start_timer`).
 /// Returns the number of IOAPIC pins routed.
 pub fn init() -> usize {
     // SAFETY: writing 0xff to the interrupt mask registers of the master and
@@ -231,11 +232,6 @@ pub fn init() -> usize {
 
     lapic_write(LAPIC_TPR, 0);
     lapic_write(LAPIC_SVR, 0x100 | u32::from(SPURIOUS_VECTOR));
-    lapic_write(LAPIC_TIMER_DIVIDE, 0b1011); // divide by 1
-    lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
-    calibrate_lapic_timer();
-    lapic_write(LAPIC_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked
-
     let apic_id = lapic_read(LAPIC_ID) >> 24;
     let mut routed = 0;
     for (i, &base) in IOAPIC_BASES.iter().enumerate() {
@@ -260,6 +256,21 @@ pub fn init() -> usize {
         }
     }
     routed
+}
+
+/// Programs the LAPIC timer the loop arms before it halts: divide by 1,
+/// one-shot, unmasked. Under TCG it counts QEMU's virtual clock at 1 GHz;
+/// elsewhere its rate is measured against the TSC (2 ms). Call after
+/// `time::finish_calibration`, which needs the timer's count to itself.
+pub fn start_timer() {
+    lapic_write(LAPIC_TIMER_DIVIDE, 0b1011); // divide by 1
+    lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    if crate::time::info().source == ClockSource::QemuLapic {
+        LAPIC_TICKS_PER_MS.store(1_000_000, Ordering::Relaxed);
+    } else {
+        calibrate_lapic_timer();
+    }
+    lapic_write(LAPIC_LVT_TIMER, u32::from(TIMER_VECTOR)); // one-shot, unmasked
 }
 
 fn calibrate_lapic_timer() {

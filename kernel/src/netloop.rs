@@ -374,6 +374,16 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         );
     }
 
+    // The TSC's rate measured over the whole boot, then the timer the loop
+    // halts on (it shares the LAPIC's count with that measurement).
+    if let Some(span_ms) = time::finish_calibration() {
+        log::info!(
+            "clock: TSC {} kHz, measured against QEMU's virtual clock over {span_ms} ms",
+            time::tsc_khz()
+        );
+    }
+    interrupts::start_timer();
+
     let [m0, m1, m2, m3, m4, m5] = mac;
     log::info!(
         "ready: {} {} mac {m0:02x}:{m1:02x}:{m2:02x}:{m3:02x}:{m4:02x}:{m5:02x} {kind}, management udp/{}, proxy udp/{}, metrics {}, {} proxies, arena {} KiB used",

@@ -24,12 +24,16 @@ pub fn mark_boot() {
 
 /// Microseconds since `mark_boot` (0 until the rate is known).
 pub fn uptime_us() -> u64 {
+    uptime_at(rdtsc())
+}
+
+fn uptime_at(tsc: u64) -> u64 {
     let khz = TSC_KHZ.load(Ordering::Relaxed);
     if khz == 0 {
         return 0;
     }
-    let ticks = rdtsc().wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
-    (u128::from(ticks) * 1000 / u128::from(khz)) as u64
+    let ticks = tsc.wrapping_sub(TSC_AT_BOOT.load(Ordering::Relaxed));
+    UPTIME_BASE_US.load(Ordering::Relaxed) + (u128::from(ticks) * 1000 / u128::from(khz)) as u64
 }
 
 pub fn tsc_khz() -> u64 {
@@ -179,17 +183,75 @@ const LAPIC_LVT_TIMER: usize = 0x320;
 const LAPIC_TIMER_INIT: usize = 0x380;
 const LAPIC_TIMER_CURRENT: usize = 0x390;
 const LAPIC_TIMER_DIVIDE: usize = 0x3e0;
-/// Reference span for the LAPIC measurement: 20 ms at 1 GHz.
-const LAPIC_SPAN_TICKS: u32 = 20_000_000;
+/// The provisional rate's reference span: 1 ms of QEMU's virtual clock. It
+/// times only the boot; `finish_calibration` replaces it.
+const LAPIC_FIRST_SPAN_TICKS: u32 = 1_000_000;
+/// The shortest span the final rate is measured over: 10 ms. The boot's own
+/// work (config, tables: 20+ ms under TCG) usually covers it, so the boot
+/// spends no time waiting on the measurement.
+const LAPIC_FINAL_SPAN_TICKS: u32 = 10_000_000;
+/// Reads of a count kept to pick the tightest (see `lapic_sample`).
+const LAPIC_SAMPLES: usize = 16;
+
+/// The start of the measurement `init` begins under TCG and
+/// `finish_calibration` ends: the LAPIC count and the TSC at it (0: none).
+static LAPIC_START_COUNT: AtomicU64 = AtomicU64::new(0);
+static LAPIC_START_TSC: AtomicU64 = AtomicU64::new(0);
+/// Uptime at the TSC in `TSC_AT_BOOT` (moved there when the rate changes,
+/// so uptime stays continuous).
+static UPTIME_BASE_US: AtomicU64 = AtomicU64::new(0);
 
 fn lapic(reg: usize) -> *mut u32 {
     (LAPIC_BASE + reg) as *mut u32
 }
 
+fn lapic_current() -> u32 {
+    // SAFETY: the timer's current count is an aligned 32-bit xAPIC register,
+    // identity-mapped uncached; reading it has no side effect.
+    unsafe { core::ptr::read_volatile(lapic(LAPIC_TIMER_CURRENT)) }
+}
+
+/// One reading of the LAPIC timer's count and the TSC at that moment: the
+/// midpoint of the TSC read just before and just after it, from the read
+/// with the shortest such bracket of `LAPIC_SAMPLES` (a read that a host
+/// preemption or a slow exit stretched is not used).
+fn lapic_sample() -> (u32, u64) {
+    let mut best = (0, 0, u64::MAX);
+    for _ in 0..LAPIC_SAMPLES {
+        let before = rdtsc();
+        let count = lapic_current();
+        let after = rdtsc();
+        let width = after.wrapping_sub(before);
+        if width < best.2 {
+            best = (count, before + width / 2, width);
+        }
+    }
+    (best.0, best.1)
+}
+
+/// Waits (bounded) until the count has run `span` ticks from `start`, then
+/// returns the TSC's rate in kHz against it; None if the count never got
+/// there or had stopped (one-shot: it stops at 0, ~4.3 s after it started).
+fn lapic_rate_since(start: (u32, u64), span: u32) -> Option<u64> {
+    for _ in 0..(1u32 << 26) {
+        if start.0.wrapping_sub(lapic_current()) >= span {
+            break;
+        }
+    }
+    let (count, tsc) = lapic_sample();
+    let ns = u64::from(start.0.wrapping_sub(count));
+    if count == 0 || count > start.0 || ns < u64::from(span) {
+        return None;
+    }
+    Some(tsc.wrapping_sub(start.1) * 1_000_000 / ns)
+}
+
 /// Under QEMU's TCG the local APIC timer counts QEMU's virtual clock at 1 GHz
 /// by definition (APIC_BUS_CYCLE_NS = 1), and its current count is computed
 /// from that clock at each read. Unlike a flag raised by a QEMU timer, which a
-/// busy host delays and merges, it cannot lose ticks: measure the TSC against it.
+/// busy host delays and merges, it cannot lose ticks: measure the TSC against
+/// it. Returns a provisional rate from 1 ms and leaves the count running for
+/// `finish_calibration`, which measures over the whole boot.
 fn qemu_lapic_khz() -> Option<u64> {
     if !qemu_tcg() {
         return None;
@@ -197,31 +259,55 @@ fn qemu_lapic_khz() -> Option<u64> {
     // SAFETY: the xAPIC registers at LAPIC_BASE + LAPIC_* are aligned 32-bit
     // registers, identity-mapped uncached, and accessed volatile. The timer's
     // LVT entry is masked before the count starts, so counting raises no
-    // interrupt (interrupts are disabled anyway), and the count is stopped
-    // (initial count 0) before either return. `interrupts::init` programs the
-    // timer for real later.
+    // interrupt (interrupts are disabled anyway). `finish_calibration` stops
+    // the count (initial count 0) before `interrupts::start_timer` programs
+    // the timer for real.
     unsafe {
         core::ptr::write_volatile(lapic(LAPIC_TIMER_DIVIDE), 0b1011);
         core::ptr::write_volatile(lapic(LAPIC_LVT_TIMER), 1 << 16);
         core::ptr::write_volatile(lapic(LAPIC_TIMER_INIT), u32::MAX);
-        let c0 = core::ptr::read_volatile(lapic(LAPIC_TIMER_CURRENT));
-        let t0 = rdtsc();
-        let mut c1 = c0;
-        let mut t1 = t0;
-        for _ in 0..(1u32 << 26) {
-            c1 = core::ptr::read_volatile(lapic(LAPIC_TIMER_CURRENT));
-            t1 = rdtsc();
-            if c0.wrapping_sub(c1) >= LAPIC_SPAN_TICKS {
-                break;
-            }
-        }
-        core::ptr::write_volatile(lapic(LAPIC_TIMER_INIT), 0);
-        let ns = u64::from(c0.wrapping_sub(c1));
-        if ns < u64::from(LAPIC_SPAN_TICKS) {
-            return None;
-        }
-        Some((t1 - t0) * 1_000_000 / ns)
     }
+    let start = lapic_sample();
+    let khz = lapic_rate_since(start, LAPIC_FIRST_SPAN_TICKS);
+    if khz.is_some() {
+        LAPIC_START_COUNT.store(u64::from(start.0), Ordering::Relaxed);
+        LAPIC_START_TSC.store(start.1, Ordering::Relaxed);
+    } else {
+        stop_lapic_count();
+    }
+    khz
+}
+
+fn stop_lapic_count() {
+    // SAFETY: as in `qemu_lapic_khz`; an initial count of 0 stops the timer.
+    unsafe { core::ptr::write_volatile(lapic(LAPIC_TIMER_INIT), 0) };
+}
+
+/// Ends the measurement `init` began under TCG: the TSC's rate over the
+/// whole boot so far (at least 10 ms), which replaces the provisional one
+/// without a jump in uptime; stops the LAPIC count. Call before
+/// `interrupts::start_timer`. Returns the span measured over (ms), or None
+/// where there was nothing to finish (another clock source).
+pub fn finish_calibration() -> Option<u64> {
+    let start_count = LAPIC_START_COUNT.swap(0, Ordering::Relaxed);
+    if start_count == 0 {
+        return None;
+    }
+    let start = (start_count as u32, LAPIC_START_TSC.load(Ordering::Relaxed));
+    let khz = lapic_rate_since(start, LAPIC_FINAL_SPAN_TICKS);
+    let span_ms = u64::from(start.0.wrapping_sub(lapic_current())) / 1_000_000;
+    stop_lapic_count();
+    let Some(khz) = khz else {
+        log::warn!("clock: the boot outlasted the LAPIC count; keeping the 1 ms rate");
+        return None;
+    };
+    // Uptime continues from where the provisional rate had it.
+    let now_tsc = rdtsc();
+    let now_us = uptime_at(now_tsc);
+    TSC_AT_BOOT.store(now_tsc, Ordering::Relaxed);
+    UPTIME_BASE_US.store(now_us, Ordering::Relaxed);
+    TSC_KHZ.store(khz.max(1), Ordering::Relaxed);
+    Some(span_ms)
 }
 
 fn cpuid_khz() -> Option<u64> {

@@ -41,9 +41,43 @@ fn boot_status_shutdown(machine: Machine) {
         "implausible TSC rate {:?}",
         s.clock
     );
+    if test_accel() == Accel::Tcg {
+        tcg_clock_measured_over_the_boot(&lab, &s, &console);
+    }
     let mut client = mgmt(&lab, 0);
     assert_eq!(client.shutdown().expect("shutdown"), Body::ShuttingDown);
     pias_tests::assert_clean_exit(&mut lab, 0);
+}
+
+/// Under TCG the guest's TSC is the host's: the rate measured against QEMU's
+/// virtual clock over the boot (at least 10 ms) must be the host's, and the
+/// switch from the boot's first 1 ms rate must not have moved uptime ahead
+/// of the time QEMU has been running.
+fn tcg_clock_measured_over_the_boot(lab: &Lab, s: &pias::status::Status, console: &str) {
+    assert_eq!(s.clock.source, pias::status::ClockSource::QemuLapic);
+    let span_ms: u64 = console
+        .lines()
+        .find_map(|l| {
+            let rest = l
+                .split("measured against QEMU's virtual clock over ")
+                .nth(1)?;
+            rest.strip_suffix(" ms")?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no final clock measurement on the console:\n{console}"));
+    assert!(span_ms >= 10, "measured over {span_ms} ms only:\n{console}");
+    let host = pias_qemu::vslinux::guest::host_tsc_khz();
+    let ppm = (s.clock.tsc_khz.abs_diff(host) as f64) / host as f64 * 1e6;
+    assert!(
+        ppm < 200.0,
+        "guest {} kHz against the host's {host} kHz: {ppm:.0} ppm apart",
+        s.clock.tsc_khz
+    );
+    let running = lab.appliances[0].started.elapsed();
+    assert!(
+        Duration::from_millis(s.uptime_ms) <= running,
+        "uptime {} ms, but QEMU started {running:?} ago",
+        s.uptime_ms
+    );
 }
 
 #[test]
