@@ -76,6 +76,15 @@ struct JoinArgs {
     /// A check still running after this many milliseconds fails.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..))]
     check_timeout_ms: u64,
+    /// First wait (ms) for the answer to a join before it is sent again;
+    /// it doubles per try up to --retry-cap-ms. An agent started before its
+    /// proxy (say, beside an appliance that is booting) joins as soon as the
+    /// proxy answers if this is short.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    retry_ms: u64,
+    /// The longest wait (ms) between tries of a join (at least --retry-ms).
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    retry_cap_ms: u64,
     /// Rejoin when no verified ping came for this long (the appliance pings every 2 s).
     #[arg(long, default_value_t = 7000, value_parser = clap::value_parser!(u64).range(100..))]
     ping_timeout_ms: u64,
@@ -133,6 +142,15 @@ fn run(args: JoinArgs) -> Result<()> {
     cfg.registration_port = args.registration_port;
     cfg.weight = args.weight;
     cfg.ping_timeout_ms = args.ping_timeout_ms;
+    if args.retry_cap_ms < args.retry_ms {
+        bail!(
+            "--retry-cap-ms {} is below --retry-ms {}: the cap is the longest wait between tries",
+            args.retry_cap_ms,
+            args.retry_ms
+        );
+    }
+    cfg.retry_ms = args.retry_ms;
+    cfg.retry_cap_ms = args.retry_cap_ms;
     let group = cfg.group;
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness for nonces: {e}"))?;

@@ -52,6 +52,8 @@ struct Jap {
     proxy: Arc<Mutex<Proxy>>,
     port: u16,
     stop: Arc<AtomicBool>,
+    /// While set, what arrives is dropped unread (a proxy still booting).
+    deaf: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -61,7 +63,8 @@ impl Jap {
         let port = sock.local_addr().unwrap().port();
         let proxy = Arc::new(Mutex::new(new_proxy()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (proxy.clone(), stop.clone());
+        let deaf = Arc::new(AtomicBool::new(false));
+        let (p, s, d) = (proxy.clone(), stop.clone(), deaf.clone());
         let thread = thread::spawn(move || {
             let mut buf = [0u8; 2048];
             while !s.load(Ordering::SeqCst) {
@@ -80,6 +83,9 @@ impl Jap {
                 sock.set_read_timeout(Some(Duration::from_micros(wait)))
                     .unwrap();
                 if let Ok((n, SocketAddr::V4(src))) = sock.recv_from(&mut buf) {
+                    if d.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     let src = Endpoint {
                         ip: Ipv4(src.ip().octets()),
                         port: src.port(),
@@ -94,8 +100,14 @@ impl Jap {
             proxy,
             port,
             stop,
+            deaf,
             thread: Some(thread),
         }
+    }
+
+    /// Drops (true) or takes (false) what arrives from now on.
+    fn set_deaf(&self, deaf: bool) {
+        self.deaf.store(deaf, Ordering::SeqCst);
     }
 
     /// The proxy restarts: a new life with empty tables on the same address.
@@ -342,6 +354,33 @@ fn restarted_jap_gets_the_target_back_within_the_ping_timeout() {
 }
 
 #[test]
+fn an_agent_started_before_its_proxy_joins_at_its_retry_pace() {
+    let jap = Jap::start();
+    jap.set_deaf(true);
+    let key = group_key(&secret(), &GROUP);
+    let agent = AgentProc::spawn(&jap, &key, &["--retry-ms", "20", "--retry-cap-ms", "20"]);
+    // Past the default pace's second try (1 s): with it, the next would come
+    // at 3 s from the start.
+    thread::sleep(Duration::from_millis(1_200));
+    assert!(agent.said("no answer to the join"), "{}", agent.log());
+    assert_eq!(jap.held(), 0, "a deaf proxy holds nothing");
+    jap.set_deaf(false);
+    let up = Instant::now();
+    assert!(
+        within(4 * SEC, || jap.held() == 1),
+        "the agent joins once the proxy answers:\n{}",
+        agent.log()
+    );
+    // Every 20 ms, not 1 s, 2 s, 4 s …: joined well before the default's
+    // next try, with slack for a loaded machine.
+    assert!(
+        up.elapsed() < Duration::from_millis(1_000),
+        "joined {:?} after the proxy came up",
+        up.elapsed()
+    );
+}
+
+#[test]
 fn wrong_key_gets_no_ack_and_says_so() {
     let jap = Jap::start();
     let wrong = group_key(&Key([0x77; 32]), &GROUP);
@@ -413,4 +452,23 @@ fn bad_arguments_fail_in_one_line() {
     assert!(!status.success());
     assert!(err.contains("must be the service's"), "{err}");
     assert!(!err.contains(&hex));
+
+    let (status, err) = run(&[
+        "join",
+        "--group",
+        "127.0.0.10:53/udp",
+        "--service",
+        "127.0.0.2:53",
+        "--key-hex",
+        &hex,
+        "--retry-ms",
+        "500",
+        "--retry-cap-ms",
+        "100",
+    ]);
+    assert!(!status.success());
+    assert!(
+        err.contains("--retry-cap-ms 100 is below --retry-ms 500"),
+        "{err}"
+    );
 }
