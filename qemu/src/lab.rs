@@ -430,6 +430,11 @@ impl Lab {
         self.dir.path().join(name)
     }
 
+    /// The MAC address of appliance `n` (its index in `appliances`).
+    pub fn mac_of(&self, n: usize) -> [u8; 6] {
+        appliance_mac(n)
+    }
+
     /// Boots an appliance; returns its index in `appliances`.
     pub fn boot(&mut self, kernel: &Path, spec: Spec) -> Result<usize> {
         let n = self.appliances.len();
@@ -438,7 +443,7 @@ impl Lab {
         } else {
             None
         };
-        let mac = [0x52, 0x54, 0, 0, 0, (n + 2) as u8];
+        let mac = appliance_mac(n);
         let appliance = start_appliance(
             &self.ns,
             self.dir.path(),
@@ -480,6 +485,11 @@ impl Lab {
     ) -> Result<T> {
         inside_netns(&self.ns, f)
     }
+}
+
+/// The NIC's MAC of the lab's `n`th appliance: 52:54:00:00:00:(n + 2).
+fn appliance_mac(n: usize) -> [u8; 6] {
+    [0x52, 0x54, 0, 0, 0, (n + 2) as u8]
 }
 
 /// Starts QEMU for `spec` inside namespace `ns`, its files (serial log,

@@ -118,6 +118,55 @@ impl DnsClient {
         }
     }
 
+    /// Asks for `name` once every `gap` (a fresh query each time, whatever
+    /// became of the last) until one is answered or `within` has passed;
+    /// `between` runs once per gap (and may end the wait with an error).
+    /// Returns when the first answer came. A send the kernel refuses (no
+    /// route yet, say) counts as a try.
+    pub fn first_answer(
+        &mut self,
+        name: &str,
+        gap: Duration,
+        within: Duration,
+        mut between: impl FnMut() -> Result<()>,
+    ) -> Result<Option<Instant>> {
+        let start = Instant::now();
+        let first_id = self.next_id;
+        let mut buf = [0u8; 1500];
+        // Non-blocking, with short sleeps: a socket timeout is counted in
+        // the kernel's ticks (4 ms at HZ=250), too coarse for the gap.
+        self.sock.set_nonblocking(true)?;
+        let result = (|| {
+            while start.elapsed() < within {
+                between()?;
+                let id = self.take_id();
+                let _ = self.sock.send_to(&dns_query(id, name), self.server);
+                let sent = Instant::now();
+                while sent.elapsed() < gap {
+                    match self.sock.recv_from(&mut buf) {
+                        Ok((n, _)) if n >= 2 => {
+                            let got = u16::from_be_bytes([buf[0], buf[1]]);
+                            // Any query of this wait counts (ids wrap past 65535).
+                            let ours = (1..=id.wrapping_sub(first_id))
+                                .contains(&got.wrapping_sub(first_id));
+                            if ours && dns_answered(&buf[..n], got) {
+                                return Ok(Some(Instant::now()));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) if is_timeout(&e) => {
+                            std::thread::sleep(Duration::from_micros(100));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(None)
+        })();
+        self.sock.set_nonblocking(false)?;
+        result
+    }
+
     /// Sends `total` queries for `name` keeping up to `in_flight` outstanding
     /// (one every `gap` at most, if set); each unanswered after `timeout` is
     /// given up; the run stops at `deadline` whatever is left.
@@ -262,6 +311,118 @@ mod tests {
         assert!((r.rate() - 3.0).abs() < 1e-9);
         assert!((r.loss() - 0.25).abs() < 1e-9);
         assert_eq!(RrResult::default().percentile(50.0), None);
+    }
+
+    /// A loopback DNS server that answers only queries arriving `after` its
+    /// start (and first sends one answer to an id the client never used);
+    /// returns its address and how many queries it saw, when it stops.
+    fn late_server(
+        after: Duration,
+        runs: Duration,
+    ) -> (SocketAddrV4, std::thread::JoinHandle<usize>) {
+        let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = match sock.local_addr().unwrap() {
+            std::net::SocketAddr::V4(a) => a,
+            _ => unreachable!(),
+        };
+        let server = std::thread::spawn(move || {
+            let start = Instant::now();
+            sock.set_read_timeout(Some(Duration::from_millis(5)))
+                .unwrap();
+            let mut seen = 0;
+            let mut stray_sent = false;
+            let mut buf = [0u8; 512];
+            while start.elapsed() < runs {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                seen += 1;
+                let mut reply = buf[..n].to_vec();
+                reply[2] |= 0x80;
+                reply[7] = 1;
+                if !stray_sent {
+                    let mut stray = reply.clone();
+                    stray[..2].copy_from_slice(&0x7777u16.to_be_bytes());
+                    sock.send_to(&stray, from).unwrap();
+                    stray_sent = true;
+                }
+                if start.elapsed() >= after {
+                    sock.send_to(&reply, from).unwrap();
+                }
+            }
+            seen
+        });
+        (addr, server)
+    }
+
+    fn client_of(server: SocketAddrV4) -> DnsClient {
+        DnsClient {
+            sock: UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap(),
+            server,
+            next_id: 1,
+        }
+    }
+
+    #[test]
+    fn first_answer_keeps_asking_until_answered() {
+        let (addr, server) = late_server(Duration::from_millis(60), Duration::from_millis(400));
+        let mut c = client_of(addr);
+        let start = Instant::now();
+        let mut looks = 0;
+        let at = c
+            .first_answer(
+                "pias.test",
+                Duration::from_millis(2),
+                Duration::from_secs(5),
+                || {
+                    looks += 1;
+                    Ok(())
+                },
+            )
+            .unwrap()
+            .expect("answered once the server answers");
+        let took = at - start;
+        assert!(
+            took >= Duration::from_millis(60),
+            "the stray answer counted: {took:?}"
+        );
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(looks >= 5, "a query (and a look) every 2 ms: {looks}");
+        assert!(server.join().unwrap() >= 5);
+    }
+
+    #[test]
+    fn first_answer_gives_up_after_within_and_between_can_stop_it() {
+        let (addr, server) = late_server(Duration::from_secs(60), Duration::from_millis(200));
+        let mut c = client_of(addr);
+        let start = Instant::now();
+        let none = c
+            .first_answer(
+                "pias.test",
+                Duration::from_millis(2),
+                Duration::from_millis(50),
+                || Ok(()),
+            )
+            .unwrap();
+        assert_eq!(none, None);
+        assert!(start.elapsed() < Duration::from_millis(150));
+        let mut looks = 0;
+        let err = c.first_answer(
+            "pias.test",
+            Duration::from_millis(2),
+            Duration::from_secs(5),
+            || {
+                looks += 1;
+                if looks == 3 {
+                    anyhow::bail!("the guest died");
+                }
+                Ok(())
+            },
+        );
+        assert!(err.is_err());
+        assert_eq!(looks, 3);
+        // At most one query per 2 ms (and the three before the error).
+        assert!(server.join().unwrap() <= 30);
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub fn measure_side(
     f.insert("pps", fl.pps());
     f.insert("pps_loss", 100.0 * fl.loss());
     // The flood is over when queries are answered again.
-    if measure::answered_within(&c, CLIENT, to, Duration::from_secs(15))?.is_none() {
+    if measure::first_answer(&c, CLIENT, to, Duration::from_secs(15), || Ok(()))?.is_none() {
         bail!("{}: no answer within 15 s of the flood", which.name());
     }
     eprintln!("{}: iperf3 both ways", which.name());
@@ -282,7 +282,11 @@ pub fn iap_ne_jap(sides: &Sides, lan: &mut BenchLan, plan: &Plan) -> Result<Figu
     let remote = group(REMOTE_ANYCAST, DNS_PORT, false);
     let _agents = Sides::agents(lan, &[(remote, SocketAddrV4::new(TARGET, DNS_PORT))])?;
     let to = SocketAddrV4::new(REMOTE_ANYCAST, DNS_PORT);
-    if measure::answered_within(&lan.client_ns, CLIENT, to, Duration::from_secs(30))?.is_none() {
+    if measure::first_answer(&lan.client_ns, CLIENT, to, Duration::from_secs(30), || {
+        Ok(())
+    })?
+    .is_none()
+    {
         bail!("IAP ≠ JAP: no answer through {to} within 30 s");
     }
     let r1 = measure::rr(&lan.client_ns, CLIENT, to, plan.serial, 1)?;

@@ -38,21 +38,22 @@ pub fn rr(
     )
 }
 
-/// Asks every 50 ms until answered (true) or `within` passes (false).
-pub fn answered_within(
+/// A new query this often while waiting for the first answer: the boot
+/// figure's resolution.
+const FIRST_ANSWER_GAP: Duration = Duration::from_millis(2);
+
+/// Asks from `bind` in `ns` every 2 ms until answered (when) or `within`
+/// passes (None); `between` runs before each query (see
+/// `DnsClient::first_answer`).
+pub fn first_answer(
     ns: &str,
     bind: Ipv4Addr,
     server: SocketAddrV4,
     within: Duration,
+    between: impl FnMut() -> Result<()>,
 ) -> Result<Option<Instant>> {
     let mut c = DnsClient::in_netns(ns, bind, server)?;
-    let t0 = Instant::now();
-    while t0.elapsed() < within {
-        if c.ask(DNS_NAME, Duration::from_millis(50))?.is_some() {
-            return Ok(Some(Instant::now()));
-        }
-    }
-    Ok(None)
+    c.first_answer(DNS_NAME, FIRST_ANSWER_GAP, within, between)
 }
 
 /// What a flood did.

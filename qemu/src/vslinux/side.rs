@@ -5,7 +5,7 @@
 
 use super::guest::{Forward, GuestNet, LinuxGuest, Proto, ERROR_PREFIX, READY};
 use super::lan::*;
-use super::measure::answered_within;
+use super::measure::first_answer;
 use crate::lab::{LinuxBoot, Spec};
 use crate::services::{start_agent_checking, ServiceProc};
 use crate::{build, Accel, Machine};
@@ -146,45 +146,57 @@ impl Sides {
                 });
             }
         }
-        let i = lan.lab.boot(&self.pias_kernel, spec)?;
         // A new guest at an old address has a new MAC: nobody may keep
-        // sending to the last one's.
+        // sending to the last one's; the hosts on the bridge get the new one
+        // before QEMU starts (these `ip` runs would compete with its start).
         lan.flush_neighbours()?;
+        let next = lan.lab.appliances.len();
+        lan.pin_guest(if n == 0 { GUEST } else { GUEST2 }, lan.lab.mac_of(next))?;
+        let i = lan.lab.boot(&self.pias_kernel, spec)?;
         Ok(i)
     }
 
     /// Waits until guest `i` says it is ready; the time from QEMU's start.
     pub fn wait_ready(lan: &mut BenchLan, i: usize, which: Which) -> Result<Duration> {
-        let g = &mut lan.lab.appliances[i];
-        let (ok, bad) = match which {
-            Which::Pias => ("ready:", "panicked"),
-            Which::Linux => (READY, ERROR_PREFIX),
-        };
         let deadline = Instant::now() + BOOT_TIMEOUT;
         loop {
-            let console = g.console();
-            if console.contains(ok) {
-                return Ok(g.started.elapsed());
-            }
-            if let Some(line) = console.lines().find(|l| l.contains(bad)) {
-                bail!("{} guest failed: {line}", which.name());
-            }
-            if let Some(st) = g.try_exit()? {
-                bail!(
-                    "{} guest exited ({st:?}) before it was ready; console:\n{}",
-                    which.name(),
-                    tail(&console)
-                );
+            if let Some(at) = Self::ready_yet(lan, i, which)? {
+                return Ok(at);
             }
             if Instant::now() > deadline {
                 bail!(
                     "{} guest not ready within {BOOT_TIMEOUT:?}; console:\n{}",
                     which.name(),
-                    tail(&console)
+                    tail(&lan.lab.appliances[i].console())
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Whether guest `i` has said it is ready (Some: now, from QEMU's
+    /// start); an error if it failed or exited first.
+    fn ready_yet(lan: &mut BenchLan, i: usize, which: Which) -> Result<Option<Duration>> {
+        let g = &mut lan.lab.appliances[i];
+        let (ok, bad) = match which {
+            Which::Pias => ("ready:", "panicked"),
+            Which::Linux => (READY, ERROR_PREFIX),
+        };
+        let console = g.console();
+        if console.contains(ok) {
+            return Ok(Some(g.started.elapsed()));
+        }
+        if let Some(line) = console.lines().find(|l| l.contains(bad)) {
+            bail!("{} guest failed: {line}", which.name());
+        }
+        if let Some(st) = g.try_exit()? {
+            bail!(
+                "{} guest exited ({st:?}) before it was ready; console:\n{}",
+                which.name(),
+                tail(&console)
+            );
+        }
+        Ok(None)
     }
 
     /// Starts an agent in the target for each of `groups`, joining through
@@ -213,8 +225,21 @@ impl Sides {
                     check,
                     // Healthy at the first check: the join goes out at once;
                     // a host saturated by a flood must not look like a dead
-                    // service (10 failed checks in a row to fall).
-                    &["--rise", "1", "--fall", "10", "--check-timeout-ms", "3000"],
+                    // service (10 failed checks in a row to fall). A try of
+                    // the join every 5 ms: an agent started before the
+                    // appliance joins as soon as the appliance answers.
+                    &[
+                        "--rise",
+                        "1",
+                        "--fall",
+                        "10",
+                        "--check-timeout-ms",
+                        "3000",
+                        "--retry-ms",
+                        "5",
+                        "--retry-cap-ms",
+                        "5",
+                    ],
                     &key,
                     &dir,
                     &format!("{i}-{}", g.port),
@@ -223,9 +248,11 @@ impl Sides {
             .collect()
     }
 
-    /// Boots side `which`, and (PIAS) starts the agents as soon as it is
-    /// ready; returns (guest index, QEMU start → ready, QEMU start → first
-    /// answer through the anycast address, the agents).
+    /// Boots side `which` and asks through the anycast address from QEMU's
+    /// start on, every 2 ms; returns (guest index, QEMU start → ready, QEMU
+    /// start → first answer, the agents). PIAS's agents start first, as
+    /// a service's agent runs before an appliance (re)boots, trying their
+    /// join every 5 ms; the Linux guest has its rules in its initramfs.
     pub fn boot_serving(
         &self,
         lan: &mut BenchLan,
@@ -233,15 +260,32 @@ impl Sides {
         memory_mb: u32,
         answer_within: Duration,
     ) -> Result<(usize, Duration, Option<Duration>, Vec<ServiceProc>)> {
-        let i = self.boot(lan, which, memory_mb, 0, 1)?;
-        let ready = Self::wait_ready(lan, i, which)?;
-        let agents = match which {
+        let mut agents = match which {
             Which::Pias => Self::agents(lan, &groups())?,
             Which::Linux => Vec::new(),
         };
+        wait_trying(&mut agents)?;
+        let i = self.boot(lan, which, memory_mb, 0, 1)?;
         let to = SocketAddrV4::new(ANYCAST, DNS_PORT);
-        let first = answered_within(&lan.client_ns, CLIENT, to, answer_within)?
-            .map(|at| at.duration_since(lan.lab.appliances[i].started));
+        let client_ns = lan.client_ns.clone();
+        let mut ready = None;
+        let first = first_answer(&client_ns, CLIENT, to, answer_within, || {
+            if ready.is_none() {
+                ready = Self::ready_yet(lan, i, which)?;
+            }
+            Ok(())
+        })?;
+        let ready = match (ready, first) {
+            (Some(r), _) => r,
+            // Ready between the last look and the answer: seen now.
+            (None, Some(_)) => Self::wait_ready(lan, i, which)?,
+            (None, None) => bail!(
+                "{} guest neither ready nor answering within {answer_within:?}; console:\n{}",
+                which.name(),
+                tail(&lan.lab.appliances[i].console())
+            ),
+        };
+        let first = first.map(|at| at.duration_since(lan.lab.appliances[i].started));
         Ok((i, ready, first, agents))
     }
 
@@ -283,6 +327,27 @@ impl Sides {
         }
         Ok(ok * step)
     }
+}
+
+/// Waits (up to 10 s) until every agent has tried its join at least once
+/// and is trying again, which it says: running, not still starting, when
+/// QEMU starts beside it.
+fn wait_trying(agents: &mut [ServiceProc]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for a in agents.iter_mut() {
+        loop {
+            let log = std::fs::read_to_string(&a.log).unwrap_or_default();
+            if log.contains("no answer to the join") {
+                break;
+            }
+            a.check_running()?;
+            if Instant::now() > deadline {
+                bail!("the agent has not tried its join within 10 s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
 }
 
 fn tail(console: &str) -> String {
