@@ -192,25 +192,30 @@ impl<T> core::ops::Deref for FixedVec<T> {
 /// A hash map that never grows past the capacity it was built with, and never
 /// allocates after `with_capacity`.
 ///
-/// Open addressing with linear probing over one slot array allocated by
-/// `with_capacity`: `cap + cap/7 + 1` slots rounded up to a power of two, so
-/// at most 7/8 of the slots are ever full and every probe run ends at an empty
-/// slot. `remove` (and `retain`) shift the rest of the run back into the hole
-/// (backward-shift deletion), so there are no tombstones and nothing ever
-/// needs a rehash or a bigger array. Iteration order is unspecified.
+/// The entries sit densely in one vector with room for `cap` reserved by
+/// `with_capacity`; an index of `cap + cap/7 + 1` slots rounded up to a power
+/// of two (4 bytes each) finds them, by open addressing with linear probing,
+/// so at most 7/8 of the slots are ever full and every probe run ends at an
+/// empty slot. `remove` (and `retain`) shift the rest of the run back into
+/// the hole (backward-shift deletion) and move the last entry into the
+/// removed one's place, so there are no tombstones and nothing ever needs a
+/// rehash or a bigger array. Only the index is written when the map is
+/// built: the entries' memory is first touched as entries arrive, so a large
+/// table costs its pages only as it fills (a boot under TCG pays dearly for
+/// each page written). Iteration order is unspecified.
 ///
 /// `S` hashes the keys: FxHash by default (fast, for keys no outsider picks
 /// in bulk); a `KeyedBuild` (SipHash with a secret key) where outsiders choose
 /// the keys, such as client flows, so that nobody can aim keys at one run.
-#[derive(Clone)]
 pub struct FixedMap<K, V, S = FxBuild> {
-    /// `mask + 1` slots (a power of two); an entry sits in the run starting
-    /// at its home slot, with no empty slot between home and entry.
-    slots: Vec<Option<(K, V)>>,
+    /// `mask + 1` slots (a power of two): 0 for empty, else 1 + the index in
+    /// `entries` of an entry whose run starts at its key's home slot, with no
+    /// empty slot between home and this slot.
+    index: Vec<u32>,
+    /// The entries, in no particular order; room for `cap` of them.
+    entries: Vec<(K, V)>,
     /// Slot count minus one.
     mask: usize,
-    /// Entries held.
-    len: usize,
     /// Entries allowed (less than 7/8 of the slots).
     cap: usize,
     /// Hashes keys to their home slots.
@@ -219,23 +224,39 @@ pub struct FixedMap<K, V, S = FxBuild> {
 
 /// Where a probe for a key ended.
 enum Probe {
-    /// The key is in this slot.
-    Found(usize),
+    /// The key is in `entries[.1]`, named by slot `.0`.
+    Found(usize, usize),
     /// The key is absent; this empty slot ends its run.
     Vacant(usize),
     /// No empty slot was met (cannot happen while `len < slots`).
     Lost,
 }
 
+impl<K: Clone, V: Clone, S: Clone> Clone for FixedMap<K, V, S> {
+    /// A copy with its own room for `capacity()` entries (a derived clone
+    /// would keep only `len()` and reallocate on the next insert).
+    fn clone(&self) -> Self {
+        let mut entries = Vec::with_capacity(self.cap);
+        entries.extend(self.entries.iter().cloned());
+        FixedMap {
+            index: self.index.clone(),
+            entries,
+            mask: self.mask,
+            cap: self.cap,
+            hasher: self.hasher.clone(),
+        }
+    }
+}
+
 impl<K, V, S> FixedMap<K, V, S> {
     /// How many entries it holds.
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     /// Whether it holds no entries.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
     }
 
     /// The most entries it will ever hold.
@@ -245,9 +266,7 @@ impl<K, V, S> FixedMap<K, V, S> {
 
     /// The entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.slots
-            .iter()
-            .filter_map(|s| s.as_ref().map(|(k, v)| (k, v)))
+        self.entries.iter().map(|(k, v)| (k, v))
     }
 
     /// Up to `N` keys whose values `f` picks, on the stack: for handling
@@ -265,9 +284,7 @@ impl<K, V, S> FixedMap<K, V, S> {
 
     /// The entries with mutable values, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
-        self.slots
-            .iter_mut()
-            .filter_map(|s| s.as_mut().map(|(k, v)| (&*k, v)))
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// The next slot along a run (wrapping at the end of the array).
@@ -277,28 +294,31 @@ impl<K, V, S> FixedMap<K, V, S> {
 }
 
 impl<K: Hash + Eq, V> FixedMap<K, V> {
-    /// An empty map with room for `cap` entries, hashed by FxHash; its slot
-    /// array is allocated here and never again.
+    /// An empty map with room for `cap` entries, hashed by FxHash; its index
+    /// and entry room are allocated here and never again.
     pub fn with_capacity(cap: usize) -> Self {
         Self::with_capacity_and_hasher(cap, FxBuild)
     }
 }
 
+/// The most entries a map holds: its index names them in 32 bits.
+const MAX_ENTRIES: usize = (u32::MAX - 1) as usize;
+
 impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
     /// An empty map with room for `cap` entries whose keys `hasher` hashes;
-    /// its slot array is allocated here and never again.
+    /// its index and entry room are allocated here and never again.
     pub fn with_capacity_and_hasher(cap: usize, hasher: S) -> Self {
+        let cap = cap.min(MAX_ENTRIES);
         let want = cap.saturating_add(cap / 7).saturating_add(1);
         let slots = want
             .checked_next_power_of_two()
             .unwrap_or(1 << (usize::BITS - 1));
-        let mut array = Vec::with_capacity(slots);
-        array.resize_with(slots, || None);
+        let cap = cap.min(slots - 1);
         FixedMap {
-            slots: array,
+            index: alloc::vec![0; slots],
+            entries: Vec::with_capacity(cap),
             mask: slots - 1,
-            len: 0,
-            cap: cap.min(slots - 1),
+            cap,
             hasher,
         }
     }
@@ -306,44 +326,29 @@ impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
     /// Inserts or replaces; refuses a new key when full.
     pub fn insert(&mut self, k: K, v: V) -> Result<Option<V>, Full> {
         match self.probe(&k) {
-            Probe::Found(i) => match self.slots.get_mut(i) {
-                Some(Some((_, old))) => Ok(Some(core::mem::replace(old, v))),
-                _ => Err(Full),
-            },
-            Probe::Vacant(i) if self.len < self.cap => match self.slots.get_mut(i) {
-                Some(slot) => {
-                    *slot = Some((k, v));
-                    self.len += 1;
-                    Ok(None)
-                }
+            Probe::Found(_, e) => match self.entries.get_mut(e) {
+                Some((_, old)) => Ok(Some(core::mem::replace(old, v))),
                 None => Err(Full),
             },
-            Probe::Vacant(_) | Probe::Lost => Err(Full),
+            Probe::Vacant(slot) => self.push(slot, k, v).map(|_| None),
+            Probe::Lost => Err(Full),
         }
     }
 
     /// The value for `k`, inserting `make()` if absent; `Full` if absent and full.
     pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> Result<&mut V, Full> {
-        let i = match self.probe(&k) {
-            Probe::Found(i) => i,
-            Probe::Vacant(i) if self.len < self.cap => {
-                let slot = self.slots.get_mut(i).ok_or(Full)?;
-                *slot = Some((k, make()));
-                self.len += 1;
-                i
-            }
+        let e = match self.probe(&k) {
+            Probe::Found(_, e) => e,
+            Probe::Vacant(slot) if self.len() < self.cap => self.push(slot, k, make())?,
             Probe::Vacant(_) | Probe::Lost => return Err(Full),
         };
-        match self.slots.get_mut(i) {
-            Some(Some((_, v))) => Ok(v),
-            _ => Err(Full),
-        }
+        self.entries.get_mut(e).map(|(_, v)| v).ok_or(Full)
     }
 
     /// The value for `k`, if present.
     pub fn get(&self, k: &K) -> Option<&V> {
         match self.probe(k) {
-            Probe::Found(i) => self.slots.get(i)?.as_ref().map(|(_, v)| v),
+            Probe::Found(_, e) => self.entries.get(e).map(|(_, v)| v),
             Probe::Vacant(_) | Probe::Lost => None,
         }
     }
@@ -351,56 +356,93 @@ impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
     /// The value for `k`, mutably, if present.
     pub fn get_mut(&mut self, k: &K) -> Option<&mut V> {
         match self.probe(k) {
-            Probe::Found(i) => self.slots.get_mut(i)?.as_mut().map(|(_, v)| v),
+            Probe::Found(_, e) => self.entries.get_mut(e).map(|(_, v)| v),
             Probe::Vacant(_) | Probe::Lost => None,
         }
     }
 
     /// Removes `k`, returning its value if it was present.
     pub fn remove(&mut self, k: &K) -> Option<V> {
-        let Probe::Found(i) = self.probe(k) else {
+        let Probe::Found(slot, e) = self.probe(k) else {
             return None;
         };
-        let (_, v) = self.slots.get_mut(i)?.take()?;
-        self.len -= 1;
-        self.close_hole(i);
-        Some(v)
+        self.remove_at(slot, e).map(|(_, v)| v)
     }
 
     /// Whether `k` is present.
     pub fn contains_key(&self, k: &K) -> bool {
-        matches!(self.probe(k), Probe::Found(_))
+        matches!(self.probe(k), Probe::Found(..))
     }
 
     /// Keeps only the entries `f` accepts; `f` sees each entry exactly once.
     ///
-    /// The walk starts just after an empty slot and goes once round the array.
-    /// A removal only pulls entries back from later in the same run (a run
-    /// never crosses an empty slot, and the starting one stays empty), so an
-    /// entry pulled into the current slot has not been seen yet and is looked
-    /// at next, and no seen entry moves.
+    /// A removal moves the last entry into the removed one's place, which
+    /// is looked at next; entries before it never move.
     pub fn retain(&mut self, mut f: impl FnMut(&K, &mut V) -> bool) {
-        let Some(start) = self.slots.iter().position(Option::is_none) else {
-            return;
-        };
-        let mut i = self.after(start);
-        let mut left = self.mask; // every slot but `start`
-        while left > 0 {
-            let keep = match self.slots.get_mut(i) {
-                Some(Some((k, v))) => f(k, v),
-                _ => true,
+        let mut e = 0;
+        while let Some((k, v)) = self.entries.get_mut(e) {
+            if f(k, v) {
+                e += 1;
+                continue;
+            }
+            let Some(slot) = self.slot_of(e) else {
+                // The index lost this entry (cannot happen): keep it rather
+                // than loop.
+                e += 1;
+                continue;
             };
-            if keep {
-                i = self.after(i);
-                left -= 1;
-            } else if let Some(slot) = self.slots.get_mut(i) {
-                *slot = None;
-                self.len -= 1;
-                self.close_hole(i);
-            } else {
-                return;
+            self.remove_at(slot, e);
+        }
+    }
+
+    /// Adds `(k, v)` as a new entry named by the empty slot `slot`; returns
+    /// its place in `entries`. `Full` at capacity.
+    fn push(&mut self, slot: usize, k: K, v: V) -> Result<usize, Full> {
+        let e = self.entries.len();
+        if e >= self.cap {
+            return Err(Full);
+        }
+        let named = self.index.get_mut(slot).ok_or(Full)?;
+        *named = e as u32 + 1;
+        self.entries.push((k, v));
+        Ok(e)
+    }
+
+    /// Removes entry `e`, named by `slot`: empties the slot and closes the
+    /// hole in its run, then moves the last entry into `e`'s place and
+    /// renames its slot.
+    fn remove_at(&mut self, slot: usize, e: usize) -> Option<(K, V)> {
+        if e >= self.entries.len() {
+            return None;
+        }
+        if let Some(named) = self.index.get_mut(slot) {
+            *named = 0;
+        }
+        self.close_hole(slot);
+        let last = self.entries.len() - 1;
+        if e != last {
+            if let Some(moved) = self.slot_of(last) {
+                if let Some(named) = self.index.get_mut(moved) {
+                    *named = e as u32 + 1;
+                }
             }
         }
+        Some(self.entries.swap_remove(e))
+    }
+
+    /// The slot that names entry `e`: along the run from its key's home.
+    fn slot_of(&self, e: usize) -> Option<usize> {
+        let (k, _) = self.entries.get(e)?;
+        let want = e as u32 + 1;
+        let mut i = self.home(k);
+        for _ in 0..self.index.len() {
+            match self.index.get(i) {
+                Some(&n) if n == want => return Some(i),
+                Some(&n) if n != 0 => i = self.after(i),
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// The slot where `k`'s run starts: the hash's top bits, scaled to the array.
@@ -410,14 +452,20 @@ impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
         ((u128::from(h) * slots) >> 64) as usize
     }
 
+    /// The entry a slot names, if any.
+    fn named(&self, slot: usize) -> Option<(usize, &(K, V))> {
+        let n = *self.index.get(slot)?;
+        let e = (n as usize).checked_sub(1)?;
+        Some((e, self.entries.get(e)?))
+    }
+
     fn probe(&self, k: &K) -> Probe {
         let mut i = self.home(k);
-        for _ in 0..self.slots.len() {
-            match self.slots.get(i) {
-                Some(Some((key, _))) if key == k => return Probe::Found(i),
-                Some(Some(_)) => i = self.after(i),
-                Some(None) => return Probe::Vacant(i),
-                None => break,
+        for _ in 0..self.index.len() {
+            match self.named(i) {
+                Some((e, (key, _))) if key == k => return Probe::Found(i, e),
+                Some(_) => i = self.after(i),
+                None => return Probe::Vacant(i),
             }
         }
         Probe::Lost
@@ -431,16 +479,19 @@ impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
         let mut j = hole;
         for _ in 0..self.mask {
             j = self.after(j);
-            let home = match self.slots.get(j) {
-                Some(Some((k, _))) => self.home(k),
-                _ => return,
+            let home = match self.named(j) {
+                Some((_, (k, _))) => self.home(k),
+                None => return,
             };
             let from_home = j.wrapping_sub(home) & self.mask;
             let from_hole = j.wrapping_sub(hole) & self.mask;
             if from_home >= from_hole {
-                let moved = self.slots.get_mut(j).and_then(Option::take);
-                if let Some(slot) = self.slots.get_mut(hole) {
-                    *slot = moved;
+                let moved = self.index.get(j).copied().unwrap_or(0);
+                if let Some(named) = self.index.get_mut(hole) {
+                    *named = moved;
+                }
+                if let Some(named) = self.index.get_mut(j) {
+                    *named = 0;
                 }
                 hole = j;
             }
@@ -527,34 +578,49 @@ mod tests {
     }
 
     /// The table's own promises: slots a power of two with `cap` under 7/8 of
-    /// them, `len` counts the full slots, and no empty slot sits between an
-    /// entry and its home (else a lookup would stop short).
+    /// them, room reserved for `cap` entries, each entry named by exactly one
+    /// slot, and no empty slot between an entry's slot and its home (else a
+    /// lookup would stop short).
     fn check_layout<K: Hash + Eq, V>(m: &FixedMap<K, V>) {
-        let n = m.slots.len();
+        let n = m.index.len();
         assert!(n.is_power_of_two());
         assert_eq!(m.mask, n - 1);
         assert!(m.cap + m.cap / 7 < n, "cap {} in {n} slots", m.cap);
-        assert!(m.len <= m.cap);
-        assert_eq!(m.slots.iter().filter(|s| s.is_some()).count(), m.len);
-        for (p, s) in m.slots.iter().enumerate() {
-            if let Some((k, _)) = s {
-                let home = m.home(k);
-                let mut i = home;
-                while i != p {
-                    assert!(
-                        m.slots[i].is_some(),
-                        "hole at {i} between home {home} and {p}"
-                    );
-                    i = (i + 1) & m.mask;
-                }
+        assert!(m.len() <= m.cap);
+        assert!(m.entries.capacity() >= m.cap, "room for every entry");
+        assert_eq!(m.index.iter().filter(|&&s| s != 0).count(), m.len());
+        let mut named = vec![0; m.len()];
+        for (p, &s) in m.index.iter().enumerate() {
+            let Some((e, (k, _))) = m.named(p) else {
+                assert_eq!(s, 0, "slot {p} names entry {s} of {}", m.len());
+                continue;
+            };
+            named[e] += 1;
+            let home = m.home(k);
+            let mut i = home;
+            while i != p {
+                assert!(m.index[i] != 0, "hole at {i} between home {home} and {p}");
+                i = (i + 1) & m.mask;
             }
         }
+        assert!(
+            named.iter().all(|&c| c == 1),
+            "each entry named once: {named:?}"
+        );
+    }
+
+    /// The value of the entry slot `i` names.
+    fn at<K, V: Copy>(m: &FixedMap<K, V>, i: usize) -> Option<V>
+    where
+        K: Hash + Eq,
+    {
+        m.named(i).map(|(_, (_, v))| *v)
     }
 
     #[test]
     fn chosen_hashes_land_where_asked() {
         let m: FixedMap<Clash, ()> = FixedMap::with_capacity(7);
-        assert_eq!(m.slots.len(), 16);
+        assert_eq!(m.index.len(), 16);
         assert_eq!(m.home(&Clash::at(u64::MAX, 0)), 15);
         assert_eq!(m.home(&Clash::at(0, 0)), 0);
         assert_eq!(m.home(&Clash::at(u64::MAX / 2, 0)), 7);
@@ -570,14 +636,14 @@ mod tests {
         }
         let zero = Clash::at(0, 99);
         assert_eq!(m.insert(zero, 99), Ok(None));
-        assert_eq!(m.slots[4].as_ref().map(|e| e.1), Some(99));
+        assert_eq!(at(&m, 4), Some(99));
         check_layout(&m);
         assert_eq!(m.remove(&Clash::at(u64::MAX, 0)), Some(0));
         check_layout(&m);
         // Everything moved back one slot, across the wrap.
-        assert_eq!(m.slots[15].as_ref().map(|e| e.1), Some(1));
-        assert_eq!(m.slots[3].as_ref().map(|e| e.1), Some(99));
-        assert!(m.slots[4].is_none());
+        assert_eq!(at(&m, 15), Some(1));
+        assert_eq!(at(&m, 3), Some(99));
+        assert_eq!(at(&m, 4), None);
         for id in 1..5 {
             assert_eq!(m.get(&Clash::at(u64::MAX, id)), Some(&id));
         }
@@ -621,6 +687,22 @@ mod tests {
         assert_eq!(c.as_slice().as_ptr(), before, "clone reallocated");
         assert_eq!(c.as_slice(), &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(v.as_slice(), &[1]);
+    }
+
+    #[test]
+    fn cloned_fixed_map_keeps_its_room() {
+        let mut m = FixedMap::with_capacity(8);
+        m.insert(1u32, 1u32).unwrap();
+        let mut c = m.clone();
+        let before = c.entries.as_ptr();
+        for i in 2..=8 {
+            assert_eq!(c.insert(i, i), Ok(None));
+        }
+        assert_eq!(c.insert(9, 9), Err(Full));
+        assert_eq!(c.entries.as_ptr(), before, "clone reallocated");
+        check_layout(&c);
+        assert_eq!(c.len(), 8);
+        assert_eq!(m.len(), 1);
     }
 
     #[test]

@@ -41,10 +41,17 @@ enum Slot<T> {
 
 /// A fixed slab of entries shared by many [`List`]s, reserved once by
 /// [`ListPool::with_capacity`]. Appending takes a slot from the free list in
-/// O(1); a full pool refuses with [`Full`] and changes nothing.
+/// O(1), or the next never-used slot of the reserved room (so the slab's
+/// memory is first written as it fills, not when it is built); a full pool
+/// refuses with [`Full`] and changes nothing.
 #[derive(Debug)]
 pub struct ListPool<T> {
+    /// Every slot used so far (room for `cap` reserved): the rest of the
+    /// room is free without being on the free list.
     slots: Vec<Slot<T>>,
+    /// The most slots it holds.
+    cap: usize,
+    /// Freed slots, newest first.
     free: Option<u32>,
     used: usize,
 }
@@ -54,21 +61,17 @@ impl<T> ListPool<T> {
     /// This is the pool's only allocation.
     pub fn with_capacity(cap: usize) -> Self {
         let cap = cap.min(u32::MAX as usize);
-        let mut slots = Vec::with_capacity(cap);
-        // `cap <= u32::MAX`, so every index and every `i + 1 < cap` fits in u32.
-        slots.extend((0..cap as u32).map(|i| Slot::Free {
-            next: i.checked_add(1).filter(|&n| (n as usize) < cap),
-        }));
         ListPool {
-            slots,
-            free: if cap > 0 { Some(0) } else { None },
+            slots: Vec::with_capacity(cap),
+            cap,
+            free: None,
             used: 0,
         }
     }
 
     /// The number of entries the pool holds at most, over all lists.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.cap
     }
 
     /// The number of entries in use, over all lists.
@@ -89,18 +92,31 @@ impl<T> ListPool<T> {
     /// Appends `v` at the end of `list` (insertion order is kept); `Err(Full)`
     /// when the pool is full, in which case nothing changes (`v` is dropped).
     pub fn push(&mut self, list: &mut List, v: T) -> Result<(), Full> {
-        let idx = self.free.ok_or(Full)?;
-        let slot = self.slots.get_mut(idx as usize).ok_or(Full)?;
-        let next_free = match slot {
-            Slot::Free { next } => *next,
-            // Unreachable: the free list only ever links free slots.
-            Slot::Used { .. } => return Err(Full),
-        };
-        *slot = Slot::Used {
+        let used = Slot::Used {
             value: v,
             next: None,
         };
-        self.free = next_free;
+        let idx = match self.free {
+            Some(idx) => {
+                let slot = self.slots.get_mut(idx as usize).ok_or(Full)?;
+                let next_free = match slot {
+                    Slot::Free { next } => *next,
+                    // Unreachable: the free list only ever links free slots.
+                    Slot::Used { .. } => return Err(Full),
+                };
+                *slot = used;
+                self.free = next_free;
+                idx
+            }
+            // `cap <= u32::MAX`, so every index below it fits in u32; within
+            // the reserved room, so the push does not allocate.
+            None if self.slots.len() < self.cap => {
+                let idx = self.slots.len() as u32;
+                self.slots.push(used);
+                idx
+            }
+            None => return Err(Full),
+        };
         self.used = self.used.saturating_add(1);
         match list.tail.and_then(|t| self.slots.get_mut(t as usize)) {
             Some(Slot::Used { next, .. }) => *next = Some(idx),
@@ -278,6 +294,33 @@ mod tests {
             pool.push(&mut list, v).unwrap();
         }
         (pool, list)
+    }
+
+    #[test]
+    fn room_is_taken_as_needed_and_freed_slots_first() {
+        let mut pool = ListPool::with_capacity(1000);
+        assert_eq!(
+            (pool.capacity(), pool.slots.len()),
+            (1000, 0),
+            "nothing written yet"
+        );
+        let room = pool.slots.as_ptr();
+        let mut a = List::default();
+        for v in 0..3 {
+            pool.push(&mut a, v).unwrap();
+        }
+        assert_eq!(pool.slots.len(), 3);
+        pool.retain(&mut a, |v| *v != 1);
+        let mut b = List::default();
+        pool.push(&mut b, 7).unwrap();
+        assert_eq!(pool.slots.len(), 3, "the freed slot is reused");
+        for v in 0..997 {
+            pool.push(&mut b, v).unwrap();
+        }
+        assert_eq!(pool.push(&mut b, 1), Err(Full));
+        assert_eq!((pool.len(), pool.slots.len()), (1000, 1000));
+        assert_eq!(pool.slots.as_ptr(), room, "never reallocated");
+        assert_eq!(items(&pool, &a), vec![0, 2]);
     }
 
     #[test]
