@@ -108,9 +108,29 @@ pub fn flood(
     })
 }
 
+/// Tries of an iperf3 run that could not connect.
+const IPERF_TRIES: u32 = 3;
+
 /// iperf3 from `ns` to `server`:`port` for `secs` (`reverse`: the server
-/// sends); the received throughput in Mbit/s.
+/// sends); the received throughput in Mbit/s. A run that cannot connect is
+/// tried again a second later, 3 tries in all: after a flood a guest may
+/// still count the server down (its health pings were lost in the flood)
+/// until the next ping comes back.
 pub fn iperf(ns: &str, server: Ipv4Addr, port: u16, secs: u32, reverse: bool) -> Result<f64> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match iperf_once(ns, server, port, secs, reverse) {
+            Err(e) if tries < IPERF_TRIES && format!("{e:#}").contains("unable to connect") => {
+                eprintln!("  {e:#}; again in 1 s");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn iperf_once(ns: &str, server: Ipv4Addr, port: u16, secs: u32, reverse: bool) -> Result<f64> {
     let bin = require("iperf3")?;
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns])
