@@ -313,11 +313,12 @@ impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
         let slots = want
             .checked_next_power_of_two()
             .unwrap_or(1 << (usize::BITS - 1));
-        let cap = cap.min(slots - 1);
+        let mask = slots - 1;
+        let cap = cap.min(mask);
         FixedMap {
             index: alloc::vec![0; slots],
             entries: Vec::with_capacity(cap),
-            mask: slots - 1,
+            mask,
             cap,
             hasher,
         }
@@ -386,10 +387,9 @@ impl<K: Hash + Eq, V, S: BuildHasher> FixedMap<K, V, S> {
                 continue;
             }
             let Some(slot) = self.slot_of(e) else {
-                // The index lost this entry (cannot happen): keep it rather
-                // than loop.
-                e += 1;
-                continue;
+                // The index lost this entry (cannot happen): stop rather than
+                // loop.
+                return;
             };
             self.remove_at(slot, e);
         }
@@ -661,6 +661,31 @@ mod tests {
         left.sort_unstable();
         assert_eq!(left, vec![2, 4]);
         assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn a_full_map_does_not_make_a_value_it_will_refuse() {
+        let mut m = FixedMap::with_capacity(2);
+        let mut made = 0;
+        for k in 0..2u32 {
+            m.get_or_insert_with(k, || {
+                made += 1;
+                k
+            })
+            .unwrap();
+        }
+        assert_eq!(made, 2);
+        assert_eq!(
+            m.get_or_insert_with(9, || {
+                made += 1;
+                9
+            }),
+            Err(Full)
+        );
+        assert_eq!(made, 2, "make() ran for a refused key");
+        // A key it holds is found, not made, even when full.
+        assert_eq!(m.get_or_insert_with(1, || 7), Ok(&mut 1));
+        check_layout(&m);
     }
 
     #[test]

@@ -306,9 +306,11 @@ mod tests {
         );
         let room = pool.slots.as_ptr();
         let mut a = List::default();
+        assert!(pool.is_empty());
         for v in 0..3 {
             pool.push(&mut a, v).unwrap();
         }
+        assert!(!pool.is_empty());
         assert_eq!(pool.slots.len(), 3);
         pool.retain(&mut a, |v| *v != 1);
         let mut b = List::default();
