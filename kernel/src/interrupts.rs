@@ -263,8 +263,9 @@ pub fn init() -> usize {
 /// elsewhere its rate is measured against the TSC (2 ms). Call after
 /// `time::finish_calibration`, which needs the timer's count to itself.
 pub fn start_timer() {
-    lapic_write(LAPIC_TIMER_DIVIDE, 0b1011); // divide by 1
     lapic_write(LAPIC_LVT_TIMER, LVT_MASKED | u32::from(TIMER_VECTOR));
+    lapic_write(LAPIC_TIMER_INIT, 0); // no count left over from the clock's measurement
+    lapic_write(LAPIC_TIMER_DIVIDE, 0b1011); // divide by 1
     if crate::time::info().source == ClockSource::QemuLapic {
         LAPIC_TICKS_PER_MS.store(1_000_000, Ordering::Relaxed);
     } else {

@@ -221,7 +221,10 @@ fn lapic_sample() -> (u32, u64) {
         let before = rdtsc();
         let count = lapic_current();
         let after = rdtsc();
-        let width = after.wrapping_sub(before);
+        // A TSC read lower the second time says nothing: skip it.
+        let Some(width) = after.checked_sub(before) else {
+            continue;
+        };
         if width < best.2 {
             best = (count, before + width / 2, width);
         }
@@ -294,11 +297,18 @@ pub fn finish_calibration() -> Option<u64> {
         return None;
     }
     let start = (start_count as u32, LAPIC_START_TSC.load(Ordering::Relaxed));
-    let khz = lapic_rate_since(start, LAPIC_FINAL_SPAN_TICKS);
-    let span_ms = u64::from(start.0.wrapping_sub(lapic_current())) / 1_000_000;
+    let mut khz = lapic_rate_since(start, LAPIC_FINAL_SPAN_TICKS);
+    let mut span_ms = u64::from(start.0.wrapping_sub(lapic_current())) / 1_000_000;
+    if khz.is_none() {
+        // The boot outlasted the count (~4.3 s): measure 10 ms afresh.
+        // SAFETY: as in `qemu_lapic_khz`: the LVT entry is still masked.
+        unsafe { core::ptr::write_volatile(lapic(LAPIC_TIMER_INIT), u32::MAX) };
+        khz = lapic_rate_since(lapic_sample(), LAPIC_FINAL_SPAN_TICKS);
+        span_ms = u64::from(LAPIC_FINAL_SPAN_TICKS / 1_000_000);
+    }
     stop_lapic_count();
     let Some(khz) = khz else {
-        log::warn!("clock: the boot outlasted the LAPIC count; keeping the 1 ms rate");
+        log::warn!("clock: the LAPIC count did not run; keeping the 1 ms rate");
         return None;
     };
     // Uptime continues from where the provisional rate had it.
