@@ -438,34 +438,25 @@ fn bad_arguments_fail_in_one_line() {
     assert!(!err.contains("secret-ish"), "never prints the key: {err}");
 
     let hex = "ab".repeat(32);
-    let (status, err) = run(&[
-        "join",
-        "--group",
-        "127.0.0.10:53/udp",
-        "--service",
-        "127.0.0.2:53",
-        "--key-hex",
-        &hex,
-        "--bind",
-        "127.0.0.3:0",
-    ]);
+    // A well-formed join with a good key, and `extra`.
+    let join_with = |extra: &[&str]| {
+        let base = [
+            "join",
+            "--group",
+            "127.0.0.10:53/udp",
+            "--service",
+            "127.0.0.2:53",
+            "--key-hex",
+            &hex,
+        ];
+        run(&[&base[..], extra].concat())
+    };
+    let (status, err) = join_with(&["--bind", "127.0.0.3:0"]);
     assert!(!status.success());
     assert!(err.contains("must be the service's"), "{err}");
     assert!(!err.contains(&hex));
 
-    let (status, err) = run(&[
-        "join",
-        "--group",
-        "127.0.0.10:53/udp",
-        "--service",
-        "127.0.0.2:53",
-        "--key-hex",
-        &hex,
-        "--retry-ms",
-        "500",
-        "--retry-cap-ms",
-        "100",
-    ]);
+    let (status, err) = join_with(&["--retry-ms", "500", "--retry-cap-ms", "100"]);
     assert!(!status.success());
     assert!(
         err.contains("--retry-cap-ms 100 is below --retry-ms 500"),
