@@ -52,11 +52,12 @@ pub fn overview_text(s: &Status, p: &ProxyReport) -> String {
     );
     let _ = writeln!(
         o,
-        "  JAP   joins {}  leaves {}  delivered {}  targets down {}  reports sent {}  targets {}  flows {}",
+        "  JAP   joins {}  leaves {}  delivered {}  targets down {}  misses excused (overrun) {}  reports sent {}  targets {}  flows {}",
         c.jap.joins,
         c.jap.leaves,
         c.jap.delivered,
         c.jap.targets_down,
+        c.jap.misses_excused,
         c.jap.reports_sent,
         fill("targets"),
         fill("nat_flows")
@@ -216,8 +217,8 @@ pub fn status_text(s: &Status) -> String {
     );
     let _ = writeln!(
         o,
-        "  drops: runt {} oversized {} not-for-us {} unsupported {} bad-arp {} bad-ipv4 {} bad-ip-csum {} bad-l4 {} bad-l4-csum {} bad-offload {}; driver rx {} tx {}; tx ring full {}",
-        n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_bad_offload, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full
+        "  drops: runt {} oversized {} not-for-us {} unsupported {} bad-arp {} bad-ipv4 {} bad-ip-csum {} bad-l4 {} bad-l4-csum {} bad-offload {}; driver rx {} tx {}; tx ring full {}; rx overruns {}",
+        n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_bad_offload, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full, n.rx_overruns
     );
     let _ = writeln!(
         o,

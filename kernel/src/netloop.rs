@@ -57,7 +57,8 @@ fn uptime_ms() -> u64 {
 
 /// Takes up to `RX_BUDGET` received frames through the data path, or the
 /// stack one at a time (connection attempts to the metrics port pass its
-/// `admit` first: a stranger's are dropped, those no slot can take counted).
+/// `admit` first: a stranger's are dropped, those no slot can take counted),
+/// then tells the proxy if the device overran its receive ring.
 fn drain_rx(
     dev: &mut NicDevice<VirtioNic>,
     dp: &mut DataPlane,
@@ -86,6 +87,10 @@ fn drain_rx(
             Verdict::Cut => dev.cut_current(),
             Verdict::Done => {}
         }
+    }
+    // Fell a ring behind: pongs may have been lost with the flood.
+    if dev.take_overrun() {
+        dp.handle_receive_overrun(wall);
     }
 }
 

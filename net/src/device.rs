@@ -42,6 +42,13 @@ pub trait Nic {
     /// what the device says of it, or `Ok(None)` when nothing is pending.
     /// Frames longer than `buf` are errors.
     fn receive(&mut self, buf: &mut [u8]) -> Result<Option<(usize, Offload)>, NicError>;
+    /// How many received frames the device can hold for the driver at once
+    /// (its receive ring): that many taken back to back, the ring never
+    /// found empty, is an overrun (`NicDevice::take_overrun`). The default:
+    /// unbounded, never an overrun.
+    fn rx_ring_len(&self) -> usize {
+        usize::MAX
+    }
     /// Whether the next received frame is a large one (the default: never).
     fn next_is_large(&self) -> bool {
         false
@@ -109,6 +116,10 @@ pub struct NicDevice<N: Nic> {
     gated: bool,
     /// A frame handed to smoltcp, not yet consumed.
     held: Option<Current>,
+    /// Frames received back to back since the ring was last found empty.
+    rx_run: usize,
+    /// An overrun since the last `take_overrun`.
+    overrun: bool,
     /// Frames and bytes in and out, and every drop by reason; the status
     /// report's `net`.
     pub counters: NetCounters,
@@ -200,6 +211,8 @@ impl<N: Nic> NicDevice<N> {
             cutting: None,
             gated: false,
             held: None,
+            rx_run: 0,
+            overrun: false,
             counters: NetCounters::default(),
         }
     }
@@ -358,7 +371,10 @@ impl<N: Nic> NicDevice<N> {
             };
             let (len, offload) = match self.nic.receive(buf) {
                 Ok(Some(r)) => r,
-                Ok(None) => return None,
+                Ok(None) => {
+                    self.rx_run = 0;
+                    return None;
+                }
                 Err(NicError) => {
                     self.counters.rx_driver_errors += 1;
                     return None;
@@ -366,6 +382,12 @@ impl<N: Nic> NicDevice<N> {
             };
             self.counters.rx_frames += 1;
             self.counters.rx_bytes += len as u64;
+            self.rx_run += 1;
+            if self.rx_run >= self.nic.rx_ring_len() {
+                self.rx_run = 0;
+                self.overrun = true;
+                self.counters.rx_overruns += 1;
+            }
             let frame = buf.get(..len).unwrap_or_default();
             match classify_offloaded(frame, self.mac, self.mtu, offload) {
                 Ok(()) => {
@@ -383,6 +405,15 @@ impl<N: Nic> NicDevice<N> {
                 }
             }
         }
+    }
+
+    /// Whether the receive path overran since the last call: a whole ring's
+    /// worth of frames (`Nic::rx_ring_len`) came back to back without the
+    /// ring ever being found empty, so the device may have had no buffer and
+    /// frames may have been lost before the driver saw them. The loop tells
+    /// the proxy (`Proxy::handle_receive_overrun`).
+    pub fn take_overrun(&mut self) -> bool {
+        core::mem::take(&mut self.overrun)
     }
 
     /// The next frame for an ungated smoltcp: large frames cut, partial
@@ -528,6 +559,8 @@ pub(crate) mod fake {
         pub large_out: Vec<(Vec<u8>, Offload)>,
         pub large: bool,
         pub tx_room: usize,
+        /// `Nic::rx_ring_len`.
+        pub rx_ring: usize,
     }
 
     impl Nic for FakeNic {
@@ -549,6 +582,9 @@ pub(crate) mod fake {
         }
         fn next_is_large(&self) -> bool {
             self.offloads.front().is_some_and(|o| o.gso_size > 0)
+        }
+        fn rx_ring_len(&self) -> usize {
+            self.rx_ring
         }
         fn can_transmit(&mut self) -> bool {
             self.outbox.len() < self.tx_room
@@ -590,6 +626,7 @@ mod tests {
                 large_out: Vec::new(),
                 large: false,
                 tx_room: 16,
+                rx_ring: usize::MAX,
             },
             1500,
         )
@@ -651,6 +688,34 @@ mod tests {
         dev.nic_mut().tx_room = 0;
         assert!(dev.transmit(Instant::ZERO).is_none());
         assert_eq!(dev.counters.tx_ring_full, 1);
+    }
+
+    #[test]
+    fn a_rings_worth_of_frames_back_to_back_is_an_overrun() {
+        let mut dev = device((0..9).map(|_| udp_frame(7001, b"x")).collect());
+        dev.nic_mut().rx_ring = 4;
+        let mut pulled = 0;
+        while dev.pull() {
+            pulled += 1;
+        }
+        assert_eq!(pulled, 9);
+        assert_eq!(dev.counters.rx_overruns, 2, "one per 4 frames in a row");
+        assert!(dev.take_overrun());
+        assert!(!dev.take_overrun(), "taken once");
+    }
+
+    #[test]
+    fn finding_the_ring_empty_starts_the_run_again() {
+        let mut dev = device((0..3).map(|_| udp_frame(7001, b"x")).collect());
+        dev.nic_mut().rx_ring = 4;
+        while dev.pull() {}
+        dev.nic_mut()
+            .inbox
+            .extend((0..3).map(|_| udp_frame(7001, b"x")));
+        while dev.pull() {}
+        assert_eq!(dev.counters.rx_frames, 6);
+        assert_eq!(dev.counters.rx_overruns, 0);
+        assert!(!dev.take_overrun());
     }
 
     #[test]

@@ -413,6 +413,7 @@ mod tests {
                 rx_coalesced: u64::MAX,
                 rx_bad_offload: u64::MAX,
                 tx_large: u64::MAX,
+                rx_overruns: u64::MAX,
                 ..max
             },
             mgmt: MgmtCounters {

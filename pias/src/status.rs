@@ -140,6 +140,12 @@ pub struct NetCounters {
     pub rx_bad_offload: u64,
     /// Large TCP frames handed to the device whole, for it to segment.
     pub tx_large: u64,
+    /// Receive overruns: a whole receive ring's worth of frames taken back
+    /// to back without ever finding the ring empty. The appliance was
+    /// behind; the device may have had no buffer and the host dropped frames
+    /// (virtio does not say). Target pings out meanwhile that go unanswered
+    /// are excused (`jap.misses_excused`).
+    pub rx_overruns: u64,
 }
 
 impl NetCounters {

@@ -411,6 +411,11 @@ impl Nic for VirtioNic {
         Ok(Some((len, rx_offload(&hdr)?)))
     }
 
+    fn rx_ring_len(&self) -> usize {
+        // A small frame takes one buffer, and every buffer is posted.
+        QUEUE
+    }
+
     fn next_is_large(&self) -> bool {
         // The first buffer of the next used frame says (its header's GSO type).
         let Some(token) = self.rx.peek_used() else {

@@ -157,6 +157,13 @@ impl DataPlane {
         &self.proxy
     }
 
+    /// The driver overran its receive ring at `now` (`NicDevice::take_overrun`):
+    /// the proxy does not count target pings lost meanwhile
+    /// (`Proxy::handle_receive_overrun`).
+    pub fn handle_receive_overrun(&mut self, now: Instant) {
+        self.proxy.handle_receive_overrun(now);
+    }
+
     /// The data path's counters.
     pub fn counters(&self) -> DataCounters {
         self.counters

@@ -157,6 +157,7 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
         rx_coalesced: "Segments merged in software into large frames (one flow's, in order, back to back).",
         rx_bad_offload: "Frames dropped: offload metadata that does not fit the frame.",
         tx_large: "Large TCP frames handed to the device whole, for it to segment.",
+        rx_overruns: "Receive overruns: a whole ring's worth of frames taken back to back, the ring never found empty (frames may have been lost).",
     });
     // Not `_not_for_us_`: "us" reads as microseconds to Prometheus's lint.
     t.single(
@@ -265,6 +266,7 @@ fn proxy_counters(t: &mut Text<'_>, p: &ProxyReport) -> fmt::Result {
         rejoins_sent: "Rejoin requests sent to targets this proxy does not hold.",
         delivered: "Client packets delivered to a target.",
         targets_down: "Targets that went down.",
+        misses_excused: "Unanswered pings not counted against their target: the host fell a receive ring behind meanwhile.",
         invalidations_sent: "Invalidations sent to IAPs.",
         reports_sent: "Count reports sent (one per RAP).",
         report_retries: "Count reports re-sent because a RAP had not acknowledged.",

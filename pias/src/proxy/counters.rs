@@ -91,6 +91,10 @@ pub struct JapCounters {
     pub delivered: u64,
     /// Targets that went down.
     pub targets_down: u64,
+    /// Unanswered pings not counted against their target: the host fell a
+    /// receive ring behind while they were out, so the pong may have been
+    /// lost before the proxy saw it.
+    pub misses_excused: u64,
     /// Invalidations sent to IAPs.
     pub invalidations_sent: u64,
     /// Count reports sent (one per RAP).

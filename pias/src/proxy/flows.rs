@@ -214,6 +214,7 @@ impl Proxy {
             targets,
             flows,
             nonces,
+            overrun_at: _,
         } = &mut self.jap;
         flows.retain(|(g, _), f| {
             let keep = now.saturating_sub(f.last) < cfg.flow_idle(g);

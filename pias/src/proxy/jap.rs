@@ -91,6 +91,8 @@ pub(super) struct Jap {
     /// Client flows: clients choose these keys, so they hash with a secret key.
     pub(super) flows: FixedMap<(Group, Endpoint), Flow, KeyedBuild>,
     pub(super) nonces: NonceCache,
+    /// When the host last fell a receive ring behind (`Proxy::handle_receive_overrun`).
+    pub(super) overrun_at: Option<Instant>,
 }
 
 /// IAPs remembered per JAP group for proactive invalidation; older ones learn
@@ -108,6 +110,7 @@ impl Jap {
             targets: ListPool::with_capacity(cfg.max_targets),
             flows: FixedMap::with_capacity_and_hasher(cfg.max_flows, KeyedBuild::new(flow_key)),
             nonces: NonceCache::with_capacity(nonce_slots),
+            overrun_at: None,
         }
     }
 
@@ -362,6 +365,9 @@ impl Proxy {
 
     /// Pings due targets, marks silent ones suspect then down, forgets targets
     /// down too long; the groups that changed report at the next report timer.
+    /// A ping left unanswered while the host fell behind its receive ring
+    /// (`overrun_at` at or after the ping went out) is not counted against the
+    /// target: its pong may have been lost before this proxy saw it.
     pub(super) fn target_timers(&mut self, now: Instant) {
         let ping_every = self.cfg.target_ping;
         let fall = self.cfg.target_fall;
@@ -382,8 +388,10 @@ impl Proxy {
             groups,
             targets,
             flows,
+            overrun_at,
             ..
         } = jap;
+        let overrun_at = *overrun_at;
         for (g, j) in groups.iter_mut() {
             let Some(key) = cfg.group_key(g) else {
                 continue;
@@ -398,7 +406,14 @@ impl Proxy {
                 if now < t.next_ping && !passive_due {
                     return;
                 }
-                if t.ping_outstanding {
+                // The outstanding ping went out one period before `next_ping`.
+                let sent = t.next_ping.saturating_sub(ping_every);
+                if t.ping_outstanding && overrun_at.is_some_and(|o| o >= sent) {
+                    counters.jap.misses_excused += 1;
+                    if t.health == Health::Up {
+                        t.health = Health::Suspect;
+                    }
+                } else if t.ping_outstanding {
                     t.misses = t.misses.saturating_add(1);
                     t.good = 0;
                     if t.misses >= fall && t.health != Health::Down {

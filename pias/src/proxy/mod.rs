@@ -496,6 +496,16 @@ impl Proxy {
         });
     }
 
+    /// The host fell behind its receive path at `now`: frames may have been
+    /// lost before this proxy saw them (`pias_net`'s `NicDevice` counts these
+    /// as `rx_overruns`). A target ping outstanding then that goes unanswered
+    /// is not counted against the target (`jap.misses_excused`), so that an
+    /// appliance's own overload, a flood, does not take healthy targets down;
+    /// misses outside overruns count as before.
+    pub fn handle_receive_overrun(&mut self, now: Instant) {
+        self.jap.overrun_at = Some(self.jap.overrun_at.map_or(now, |o| o.max(now)));
+    }
+
     /// Runs every timer due at `now`, in `Timer::ALL`'s order; each re-arms
     /// itself (or stops when nothing is left to do).
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -113,9 +113,10 @@ const IPERF_TRIES: u32 = 3;
 
 /// iperf3 from `ns` to `server`:`port` for `secs` (`reverse`: the server
 /// sends); the received throughput in Mbit/s. A run that cannot connect is
-/// tried again a second later, 3 tries in all: after a flood a guest may
-/// still count the server down (its health pings were lost in the flood)
-/// until the next ping comes back.
+/// tried again a second later, 3 tries in all, and says so: right after a
+/// flood the host and the target are still catching up. (An appliance once
+/// counted the server down after a flood, its pongs lost in it; it now
+/// excuses pings lost in a receive overrun, `tests/tests/overrun.rs`.)
 pub fn iperf(ns: &str, server: Ipv4Addr, port: u16, secs: u32, reverse: bool) -> Result<f64> {
     let mut tries = 0;
     loop {

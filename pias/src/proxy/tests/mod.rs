@@ -510,6 +510,39 @@ fn last_target_down_keeps_its_group_and_is_still_pinged() {
 }
 
 #[test]
+fn pings_lost_while_the_host_overran_its_receive_ring_do_not_take_a_target_down() {
+    let mut p = proxy(1, 4);
+    join(&mut p, 1, 1);
+    drain(&mut p);
+    // The target stays silent for 10 ping periods, but the host overran
+    // its receive ring while each ping was out: no miss counts.
+    let mut now = T0;
+    for _ in 0..10 {
+        now += 2 * SEC;
+        p.handle_timeout(now);
+        drain(&mut p);
+        p.handle_receive_overrun(now + SEC);
+    }
+    assert_eq!(p.live_targets(&g()), 1, "excused misses took it down");
+    let c = p.counters().jap;
+    assert_eq!(c.targets_down, 0);
+    assert!(c.misses_excused >= 9, "{c:?}");
+    // The ping out during the last overrun is excused; an overrun before a
+    // ping went out excuses nothing: three real misses (`target_fall`) take
+    // the target down.
+    for _ in 0..3 {
+        now += 2 * SEC;
+        p.handle_timeout(now);
+        drain(&mut p);
+    }
+    assert_eq!(p.live_targets(&g()), 1, "down one period early");
+    now += 2 * SEC;
+    p.handle_timeout(now);
+    assert_eq!(p.live_targets(&g()), 0, "real misses no longer count");
+    assert_eq!(p.counters().jap.targets_down, 1);
+}
+
+#[test]
 fn a_pong_from_an_unknown_target_asks_it_to_rejoin() {
     let mut p = proxy(1, 4);
     let pong = Message::Pong {
