@@ -305,6 +305,9 @@ pub struct DataCounters {
     pub arp_released: u64,
     /// Frames dropped: the next hop never answered, or the wait queue was full.
     pub arp_dropped: u64,
+    /// ARP announcements of our address sent (RFC 5227: two at start, 2 s
+    /// apart), so that neighbours holding an older MAC for it update it.
+    pub arp_announcements: u64,
     /// Frames the device refused (ring full or driver error).
     pub tx_device_refused: u64,
 }

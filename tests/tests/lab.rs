@@ -119,3 +119,77 @@ fn survives_virtqueue_index_wrap() {
         "answered {answered} of {TOTAL} ({given_up} given up, {late} late)"
     );
 }
+
+/// A VM that replaces another at the same address has a new MAC: the
+/// appliance announces it (RFC 5227, two ARP announcements, 2 s apart), so a
+/// neighbour that held the old one takes the new one without waiting for
+/// its entry to age out. Here the bridge host holds a made-up old MAC; the
+/// appliance is alone in its deployment, so it sends nothing else that
+/// could teach the host, and the host sends it nothing before looking.
+#[test]
+fn a_new_appliance_announces_its_mac_to_neighbours_holding_an_old_one() {
+    use pias_qemu::lab::Spec;
+    let mut lab = Lab::new("garp").unwrap();
+    let mut cfg = lab.config_for(0);
+    cfg.deployment.proxies.truncate(1);
+    let guest = Lab::appliance_ip(0).to_string();
+    // The entry below must outlive the tap's arrival: the bridge gets a
+    // fixed MAC (else it takes its ports' lowest, and a new MAC flushes its
+    // neighbours) and a port first (else its carrier comes up with the tap).
+    for argv in [
+        &["ip", "link", "set", "br0", "address", "02:00:00:00:00:01"][..],
+        &[
+            "ip", "link", "add", "vd0", "type", "veth", "peer", "name", "vd1",
+        ],
+        &["ip", "link", "set", "vd0", "master", "br0"],
+        &["ip", "link", "set", "vd0", "up"],
+        &["ip", "link", "set", "vd1", "up"],
+    ] {
+        lab.exec(argv).unwrap();
+    }
+    lab.exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        &guest,
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "br0",
+        "nud",
+        "stale",
+    ])
+    .unwrap();
+    let spec = Spec::new(
+        Machine::Microvm,
+        pias_tests::test_accel(),
+        pias_image::encode(&cfg).unwrap(),
+    );
+    lab.boot(&pias_tests::kernel(), spec).unwrap();
+    lab.appliances[0]
+        .wait_for("ready:", Duration::from_secs(30))
+        .unwrap();
+    let m = lab.mac_of(0);
+    let want = format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let entry = loop {
+        let out = lab
+            .output(&["ip", "neigh", "show", &guest, "dev", "br0"])
+            .unwrap();
+        let entry = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if entry.contains(&want) || Instant::now() > deadline {
+            break entry;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        entry.contains(&want),
+        "the host still holds {entry:?}, not {want}; console:\n{}",
+        lab.appliances[0].console()
+    );
+    let data = pias_tests::mgmt(&lab, 0).proxy_report().unwrap().data;
+    assert!(data.arp_announcements >= 1, "{data:?}");
+}

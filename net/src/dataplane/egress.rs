@@ -5,7 +5,7 @@
 
 use super::nat::Nat;
 use super::packet::{self, arp_request, tcp_flags_of, Addressing, BuildError};
-use super::{DataPlane, FrameSink};
+use super::{DataPlane, FrameSink, ANNOUNCE_INTERVAL, ARP_TICK};
 use pias::addr::{Ipv4, Transport};
 use pias::proxy::Transmit;
 use pias::time::Instant;
@@ -190,6 +190,23 @@ impl DataPlane {
             }
         }
         true
+    }
+
+    /// An ARP announcement of our address (RFC 5227 §2.3: a broadcast
+    /// request whose sender and target are both our address): a neighbour
+    /// holding another MAC for it, that of the VM this appliance replaced,
+    /// takes ours. Refused by the device, it is tried again at the next tick.
+    pub(super) fn announce(&mut self, now: Instant, sink: &mut impl FrameSink) {
+        let mut req = [0u8; 64];
+        let ours = self.cfg.address.addr;
+        let n = arp_request(&mut req, self.cfg.mac, ours, ours);
+        if self.emit(&req[..n], sink) {
+            self.counters.arp_announcements += 1;
+            self.announce_left -= 1;
+            self.next_announce = now + ANNOUNCE_INTERVAL;
+        } else {
+            self.next_announce = now + ARP_TICK;
+        }
     }
 
     fn emit(&mut self, frame: &[u8], sink: &mut impl FrameSink) -> bool {

@@ -110,6 +110,10 @@ impl DataPlaneConfig {
 const NAT_SWEEP: u64 = SEC;
 /// How often frames waiting for ARP are re-examined.
 const ARP_TICK: u64 = 50 * MS;
+/// ARP announcements at start and the time between them (RFC 5227 §1.1,
+/// ANNOUNCE_NUM and ANNOUNCE_INTERVAL).
+const ANNOUNCE_NUM: u8 = 2;
+const ANNOUNCE_INTERVAL: u64 = 2 * SEC;
 
 /// The data path of one appliance.
 pub struct DataPlane {
@@ -122,6 +126,9 @@ pub struct DataPlane {
     next_sweep: Instant,
     /// When frames waiting for ARP were last examined.
     arp_checked: Instant,
+    /// ARP announcements still to send, and when the next is due.
+    announce_left: u8,
+    next_announce: Instant,
     /// Where frames are built.
     tx: [u8; FRAME_MAX],
     /// Where a segment is edited (MSS clamping) before it is handed on.
@@ -146,6 +153,8 @@ impl DataPlane {
             ident: (now & 0xffff) as u16,
             next_sweep: now + NAT_SWEEP,
             arp_checked: now,
+            announce_left: ANNOUNCE_NUM,
+            next_announce: now,
             tx: [0; FRAME_MAX],
             scratch: [0; FRAME_MAX],
             cfg,
@@ -185,6 +194,9 @@ impl DataPlane {
         if self.neighbours.has_pending() {
             at = at.min(self.arp_checked + ARP_TICK);
         }
+        if self.announce_left > 0 {
+            at = at.min(self.next_announce);
+        }
         at
     }
 
@@ -201,6 +213,9 @@ impl DataPlane {
             self.counters.nat_expired += ended as u64;
         }
         self.release_pending(now, sink);
+        if self.announce_left > 0 && now >= self.next_announce {
+            self.announce(now, sink);
+        }
         self.flush(now, sink);
     }
 

@@ -228,6 +228,7 @@ fn proxy_counters(t: &mut Text<'_>, p: &ProxyReport) -> fmt::Result {
         arp_requests: "ARP requests sent for next hops.",
         arp_released: "Frames sent after their next hop answered.",
         arp_dropped: "Frames dropped: the next hop never answered, or the wait queue was full.",
+        arp_announcements: "ARP announcements of the appliance's address sent (two at start, 2 s apart).",
         tx_device_refused: "Frames the device refused (ring full or driver error).",
     });
     counters!(t, "wire", p.proxy.wire, {

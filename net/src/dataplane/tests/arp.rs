@@ -106,3 +106,62 @@ fn arp_teaches_only_what_is_addressed_to_us_from_our_subnet() {
     assert_eq!(neighbours(&p), 1);
     assert_eq!(p.counters().rx_to_stack, 3);
 }
+
+/// The ARP announcements among `out`'s frames (the proxy's timers send
+/// their own frames, or ask ARP for their peers, at the same ticks).
+fn announcements(out: &Out) -> Vec<Vec<u8>> {
+    out.0
+        .iter()
+        .filter(|f| crate::dataplane::arp::parse_arp(f).is_some_and(|a| a.sender_ip == a.target_ip))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn the_plane_announces_its_address_twice_at_start_two_seconds_apart() {
+    let mut p = announcing_plane(config(1));
+    let mut out = Out::default();
+    assert_eq!(p.poll_timeout(), T0, "the first is due at once");
+    p.handle_timeout(T0, &mut out);
+    let sent = announcements(&out);
+    assert_eq!(sent.len(), 1);
+    let f = &sent[0];
+    assert_eq!(f[..6], [0xff; 6], "broadcast");
+    assert_eq!(f[6..12], mac(2));
+    let a = crate::dataplane::arp::parse_arp(f).unwrap();
+    // RFC 5227 §2.3: a request, our address as sender and as target.
+    assert_eq!(a.op, 1);
+    assert_eq!(a.target_ip, appliance_ip(1));
+    assert_eq!(a.sender_mac, mac(2));
+    assert!(p.poll_timeout() <= T0 + 2 * SEC);
+    p.handle_timeout(T0 + SEC, &mut out);
+    assert_eq!(announcements(&out).len(), 1, "not before 2 s");
+    p.handle_timeout(T0 + 2 * SEC, &mut out);
+    let sent = announcements(&out);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1], sent[0]);
+    for s in 3..10 {
+        p.handle_timeout(T0 + s * SEC, &mut out);
+    }
+    assert_eq!(announcements(&out).len(), 2, "two in all");
+    assert_eq!(p.counters().arp_announcements, 2);
+}
+
+#[test]
+fn an_announcement_the_device_refuses_goes_at_the_next_tick() {
+    struct Full;
+    impl FrameSink for Full {
+        fn send_frame(&mut self, _: &[u8]) -> bool {
+            false
+        }
+    }
+    let mut p = announcing_plane(config(1));
+    p.handle_timeout(T0, &mut Full);
+    assert_eq!(p.counters().arp_announcements, 0);
+    assert!(p.counters().tx_device_refused >= 1);
+    assert!(p.poll_timeout() <= T0 + ARP_TICK);
+    let mut out = Out::default();
+    p.handle_timeout(T0 + ARP_TICK, &mut out);
+    assert_eq!(p.counters().arp_announcements, 1);
+    assert_eq!(announcements(&out).len(), 1);
+}

@@ -73,7 +73,15 @@ fn plane(id: u32) -> DataPlane {
     plane_with(config(id))
 }
 
+/// A data plane whose start-up ARP announcements are already out (the
+/// tests of other concerns count every frame); `announcing_plane` keeps them.
 fn plane_with(cfg: DataPlaneConfig) -> DataPlane {
+    let mut p = announcing_plane(cfg);
+    p.announce_left = 0;
+    p
+}
+
+fn announcing_plane(cfg: DataPlaneConfig) -> DataPlane {
     let id = cfg
         .proxies
         .iter()
