@@ -262,6 +262,11 @@ pub fn status_text(s: &Status) -> String {
         s.idle.polls, s.idle.halts, s.idle.wakeups
     );
     let _ = writeln!(o, "  heap allocations since boot: {}", s.allocations);
+    let _ = writeln!(
+        o,
+        "  console bytes dropped (queue full): {}",
+        s.console_dropped
+    );
     for t in &s.tables {
         let _ = writeln!(o, "  table {}: {} / {}", t.name, t.used, t.capacity);
     }
@@ -559,6 +564,7 @@ mod tests {
             idle: Default::default(),
             tables,
             allocations: 0,
+            console_dropped: 0,
         }
     }
 

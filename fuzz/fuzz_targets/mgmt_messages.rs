@@ -26,6 +26,7 @@ impl pias_net::mgmt::Reports for Fake {
             idle: IdleCounters::default(),
             tables: heapless::Vec::new(),
             allocations: 0,
+            console_dropped: 0,
         }
     }
     fn proxy(&self) -> ProxyReport {

@@ -5,8 +5,11 @@ use crate::port::outb;
 /// The iobase the harness gives `-device isa-debug-exit`.
 const DEBUG_EXIT_PORT: u16 = 0xf4;
 
-/// Exits QEMU with status `(code << 1) | 1`; on bare metal (no such device) halts.
+/// Writes out the console's queue, then exits QEMU with status
+/// `(code << 1) | 1`; on bare metal (no such device) halts.
 pub fn exit(code: u8) -> ! {
+    // What the console still holds goes first: often the reason.
+    crate::console::flush();
     // SAFETY: 0xf4 is the isa-debug-exit port the harness configures; the write
     // ends the VM and touches no memory. Without that device (bare metal, other
     // QEMU command lines) the port is unclaimed and the byte is dropped.

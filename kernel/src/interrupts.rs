@@ -4,6 +4,7 @@
 //! NIC's line. All packet work stays in the polling loop.
 
 use core::arch::{asm, global_asm};
+use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use pias::status::ClockSource;
 
@@ -132,8 +133,12 @@ extern "C" fn pias_exception(frame: *const u64) -> ! {
     // SAFETY: reading CR2 (the last page-fault address) is allowed at CPL 0,
     // changes nothing and touches no memory or stack.
     unsafe { asm!("mov {}, cr2", out(reg) cr2, options(nomem, nostack)) };
-    log::error!(
-        "cpu exception {} error={:#x} rip={:#x} rsp={:#x} cr2={:#x}",
+    // Written in place, not through the logger: the fault may have come
+    // while its lock, or the console queue's, was held.
+    crate::console::flush();
+    let _ = writeln!(
+        crate::serial::Serial,
+        "ERROR cpu exception {} error={:#x} rip={:#x} rsp={:#x} cr2={:#x}",
         f[0],
         f[1],
         f[2],

@@ -1,6 +1,7 @@
-//! `log` backend: one line per record on the serial console, stamped with uptime.
+//! `log` backend: one line per record, stamped with uptime, queued for the
+//! serial console (`console`: the loop writes it out when it can).
 
-use crate::serial::Serial;
+use crate::console::Console;
 use core::fmt::Write;
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -28,7 +29,7 @@ impl Log for SerialLogger {
         let _guard = LOCK.lock();
         let us = crate::time::uptime_us();
         let _ = writeln!(
-            Serial,
+            Console,
             "[{:>4}.{:06}] {:<5} {}",
             us / 1_000_000,
             us % 1_000_000,

@@ -9,6 +9,7 @@ extern crate alloc;
 mod arena;
 mod bootinfo;
 mod config;
+mod console;
 mod exit;
 mod fwcfg;
 mod interrupts;
@@ -112,6 +113,8 @@ fn too_many_interfaces() -> pias::config::ConfigError {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     interrupts::disable();
+    // The lines queued before it, then the panic itself, written in place.
+    console::flush();
     let _ = writeln!(serial::Serial, "PANIC: {info}");
     exit::exit(pias::exit::PANIC)
 }

@@ -6,7 +6,7 @@
 use crate::interrupts;
 use crate::time;
 use crate::virtio::VirtioNic;
-use crate::{arena, exit};
+use crate::{arena, console, exit};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use pias::config::{Config, IdleMode};
@@ -37,6 +37,12 @@ const BFD_BYTES: usize = BFD_SLOTS * 64;
 const BGP_BUFFER: usize = 8 * 1024;
 /// How long the loop keeps polling after the last frame before it halts.
 const IDLE_SPIN_US: u64 = 200;
+/// Console bytes written per turn of the loop: a 16550's FIFO on a turn
+/// that moved frames, more on one that did not; and how long the loop may
+/// halt while bytes wait for the UART.
+const CONSOLE_BUSY_CHUNK: usize = 16;
+const CONSOLE_IDLE_CHUNK: usize = 256;
+const CONSOLE_RETRY_US: u64 = 1_000;
 /// Frames taken from the NIC per turn of the loop before timers and the
 /// management port get their turn.
 const RX_BUDGET: usize = 64;
@@ -232,6 +238,7 @@ impl Reports for Snapshot<'_> {
             },
             tables,
             allocations: arena::allocations(),
+            console_dropped: console::dropped(),
         }
     }
 
@@ -572,6 +579,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         if worked {
             last_work_us = time::uptime_us();
         }
+        let console_waits = console::pending()
+            && console::drain(if worked {
+                CONSOLE_BUSY_CHUNK
+            } else {
+                CONSOLE_IDLE_CHUNK
+            });
         // Keep polling briefly after the last frame: a request/response peer
         // usually sends again within a round trip, and catching that by polling
         // is cheaper than a halt and an interrupt (NAPI-style busy polling).
@@ -591,6 +604,9 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             .and_then(MetricsServer::poll_timeout)
         {
             delay = delay.min(t.saturating_sub(time::uptime_us()).max(1));
+        }
+        if console_waits {
+            delay = delay.min(CONSOLE_RETRY_US);
         }
         interrupts::disable();
         dev.nic_mut().ack_interrupt();

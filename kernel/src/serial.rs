@@ -25,7 +25,8 @@ impl Serial {
         }
     }
 
-    fn put(b: u8) {
+    /// Writes one byte as it is, waiting (boundedly) for the transmitter.
+    pub fn put(b: u8) {
         // SAFETY: reading COM1's line status register (0x3fd) only reports the
         // transmitter state; writing its transmit holding register (0x3f8) sends
         // one byte. Neither touches memory; with IER 0 neither raises an interrupt.
@@ -39,6 +40,20 @@ impl Serial {
             }
             outb(COM1, b);
         }
+    }
+
+    /// Writes one byte as it is if the transmitter can take it now.
+    pub fn try_put(b: u8) -> bool {
+        // SAFETY: as in `put`: a read of COM1's line status register and, if
+        // the transmitter is empty, a write of its transmit holding register;
+        // no memory is touched and no interrupt raised.
+        unsafe {
+            if inb(COM1 + 5) & 0x20 == 0 {
+                return false;
+            }
+            outb(COM1, b);
+        }
+        true
     }
 }
 

@@ -10,6 +10,7 @@
 extern crate alloc;
 
 pub mod classify;
+pub mod console;
 pub mod dataplane;
 pub mod device;
 pub mod metrics;

@@ -217,6 +217,7 @@ mod tests {
                 idle: IdleCounters::default(),
                 tables: heapless::Vec::new(),
                 allocations: 0,
+                console_dropped: 0,
             }
         }
         fn proxy(&self) -> ProxyReport {

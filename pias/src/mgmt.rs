@@ -447,6 +447,7 @@ mod tests {
             },
             tables,
             allocations: u64::MAX,
+            console_dropped: u64::MAX,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct Status {
     /// Heap allocations since boot: flat while traffic flows, since the
     /// per-packet path does not allocate.
     pub allocations: u64,
+    /// Console bytes dropped since boot: log lines that found the console's
+    /// queue full (the serial line is slower than they came).
+    pub console_dropped: u64,
 }
 
 /// What the proxy and its data path counted, the body of `Op::Proxy`.

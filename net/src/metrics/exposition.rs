@@ -110,6 +110,12 @@ fn identity(t: &mut Text<'_>, s: &Status) -> fmt::Result {
         Kind::Counter,
         "Heap allocations since boot: flat while traffic flows (the packet path does not allocate).",
         s.allocations,
+    )?;
+    t.single(
+        "pias_console_dropped_bytes_total",
+        Kind::Counter,
+        "Console bytes dropped since boot: log lines that found the console's queue full.",
+        s.console_dropped,
     )
 }
 

@@ -44,6 +44,7 @@ impl Reports for Fake {
             idle: IdleCounters::default(),
             tables: heapless::Vec::new(),
             allocations: 0,
+            console_dropped: 0,
         }
     }
     fn proxy(&self) -> ProxyReport {
