@@ -183,9 +183,10 @@ const LAPIC_LVT_TIMER: usize = 0x320;
 const LAPIC_TIMER_INIT: usize = 0x380;
 const LAPIC_TIMER_CURRENT: usize = 0x390;
 const LAPIC_TIMER_DIVIDE: usize = 0x3e0;
-/// The provisional rate's reference span: 1 ms of QEMU's virtual clock. It
-/// times only the boot; `finish_calibration` replaces it.
-const LAPIC_FIRST_SPAN_TICKS: u32 = 1_000_000;
+/// The provisional rate's reference span: 200 µs of QEMU's virtual clock
+/// (within 1 % with a sample's bracket of a few µs). It times only the
+/// boot's log lines; `finish_calibration` replaces it.
+const LAPIC_FIRST_SPAN_TICKS: u32 = 200_000;
 /// The shortest span the final rate is measured over: 10 ms. The boot's own
 /// work (config, tables: 20+ ms under TCG) usually covers it, so the boot
 /// spends no time waiting on the measurement.
@@ -253,7 +254,7 @@ fn lapic_rate_since(start: (u32, u64), span: u32) -> Option<u64> {
 /// by definition (APIC_BUS_CYCLE_NS = 1), and its current count is computed
 /// from that clock at each read. Unlike a flag raised by a QEMU timer, which a
 /// busy host delays and merges, it cannot lose ticks: measure the TSC against
-/// it. Returns a provisional rate from 1 ms and leaves the count running for
+/// it. Returns a provisional rate from 200 µs and leaves the count running for
 /// `finish_calibration`, which measures over the whole boot.
 fn qemu_lapic_khz() -> Option<u64> {
     if !qemu_tcg() {
@@ -308,7 +309,7 @@ pub fn finish_calibration() -> Option<u64> {
     }
     stop_lapic_count();
     let Some(khz) = khz else {
-        log::warn!("clock: the LAPIC count did not run; keeping the 1 ms rate");
+        log::warn!("clock: the LAPIC count did not run; keeping the provisional rate");
         return None;
     };
     // Uptime continues from where the provisional rate had it.
