@@ -226,8 +226,12 @@ impl Sides {
                     // Healthy at the first check: the join goes out at once;
                     // a host saturated by a flood must not look like a dead
                     // service (10 failed checks in a row to fall). A try of
-                    // the join every 5 ms: an agent started before the
-                    // appliance joins as soon as the appliance answers.
+                    // the join every 20 ms: an agent started before the
+                    // appliance has a join waiting at the guest's tap before
+                    // the guest can take it (QEMU opens the tap some 30 ms
+                    // before the guest runs), and does not queue dozens more
+                    // for the booting appliance to verify and answer first
+                    // (every 5 ms, 3 agents queued ~30).
                     &[
                         "--rise",
                         "1",
@@ -236,9 +240,9 @@ impl Sides {
                         "--check-timeout-ms",
                         "3000",
                         "--retry-ms",
-                        "5",
+                        "20",
                         "--retry-cap-ms",
-                        "5",
+                        "20",
                     ],
                     &key,
                     &dir,
@@ -252,7 +256,7 @@ impl Sides {
     /// start on, every 2 ms; returns (guest index, QEMU start → ready, QEMU
     /// start → first answer, the agents). PIAS's agents start first, as
     /// a service's agent runs before an appliance (re)boots, trying their
-    /// join every 5 ms; the Linux guest has its rules in its initramfs.
+    /// join every 20 ms; the Linux guest has its rules in its initramfs.
     pub fn boot_serving(
         &self,
         lan: &mut BenchLan,
