@@ -33,6 +33,9 @@ pub(super) struct TargetEntry {
     pub(super) weight: u16,
     pub(super) health: Health,
     pub(super) misses: u8,
+    /// Unanswered pings in a row excused by receive overruns (at most
+    /// `EXCUSED_MISSES_PER_FALL` × `target_fall` before misses count again).
+    pub(super) excused: u8,
     pub(super) good: u8,
     pub(super) ping_nonce: u64,
     pub(super) ping_outstanding: bool,
@@ -100,6 +103,11 @@ pub(super) struct Jap {
 pub(super) const MAX_IAPS_PER_GROUP: usize = 16;
 /// How long a target may stay down (in pings) before it is treated as having left.
 const DOWN_FORGET_PINGS: u64 = 30;
+/// Receive overruns excuse at most this many times `target_fall` unanswered
+/// pings in a row (30 with the defaults: a minute of 2 s pings): an overload
+/// that long, or frames sent to cause overruns, no longer keeps a silent
+/// target from going down; it goes down `target_fall` pings later.
+const EXCUSED_MISSES_PER_FALL: u8 = 10;
 
 impl Jap {
     /// The JAP's tables for `cfg`; `flow_key` keys the flow table's hash.
@@ -221,6 +229,7 @@ impl Proxy {
         }
         t.ping_outstanding = false;
         t.misses = 0;
+        t.excused = 0;
         t.awaiting_since = None;
         t.good = t.good.saturating_add(1);
         let back = t.health == Health::Down && t.good >= rise;
@@ -317,6 +326,7 @@ impl Proxy {
                 weight,
                 health: Health::Up,
                 misses: 0,
+                excused: 0,
                 good: 0,
                 ping_nonce: nonce,
                 ping_outstanding: false,
@@ -408,7 +418,9 @@ impl Proxy {
                 }
                 // The outstanding ping went out one period before `next_ping`.
                 let sent = t.next_ping.saturating_sub(ping_every);
-                if t.ping_outstanding && overrun_at.is_some_and(|o| o >= sent) {
+                let excusable = t.excused < fall.saturating_mul(EXCUSED_MISSES_PER_FALL);
+                if t.ping_outstanding && excusable && overrun_at.is_some_and(|o| o >= sent) {
+                    t.excused += 1;
                     counters.jap.misses_excused += 1;
                     if t.health == Health::Up {
                         t.health = Health::Suspect;
