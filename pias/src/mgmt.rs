@@ -29,8 +29,11 @@ pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
 /// The protocol version this build speaks. Version 2 and older carried no
 /// MAC: an appliance of this version answers them nothing. Version 4 added
 /// the kernel's version to the status; version 5 the metrics port's
-/// counters (`Status::http`); version 6 the offload counters of `NetCounters`.
-pub const VERSION: u8 = 6;
+/// counters (`Status::http`); version 6 the offload counters of `NetCounters`;
+/// version 7 the receive overruns (`NetCounters::rx_overruns`), the console's
+/// dropped bytes, `DataCounters::arp_announcements` and
+/// `JapCounters::misses_excused`.
+pub const VERSION: u8 = 7;
 /// Bytes of the MAC that ends every datagram.
 pub const MAC_LEN: usize = 16;
 /// A response fits in this many bytes: one UDP datagram on a 1500-byte MTU.
