@@ -1,8 +1,6 @@
-//! `log` backend: one line per record, stamped with uptime, queued for the
-//! serial console (`console`: the loop writes it out when it can).
+//! `log` backend: one line per record, stamped with uptime, on the serial
+//! console (`console`: in place during the boot, then queued for the loop).
 
-use crate::console::Console;
-use core::fmt::Write;
 use log::{LevelFilter, Log, Metadata, Record};
 
 struct SerialLogger;
@@ -28,14 +26,13 @@ impl Log for SerialLogger {
         }
         let _guard = LOCK.lock();
         let us = crate::time::uptime_us();
-        let _ = writeln!(
-            Console,
+        crate::console::line(format_args!(
             "[{:>4}.{:06}] {:<5} {}",
             us / 1_000_000,
             us % 1_000_000,
             r.level(),
             r.args()
-        );
+        ));
     }
 
     fn flush(&self) {}

@@ -34,7 +34,7 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("PIAS_GIT
 pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
     time::mark_boot();
     serial::Serial::init();
-    let _ = writeln!(console::Console, "pias: starting, version {VERSION}");
+    console::line(format_args!("pias: starting, version {VERSION}"));
     logger::init(LevelFilter::Info);
 
     let mut boot = match bootinfo::read(eax, ebx) {

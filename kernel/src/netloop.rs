@@ -37,9 +37,10 @@ const BFD_BYTES: usize = BFD_SLOTS * 64;
 const BGP_BUFFER: usize = 8 * 1024;
 /// How long the loop keeps polling after the last frame before it halts.
 const IDLE_SPIN_US: u64 = 200;
-/// Console bytes written per turn of the loop: a 16550's FIFO on a turn
-/// that moved frames, more on one that did not; and how long the loop may
-/// halt while bytes wait for the UART.
+/// Console bytes written per turn of the loop, never waiting for the UART:
+/// at most one 16550 FIFO (16 bytes) on a turn that moved frames, up to 256
+/// on one that did not (a FIFO each time the transmitter is found empty);
+/// and how long the loop may halt while bytes wait for the UART.
 const CONSOLE_BUSY_CHUNK: usize = 16;
 const CONSOLE_IDLE_CHUNK: usize = 256;
 const CONSOLE_RETRY_US: u64 = 1_000;
@@ -419,6 +420,8 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     let mut reply = [0u8; MAX_RESPONSE];
     let mut shutting_down = false;
     let mut last_work_us = 0u64;
+    // From here the console's lines wait for the loop's idle moments.
+    console::start_queueing();
     loop {
         let before = (dev.counters.rx_frames, dev.counters.tx_frames);
         idle.polls += 1;

@@ -42,18 +42,19 @@ impl Serial {
         }
     }
 
-    /// Writes one byte as it is if the transmitter can take it now.
-    pub fn try_put(b: u8) -> bool {
-        // SAFETY: as in `put`: a read of COM1's line status register and, if
-        // the transmitter is empty, a write of its transmit holding register;
-        // no memory is touched and no interrupt raised.
-        unsafe {
-            if inb(COM1 + 5) & 0x20 == 0 {
-                return false;
-            }
-            outb(COM1, b);
-        }
-        true
+    /// Whether the transmitter is empty (its FIFO can take 16 bytes).
+    pub fn transmitter_empty() -> bool {
+        // SAFETY: a read of COM1's line status register (0x3fd) only reports
+        // the transmitter's state; it touches no memory and raises nothing.
+        unsafe { inb(COM1 + 5) & 0x20 != 0 }
+    }
+
+    /// Writes one byte as it is, not waiting: after `transmitter_empty`,
+    /// up to a FIFO's worth.
+    pub fn write_byte(b: u8) {
+        // SAFETY: a write of COM1's transmit holding register (0x3f8) sends
+        // one byte; it touches no memory and, with IER 0, raises nothing.
+        unsafe { outb(COM1, b) };
     }
 }
 

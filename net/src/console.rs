@@ -1,6 +1,6 @@
-//! The console's output queue, in caller-provided storage: text waits here
-//! until the serial line takes it, a byte at a time (`pop`, `unpop`), so
-//! that a slow console never stalls the loop; what finds it full is dropped,
+//! The console's output queue: text waits here until the serial line takes
+//! it, a byte at a time (`pop`, `unpop`), so that a slow console never stalls
+//! the loop; a line that finds it full is dropped whole (`push_line`),
 //! counted and reported in one line once it has drained.
 
 use core::fmt::{self, Write};
@@ -32,6 +32,27 @@ impl<const N: usize> ConsoleQueue<N> {
             dropped: 0,
             unreported: 0,
         }
+    }
+
+    /// Queues the concatenation of `parts` whole, each newline as CR LF, or,
+    /// without room for all of it, none of it (counted as dropped): a line is
+    /// never cut or spliced with another. True if queued.
+    pub fn push_line(&mut self, parts: &[&[u8]]) -> bool {
+        let need: usize = parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|&b| if b == b'\n' { 2 } else { 1 })
+            .sum();
+        if N - self.len < need {
+            let lost: usize = parts.iter().map(|p| p.len()).sum();
+            self.dropped += lost as u64;
+            self.unreported += lost as u64;
+            return false;
+        }
+        for p in parts {
+            self.push(p);
+        }
+        true
     }
 
     /// Queues `bytes`, each newline as CR LF; from the first byte that finds
@@ -157,6 +178,22 @@ mod tests {
         assert_eq!(&text[16..], "[console: 5 byte", "{text:?}");
         assert_eq!(drain(&mut q), b"", "reported once");
         assert_eq!(q.dropped(), 5, "the count stays");
+    }
+
+    #[test]
+    fn a_line_goes_whole_or_not_at_all() {
+        let mut q = ConsoleQueue::<16>::new();
+        assert!(q.push_line(&[b"[1] INFO ", b"up!\n"]));
+        assert_eq!(q.len(), 14, "CR LF");
+        // 2 bytes of room: a 3-byte line is dropped whole, nothing spliced.
+        assert!(!q.push_line(&[b"ab", b"c"]));
+        assert_eq!((q.len(), q.dropped()), (14, 3));
+        assert!(!q.push_line(&[b"x\n"]), "3 bytes with its CR");
+        assert!(q.push_line(&[b"y"]));
+        assert_eq!(q.dropped(), 5);
+        let text = std::string::String::from_utf8(drain(&mut q)).unwrap();
+        assert!(text.starts_with("[1] INFO up!\r\ny"), "{text:?}");
+        assert!(!text.contains("ab") && !text.contains('x'), "{text:?}");
     }
 
     #[test]
