@@ -545,6 +545,32 @@ fn pings_lost_while_the_host_overran_its_receive_ring_do_not_take_a_target_down(
 }
 
 #[test]
+fn overruns_leave_a_down_target_down() {
+    let mut p = proxy(1, 4);
+    join(&mut p, 1, 1);
+    drain(&mut p);
+    // Silent without overruns: down after `target_fall` (3) misses.
+    let mut now = T0;
+    for _ in 0..4 {
+        now += 2 * SEC;
+        p.handle_timeout(now);
+        drain(&mut p);
+    }
+    assert_eq!(p.live_targets(&g()), 0);
+    // Overruns while it is down neither bring it back nor take it down again.
+    for _ in 0..5 {
+        p.handle_receive_overrun(now + SEC);
+        now += 2 * SEC;
+        p.handle_timeout(now);
+        drain(&mut p);
+    }
+    let c = p.counters().jap;
+    assert_eq!((c.targets_down, c.misses_excused), (1, 5));
+    assert_eq!(p.live_targets(&g()), 0, "an excused miss is no answer");
+    assert_eq!(p.targets_held(&g()), 1);
+}
+
+#[test]
 fn overruns_keep_excusing_a_silent_target_only_so_long() {
     let mut p = proxy(1, 4);
     join(&mut p, 1, 1);
