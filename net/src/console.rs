@@ -1,5 +1,5 @@
 //! The console's output queue: text waits here until the serial line takes
-//! it, a byte at a time (`pop`, `unpop`), so that a slow console never stalls
+//! it, a byte at a time (`pop`), so that a slow console never stalls
 //! the loop; a line that finds it full is dropped whole (`push_line`),
 //! counted and reported in one line once it has drained.
 
@@ -56,8 +56,9 @@ impl<const N: usize> ConsoleQueue<N> {
     }
 
     /// Queues `bytes`, each newline as CR LF; from the first byte that finds
-    /// no room, the rest is dropped and counted.
-    pub fn push(&mut self, bytes: &[u8]) {
+    /// no room, the rest is dropped and counted (`push_line` and the drop
+    /// report's own line).
+    fn push(&mut self, bytes: &[u8]) {
         for (i, &b) in bytes.iter().enumerate() {
             let need = if b == b'\n' { 2 } else { 1 };
             if N - self.len < need {
@@ -96,15 +97,6 @@ impl<const N: usize> ConsoleQueue<N> {
         self.head = (self.head + 1) % N;
         self.len -= 1;
         Some(b)
-    }
-
-    /// Puts back the byte `pop` just returned (the line did not take it).
-    pub fn unpop(&mut self, b: u8) {
-        if self.len < N {
-            self.head = (self.head + N - 1) % N;
-            self.buf[self.head] = b;
-            self.len += 1;
-        }
     }
 
     /// Bytes waiting.
@@ -194,18 +186,5 @@ mod tests {
         let text = std::string::String::from_utf8(drain(&mut q)).unwrap();
         assert!(text.starts_with("[1] INFO up!\r\ny"), "{text:?}");
         assert!(!text.contains("ab") && !text.contains('x'), "{text:?}");
-    }
-
-    #[test]
-    fn a_byte_put_back_comes_out_first() {
-        let mut q = ConsoleQueue::<4>::new();
-        q.push(b"abcd");
-        let a = q.pop().unwrap();
-        q.unpop(a);
-        assert_eq!(drain(&mut q), b"abcd");
-        // Full: nothing to put back into, nothing corrupted.
-        q.push(b"wxyz");
-        q.unpop(b'!');
-        assert_eq!(drain(&mut q), b"wxyz");
     }
 }
