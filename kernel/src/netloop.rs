@@ -612,13 +612,14 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             delay = delay.min(CONSOLE_RETRY_US);
         }
         interrupts::disable();
-        dev.nic_mut().ack_interrupt();
-        if dev.nic_mut().rx_pending() {
+        if !dev.nic_mut().arm_wakeup() {
+            dev.nic_mut().disarm_wakeup();
             interrupts::enable();
             continue;
         }
         interrupts::arm_timer_us(delay);
         idle.halts += 1;
         interrupts::enable_and_halt();
+        dev.nic_mut().disarm_wakeup();
     }
 }

@@ -187,8 +187,10 @@ impl VirtioNic {
         }
         nic.started = true;
         nic.kick();
-        nic.rx.set_dev_notify(true);
-        nic.tx.set_dev_notify(true);
+        // No interrupts while the loop polls (as NAPI does): only a halted
+        // loop asks for them (`arm_wakeup`). Completed transmits never wake it.
+        nic.rx.set_dev_notify(false);
+        nic.tx.set_dev_notify(false);
         log::info!(
             "virtio-net: checksum offload rx {} tx {}, TSO rx {} tx {}, mergeable rx buffers {}",
             features & F_GUEST_CSUM != 0,
@@ -246,9 +248,23 @@ impl VirtioNic {
         Ok(Some((i, (used as usize).min(RX_BUF))))
     }
 
-    /// Acknowledges the device's interrupt so that the next event raises a new edge.
-    pub fn ack_interrupt(&mut self) {
+    /// Before the loop halts: asks the device to interrupt when a frame
+    /// arrives, acknowledges its last interrupt (so the next is a new edge),
+    /// and says whether a frame came meanwhile (then the loop must not halt).
+    /// Without this, the device interrupted the polling loop for every batch
+    /// of frames it delivered: under TCG an exit, the handler and an EOI each.
+    pub fn arm_wakeup(&mut self) -> bool {
+        self.rx.set_dev_notify(true);
+        // The flag's store must be seen before the used ring is read again
+        // (the device writes the ring, then reads the flag).
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         let _ = self.transport.ack_interrupt();
+        !self.rx.can_pop()
+    }
+
+    /// After the halt: back to polling without interrupts.
+    pub fn disarm_wakeup(&mut self) {
+        self.rx.set_dev_notify(false);
     }
 
     /// Notifies the device of buffers added since the last call, each queue
@@ -279,11 +295,6 @@ impl VirtioNic {
             }
             core::hint::spin_loop();
         }
-    }
-
-    /// Whether a received frame is waiting.
-    pub fn rx_pending(&self) -> bool {
-        self.rx.can_pop()
     }
 
     fn reclaim_tx(&mut self) {
