@@ -30,6 +30,9 @@ const IOAPIC_BASES: [usize; 2] = [0xfec0_0000, 0xfec1_0000];
 #[no_mangle]
 static PIAS_WAKEUPS: AtomicU64 = AtomicU64::new(0);
 
+/// Halts executed: the loop's when idle, the driver's waiting for room.
+static HALTS: AtomicU64 = AtomicU64::new(0);
+
 static LAPIC_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
 
 global_asm!(
@@ -296,6 +299,22 @@ pub fn arm_timer_us(us: u64) {
     );
 }
 
+/// Halts until the next interrupt or for at most `us` microseconds; false
+/// (without halting) before `start_timer`, when nothing would end the halt.
+pub fn halt_us(us: u64) -> bool {
+    if LAPIC_TICKS_PER_MS.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    disable();
+    arm_timer_us(us.max(1));
+    enable_and_halt();
+    true
+}
+
+pub fn halts() -> u64 {
+    HALTS.load(Ordering::Relaxed)
+}
+
 pub fn wakeups() -> u64 {
     PIAS_WAKEUPS.load(Ordering::Relaxed)
 }
@@ -317,6 +336,7 @@ pub fn disable() {
 /// Enables interrupts and halts in one step (`sti` holds interrupts off for
 /// one more instruction, so a wake-up between the two cannot be lost).
 pub fn enable_and_halt() {
+    HALTS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as in `enable`: every vector has a gate whose handler returns (or
     // exits). `sti` takes effect after the next instruction, so `hlt` runs with
     // interrupts enabled and the next interrupt resumes after it.

@@ -234,6 +234,7 @@ impl Reports for Snapshot<'_> {
             mgmt: *m,
             http: self.http,
             idle: IdleCounters {
+                halts: interrupts::halts(),
                 wakeups: interrupts::wakeups(),
                 ..self.idle
             },
@@ -618,7 +619,6 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             continue;
         }
         interrupts::arm_timer_us(delay);
-        idle.halts += 1;
         interrupts::enable_and_halt();
         dev.nic_mut().disarm_wakeup();
     }

@@ -69,6 +69,15 @@ pub trait Nic {
     /// Tells the device about queued frames now (a driver may otherwise wait
     /// for the loop's next turn); the default does nothing.
     fn notify(&mut self) {}
+    /// Waits, bounded, for room in a full transmit ring (the device told
+    /// already); false if there is still none. The default polls
+    /// `TX_ROOM_POLLS` times.
+    fn wait_for_room(&mut self) -> bool {
+        (0..TX_ROOM_POLLS).any(|_| {
+            core::hint::spin_loop();
+            self.can_transmit()
+        })
+    }
 }
 
 /// Polls for room in a full transmit ring this many times (after telling the
@@ -165,10 +174,7 @@ fn send<N: Nic>(
 ) -> bool {
     if !nic.can_transmit() {
         nic.notify();
-        if !(0..TX_ROOM_POLLS).any(|_| {
-            core::hint::spin_loop();
-            nic.can_transmit()
-        }) {
+        if !nic.wait_for_room() {
             counters.tx_ring_full += 1;
             return false;
         }
@@ -561,6 +567,10 @@ pub(crate) mod fake {
         pub tx_room: usize,
         /// `Nic::rx_ring_len`.
         pub rx_ring: usize,
+        /// Room the device makes in the transmit ring per `wait_for_room`,
+        /// and the waits asked of it.
+        pub room_per_wait: usize,
+        pub waits: usize,
     }
 
     impl Nic for FakeNic {
@@ -588,6 +598,11 @@ pub(crate) mod fake {
         }
         fn can_transmit(&mut self) -> bool {
             self.outbox.len() < self.tx_room
+        }
+        fn wait_for_room(&mut self) -> bool {
+            self.waits += 1;
+            self.tx_room += self.room_per_wait;
+            self.can_transmit()
         }
         fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
             self.outbox.push(frame.to_vec());
@@ -627,6 +642,8 @@ mod tests {
                 large: false,
                 tx_room: 16,
                 rx_ring: usize::MAX,
+                room_per_wait: 0,
+                waits: 0,
             },
             1500,
         )
@@ -688,6 +705,29 @@ mod tests {
         dev.nic_mut().tx_room = 0;
         assert!(dev.transmit(Instant::ZERO).is_none());
         assert_eq!(dev.counters.tx_ring_full, 1);
+    }
+
+    #[test]
+    fn a_full_ring_waits_on_the_driver_then_sends_or_refuses() {
+        use crate::dataplane::FrameSink;
+        let frame = udp_frame(7001, b"x");
+        let mut dev = device(vec![]);
+        dev.nic_mut().tx_room = 0;
+        // The driver's wait makes room: the frame goes.
+        dev.nic_mut().room_per_wait = 1;
+        assert!(dev.send_frame(&frame));
+        assert_eq!((dev.nic_mut().waits, dev.nic_mut().outbox.len()), (1, 1));
+        assert_eq!(dev.counters.tx_ring_full, 0);
+        // Room while there is some: no wait.
+        dev.nic_mut().tx_room = 2;
+        assert!(dev.send_frame(&frame));
+        assert_eq!(dev.nic_mut().waits, 1);
+        // A wait that ends with the ring still full: refused and counted.
+        dev.nic_mut().room_per_wait = 0;
+        assert!(!dev.send_frame(&frame));
+        assert_eq!((dev.nic_mut().waits, dev.nic_mut().outbox.len()), (2, 2));
+        assert_eq!(dev.counters.tx_ring_full, 1);
+        assert_eq!(dev.counters.tx_frames, 2);
     }
 
     #[test]

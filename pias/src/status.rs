@@ -231,7 +231,8 @@ pub struct HttpCounters {
 pub struct IdleCounters {
     /// Iterations of the main loop.
     pub polls: u64,
-    /// Times the loop halted waiting for an interrupt.
+    /// Times the CPU halted waiting for an interrupt: the loop with nothing to
+    /// do, or the driver waiting for room in a full transmit ring.
     pub halts: u64,
     /// Interrupts taken (device, timer or spurious).
     pub wakeups: u64,

@@ -198,7 +198,7 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
     });
     counters!(t, "loop", s.idle, {
         polls: "Iterations of the main loop.",
-        halts: "Times the loop halted waiting for an interrupt.",
+        halts: "Times the CPU halted waiting for an interrupt (idle, or for room to transmit).",
         wakeups: "Interrupts taken (device, timer or spurious).",
     });
     Ok(())
