@@ -277,10 +277,17 @@ impl VirtioNic {
     /// only if it has news: once per loop pass, so that no queue waits on a
     /// notification skipped while the device said it was busy.
     pub fn kick(&mut self) {
-        if core::mem::take(&mut self.rx_reposted) {
+        let (rx, tx) = (
+            core::mem::take(&mut self.rx_reposted),
+            core::mem::take(&mut self.tx_queued),
+        );
+        if rx || tx {
+            core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        }
+        if rx && self.rx.should_notify() {
             self.notifier.notify(QUEUE_RECEIVE);
         }
-        if core::mem::take(&mut self.tx_queued) {
+        if tx && self.tx.should_notify() {
             self.notifier.notify(QUEUE_TRANSMIT);
         }
     }
@@ -354,11 +361,11 @@ impl VirtioNic {
             // it is retired (never written again) rather than reused.
             None => log::error!("virtio: transmit token {token} beyond the queue; buffer retired"),
         }
-        self.tx_queued = true;
         // Wake the device now unless it is at work on the queue already (it
         // sets NO_NOTIFY then, and finds this frame by itself); `kick`
-        // notifies once more at the end of the loop's pass regardless.
-        if self.tx.should_notify() {
+        // looks again at the end of the loop's pass.
+        self.tx_queued = !self.tx.should_notify();
+        if !self.tx_queued {
             self.notifier.notify(QUEUE_TRANSMIT);
         }
         Ok(())
