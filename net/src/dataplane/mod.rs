@@ -129,8 +129,9 @@ pub struct DataPlane {
     /// ARP announcements still to send, and when the next is due.
     announce_left: u8,
     next_announce: Instant,
-    /// Where frames are built.
-    tx: [u8; FRAME_MAX],
+    /// Where frames are built: lent out whole while one is (a pointer's
+    /// move, where an array was copied in and out, 1.5 KB each way).
+    tx: Vec<u8>,
     /// Where a segment is edited (MSS clamping) before it is handed on.
     scratch: [u8; FRAME_MAX],
 }
@@ -155,7 +156,7 @@ impl DataPlane {
             arp_checked: now,
             announce_left: ANNOUNCE_NUM,
             next_announce: now,
-            tx: [0; FRAME_MAX],
+            tx: alloc::vec![0; FRAME_MAX],
             scratch: [0; FRAME_MAX],
             cfg,
         }

@@ -37,17 +37,12 @@ impl Proxy {
             self.send_proxy(now, iap, &msg);
             return;
         };
-        let Ok(buf) = super::Buf::from_slice(packet) else {
+        if packet.len() > crate::wire::MAX_MESSAGE {
             self.counters.wire.oversized += 1;
             return;
-        };
+        }
         self.note_delivery(now, group, target, iap);
-        self.out.push(super::Transmit::Deliver {
-            group,
-            client,
-            target,
-            packet: buf,
-        });
+        self.out.push_packet(group, client, Some(target), packet);
     }
 
     /// What a delivery to `target` changes: passive health starts waiting

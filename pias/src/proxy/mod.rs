@@ -33,7 +33,7 @@ pub use self::counters::{
 pub use self::jap::Health;
 pub use self::select::pick;
 pub use self::timers::Timer;
-pub use self::transmit::{Buf, Transmit};
+pub use self::transmit::{Buf, Lent, Transmit};
 pub use crate::ids::{Incarnation, PeerInfo};
 pub use crate::time::{Instant, MS, SEC};
 
@@ -340,6 +340,20 @@ impl Proxy {
         self.next_flood_message()
     }
 
+    /// The queued transmits, lent to be read in place, oldest first; hand
+    /// them back with `return_transmits` (which forgets them), then
+    /// `poll_transmit` has only what was not queued (news floods, made as
+    /// they are asked for). For an I/O layer on a budget: no transmit is
+    /// copied out of the queue.
+    pub fn lend_transmits(&mut self) -> Lent {
+        self.out.lend()
+    }
+
+    /// Takes back what `lend_transmits` lent, as sent.
+    pub fn return_transmits(&mut self, lent: Lent) {
+        self.out.give_back(lent);
+    }
+
     /// Whether anything is waiting for `poll_transmit`.
     pub fn has_transmit(&self) -> bool {
         !self.out.is_empty() || !self.floods.is_empty()
@@ -485,15 +499,9 @@ impl Proxy {
     ) {
         self.out.set_clock(now);
         self.jap_target_reply(now, group, target, client);
-        let Ok(packet) = Buf::from_slice(packet) else {
+        if !self.out.push_packet(group, client, None, packet) {
             self.counters.wire.oversized += 1;
-            return;
-        };
-        self.out.push(Transmit::ToClient {
-            group,
-            client,
-            packet,
-        });
+        }
     }
 
     /// The host fell behind its receive path at `now`: frames may have been

@@ -50,6 +50,19 @@ pub enum Transmit {
     },
 }
 
+/// The queued transmits, lent to the I/O layer to read in place
+/// (`Proxy::lend_transmits`): a `Transmit` holds a whole datagram's room,
+/// 1.4 KB, which each move out of the queue would copy.
+#[derive(Debug, Default)]
+pub struct Lent(VecDeque<Transmit>);
+
+impl Lent {
+    /// The transmits, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Transmit> {
+        self.0.iter()
+    }
+}
+
 /// Signs and queues outgoing datagrams; its capacity is fixed at start.
 pub(super) struct Outbox {
     id: ProxyId,
@@ -99,6 +112,20 @@ impl Outbox {
         self.queue.pop_front()
     }
 
+    /// The queue, lent out whole (a pointer's move; the empty queue left
+    /// behind holds no memory).
+    pub(super) fn lend(&mut self) -> Lent {
+        Lent(core::mem::take(&mut self.queue))
+    }
+
+    /// Takes back a lent queue, emptied, its room kept; anything queued
+    /// meanwhile stays, after what was lent.
+    pub(super) fn give_back(&mut self, mut lent: Lent) {
+        lent.0.clear();
+        lent.0.append(&mut self.queue);
+        self.queue = lent.0;
+    }
+
     /// Queues `t`, or counts it dropped when the queue is full.
     pub(super) fn push(&mut self, t: Transmit) {
         if self.queue.len() >= self.cap {
@@ -106,6 +133,48 @@ impl Outbox {
             return;
         }
         self.queue.push_back(t);
+    }
+
+    /// Queues a client's packet for `target` (`Transmit::Deliver`), or a
+    /// target's reply for `client` (`Transmit::ToClient`, with `target`
+    /// None), its bytes copied into place: a `Transmit` built whole and
+    /// moved in is copied at its full size. False if `packet` exceeds a
+    /// datagram (nothing queued); a full queue counts it dropped.
+    pub(super) fn push_packet(
+        &mut self,
+        group: Group,
+        client: Endpoint,
+        target: Option<Endpoint>,
+        packet: &[u8],
+    ) -> bool {
+        if packet.len() > MAX_MESSAGE {
+            return false;
+        }
+        if self.queue.len() >= self.cap {
+            self.full += 1;
+            return true;
+        }
+        let packet_room = Buf::new();
+        self.queue.push_back(match target {
+            Some(target) => Transmit::Deliver {
+                group,
+                client,
+                target,
+                packet: packet_room,
+            },
+            None => Transmit::ToClient {
+                group,
+                client,
+                packet: packet_room,
+            },
+        });
+        if let Some(Transmit::Deliver { packet: p, .. } | Transmit::ToClient { packet: p, .. }) =
+            self.queue.back_mut()
+        {
+            // Fits: checked above against the Buf's capacity.
+            let _ = p.extend_from_slice(packet);
+        }
+        true
     }
 
     /// `msg` to proxy `to` (0: a target) signed with `key`, with the next

@@ -1054,3 +1054,75 @@ fn a_flow_keeps_its_target_across_a_join_and_the_targets_graceful_leave() {
 
 mod membership;
 mod view;
+
+#[test]
+fn lent_transmits_are_the_queue_in_order_and_are_gone_once_returned() {
+    let mut p = proxy(1, 1);
+    join(&mut p, 1, 1);
+    let _ = drain(&mut p);
+    let client = |port| Endpoint {
+        ip: Ipv4([198, 51, 100, 1]),
+        port,
+    };
+    for (port, data) in [(4000, &b"one"[..]), (4001, b"two"), (4002, b"three")] {
+        p.handle_client_packet(T0, g(), client(port), data);
+    }
+    let lent = p.lend_transmits();
+    let seen: Vec<(Endpoint, Vec<u8>)> = lent
+        .iter()
+        .map(|t| match t {
+            Transmit::Deliver { client, packet, .. } => (*client, packet.to_vec()),
+            other => panic!("not a delivery: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (client(4000), b"one".to_vec()),
+            (client(4001), b"two".to_vec()),
+            (client(4002), b"three".to_vec()),
+        ]
+    );
+    // Queued while lent: kept, after what was lent (which is gone).
+    p.handle_client_packet(T0, g(), client(4003), b"four");
+    p.return_transmits(lent);
+    let rest = drain(&mut p);
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert!(
+        matches!(&rest[0], Transmit::Deliver { client: c, packet, .. }
+        if *c == client(4003) && packet.as_slice() == b"four")
+    );
+    assert!(drain(&mut p).is_empty());
+}
+
+#[test]
+fn a_packet_beyond_a_datagram_is_counted_not_queued_and_the_largest_reply_is_whole() {
+    let mut p = proxy(1, 1);
+    join(&mut p, 1, 1);
+    let _ = drain(&mut p);
+    let client = Endpoint {
+        ip: Ipv4([198, 51, 100, 1]),
+        port: 4000,
+    };
+    let big = vec![7u8; MAX_MESSAGE + 1];
+    p.handle_client_packet(T0, g(), client, &big);
+    assert_eq!(p.counters().wire.oversized, 1);
+    assert!(drain(&mut p).is_empty());
+    p.handle_client_packet(T0, g(), client, b"query");
+    let out = drain(&mut p);
+    assert!(
+        matches!(&out[..], [Transmit::Deliver { packet, .. }] if packet.as_slice() == b"query"),
+        "{out:?}"
+    );
+    // A target's reply: a datagram's worth goes whole, a byte more is counted.
+    p.handle_target_packet(T0, g(), target(1), client, &big);
+    assert_eq!(p.counters().wire.oversized, 2);
+    assert!(drain(&mut p).is_empty());
+    p.handle_target_packet(T0, g(), target(1), client, &big[..MAX_MESSAGE]);
+    let out = drain(&mut p);
+    assert!(
+        matches!(&out[..], [Transmit::ToClient { client: c, packet, .. }]
+            if *c == client && packet.as_slice() == &big[..MAX_MESSAGE]),
+        "{out:?}"
+    );
+}
