@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// An IPv4 address: the four octets in network order (`Ipv4([192, 0, 2, 1])`
 /// is 192.0.2.1). Ordered as the big-endian integer; the default is 0.0.0.0.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Ipv4(pub [u8; 4]);
 
 /// An IPv4 prefix: address and length (0..=32).
@@ -323,7 +323,7 @@ pub enum Transport {
 }
 
 /// An IPv4 transport endpoint (a target's `AT:r`, a client's source).
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
 pub struct Endpoint {
     /// The unicast address.
     pub ip: Ipv4,
@@ -332,7 +332,7 @@ pub struct Endpoint {
 }
 
 /// An anycast group: the transport address `AA:g` inside an anycast prefix.
-#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
 pub struct Group {
     /// The anycast address `AA`, inside one of the configured anycast prefixes.
     pub ip: Ipv4,
@@ -469,5 +469,33 @@ mod endpoint_tests {
         ] {
             assert_eq!(text.parse::<Endpoint>(), Err(err), "{text:?}");
         }
+    }
+}
+
+// The table keys hash as one word each, not field by field (the derived
+// form writes an address as a length and 4 bytes, then the port: several
+// small writes, each a round of the keyed SipHash's buffering). Equal values
+// write equal words, and different values different ones.
+impl core::hash::Hash for Ipv4 {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u32(u32::from_be_bytes(self.0));
+    }
+}
+
+impl core::hash::Hash for Endpoint {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(u32::from_be_bytes(self.ip.0)) << 16 | u64::from(self.port));
+    }
+}
+
+impl core::hash::Hash for Group {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        let t = match self.transport {
+            Transport::Udp => 0u64,
+            Transport::Tcp => 1,
+        };
+        state.write_u64(
+            u64::from(u32::from_be_bytes(self.ip.0)) << 24 | u64::from(self.port) << 8 | t,
+        );
     }
 }
