@@ -311,6 +311,62 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Ipv4Prefix>(&bytes).unwrap(), p);
         assert!(postcard::from_bytes::<Ipv4Prefix>(&[1, 2, 3, 4, 40]).is_err());
     }
+
+    /// The bytes a value writes into a hasher.
+    fn written<T: core::hash::Hash>(v: &T) -> std::vec::Vec<u8> {
+        #[derive(Default)]
+        struct Record(std::vec::Vec<u8>);
+        impl core::hash::Hasher for Record {
+            fn write(&mut self, b: &[u8]) {
+                self.0.extend_from_slice(b);
+            }
+            fn finish(&self) -> u64 {
+                0
+            }
+        }
+        let mut r = Record::default();
+        v.hash(&mut r);
+        r.0
+    }
+
+    #[test]
+    fn table_keys_write_every_field_and_differ_when_any_does() {
+        let ips = [
+            Ipv4([0, 0, 0, 0]),
+            Ipv4([203, 0, 113, 7]),
+            Ipv4([203, 0, 113, 8]),
+            Ipv4([255; 4]),
+        ];
+        let ports = [0u16, 53, 54, 0xff00, u16::MAX];
+        let mut groups = std::vec::Vec::new();
+        let mut endpoints = std::vec::Vec::new();
+        for ip in ips {
+            for port in ports {
+                endpoints.push(Endpoint { ip, port });
+                for transport in [Transport::Udp, Transport::Tcp] {
+                    groups.push(Group {
+                        ip,
+                        port,
+                        transport,
+                    });
+                }
+            }
+        }
+        for set in [
+            groups.iter().map(written).collect::<std::vec::Vec<_>>(),
+            endpoints.iter().map(written).collect(),
+            ips.iter().map(written).collect(),
+        ] {
+            let distinct: std::collections::BTreeSet<_> = set.iter().collect();
+            assert_eq!(distinct.len(), set.len(), "two keys wrote the same bytes");
+        }
+        // Equal values write equal bytes, one word each.
+        let g = groups[7];
+        assert_eq!(written(&g), written(&{ g }));
+        assert_eq!(written(&g).len(), 8);
+        assert_eq!(written(&endpoints[3]).len(), 8);
+        assert_eq!(written(&ips[1]).len(), 4);
+    }
 }
 
 /// Transport protocol of a group or endpoint.

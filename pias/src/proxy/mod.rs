@@ -345,6 +345,7 @@ impl Proxy {
     /// `poll_transmit` has only what was not queued (news floods, made as
     /// they are asked for). For an I/O layer on a budget: no transmit is
     /// copied out of the queue.
+    #[must_use = "hand the lent queue back with return_transmits"]
     pub fn lend_transmits(&mut self) -> Lent {
         self.out.lend()
     }

@@ -52,8 +52,13 @@ pub enum Transmit {
 
 /// The queued transmits, lent to the I/O layer to read in place
 /// (`Proxy::lend_transmits`): a `Transmit` holds a whole datagram's room,
-/// 1.4 KB, which each move out of the queue would copy.
-#[derive(Debug, Default)]
+/// 1.4 KB, which each move out of the queue would copy. Hand it back
+/// (`Proxy::return_transmits`): the queue's reserved room goes with it.
+/// While it is out, the proxy queues into a new, growing queue (it
+/// allocates): the appliance's data plane calls into the proxy only after
+/// handing it back.
+#[derive(Debug)]
+#[must_use = "a lent queue holds the outbox's reserved room: hand it back"]
 pub struct Lent(VecDeque<Transmit>);
 
 impl Lent {
@@ -119,11 +124,14 @@ impl Outbox {
     }
 
     /// Takes back a lent queue, emptied, its room kept; anything queued
-    /// meanwhile stays, after what was lent.
+    /// meanwhile stays, after what was lent. Of the two queues the one with
+    /// more room stays (that of the outbox's capacity, as reserved at start).
     pub(super) fn give_back(&mut self, mut lent: Lent) {
         lent.0.clear();
-        lent.0.append(&mut self.queue);
-        self.queue = lent.0;
+        if lent.0.capacity() >= self.queue.capacity() {
+            lent.0.append(&mut self.queue);
+            self.queue = lent.0;
+        }
     }
 
     /// Queues `t`, or counts it dropped when the queue is full.
