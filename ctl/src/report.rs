@@ -217,8 +217,8 @@ pub fn status_text(s: &Status) -> String {
     );
     let _ = writeln!(
         o,
-        "  drops: runt {} oversized {} not-for-us {} unsupported {} bad-arp {} bad-ipv4 {} bad-ip-csum {} bad-l4 {} bad-l4-csum {} bad-offload {}; driver rx {} tx {}; tx ring full {}; rx overruns {}",
-        n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_bad_offload, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full, n.rx_overruns
+        "  drops: runt {} oversized {} not-for-us {} unsupported {} bad-arp {} bad-ipv4 {} bad-ip-csum {} bad-l4 {} bad-l4-csum {} bad-offload {}; driver rx {} tx {}; tx ring full {} (waits {}); rx overruns {}",
+        n.rx_runt, n.rx_oversized, n.rx_not_for_us, n.rx_unsupported, n.rx_bad_arp, n.rx_bad_ipv4, n.rx_bad_ip_checksum, n.rx_bad_l4, n.rx_bad_l4_checksum, n.rx_bad_offload, n.rx_driver_errors, n.tx_driver_errors, n.tx_ring_full, n.tx_ring_waits, n.rx_overruns
     );
     let _ = writeln!(
         o,
@@ -258,8 +258,8 @@ pub fn status_text(s: &Status) -> String {
     );
     let _ = writeln!(
         o,
-        "  loop: {} polls, {} halts, {} wake-ups",
-        s.idle.polls, s.idle.halts, s.idle.wakeups
+        "  loop: {} polls, {} halts, {} wake-ups ({} from the NIC)",
+        s.idle.polls, s.idle.halts, s.idle.wakeups, s.idle.device_wakeups
     );
     let _ = writeln!(o, "  heap allocations since boot: {}", s.allocations);
     let _ = writeln!(

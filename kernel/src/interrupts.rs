@@ -30,14 +30,20 @@ const IOAPIC_BASES: [usize; 2] = [0xfec0_0000, 0xfec1_0000];
 #[no_mangle]
 static PIAS_WAKEUPS: AtomicU64 = AtomicU64::new(0);
 
-/// Halts executed: the loop's when idle, the driver's waiting for room.
-static HALTS: AtomicU64 = AtomicU64::new(0);
+/// Of those, the device vector's.
+#[no_mangle]
+static PIAS_DEVICE_WAKEUPS: AtomicU64 = AtomicU64::new(0);
 
 static LAPIC_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
 
 global_asm!(
     r#"
     .section .text.pias_irq, "ax"
+    .global pias_irq_device
+pias_irq_device:
+    lock incq PIAS_DEVICE_WAKEUPS(%rip)
+    jmp pias_irq_wake
+
     .global pias_irq_wake
 pias_irq_wake:
     push %rax
@@ -119,6 +125,7 @@ pias_exc_table:
 
 extern "C" {
     fn pias_irq_wake();
+    fn pias_irq_device();
     fn pias_irq_spurious();
     static pias_exc_table: [u64; 32];
 }
@@ -224,6 +231,8 @@ pub fn init() -> usize {
                 pias_exc_table[v]
             } else if v == usize::from(SPURIOUS_VECTOR) {
                 pias_irq_spurious as *const () as u64
+            } else if v == usize::from(DEVICE_VECTOR) {
+                pias_irq_device as *const () as u64
             } else {
                 pias_irq_wake as *const () as u64
             };
@@ -299,8 +308,9 @@ pub fn arm_timer_us(us: u64) {
     );
 }
 
-/// Halts until the next interrupt or for at most `us` microseconds; false
-/// (without halting) before `start_timer`, when nothing would end the halt.
+/// Halts until the next interrupt or for at most `us` microseconds, and
+/// returns with interrupts enabled; false (without halting, interrupts as
+/// they were) before `start_timer`, when nothing would end the halt.
 pub fn halt_us(us: u64) -> bool {
     if LAPIC_TICKS_PER_MS.load(Ordering::Relaxed) == 0 {
         return false;
@@ -311,8 +321,8 @@ pub fn halt_us(us: u64) -> bool {
     true
 }
 
-pub fn halts() -> u64 {
-    HALTS.load(Ordering::Relaxed)
+pub fn device_wakeups() -> u64 {
+    PIAS_DEVICE_WAKEUPS.load(Ordering::Relaxed)
 }
 
 pub fn wakeups() -> u64 {
@@ -336,7 +346,6 @@ pub fn disable() {
 /// Enables interrupts and halts in one step (`sti` holds interrupts off for
 /// one more instruction, so a wake-up between the two cannot be lost).
 pub fn enable_and_halt() {
-    HALTS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as in `enable`: every vector has a gate whose handler returns (or
     // exits). `sti` takes effect after the next instruction, so `hlt` runs with
     // interrupts enabled and the next interrupt resumes after it.

@@ -234,8 +234,8 @@ impl Reports for Snapshot<'_> {
             mgmt: *m,
             http: self.http,
             idle: IdleCounters {
-                halts: interrupts::halts(),
                 wakeups: interrupts::wakeups(),
+                device_wakeups: interrupts::device_wakeups(),
                 ..self.idle
             },
             tables,
@@ -273,6 +273,9 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
 
     let ifc = cfg.interfaces[0].clone();
     let kind = nic.kind;
+    let mut nic = nic;
+    // `idle = "poll"` never halts, not even for transmit room.
+    nic.halt_for_room = cfg.idle != IdleMode::Poll;
     let mut dev = NicDevice::gated(nic, ifc.mtu);
     // Merged segments are worth it only where they can leave whole.
     let coalesce = dev.nic_mut().takes_large();
@@ -619,6 +622,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             continue;
         }
         interrupts::arm_timer_us(delay);
+        idle.halts += 1;
         interrupts::enable_and_halt();
         dev.nic_mut().disarm_wakeup();
     }

@@ -174,6 +174,7 @@ fn send<N: Nic>(
 ) -> bool {
     if !nic.can_transmit() {
         nic.notify();
+        counters.tx_ring_waits += 1;
         if !nic.wait_for_room() {
             counters.tx_ring_full += 1;
             return false;

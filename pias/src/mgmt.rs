@@ -32,8 +32,9 @@ pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
 /// counters (`Status::http`); version 6 the offload counters of `NetCounters`;
 /// version 7 the receive overruns (`NetCounters::rx_overruns`), the console's
 /// dropped bytes, `DataCounters::arp_announcements` and
-/// `JapCounters::misses_excused`.
-pub const VERSION: u8 = 7;
+/// `JapCounters::misses_excused`; version 8 `NetCounters::tx_ring_waits`
+/// and `IdleCounters::device_wakeups`.
+pub const VERSION: u8 = 8;
 /// Bytes of the MAC that ends every datagram.
 pub const MAC_LEN: usize = 16;
 /// A response fits in this many bytes: one UDP datagram on a 1500-byte MTU.
@@ -410,6 +411,7 @@ mod tests {
                 rx_bad_l4_checksum: u64::MAX,
                 rx_driver_errors: u64::MAX,
                 tx_ring_full: u64::MAX,
+                tx_ring_waits: u64::MAX,
                 tx_driver_errors: u64::MAX,
                 rx_large: u64::MAX,
                 rx_large_cut: u64::MAX,
@@ -447,6 +449,7 @@ mod tests {
                 polls: u64::MAX,
                 halts: u64::MAX,
                 wakeups: u64::MAX,
+                device_wakeups: u64::MAX,
             },
             tables,
             allocations: u64::MAX,

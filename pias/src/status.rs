@@ -126,8 +126,15 @@ pub struct NetCounters {
     pub rx_bad_l4_checksum: u64,
     /// The driver reported a receive error.
     pub rx_driver_errors: u64,
-    /// smoltcp wanted to send but the driver had no room (ring full).
+    /// A frame could not be queued, the transmit ring full: a data-path
+    /// frame after the driver's bounded wait for room (at once while the
+    /// ring is stalled: a wait ran out and the device has taken nothing
+    /// since), or the stack's at once (smoltcp sends it again later).
     pub tx_ring_full: u64,
+    /// Frames that found the transmit ring full and waited for the device
+    /// to take some (the driver halts meanwhile); `tx_ring_full` counts
+    /// those still refused after.
+    pub tx_ring_waits: u64,
     /// The driver refused a frame, or the frame exceeded `FRAME_MAX`.
     pub tx_driver_errors: u64,
     /// Large TCP frames received (segments the host coalesced past the MTU,
@@ -231,11 +238,15 @@ pub struct HttpCounters {
 pub struct IdleCounters {
     /// Iterations of the main loop.
     pub polls: u64,
-    /// Times the CPU halted waiting for an interrupt: the loop with nothing to
-    /// do, or the driver waiting for room in a full transmit ring.
+    /// Times the loop halted, with nothing to do, waiting for an interrupt
+    /// (the driver's halts waiting for transmit room are not counted here:
+    /// `NetCounters::tx_ring_waits`).
     pub halts: u64,
     /// Interrupts taken (device, timer or spurious).
     pub wakeups: u64,
+    /// Of those, the NIC's: it interrupts only a halted loop, so at most one
+    /// per halt (more would mean it interrupts the loop while it polls).
+    pub device_wakeups: u64,
 }
 
 /// How full one fixed-size table (or memory pool) is.

@@ -104,18 +104,24 @@ fn a_flood_the_appliance_cannot_take_does_not_take_its_targets_down() {
         jap.misses_excused
     );
     assert_eq!(jap.targets_down, 0, "a target went down in the flood");
-    // The device does not interrupt the polling loop: each interrupt wakes a
-    // halt (or is the timer armed for one that a frame ended first). Before
-    // the loop kept interrupts off while polling, a flood raised one for
-    // every few frames (14,000 in 3 s against 29 halts).
-    let (halts, wakeups) = (
+    // The NIC does not interrupt the polling loop: it interrupts only to
+    // wake a halt of the loop's, at most once each (the driver's halts for
+    // transmit room wake on the timer), give or take the few a frame raises
+    // as the loop, about to halt, finds it and polls on (6 in 1,458 once).
+    // Before the loop kept the NIC's interrupts off while polling, a flood
+    // raised one for every few frames (12,301 interrupts in 3 s against 26
+    // halts).
+    let (halts, device) = (
         status.idle.halts - idle_before.halts,
-        status.idle.wakeups - idle_before.wakeups,
+        status.idle.device_wakeups - idle_before.device_wakeups,
     );
-    eprintln!("during the flood: {halts} halts, {wakeups} interrupts");
+    eprintln!(
+        "during the flood: {halts} halts of the loop, {device} interrupts from the NIC, {} waits for transmit room",
+        status.net.tx_ring_waits
+    );
     assert!(
-        wakeups <= 2 * halts + 16,
-        "{wakeups} interrupts for {halts} halts: the device interrupts the polling loop"
+        device <= halts + halts / 4 + 16,
+        "{device} NIC interrupts for {halts} halts: the NIC interrupts the polling loop"
     );
     // And it serves at once, a new client (a new flow) as well.
     let mut client = DnsClient::in_netns(&lan.client_ns, CLIENT, to).expect("client");

@@ -102,9 +102,16 @@ pub struct VirtioNic {
     tx_free: heapless::Vec<u16, TX_BUFS>,
     large_free: heapless::Vec<u16, LARGE_BUFS>,
     notifier: Notifier,
-    /// Buffers posted / frames queued since the last `kick`.
+    /// Buffers posted / frames queued without a notification of the
+    /// device since the last `kick` (it had asked not to be notified).
     rx_reposted: bool,
     tx_queued: bool,
+    /// Whether a full transmit ring is waited out halted (else polled:
+    /// `idle = "poll"`).
+    pub halt_for_room: bool,
+    /// A wait for transmit room ran out and the device has taken nothing
+    /// since: frames are refused at once, not each after a full wait.
+    tx_stalled: bool,
     /// Every receive buffer has been posted once (`init`): a buffer posted
     /// since notifies the device at once if it asks to be.
     started: bool,
@@ -182,6 +189,8 @@ impl VirtioNic {
             notifier,
             rx_reposted: false,
             tx_queued: false,
+            halt_for_room: true,
+            tx_stalled: false,
             started: false,
             kind,
         };
@@ -222,9 +231,11 @@ impl VirtioNic {
                 return Err(NicError);
             }
         }
-        self.rx_reposted = true;
         if self.started && self.rx.should_notify() {
             self.notifier.notify(QUEUE_RECEIVE);
+            self.rx_reposted = false;
+        } else {
+            self.rx_reposted = true;
         }
         Ok(())
     }
@@ -255,8 +266,9 @@ impl VirtioNic {
     }
 
     /// Before the loop halts: asks the device to interrupt when a frame
-    /// arrives, acknowledges its last interrupt (so the next is a new edge),
-    /// and says whether a frame came meanwhile (then the loop must not halt).
+    /// arrives and acknowledges its last interrupt (so the next is a new
+    /// edge). True if the loop may halt; false if a frame came meanwhile
+    /// (then it must not: `disarm_wakeup` and poll).
     /// Without this, the device interrupted the polling loop for every batch
     /// of frames it delivered: under TCG an exit, the handler and an EOI each.
     pub fn arm_wakeup(&mut self) -> bool {
@@ -338,6 +350,7 @@ impl VirtioNic {
             if unsafe { self.tx.pop_used(token, &[buf], &mut []) }.is_err() || !free {
                 log::warn!("virtio: transmit completion failed");
             }
+            self.tx_stalled = false;
         }
     }
 
@@ -459,16 +472,24 @@ impl Nic for VirtioNic {
     }
 
     fn wait_for_room(&mut self) -> bool {
+        if self.can_transmit() {
+            return true;
+        }
+        if self.tx_stalled {
+            return false;
+        }
         let deadline = crate::time::uptime_us() + TX_ROOM_WAIT_US;
         loop {
+            if !(self.halt_for_room && crate::interrupts::halt_us(TX_ROOM_HALT_US)) {
+                core::hint::spin_loop();
+            }
             if self.can_transmit() {
                 return true;
             }
             if crate::time::uptime_us() >= deadline {
+                self.tx_stalled = true;
+                log::warn!("virtio: the device took no transmit buffer back in {TX_ROOM_WAIT_US} us; refusing frames until it does");
                 return false;
-            }
-            if !crate::interrupts::halt_us(TX_ROOM_HALT_US) {
-                core::hint::spin_loop();
             }
         }
     }

@@ -15,10 +15,14 @@ pub struct FakeNic {
     pub tx_room: usize,
     /// `Nic::rx_ring_len`.
     pub rx_ring: usize,
-    /// Room the device makes in the transmit ring per `wait_for_room`,
-    /// and the waits asked of it.
+    /// Room the device makes in the transmit ring per `wait_for_room`, if
+    /// told of the queued frames since the last wait (as a virtio device
+    /// takes them only when notified); the waits asked of it, and the
+    /// notifications (`notified_then` of them at the last wait).
     pub room_per_wait: usize,
     pub waits: usize,
+    pub notifies: usize,
+    pub notified_then: usize,
 }
 
 impl Nic for FakeNic {
@@ -49,8 +53,14 @@ impl Nic for FakeNic {
     }
     fn wait_for_room(&mut self) -> bool {
         self.waits += 1;
-        self.tx_room += self.room_per_wait;
+        if self.notifies > self.notified_then {
+            self.tx_room += self.room_per_wait;
+        }
+        self.notified_then = self.notifies;
         self.can_transmit()
+    }
+    fn notify(&mut self) {
+        self.notifies += 1;
     }
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
         self.outbox.push(frame.to_vec());

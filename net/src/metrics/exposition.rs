@@ -156,7 +156,8 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
         rx_bad_l4: "Frames dropped: truncated or inconsistent UDP, TCP or ICMP header.",
         rx_bad_l4_checksum: "Frames dropped: UDP, TCP or ICMP checksum wrong.",
         rx_driver_errors: "The driver reported a receive error.",
-        tx_ring_full: "smoltcp wanted to send but the driver had no room (ring full).",
+        tx_ring_full: "Frames not queued, the transmit ring full (the data path's after a bounded wait for room; the stack's at once, sent again later).",
+        tx_ring_waits: "Frames that found the transmit ring full and waited (halted) for room.",
         tx_driver_errors: "The driver refused a frame, or the frame exceeded 1514 bytes.",
         rx_large: "Large TCP frames received (segments the host coalesced past the MTU).",
         rx_large_cut: "Segments cut in software from large frames that could not go on whole.",
@@ -198,8 +199,9 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
     });
     counters!(t, "loop", s.idle, {
         polls: "Iterations of the main loop.",
-        halts: "Times the CPU halted waiting for an interrupt (idle, or for room to transmit).",
+        halts: "Times the loop halted, with nothing to do, waiting for an interrupt.",
         wakeups: "Interrupts taken (device, timer or spurious).",
+        device_wakeups: "Interrupts from the NIC (at most one per halt: none while the loop polls).",
     });
     Ok(())
 }
