@@ -55,6 +55,20 @@ pub trait Nic {
     }
     /// Whether `transmit` would find room now.
     fn can_transmit(&mut self) -> bool;
+    /// Whether `transmit_large` would find room now (a device with fewer
+    /// large buffers than ring slots runs out of those first); the default
+    /// is `can_transmit`'s answer.
+    fn can_transmit_large(&mut self) -> bool {
+        self.can_transmit()
+    }
+    /// Whether a frame (`large`: for `transmit_large`) would find room now.
+    fn has_room(&mut self, large: bool) -> bool {
+        if large {
+            self.can_transmit_large()
+        } else {
+            self.can_transmit()
+        }
+    }
     /// Queues one frame for transmission.
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError>;
     /// Whether the device segments large TCP frames (`transmit_large`).
@@ -69,13 +83,13 @@ pub trait Nic {
     /// Tells the device about queued frames now (a driver may otherwise wait
     /// for the loop's next turn); the default does nothing.
     fn notify(&mut self) {}
-    /// Waits, bounded, for room in a full transmit ring (the device told
-    /// already); false if there is still none. The default polls
-    /// `TX_ROOM_POLLS` times.
-    fn wait_for_room(&mut self) -> bool {
+    /// Waits, bounded, for room for a frame (`large`: for `transmit_large`)
+    /// in a full transmit ring (the device told already); false if there is
+    /// still none. The default polls `TX_ROOM_POLLS` times.
+    fn wait_for_room(&mut self, large: bool) -> bool {
         (0..TX_ROOM_POLLS).any(|_| {
             core::hint::spin_loop();
-            self.can_transmit()
+            self.has_room(large)
         })
     }
 }
@@ -172,10 +186,10 @@ fn send<N: Nic>(
     frame: &[u8],
     large: Option<Offload>,
 ) -> bool {
-    if !nic.can_transmit() {
+    if !nic.has_room(large.is_some()) {
         nic.notify();
         counters.tx_ring_waits += 1;
-        if !nic.wait_for_room() {
+        if !nic.wait_for_room(large.is_some()) {
             counters.tx_ring_full += 1;
             return false;
         }

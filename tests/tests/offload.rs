@@ -124,12 +124,16 @@ fn large_tcp_frames_cross_the_appliance_whole_and_intact_and_segments_are_merged
         n.tx_large - before.tx_large,
     );
     eprintln!(
-        "2 x {} MiB through {ANYCAST}:{PORT} in {:.0} ms: {rx} large frames in ({cut} segments cut), {tx} out",
+        "2 x {} MiB through {ANYCAST}:{PORT} in {:.0} ms: {rx} large frames in ({cut} segments cut), {tx} out; {} waits for transmit room",
         BYTES >> 20,
-        took.as_secs_f64() * 1e3
+        took.as_secs_f64() * 1e3,
+        n.tx_ring_waits - before.tx_ring_waits
     );
     assert!(rx > 0 && tx > 0, "no large frame went on whole: {n:?}");
     assert_eq!(n.rx_bad_offload, 0, "{n:?}");
+    // A large frame waits for one of the driver's large buffers as any frame
+    // waits for ring room: never a driver error.
+    assert_eq!(n.tx_driver_errors, 0, "{n:?}");
     // Whole, not cut: most large frames went on as they came.
     assert!(
         cut < rx * 4,
@@ -168,4 +172,5 @@ fn large_tcp_frames_cross_the_appliance_whole_and_intact_and_segments_are_merged
         "no segments merged and sent whole: {m:?}"
     );
     assert_eq!(m.rx_bad_offload, 0, "{m:?}");
+    assert_eq!(m.tx_driver_errors, 0, "{m:?}");
 }

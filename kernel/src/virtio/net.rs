@@ -32,8 +32,6 @@ const TX_ROOM_HALT_US: u64 = 20;
 /// Buffers for large frames handed to the device to segment.
 const LARGE_BUFS: usize = 8;
 const LARGE_BUF: usize = HDR + pias_net::device::LARGE_FRAME_MAX;
-/// Polls of the transmit ring for a large buffer the device still holds.
-const LARGE_POLLS: usize = 20_000;
 
 /// Feature bits (virtio 1.2, 5.1.3 and 6).
 const F_CSUM: u64 = 1 << 0;
@@ -471,8 +469,8 @@ impl Nic for VirtioNic {
             .is_some_and(|b| b[1] != GSO_NONE)
     }
 
-    fn wait_for_room(&mut self) -> bool {
-        if self.can_transmit() {
+    fn wait_for_room(&mut self, large: bool) -> bool {
+        if self.has_room(large) {
             return true;
         }
         if self.tx_stalled {
@@ -483,12 +481,13 @@ impl Nic for VirtioNic {
             if !(self.halt_for_room && crate::interrupts::halt_us(TX_ROOM_HALT_US)) {
                 core::hint::spin_loop();
             }
-            if self.can_transmit() {
+            if self.has_room(large) {
                 return true;
             }
             if crate::time::uptime_us() >= deadline {
                 self.tx_stalled = true;
-                log::warn!("virtio: the device took no transmit buffer back in {TX_ROOM_WAIT_US} us; refusing frames until it does");
+                let kind = if large { "large " } else { "" };
+                log::warn!("virtio: the device took no {kind}transmit buffer back in {TX_ROOM_WAIT_US} us; refusing frames until it does");
                 return false;
             }
         }
@@ -497,6 +496,11 @@ impl Nic for VirtioNic {
     fn can_transmit(&mut self) -> bool {
         self.reclaim_tx();
         self.tx.available_desc() >= 1 && !self.tx_free.is_empty()
+    }
+
+    fn can_transmit_large(&mut self) -> bool {
+        self.reclaim_tx();
+        self.takes_large() && self.tx.available_desc() >= 1 && !self.large_free.is_empty()
     }
 
     fn transmit(&mut self, frame: &[u8]) -> Result<(), NicError> {
@@ -523,14 +527,7 @@ impl Nic for VirtioNic {
         };
         let ihl = usize::from(frame.get(14).ok_or(NicError)? & 0x0f) * 4;
         let thl = usize::from(frame.get(14 + ihl + 12).ok_or(NicError)? >> 4) * 4;
-        for _ in 0..LARGE_POLLS {
-            self.reclaim_tx();
-            if !self.large_free.is_empty() && self.tx.available_desc() >= 1 {
-                break;
-            }
-            self.kick();
-            core::hint::spin_loop();
-        }
+        // `NicDevice` waited for a large buffer (`wait_for_room`) already.
         let i = *self.large_free.last().ok_or(NicError)?;
         let len = HDR + frame.len();
         // Within buffer i: the next one may be the device's.

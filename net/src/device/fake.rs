@@ -13,9 +13,11 @@ pub struct FakeNic {
     pub large_out: Vec<(Vec<u8>, Offload)>,
     pub large: bool,
     pub tx_room: usize,
+    /// Large frames `large_out` may hold (the device's large buffers).
+    pub large_room: usize,
     /// `Nic::rx_ring_len`.
     pub rx_ring: usize,
-    /// Room the device makes in the transmit ring per `wait_for_room`, if
+    /// Room the device makes per `wait_for_room` (of the kind waited for), if
     /// told of the queued frames since the last wait (as a virtio device
     /// takes them only when notified); the waits asked of it, and the
     /// notifications (`notified_then` of them at the last wait).
@@ -51,13 +53,20 @@ impl Nic for FakeNic {
     fn can_transmit(&mut self) -> bool {
         self.outbox.len() < self.tx_room
     }
-    fn wait_for_room(&mut self) -> bool {
+    fn can_transmit_large(&mut self) -> bool {
+        self.large && self.large_out.len() < self.large_room
+    }
+    fn wait_for_room(&mut self, large: bool) -> bool {
         self.waits += 1;
         if self.notifies > self.notified_then {
-            self.tx_room += self.room_per_wait;
+            if large {
+                self.large_room += self.room_per_wait;
+            } else {
+                self.tx_room += self.room_per_wait;
+            }
         }
         self.notified_then = self.notifies;
-        self.can_transmit()
+        self.has_room(large)
     }
     fn notify(&mut self) {
         self.notifies += 1;
@@ -70,7 +79,7 @@ impl Nic for FakeNic {
         self.large
     }
     fn transmit_large(&mut self, frame: &[u8], o: Offload) -> Result<(), NicError> {
-        if !self.large {
+        if !self.can_transmit_large() {
             return Err(NicError);
         }
         self.large_out.push((frame.to_vec(), o));

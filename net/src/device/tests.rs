@@ -19,6 +19,7 @@ fn device(frames: Vec<Vec<u8>>) -> NicDevice<FakeNic> {
             large_out: Vec::new(),
             large: false,
             tx_room: 16,
+            large_room: 4,
             rx_ring: usize::MAX,
             room_per_wait: 0,
             waits: 0,
@@ -163,6 +164,34 @@ fn large(payload: usize) -> (Vec<u8>, Offload) {
         gso_size: 1000,
     };
     (f, o)
+}
+
+#[test]
+fn a_large_frame_waits_for_a_large_buffer_then_goes_or_is_refused() {
+    use crate::dataplane::FrameSink;
+    let (f, o) = large(3000);
+    let mut dev = device(vec![]);
+    dev.nic_mut().large = true;
+    // Ring slots free, but no large buffer: the device is told, then waited
+    // for, and the room it makes is a large buffer.
+    dev.nic_mut().large_room = 0;
+    dev.nic_mut().room_per_wait = 1;
+    assert!(dev.send_large(&f, o));
+    let nic = dev.nic_mut();
+    assert_eq!((nic.waits, nic.notifies, nic.large_out.len()), (1, 1, 1));
+    assert_eq!(nic.tx_room, 16, "the wait was for a large buffer");
+    assert_eq!((dev.counters.tx_ring_waits, dev.counters.tx_large), (1, 1));
+    // An ordinary frame still finds its room without a wait.
+    assert!(dev.send_frame(&udp_frame(7001, b"x")));
+    assert_eq!(dev.nic_mut().waits, 1);
+    // No large buffer comes back: refused as a full ring, not a driver error.
+    dev.nic_mut().room_per_wait = 0;
+    assert!(!dev.send_large(&f, o));
+    assert_eq!(dev.nic_mut().waits, 2);
+    assert_eq!(
+        (dev.counters.tx_ring_full, dev.counters.tx_driver_errors),
+        (1, 0)
+    );
 }
 
 #[test]
