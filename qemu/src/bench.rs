@@ -242,22 +242,8 @@ pub fn run(a: Args) -> Result<()> {
         return compare::run(plan, accel, &out).map(|_| ());
     }
     let mut r = Report(String::new());
-    let host_cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let qemu = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()?;
-    let qemu = String::from_utf8_lossy(&qemu.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let host_cpu = pias_qemu::host::cpu_model();
+    let qemu = pias_qemu::host::qemu_version();
     let pvm = Path::new("/sys/module/kvm_pvm").exists();
     r.line(format!(
         "# PIAS appliance benchmark — {}",

@@ -7,6 +7,7 @@ pub mod bgpbench;
 pub mod build;
 pub mod client;
 pub mod delayline;
+pub mod host;
 pub mod lab;
 pub mod machine;
 pub mod pops;

@@ -45,7 +45,7 @@ impl Plan {
         flood_s: 5,
         iperf_s: 10,
         idle_s: 10,
-        linux_step_mb: 8,
+        linux_step_mb: 1,
         boots: 5,
     };
     /// Every row once, small counts (CI's smoke).
@@ -470,14 +470,18 @@ pub const PIAS_ONLY: &[(&str, &str, &str)] = &[
 ];
 
 /// The rows from both sides' figures; an error naming every metric either
-/// side lacks (or measured as not a number).
+/// side lacks (or measured as not a number), and every goal's metric that
+/// Linux measured as zero (nothing forwarded, say: there is no ratio to hold
+/// PIAS to).
 pub fn rows(pias: &Figures, linux: &Figures) -> Result<Vec<Row>> {
     let mut missing = Vec::new();
+    let mut zero = Vec::new();
     let mut out = Vec::new();
     for &(key, metric, unit, goal) in ROWS {
         let p = pias.get(key).copied().filter(|v| v.is_finite());
         let l = linux.get(key).copied().filter(|v| v.is_finite());
         match (p, l) {
+            (Some(_), Some(l)) if l == 0.0 && goal != Goal::None => zero.push(metric),
             (Some(p), Some(l)) => out.push(Row {
                 metric: metric.into(),
                 unit,
@@ -510,6 +514,12 @@ pub fn rows(pias: &Figures, linux: &Figures) -> Result<Vec<Row>> {
         bail!(
             "not both sides were measured, so there is no comparison: missing {}",
             missing.join("; ")
+        );
+    }
+    if !zero.is_empty() {
+        bail!(
+            "the Linux guest measured 0 for {}: no ratio to compare PIAS with (did it forward anything?)",
+            zero.join("; ")
         );
     }
     Ok(out)
@@ -572,20 +582,19 @@ fn num(v: f64) -> String {
     }
 }
 
-fn qemu_version() -> String {
-    std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(str::to_owned))
-        .unwrap_or_else(|| "QEMU (version unknown)".into())
-}
-
 /// Runs the comparison; returns the rows (also printed and written to
 /// `out_dir`).
 pub fn run(plan: Plan, accel: Accel, out_dir: &Path) -> Result<Vec<Row>> {
     let machine = Machine::Microvm;
+    // A run that fails must not leave the last run's table looking like its.
+    for f in ["vs-linux.csv", "vs-linux.md"] {
+        match std::fs::remove_file(out_dir.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing the last run's {f}"));
+            }
+            _ => {}
+        }
+    }
     let cache = build::workspace_root().join("out/vs-linux");
     eprintln!(
         "building both sides (the Linux guest is cached in {})",
@@ -616,12 +625,13 @@ pub fn run(plan: Plan, accel: Accel, out_dir: &Path) -> Result<Vec<Row>> {
     eprintln!("lossy link: {}", lan.delay_stats());
     let rows = rows(&pias, &linux)?;
     let header = format!(
-        "PIAS vs Linux {} + nftables DNAT — {accel}, {machine}, -m {MEMORY_MB} (but the bisection), 1 vCPU, {}; boot rows: median of {} boots a side; host: {} cores; {}",
+        "PIAS vs Linux {} + nftables DNAT — {accel}, {machine}, -m {MEMORY_MB} (but the bisection), 1 vCPU, {}; boot rows: median of {} boots a side; host: {} cores, {}; {}",
         sides.linux.version,
         machine.nic_device(),
         plan.boots.max(1),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        qemu_version()
+        crate::host::cpu_model(),
+        crate::host::qemu_version()
     );
     let t = table(&rows, &header) + &lan_alone_text(&alone, &pias, &linux);
     print!("{t}");
@@ -659,6 +669,30 @@ mod tests {
             rows(&full(1.0), &Figures::new()).is_err(),
             "no baseline at all"
         );
+    }
+
+    #[test]
+    fn a_goal_against_a_linux_zero_is_refused_by_name() {
+        let mut linux = full(2.0);
+        linux.insert("pps", 0.0);
+        let e = rows(&full(1.0), &linux).unwrap_err().to_string();
+        assert!(
+            e.contains("measured 0 for 64-byte UDP forwarded at saturation"),
+            "{e}"
+        );
+        // A row with no goal may be zero (no request went unanswered).
+        linux.insert("pps", 2.0);
+        linux.insert("unanswered_16", 0.0);
+        assert!(rows(&full(1.0), &linux).is_ok());
+        // A zero of PIAS's against a goal is a result (a missed one), not a gap.
+        let mut pias = full(1.0);
+        pias.insert("pps", 0.0);
+        let r = rows(&pias, &full(2.0)).unwrap();
+        let pps = r
+            .iter()
+            .find(|x| x.metric.starts_with("64-byte UDP forwarded"))
+            .unwrap();
+        assert_eq!(pps.met(), Some(false));
     }
 
     #[test]
