@@ -9,10 +9,38 @@ use super::measure::first_answer;
 use crate::lab::{LinuxBoot, Spec};
 use crate::services::{start_agent_checking, ServiceProc};
 use crate::{build, Accel, Machine};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// A guest that failed, exited or stayed silent (its reason): what the
+/// memory bisection counts as "does not boot and forward". Any other error
+/// (an agent, a tap, QEMU not starting) is the harness's and stops the run.
+#[derive(Debug)]
+pub struct GuestFailed(pub String);
+
+impl std::fmt::Display for GuestFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GuestFailed {}
+
+/// Whether a boot for the memory bisection booted and forwarded: `Ok(None)`
+/// if it did, `Ok(Some(why))` if the guest failed, the error if the harness
+/// did.
+fn bisection_outcome<T>(r: Result<(T, Option<Duration>)>) -> Result<Option<String>> {
+    match r {
+        Ok((_, Some(_))) => Ok(None),
+        Ok((_, None)) => Ok(Some("ready but no answer".into())),
+        Err(e) => match e.downcast_ref::<GuestFailed>() {
+            Some(g) => Ok(Some(g.0.lines().next().unwrap_or_default().to_string())),
+            None => Err(e),
+        },
+    }
+}
 
 /// Which side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,11 +192,12 @@ impl Sides {
                 return Ok(at);
             }
             if Instant::now() > deadline {
-                bail!(
+                return Err(GuestFailed(format!(
                     "{} guest not ready within {BOOT_TIMEOUT:?}; console:\n{}",
                     which.name(),
                     tail(&lan.lab.appliances[i].console())
-                );
+                ))
+                .into());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -187,14 +216,15 @@ impl Sides {
             return Ok(Some(g.started.elapsed()));
         }
         if let Some(line) = console.lines().find(|l| l.contains(bad)) {
-            bail!("{} guest failed: {line}", which.name());
+            return Err(GuestFailed(format!("{} guest failed: {line}", which.name())).into());
         }
         if let Some(st) = g.try_exit()? {
-            bail!(
+            return Err(GuestFailed(format!(
                 "{} guest exited ({st:?}) before it was ready; console:\n{}",
                 which.name(),
                 tail(&console)
-            );
+            ))
+            .into());
         }
         Ok(None)
     }
@@ -283,11 +313,14 @@ impl Sides {
             (Some(r), _) => r,
             // Ready between the last look and the answer: seen now.
             (None, Some(_)) => Self::wait_ready(lan, i, which)?,
-            (None, None) => bail!(
-                "{} guest neither ready nor answering within {answer_within:?}; console:\n{}",
-                which.name(),
-                tail(&lan.lab.appliances[i].console())
-            ),
+            (None, None) => {
+                return Err(GuestFailed(format!(
+                    "{} guest neither ready nor answering within {answer_within:?}; console:\n{}",
+                    which.name(),
+                    tail(&lan.lab.appliances[i].console())
+                ))
+                .into())
+            }
         };
         let first = first.map(|at| at.duration_since(lan.lab.appliances[i].started));
         Ok((i, ready, first, agents))
@@ -305,17 +338,24 @@ impl Sides {
         step: u32,
     ) -> Result<u32> {
         let mut works = |m: u32| -> Result<bool> {
-            let r = self.boot_serving(lan, which, m, Duration::from_secs(10));
-            let ok = matches!(r, Ok((_, _, Some(_), _)));
-            if let Some(g) = lan.lab.appliances.last_mut() {
-                g.kill();
+            let before = lan.lab.appliances.len();
+            let r = self
+                .boot_serving(lan, which, m, Duration::from_secs(10))
+                .map(|(_, _, first, agents)| (agents, first));
+            // The guest this try booted, if it got that far.
+            if lan.lab.appliances.len() > before {
+                if let Some(g) = lan.lab.appliances.last_mut() {
+                    g.kill();
+                }
             }
-            eprintln!(
-                "  {} with -m {m}: {}",
-                which.name(),
-                if ok { "boots and forwards" } else { "fails" }
-            );
-            Ok(ok)
+            let failed = bisection_outcome(r).with_context(|| {
+                format!("{} with -m {m}: not the guest's failure", which.name())
+            })?;
+            match &failed {
+                None => eprintln!("  {} with -m {m}: boots and forwards", which.name()),
+                Some(why) => eprintln!("  {} with -m {m}: fails ({why})", which.name()),
+            }
+            Ok(failed.is_none())
         };
         if !works(hi)? {
             bail!("{} does not boot and forward with -m {hi}", which.name());
@@ -357,4 +397,25 @@ fn wait_trying(agents: &mut [ServiceProc]) -> Result<()> {
 fn tail(console: &str) -> String {
     let lines: Vec<&str> = console.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bisection_counts_only_the_guests_failures() {
+        let answered = Ok(((), Some(Duration::from_millis(5))));
+        assert_eq!(bisection_outcome(answered).unwrap(), None);
+        let silent = bisection_outcome::<()>(Ok(((), None))).unwrap();
+        assert_eq!(silent.as_deref(), Some("ready but no answer"));
+        let panicked = GuestFailed("Linux guest failed: Kernel panic\nconsole...".into());
+        let why = bisection_outcome::<()>(Err(panicked.into())).unwrap();
+        assert_eq!(why.as_deref(), Some("Linux guest failed: Kernel panic"));
+        let wrapped = anyhow::Error::from(GuestFailed("exited".into())).context("booting");
+        assert!(bisection_outcome::<()>(Err(wrapped)).unwrap().is_some());
+        // The harness's own failure is not a guest that needs more memory.
+        let harness = anyhow::anyhow!("starting the agent: no such file");
+        assert!(bisection_outcome::<()>(Err(harness)).is_err());
+    }
 }
