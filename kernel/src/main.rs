@@ -115,6 +115,32 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     interrupts::disable();
     // The lines queued before it, then the panic itself, written in place.
     console::flush();
+    // The tables reserve their room at boot through `Vec` and `Box`, which
+    // on stable Rust can only panic when the arena is out of room: that is
+    // this config's capacities against too little RAM, said as such.
+    if let Some(bytes) = allocation_failure(info) {
+        let (used, size) = arena::fill();
+        let _ = writeln!(
+            serial::Serial,
+            "[{:>4}.{:06}] ERROR memory: the arena ({} KiB, {} KiB used) has no room for {bytes} more bytes: this config's capacities need more memory (-m)",
+            time::uptime_us() / 1_000_000,
+            time::uptime_us() % 1_000_000,
+            size / 1024,
+            used / 1024
+        );
+        exit::exit(pias::exit::OUT_OF_MEMORY)
+    }
     let _ = writeln!(serial::Serial, "PANIC: {info}");
     exit::exit(pias::exit::PANIC)
+}
+
+/// The size asked for, if `info` is the allocator's "memory allocation of N
+/// bytes failed" (`alloc::alloc::handle_alloc_error`'s panic on no_std).
+fn allocation_failure(info: &core::panic::PanicInfo) -> Option<usize> {
+    let mut text: heapless::String<96> = heapless::String::new();
+    write!(text, "{}", info.message()).ok()?;
+    text.strip_prefix("memory allocation of ")?
+        .strip_suffix(" bytes failed")?
+        .parse()
+        .ok()
 }

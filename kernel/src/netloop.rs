@@ -378,6 +378,9 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         bgp_ports(&cfg),
         time::rdtsc() as u16,
     ));
+    // The management service's replay cache, reserved here, once: like every
+    // table, before "ready" says the appliance has what it needs.
+    let mut mgmt_service = Box::new(Service::new(cfg.management.clone()));
     let pc = ProxyConfig::from_config(&cfg);
     // A proxy counts as heard if a verified message of its came this recently.
     let hearing_window = 2 * pc.peer_dead.max(pc.rtt_probe);
@@ -413,8 +416,6 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         arena::fill().0 / 1024
     );
 
-    // The management service's replay cache, reserved here, once.
-    let mut mgmt_service = Box::new(Service::new(cfg.management.clone()));
     if wall_unknown {
         log::error!("mgmt: no wall clock: every management request will be refused as stale");
     }

@@ -183,3 +183,33 @@ fn dummy() -> pias::config::ConfigError {
 fn postcard_bytes(cfg: &pias::Config) -> Vec<u8> {
     postcard::to_allocvec(cfg).expect("a config serializes")
 }
+
+/// Capacities the RAM cannot hold: a clear out-of-memory exit, never a
+/// panic, and never "ready" first (every table is reserved before it).
+#[test]
+fn too_little_memory_is_an_out_of_memory_exit_not_a_panic() {
+    for memory_mb in [6, 8, 10, 11] {
+        let mut lab = Lab::new("oom").unwrap();
+        let mut spec = Spec::new(Machine::Microvm, test_accel(), Vec::new());
+        spec.blob = Some(good());
+        spec.memory_mb = memory_mb;
+        lab.boot(&kernel(), spec).unwrap();
+        let code = lab.appliances[0]
+            .wait_exit(Duration::from_secs(20))
+            .unwrap();
+        let console = lab.appliances[0].console();
+        assert_eq!(
+            code,
+            Some(qemu_status(pias::exit::OUT_OF_MEMORY)),
+            "-m {memory_mb}; console:\n{console}"
+        );
+        assert!(
+            console.contains("ERROR memory:") && !console.contains("PANIC"),
+            "-m {memory_mb}; console:\n{console}"
+        );
+        assert!(
+            !console.contains("ready:"),
+            "-m {memory_mb}; console:\n{console}"
+        );
+    }
+}
