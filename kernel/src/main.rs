@@ -120,11 +120,12 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     // this config's capacities against too little RAM, said as such.
     if let Some(bytes) = allocation_failure(info) {
         let (used, size) = arena::fill();
+        let us = time::uptime_us();
         let _ = writeln!(
             serial::Serial,
             "[{:>4}.{:06}] ERROR memory: the arena ({} KiB, {} KiB used) has no room for {bytes} more bytes: this config's capacities need more memory (-m)",
-            time::uptime_us() / 1_000_000,
-            time::uptime_us() % 1_000_000,
+            us / 1_000_000,
+            us % 1_000_000,
             size / 1024,
             used / 1024
         );
