@@ -36,16 +36,22 @@ fn good() -> Vec<u8> {
     pias_image::encode(&pias::Config::example()).unwrap()
 }
 
-fn expect_refusal(machine: Machine, blob: Option<Vec<u8>>, want: BlobError, needle: &str) {
-    let mut lab = Lab::new("cfgerr").unwrap();
-    let mut spec = Spec::new(machine, test_accel(), Vec::new());
-    spec.blob = blob;
-    spec.nic = false;
+/// Boots `spec` in a lab of its own until it exits (bounded): QEMU's
+/// status (None if it did not exit in time) and the console.
+fn boot_until_exit(tag: &str, spec: Spec) -> (Option<i32>, String) {
+    let mut lab = Lab::new(tag).unwrap();
     lab.boot(&kernel(), spec).unwrap();
     let code = lab.appliances[0]
         .wait_exit(Duration::from_secs(20))
         .unwrap();
-    let console = lab.appliances[0].console();
+    (code, lab.appliances[0].console())
+}
+
+fn expect_refusal(machine: Machine, blob: Option<Vec<u8>>, want: BlobError, needle: &str) {
+    let mut spec = Spec::new(machine, test_accel(), Vec::new());
+    spec.blob = blob;
+    spec.nic = false;
+    let (code, console) = boot_until_exit("cfgerr", spec);
     assert_eq!(
         code,
         Some(qemu_status(want.exit_code())),
@@ -189,15 +195,10 @@ fn postcard_bytes(cfg: &pias::Config) -> Vec<u8> {
 #[test]
 fn too_little_memory_is_an_out_of_memory_exit_not_a_panic() {
     for memory_mb in [6, 8, 10, 11] {
-        let mut lab = Lab::new("oom").unwrap();
         let mut spec = Spec::new(Machine::Microvm, test_accel(), Vec::new());
         spec.blob = Some(good());
         spec.memory_mb = memory_mb;
-        lab.boot(&kernel(), spec).unwrap();
-        let code = lab.appliances[0]
-            .wait_exit(Duration::from_secs(20))
-            .unwrap();
-        let console = lab.appliances[0].console();
+        let (code, console) = boot_until_exit("oom", spec);
         assert_eq!(
             code,
             Some(qemu_status(pias::exit::OUT_OF_MEMORY)),
