@@ -219,9 +219,25 @@ impl Sides {
             return Err(GuestFailed(format!("{} guest failed: {line}", which.name())).into());
         }
         if let Some(st) = g.try_exit()? {
+            // QEMU's own failure (an option, the tap, no RAM on the host) is
+            // status 1; the guest's exits are debug-exit codes (odd, >= 3)
+            // or 0 (Linux's panic with -no-reboot).
+            if st.code() == Some(1) {
+                bail!(
+                    "QEMU for the {} guest failed to start: {}",
+                    which.name(),
+                    lan.lab.qemu_stderr(i).trim()
+                );
+            }
+            let last = console
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("(nothing on the console)");
             return Err(GuestFailed(format!(
-                "{} guest exited ({st:?}) before it was ready; console:\n{}",
+                "{} guest exited ({st}) before it was ready: {}; console:\n{}",
                 which.name(),
+                last.trim(),
                 tail(&console)
             ))
             .into());
