@@ -26,3 +26,22 @@ pub fn qemu_version() -> String {
         .and_then(|s| s.lines().next().map(str::to_owned))
         .unwrap_or_else(|| "QEMU (version unknown)".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_is_the_first_model_name_in_proc_cpuinfo() {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let first = info
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split_once(':').unwrap().1.trim().to_string());
+        match first {
+            Some(m) if !m.is_empty() => assert_eq!(cpu_model(), m),
+            _ => assert_eq!(cpu_model(), "unknown CPU"),
+        }
+        assert!(!cpu_model().contains("model name"));
+    }
+}
