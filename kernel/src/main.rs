@@ -93,6 +93,10 @@ pub extern "C" fn kernel_main(eax: u32, ebx: u32) -> ! {
 
     let nic = match virtio::VirtioNic::probe() {
         Ok(n) => n,
+        Err(e @ virtio::ProbeError::OutOfMemory(_)) => {
+            error!("memory: {e}");
+            exit::exit(pias::exit::OUT_OF_MEMORY)
+        }
         Err(e) => {
             error!("net: {e}");
             exit::exit(pias::exit::NO_NIC)
@@ -119,7 +123,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     // on stable Rust can only panic when the arena is out of room: that is
     // this config's capacities against too little RAM, said as such.
     if let Some(bytes) = allocation_failure(info) {
-        let (used, size) = arena::fill();
+        let (used, size) = arena::try_fill().unwrap_or_default();
         let us = time::uptime_us();
         let _ = writeln!(
             serial::Serial,

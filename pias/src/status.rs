@@ -131,7 +131,8 @@ pub struct NetCounters {
     /// ring is stalled: a wait ran out and the device has taken nothing
     /// since), or the stack's at once (smoltcp sends it again later).
     pub tx_ring_full: u64,
-    /// Frames that found the transmit ring full and waited for the device
+    /// Frames that found the transmit ring full (a large frame: the
+    /// driver's large buffers all with the device) and waited for the device
     /// to take some (the driver halts meanwhile); `tx_ring_full` counts
     /// those still refused after.
     pub tx_ring_waits: u64,

@@ -194,7 +194,7 @@ fn postcard_bytes(cfg: &pias::Config) -> Vec<u8> {
 /// panic, and never "ready" first (every table is reserved before it).
 #[test]
 fn too_little_memory_is_an_out_of_memory_exit_not_a_panic() {
-    for memory_mb in [6, 8, 10, 11] {
+    for memory_mb in [3, 4, 6, 8, 10, 11] {
         let mut spec = Spec::new(Machine::Microvm, test_accel(), Vec::new());
         spec.blob = Some(good());
         spec.memory_mb = memory_mb;

@@ -67,6 +67,8 @@ unsafe impl Hal for ArenaHal {
 pub enum ProbeError {
     NotFound,
     Init(&'static str),
+    /// The arena has no room for the named buffers.
+    OutOfMemory(&'static str),
 }
 
 impl core::fmt::Display for ProbeError {
@@ -74,6 +76,10 @@ impl core::fmt::Display for ProbeError {
         match self {
             ProbeError::NotFound => f.write_str("no virtio-net device (virtio-mmio or PCI)"),
             ProbeError::Init(why) => write!(f, "virtio-net init failed: {why}"),
+            ProbeError::OutOfMemory(what) => write!(
+                f,
+                "no room in the arena for virtio-net's {what} (give the VM more memory, -m)"
+            ),
         }
     }
 }

@@ -160,17 +160,17 @@ impl VirtioNic {
             .map_err(|_| ProbeError::Init("MAC address"))?;
         t.finish_init();
         let notifier = notifier().ok_or(ProbeError::Init("virtio PCI capabilities"))?;
-        let rx_bufs =
-            arena::alloc_slice(QUEUE, || [0u8; RX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
-        let tx_bufs =
-            arena::alloc_slice(TX_BUFS, || [0u8; TX_BUF]).map_err(|_| ProbeError::Init("arena"))?;
+        let rx_bufs = arena::alloc_slice(QUEUE, || [0u8; RX_BUF])
+            .map_err(|_| ProbeError::OutOfMemory("receive buffers"))?;
+        let tx_bufs = arena::alloc_slice(TX_BUFS, || [0u8; TX_BUF])
+            .map_err(|_| ProbeError::OutOfMemory("transmit buffers"))?;
         let large = if features & F_HOST_TSO4 != 0 {
             LARGE_BUFS
         } else {
             0
         };
-        let large_bufs =
-            arena::alloc_slice(large * LARGE_BUF, || 0u8).map_err(|_| ProbeError::Init("arena"))?;
+        let large_bufs = arena::alloc_slice(large * LARGE_BUF, || 0u8)
+            .map_err(|_| ProbeError::OutOfMemory("large transmit buffers"))?;
         let mut nic = VirtioNic {
             transport: t,
             rx,
