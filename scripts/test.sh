@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 cargo fmt --all --check
-cargo clippy --workspace --exclude pias-kernel --exclude pias-boot --all-targets -- -D warnings
+cargo clippy --workspace --exclude pias-kernel --all-targets -- -D warnings
 cargo kernel-clippy -- -D warnings
 bash scripts/fuzz.sh "${PIAS_FUZZ_SECONDS:-10}"
 # Mutation smoke (cargo-mutants): every planted bug in the replay windows and
@@ -19,7 +19,7 @@ log="$(mktemp)"
 skips="$(mktemp)"
 trap 'rm -f "$log" "$skips"' EXIT
 set +e
-PIAS_SKIP_LOG="$skips" cargo test --workspace --exclude pias-kernel --exclude pias-boot "$@" 2>&1 | tee "$log"
+PIAS_SKIP_LOG="$skips" cargo test --workspace --exclude pias-kernel "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -oE '^test result: .*' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
