@@ -258,8 +258,13 @@ pub fn status_text(s: &Status) -> String {
     );
     let _ = writeln!(
         o,
-        "  loop: {} polls, {} halts, {} wake-ups ({} from the NIC)",
-        s.idle.polls, s.idle.halts, s.idle.wakeups, s.idle.device_wakeups
+        "  loop: {} polls, {} halts, {} wake-ups ({} from the NIC); idle policy: {} trials, {} switches",
+        s.idle.polls,
+        s.idle.halts,
+        s.idle.wakeups,
+        s.idle.device_wakeups,
+        s.idle.policy_trials,
+        s.idle.policy_switches
     );
     let _ = writeln!(o, "  heap allocations since boot: {}", s.allocations);
     let _ = writeln!(

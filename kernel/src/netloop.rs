@@ -18,6 +18,7 @@ use pias::status::{
 };
 use pias::Ipv4;
 use pias_net::dataplane::{DataPlane, DataPlaneConfig, NatTimeouts, Verdict};
+use pias_net::idle::IdlePolicy;
 use pias_net::metrics::{self, MetricsServer};
 use pias_net::mgmt::{Action, Reports, Service};
 use pias_net::routing::Routing;
@@ -35,7 +36,9 @@ const BFD_SLOTS: usize = 16;
 const BFD_BYTES: usize = BFD_SLOTS * 64;
 /// Each BGP connection's receive and send buffers (a few messages each way).
 const BGP_BUFFER: usize = 8 * 1024;
-/// How long the loop keeps polling after the last frame before it halts.
+/// How long the loop keeps polling after the last frame before it halts,
+/// while its idle policy spins (`pias_net::idle`: under a load that moves
+/// more frames that way, it halts at once).
 const IDLE_SPIN_US: u64 = 200;
 /// Console bytes written per turn of the loop, never waiting for the UART:
 /// at most one 16550 FIFO (16 bytes) on a turn that moved frames, up to 256
@@ -425,6 +428,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     let mut reply = [0u8; MAX_RESPONSE];
     let mut shutting_down = false;
     let mut last_work_us = 0u64;
+    let mut policy = IdlePolicy::new(IDLE_SPIN_US, time::uptime_us());
     // From here the console's lines wait for the loop's idle moments.
     console::start_queueing();
     loop {
@@ -583,10 +587,16 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         }
 
         dev.nic_mut().kick();
-        let worked = served || (dev.counters.rx_frames, dev.counters.tx_frames) != before;
+        let frames = (dev.counters.rx_frames.wrapping_add(dev.counters.tx_frames))
+            .wrapping_sub(before.0.wrapping_add(before.1));
+        let worked = served || frames > 0;
+        let pass_end = time::uptime_us();
         if worked {
-            last_work_us = time::uptime_us();
+            last_work_us = pass_end;
         }
+        policy.record(pass_end, frames);
+        let pc = policy.counters();
+        (idle.policy_trials, idle.policy_switches) = (pc.trials, pc.switches);
         let console_waits = console::pending()
             && console::drain(if worked {
                 CONSOLE_BUSY_CHUNK
@@ -595,8 +605,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
             });
         // Keep polling briefly after the last frame: a request/response peer
         // usually sends again within a round trip, and catching that by polling
-        // is cheaper than a halt and an interrupt (NAPI-style busy polling).
-        if worked || cfg.idle == IdleMode::Poll || time::uptime_us() - last_work_us < IDLE_SPIN_US {
+        // is cheaper than a halt and an interrupt (NAPI-style busy polling);
+        // unless the idle policy measured that halting at once moves more.
+        if worked
+            || cfg.idle == IdleMode::Poll
+            || time::uptime_us().saturating_sub(last_work_us) < policy.spin_us()
+        {
             continue;
         }
         let stack_delay = iface

@@ -13,6 +13,7 @@ pub mod classify;
 pub mod console;
 pub mod dataplane;
 pub mod device;
+pub mod idle;
 pub mod metrics;
 pub mod mgmt;
 pub mod offload;

@@ -33,8 +33,9 @@ pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
 /// version 7 the receive overruns (`NetCounters::rx_overruns`), the console's
 /// dropped bytes, `DataCounters::arp_announcements` and
 /// `JapCounters::misses_excused`; version 8 `NetCounters::tx_ring_waits`
-/// and `IdleCounters::device_wakeups`.
-pub const VERSION: u8 = 8;
+/// and `IdleCounters::device_wakeups`; version 9 `IdleCounters::policy_trials`
+/// and `IdleCounters::policy_switches`.
+pub const VERSION: u8 = 9;
 /// Bytes of the MAC that ends every datagram.
 pub const MAC_LEN: usize = 16;
 /// A response fits in this many bytes: one UDP datagram on a 1500-byte MTU.
@@ -450,6 +451,8 @@ mod tests {
                 halts: u64::MAX,
                 wakeups: u64::MAX,
                 device_wakeups: u64::MAX,
+                policy_trials: u64::MAX,
+                policy_switches: u64::MAX,
             },
             tables,
             allocations: u64::MAX,
@@ -600,17 +603,17 @@ mod tests {
         assert_eq!(Request::open(&KEY, &v2), Err(MgmtError::BadMac));
         // An authentic request of a later version (longer, other fields) is
         // recognised as such, with the nonce to answer.
-        let mut v9 = bytes[..HEADER_LEN].to_vec();
-        v9[VERSION_AT] = 9;
-        v9.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        let n = v9.len();
-        v9.resize(n + MAC_LEN, 0);
-        let n = seal(&KEY, REQUEST_LABEL, &mut v9, n).unwrap();
+        let mut later = bytes[..HEADER_LEN].to_vec();
+        later[VERSION_AT] = VERSION + 1;
+        later.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        let n = later.len();
+        later.resize(n + MAC_LEN, 0);
+        let n = seal(&KEY, REQUEST_LABEL, &mut later, n).unwrap();
         assert_eq!(
-            Request::open(&KEY, &v9[..n]),
+            Request::open(&KEY, &later[..n]),
             Err(MgmtError::Version {
                 nonce: Q.nonce,
-                version: 9
+                version: VERSION + 1
             })
         );
         // This version with an unknown operation, authentic: a decode error.
@@ -770,14 +773,14 @@ mod tests {
         // a later version), one byte more is refused unread.
         let mut longest = [0u8; MAX_REQUEST + 1];
         longest[..HEADER_LEN].copy_from_slice(&sealed(&Q)[..HEADER_LEN]);
-        longest[VERSION_AT] = 9;
+        longest[VERSION_AT] = VERSION + 1;
         let n = seal(&KEY, REQUEST_LABEL, &mut longest, MAX_REQUEST - MAC_LEN).unwrap();
         assert_eq!(n, MAX_REQUEST);
         assert_eq!(
             Request::open(&KEY, &longest[..n]),
             Err(MgmtError::Version {
                 nonce: Q.nonce,
-                version: 9
+                version: VERSION + 1
             })
         );
         // A response with a one-byte body fits a buffer of just its size.

@@ -248,6 +248,12 @@ pub struct IdleCounters {
     /// Of those, the NIC's: it interrupts only a halted loop, so at most one
     /// per halt (more would mean it interrupts the loop while it polls).
     pub device_wakeups: u64,
+    /// Epochs the idle policy ran its other mode (halting at once, or
+    /// spinning) to compare it with the running one (`pias_net::idle`).
+    pub policy_trials: u64,
+    /// Times the idle policy changed mode: a trial moved more frames, or
+    /// traffic fell light while it halted at once.
+    pub policy_switches: u64,
 }
 
 /// How full one fixed-size table (or memory pool) is.
