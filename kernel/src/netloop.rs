@@ -431,8 +431,15 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
     let mut policy = IdlePolicy::new(IDLE_SPIN_US, time::uptime_us());
     // From here the console's lines wait for the loop's idle moments.
     console::start_queueing();
+    // Frames and bytes moved so far, both ways (for the idle policy).
+    let moved = |c: &pias::status::NetCounters| {
+        (
+            c.rx_frames.wrapping_add(c.tx_frames),
+            c.rx_bytes.wrapping_add(c.tx_bytes),
+        )
+    };
     loop {
-        let before = (dev.counters.rx_frames, dev.counters.tx_frames);
+        let before = moved(&dev.counters);
         idle.polls += 1;
 
         // Frames first: the data path's, or smoltcp's one at a time; the
@@ -587,14 +594,14 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         }
 
         dev.nic_mut().kick();
-        let frames = (dev.counters.rx_frames.wrapping_add(dev.counters.tx_frames))
-            .wrapping_sub(before.0.wrapping_add(before.1));
+        let after = moved(&dev.counters);
+        let frames = after.0.wrapping_sub(before.0);
         let worked = served || frames > 0;
         let pass_end = time::uptime_us();
         if worked {
             last_work_us = pass_end;
         }
-        policy.record(pass_end, frames);
+        policy.record(pass_end, frames, after.1.wrapping_sub(before.1));
         let pc = policy.counters();
         (idle.policy_trials, idle.policy_switches) = (pc.trials, pc.switches);
         let console_waits = console::pending()

@@ -251,7 +251,7 @@ pub struct IdleCounters {
     /// Epochs the idle policy ran its other mode (halting at once, or
     /// spinning) to compare it with the running one (`pias_net::idle`).
     pub policy_trials: u64,
-    /// Times the idle policy changed mode: a trial moved more frames, or
+    /// Times the idle policy changed mode: a trial moved more twice in a row, or
     /// traffic fell light while it halted at once.
     pub policy_switches: u64,
 }
