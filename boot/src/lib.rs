@@ -11,6 +11,8 @@
 #[cfg(target_os = "none")]
 core::arch::global_asm!(include_str!("entry.S"), options(att_syntax));
 
+// x86-64 ELF only (the appliance's target, and the Linux hosts its tests run on).
+#[cfg(all(target_arch = "x86_64", any(target_os = "none", target_os = "linux")))]
 core::arch::global_asm!(include_str!("mem.S"), options(att_syntax));
 
 // The appliance's memcpy, memmove and memset are mem.S's: strong symbols,
@@ -26,7 +28,7 @@ core::arch::global_asm!(
     options(att_syntax)
 );
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64", target_os = "linux"))]
 mod mem_tests;
 
 /// `hvm_start_info.magic` of a PVH boot.

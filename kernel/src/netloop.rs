@@ -601,9 +601,12 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
         if worked {
             last_work_us = pass_end;
         }
-        policy.record(pass_end, frames, after.1.wrapping_sub(before.1));
-        let pc = policy.counters();
-        (idle.policy_trials, idle.policy_switches) = (pc.trials, pc.switches);
+        // `idle = "poll"` never halts: the policy has nothing to choose.
+        if cfg.idle != IdleMode::Poll {
+            policy.record(pass_end, frames, after.1.wrapping_sub(before.1));
+            let pc = policy.counters();
+            (idle.policy_trials, idle.policy_switches) = (pc.trials, pc.switches);
+        }
         let console_waits = console::pending()
             && console::drain(if worked {
                 CONSOLE_BUSY_CHUNK

@@ -10,7 +10,7 @@
 //! against 26–36k halting at once; one in flight 0.10 ms against 0.20 ms p50.
 //! Which side of that line a load falls on depends on the load and the host,
 //! so [`IdlePolicy`] runs in one mode and, while traffic is heavy, tries the
-//! other for one epoch every [`TRY_EVERY`] epochs. A trial that moved at
+//! other for one epoch after [`TRY_EVERY`] epochs of its own. A trial that moved at
 //! least [`MARGIN_PERCENT`] % more bytes per second than the running mode is
 //! tried again after one epoch of the running mode, and a second win in a
 //! row switches (one noisy epoch does not). A trial costs what the worse mode
@@ -66,7 +66,7 @@ pub struct PolicyCounters {
     /// Epochs run in the other mode to compare it with the running one.
     pub trials: u64,
     /// Times the running mode changed (a trial won twice in a row, or
-    /// traffic fell light while it halted at once).
+    /// traffic fell light or turned bulk while it halted at once).
     pub switches: u64,
 }
 
@@ -138,8 +138,11 @@ impl IdlePolicy {
 
     /// Counts the `frames` and `bytes` moved (received and sent) by one pass
     /// of the loop at `now`, ending the epoch if it is over. A clock that
-    /// goes back is taken as no time passing.
+    /// goes back starts the epoch again from `now`.
     pub fn record(&mut self, now: u64, frames: u64, bytes: u64) {
+        if now < self.epoch_start {
+            self.epoch_start = now;
+        }
         self.frames = self.frames.saturating_add(frames);
         self.bytes = self.bytes.saturating_add(bytes);
         let elapsed = now.saturating_sub(self.epoch_start);
@@ -423,9 +426,33 @@ mod tests {
         now += 10_000_000;
         p.record(now, 2_600, 260_000);
         assert_eq!(p.mode(), Mode::Spin);
+        // Extreme counts and times neither panic nor leave the policy stuck:
+        // after the clock jumps far ahead and back, epochs end again.
         p.record(now - 5, 10, 1_000);
-        p.record(0, u64::MAX, u64::MAX);
         p.record(u64::MAX, u64::MAX, u64::MAX);
-        assert!(matches!(p.mode(), Mode::Spin | Mode::HaltAtOnce));
+        p.record(u64::MAX, 0, u64::MAX);
+        let mut now = 1_000;
+        p.record(now, 0, 0);
+        run(&mut p, &mut now, 40, halting_wins);
+        assert_eq!(p.mode, Mode::HaltAtOnce);
+    }
+
+    #[test]
+    fn light_traffic_between_a_win_and_its_confirmation_forgets_the_win() {
+        let (mut p, mut now) = (IdlePolicy::new(200, 0), 0);
+        let calls = Cell::new(0u32);
+        // The first trial wins; the epoch after it is light; the second
+        // trial wins too, but it is a first win again: no switch yet.
+        let modes = run(&mut p, &mut now, TRY_EVERY as usize + 2, |m| {
+            calls.set(calls.get() + 1);
+            match (m, calls.get()) {
+                (_, n) if n == TRY_EVERY + 2 => small(100),
+                (Mode::Spin, _) => small(2_000),
+                (Mode::HaltAtOnce, _) => small(2_600),
+            }
+        });
+        assert_eq!(modes[TRY_EVERY as usize], Mode::HaltAtOnce);
+        assert!(!p.won_once);
+        assert_eq!(p.counters().switches, 0);
     }
 }

@@ -252,7 +252,7 @@ pub struct IdleCounters {
     /// spinning) to compare it with the running one (`pias_net::idle`).
     pub policy_trials: u64,
     /// Times the idle policy changed mode: a trial moved more twice in a row, or
-    /// traffic fell light while it halted at once.
+    /// traffic fell light or turned bulk while it halted at once.
     pub policy_switches: u64,
 }
 

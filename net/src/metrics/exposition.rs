@@ -203,7 +203,7 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
         wakeups: "Interrupts taken (device, timer or spurious).",
         device_wakeups: "Interrupts from the NIC (at most one per halt: none while the loop polls).",
         policy_trials: "Epochs (40 ms) the idle policy ran its other mode, halting at once or polling on, to compare it with the running one.",
-        policy_switches: "Times the idle policy changed mode: a trial moved at least 15 % more bytes twice in a row, or traffic fell light while it halted at once.",
+        policy_switches: "Times the idle policy changed mode: a trial moved at least 15 % more bytes twice in a row, or traffic fell light or turned bulk while it halted at once.",
     });
     Ok(())
 }
