@@ -258,11 +258,12 @@ pub fn status_text(s: &Status) -> String {
     );
     let _ = writeln!(
         o,
-        "  loop: {} polls, {} halts, {} wake-ups ({} from the NIC); idle policy: {} trials, {} switches",
+        "  loop: {} polls, {} halts, {} wake-ups ({} from the NIC); when idle: {}; idle policy: {} trials, {} switches",
         s.idle.polls,
         s.idle.halts,
         s.idle.wakeups,
         s.idle.device_wakeups,
+        s.loop_mode.name(),
         s.idle.policy_trials,
         s.idle.policy_switches
     );
@@ -570,6 +571,7 @@ mod tests {
             tables,
             allocations: 0,
             console_dropped: 0,
+            loop_mode: LoopMode::HaltAtOnce,
         }
     }
 

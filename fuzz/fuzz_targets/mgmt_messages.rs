@@ -27,6 +27,7 @@ impl pias_net::mgmt::Reports for Fake {
             tables: heapless::Vec::new(),
             allocations: 0,
             console_dropped: 0,
+            loop_mode: LoopMode::SpinThenHalt,
         }
     }
     fn proxy(&self) -> ProxyReport {

@@ -13,8 +13,8 @@ use pias::config::{Config, IdleMode};
 use pias::mgmt::{MAX_REQUEST, MAX_RESPONSE};
 use pias::proxy::{Proxy, ProxyConfig};
 use pias::status::{
-    HttpCounters, IdleCounters, InterfaceStatus, MgmtCounters, ProxyReport, RoutingReport, Status,
-    TableFill,
+    HttpCounters, IdleCounters, InterfaceStatus, LoopMode, MgmtCounters, ProxyReport,
+    RoutingReport, Status, TableFill,
 };
 use pias::Ipv4;
 use pias_net::dataplane::{DataPlane, DataPlaneConfig, NatTimeouts, Verdict};
@@ -116,6 +116,14 @@ impl core::fmt::Display for MetricsPort {
     }
 }
 
+/// What the status shows of the loop's behaviour when idle.
+fn loop_mode(idle: IdleMode, policy: &IdlePolicy) -> LoopMode {
+    match idle {
+        IdleMode::Poll => LoopMode::Poll,
+        IdleMode::Halt => policy.loop_mode(),
+    }
+}
+
 fn fail(what: &str) -> ! {
     log::error!("memory: {what}");
     exit::exit(pias::exit::OUT_OF_MEMORY)
@@ -199,6 +207,7 @@ struct Snapshot<'a> {
     net: pias::status::NetCounters,
     http: HttpCounters,
     idle: IdleCounters,
+    loop_mode: LoopMode,
     /// The data path's clock (Unix µs) when the snapshot was taken.
     wall: u64,
     dp: &'a DataPlane,
@@ -244,6 +253,7 @@ impl Reports for Snapshot<'_> {
             tables,
             allocations: arena::allocations(),
             console_dropped: console::dropped(),
+            loop_mode: self.loop_mode,
         }
     }
 
@@ -487,6 +497,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                     .map(|m| m.counters)
                     .unwrap_or_default(),
                 idle,
+                loop_mode: loop_mode(cfg.idle, &policy),
                 wall: wall(),
                 dp: &dp,
                 routing: &routing,
@@ -532,6 +543,7 @@ pub fn run(cfg: Config, nic: VirtioNic) -> ! {
                 net: dev.counters,
                 http: m.counters,
                 idle,
+                loop_mode: loop_mode(cfg.idle, &policy),
                 wall: wall(),
                 dp: &dp,
                 routing: &routing,

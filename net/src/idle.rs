@@ -26,6 +26,8 @@
 //! 2.7–5.7 Gbit/s (TCG, 3 rounds each way). Sans-IO: times are the caller's
 //! microseconds.
 
+use pias::status::LoopMode;
+
 /// One epoch: what moved is counted and compared per epoch.
 pub const EPOCH_US: u64 = 40_000;
 /// Epochs in the running mode between two trials of the other, at first.
@@ -120,6 +122,15 @@ impl IdlePolicy {
             self.mode.other()
         } else {
             self.mode
+        }
+    }
+
+    /// The running mode as the status shows it (a trial's epoch shows the
+    /// mode it is tried against).
+    pub fn loop_mode(&self) -> LoopMode {
+        match self.mode {
+            Mode::Spin => LoopMode::SpinThenHalt,
+            Mode::HaltAtOnce => LoopMode::HaltAtOnce,
         }
     }
 
@@ -386,11 +397,30 @@ mod tests {
     #[test]
     fn the_policy_follows_the_load_when_it_changes() {
         let (mut p, mut now) = (IdlePolicy::new(200, 0), 0);
+        assert_eq!(p.loop_mode(), LoopMode::SpinThenHalt);
         run(&mut p, &mut now, 30, halting_wins);
         assert_eq!(p.mode, Mode::HaltAtOnce);
+        assert_eq!(p.loop_mode(), LoopMode::HaltAtOnce);
         run(&mut p, &mut now, 30, spinning_wins);
         assert_eq!(p.mode, Mode::Spin);
+        assert_eq!(p.loop_mode(), LoopMode::SpinThenHalt);
         assert_eq!(p.counters().switches, 2);
+    }
+
+    #[test]
+    fn the_status_shows_the_running_mode_not_a_trials() {
+        let (mut p, mut now) = (IdlePolicy::new(200, 0), 0);
+        let modes = run(&mut p, &mut now, TRY_EVERY as usize + 1, halting_wins);
+        // The last epoch run was the first trial, and the next one is
+        // spinning again (a first win waits for its confirmation).
+        assert_eq!(modes.last(), Some(&Mode::HaltAtOnce), "{modes:?}");
+        assert_eq!(p.counters().trials, 1);
+        assert_eq!(p.loop_mode(), LoopMode::SpinThenHalt);
+        // One epoch spinning, and the second trial is on: it runs halting,
+        // the status shows spinning.
+        run(&mut p, &mut now, 1, halting_wins);
+        assert_eq!(p.mode(), Mode::HaltAtOnce);
+        assert_eq!(p.loop_mode(), LoopMode::SpinThenHalt);
     }
 
     #[test]

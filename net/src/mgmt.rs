@@ -191,7 +191,7 @@ impl Service {
 mod tests {
     use super::*;
     use pias::mgmt::{MAX_RESPONSE, REQUEST_LEN};
-    use pias::status::{ClockInfo, ClockSource, IdleCounters, NetCounters};
+    use pias::status::{ClockInfo, ClockSource, IdleCounters, LoopMode, NetCounters};
     use pias::wire::Key;
     use pias::Config;
 
@@ -218,6 +218,7 @@ mod tests {
                 tables: heapless::Vec::new(),
                 allocations: 0,
                 console_dropped: 0,
+                loop_mode: LoopMode::SpinThenHalt,
             }
         }
         fn proxy(&self) -> ProxyReport {

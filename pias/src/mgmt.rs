@@ -34,8 +34,8 @@ pub const RESPONSE_MAGIC: [u8; 4] = *b"PIAR";
 /// dropped bytes, `DataCounters::arp_announcements` and
 /// `JapCounters::misses_excused`; version 8 `NetCounters::tx_ring_waits`
 /// and `IdleCounters::device_wakeups`; version 9 `IdleCounters::policy_trials`
-/// and `IdleCounters::policy_switches`.
-pub const VERSION: u8 = 9;
+/// and `IdleCounters::policy_switches`; version 10 `Status::loop_mode`.
+pub const VERSION: u8 = 10;
 /// Bytes of the MAC that ends every datagram.
 pub const MAC_LEN: usize = 16;
 /// A response fits in this many bytes: one UDP datagram on a 1500-byte MTU.
@@ -457,6 +457,7 @@ mod tests {
             tables,
             allocations: u64::MAX,
             console_dropped: u64::MAX,
+            loop_mode: LoopMode::HaltAtOnce,
         }
     }
 

@@ -45,6 +45,37 @@ pub struct Status {
     /// Console bytes dropped since boot: log lines that found the console's
     /// queue full (the serial line is slower than they came).
     pub console_dropped: u64,
+    /// What the main loop does now when a pass finds no work (the idle
+    /// policy's running mode; a trial's epoch is not shown).
+    pub loop_mode: LoopMode,
+}
+
+/// What the main loop does when a pass finds no work (`config::IdleMode`
+/// and the idle policy, `pias_net::idle`).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoopMode {
+    /// `idle = "poll"`: it polls on and never halts.
+    #[default]
+    Poll,
+    /// It polls on for a while after the last frame, then halts (light or
+    /// bulk traffic, or a load that moves more this way).
+    SpinThenHalt,
+    /// It halts at once: the idle policy measured that this moves more.
+    HaltAtOnce,
+}
+
+impl LoopMode {
+    /// Every mode.
+    pub const ALL: [LoopMode; 3] = [LoopMode::Poll, LoopMode::SpinThenHalt, LoopMode::HaltAtOnce];
+
+    /// The mode's name ("poll", "spin_then_halt" or "halt_at_once").
+    pub fn name(self) -> &'static str {
+        match self {
+            LoopMode::Poll => "poll",
+            LoopMode::SpinThenHalt => "spin_then_halt",
+            LoopMode::HaltAtOnce => "halt_at_once",
+        }
+    }
 }
 
 /// What the proxy and its data path counted, the body of `Op::Proxy`.

@@ -50,6 +50,8 @@ fn idle_appliance_halts() {
         s.idle.halts - first.idle.halts,
     );
     assert!(halts > 0, "it never halted: {:?}", s.idle);
+    // Light traffic: the idle policy polls on after a frame, then halts.
+    assert_eq!(s.loop_mode, pias::status::LoopMode::SpinThenHalt);
     // The lab's own frames (and the status query) each cost one spin window
     // of 200 µs after the work, ~1,100 polls under TCG here, then a halt. A
     // loop that does not halt polls millions of times in two seconds.

@@ -5,8 +5,8 @@ use super::text::{Kind, Millis, Text};
 use crate::mgmt::Reports;
 use core::fmt;
 use pias::status::{
-    Advertised, BfdStatus, BgpState, MgmtCounters, NeighbourReport, ProxyReport, RouteHealth,
-    RoutingReport, Status,
+    Advertised, BfdStatus, BgpState, LoopMode, MgmtCounters, NeighbourReport, ProxyReport,
+    RouteHealth, RoutingReport, Status,
 };
 
 /// The content type of format 0.0.4.
@@ -205,6 +205,18 @@ fn status_counters(t: &mut Text<'_>, s: &Status) -> fmt::Result {
         policy_trials: "Epochs (40 ms) the idle policy ran its other mode, halting at once or polling on, to compare it with the running one.",
         policy_switches: "Times the idle policy changed mode: a trial moved at least 15 % more bytes twice in a row, or traffic fell light or turned bulk while it halted at once.",
     });
+    t.family(
+        "pias_loop_mode",
+        Kind::Gauge,
+        "1 for what the main loop does now when a pass finds no work: poll (idle = \"poll\"), spin_then_halt (polls on after the last frame, then halts) or halt_at_once (the idle policy measured that this moves more).",
+    )?;
+    for mode in LoopMode::ALL {
+        t.sample(
+            "pias_loop_mode",
+            &[("mode", &mode.name())],
+            u8::from(mode == s.loop_mode),
+        )?;
+    }
     Ok(())
 }
 

@@ -277,6 +277,19 @@ fn identity_and_gauges_read_as_the_status_says() {
         )
     );
     assert_eq!(fams["pias_bgp_enabled"].1[0].1, "0");
+    let modes: Vec<(&str, &str)> = fams["pias_loop_mode"]
+        .1
+        .iter()
+        .map(|(l, v)| (l.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("mode=\"poll\"", "0"),
+            ("mode=\"spin_then_halt\"", "1"),
+            ("mode=\"halt_at_once\"", "0")
+        ]
+    );
     assert!(
         !fams.contains_key("pias_bgp_session_state"),
         "no neighbour families without BGP"

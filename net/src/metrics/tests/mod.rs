@@ -45,6 +45,7 @@ impl Reports for Fake {
             tables: heapless::Vec::new(),
             allocations: 0,
             console_dropped: 0,
+            loop_mode: LoopMode::SpinThenHalt,
         }
     }
     fn proxy(&self) -> ProxyReport {
