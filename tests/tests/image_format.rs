@@ -1,5 +1,6 @@
 //! The kernel ELF carries a well-formed multiboot2 header (for GRUB) and a PVH
-//! entry note (for qemu -kernel), in one contiguous load segment.
+//! entry note (for qemu -kernel), in one contiguous load segment, and its
+//! memcpy, memmove and memset are the boot crate's.
 
 use pias_tests::kernel;
 
@@ -90,4 +91,48 @@ fn pvh_note_points_at_the_entry_and_one_load_segment() {
     assert_eq!(loads, 1, "one contiguous load segment");
     assert_eq!(pvh_entry, Some(entry), "PVH note must name the ELF entry");
     assert!(entry < 1 << 32, "entry must be reachable in 32-bit mode");
+}
+
+/// The ELF's symbol table: name → value (section headers' SHT_SYMTAB, names
+/// from the string table it links to).
+fn symbols(elf: &[u8]) -> std::collections::HashMap<String, u64> {
+    let shoff = u64_at(elf, 40) as usize;
+    let shentsize = u16_at(elf, 58) as usize;
+    let shnum = u16_at(elf, 60) as usize;
+    let section = |i: usize| shoff + i * shentsize;
+    let mut out = std::collections::HashMap::new();
+    for i in 0..shnum {
+        let sh = section(i);
+        if u32_at(elf, sh + 4) != 2 {
+            continue; // not SHT_SYMTAB
+        }
+        let (off, size, entsize) = (
+            u64_at(elf, sh + 24) as usize,
+            u64_at(elf, sh + 32) as usize,
+            u64_at(elf, sh + 56) as usize,
+        );
+        let strtab = u64_at(elf, section(u32_at(elf, sh + 40) as usize) + 24) as usize;
+        for sym in (off..off + size).step_by(entsize) {
+            let name = strtab + u32_at(elf, sym) as usize;
+            let len = elf[name..].iter().position(|&b| b == 0).unwrap();
+            let name = String::from_utf8_lossy(&elf[name..name + len]).into_owned();
+            out.insert(name, u64_at(elf, sym + 8));
+        }
+    }
+    out
+}
+
+/// The kernel's memcpy, memmove and memset are boot/src/mem.S's loops (the
+/// ones its host tests check), not compiler_builtins' `rep movsq` and `rep
+/// stosq`, which QEMU's TCG runs an iteration per trip round its block loop
+/// (docs/benchmarks.md, `6dead5d`).
+#[test]
+fn kernel_copies_are_the_boot_crates_loops() {
+    let elf = std::fs::read(kernel()).unwrap();
+    let syms = symbols(&elf);
+    for f in ["memcpy", "memmove", "memset"] {
+        let ours = syms.get(&format!("pias_{f}")).copied();
+        assert!(ours.is_some(), "no pias_{f} in the kernel");
+        assert_eq!(syms.get(f).copied(), ours, "{f} is not pias_{f}");
+    }
 }
