@@ -44,7 +44,7 @@ else
   jobs+=("pias|pias|pias|pias/src/wire/mod.rs pias/src/wire/message.rs pias/src/replay.rs pias/src/ring.rs pias/src/blob.rs pias/src/mgmt.rs pias/src/keys.rs")
   jobs+=("pias-tables|pias|pias|pias/src/fixed.rs pias/src/pool.rs")
   jobs+=("pias-core|pias|pias,pias-sim|pias/src/proxy/reports.rs pias/src/proxy/rap.rs")
-  jobs+=("pias-net|pias-net|pias-net|net/src/classify.rs net/src/dataplane/mod.rs net/src/dataplane/ingress.rs net/src/dataplane/egress.rs net/src/dataplane/nat.rs net/src/dataplane/packet.rs net/src/dataplane/arp.rs")
+  jobs+=("pias-net|pias-net|pias-net|net/src/classify.rs net/src/dataplane/mod.rs net/src/dataplane/ingress.rs net/src/dataplane/egress.rs net/src/dataplane/nat.rs net/src/dataplane/packet.rs net/src/dataplane/arp.rs net/src/idle.rs")
   jobs+=("pias-bgp|pias-bgp|pias-bgp|bgp/src/wire/mod.rs bgp/src/wire/open.rs bgp/src/wire/update.rs bgp/src/wire/error.rs bgp/src/session.rs bgp/src/announce.rs bgp/src/bfd.rs")
 fi
 
