@@ -7,8 +7,10 @@
 //! the agents' pongs with it, are lost before it sees them. It counts
 //! receive overruns, excuses the pings out meanwhile, and answers through
 //! the anycast address as soon as the flood ends: before, it took the
-//! target down within the first few hundred milliseconds. And the device
-//! does not interrupt the loop while it polls.
+//! target down within the first few hundred milliseconds. A second client
+//! starting its own flood halfway through is placed on the target too (an
+//! excused miss is no evidence against it: the target stays up). And the
+//! device does not interrupt the loop while it polls.
 //!
 //! Needs root and the programs that scripts/install.sh installs.
 
@@ -71,15 +73,35 @@ fn a_flood_the_appliance_cannot_take_does_not_take_its_targets_down() {
     assert_eq!(before.proxy.jap.targets_down, 0, "down before the flood");
     let idle_before = mgmt(&lan.lab, i).status().expect("status").idle;
 
-    let f = flood(
-        &lan.client_ns,
-        CLIENT,
-        ANYCAST,
-        &lan.sink,
-        Duration::from_secs(3),
-        2_000_000,
-    )
-    .expect("flood");
+    // Halfway through, a second client (a new socket: a new flow) floods
+    // for a second too: it must be placed on the target like the first,
+    // the appliance overrun meanwhile. (While an excused miss made the
+    // target suspect, a lone target took no new flow until a pong got
+    // through the overload, and the JAP invalidated the new client's
+    // packets one by one: 0 of 650,000 delivered once.)
+    let (f, second) = std::thread::scope(|s| {
+        let second = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            flood(
+                &lan.client_ns,
+                CLIENT,
+                ANYCAST,
+                &lan.sink,
+                Duration::from_secs(1),
+                1_000_000,
+            )
+        });
+        let f = flood(
+            &lan.client_ns,
+            CLIENT,
+            ANYCAST,
+            &lan.sink,
+            Duration::from_secs(3),
+            2_000_000,
+        );
+        (f, second.join().expect("the second flooder"))
+    });
+    let (f, second) = (f.expect("flood"), second.expect("second flood"));
     let status = mgmt(&lan.lab, i).status().expect("status");
     let after = mgmt(&lan.lab, i).proxy_report().expect("report");
     let jap = after.proxy.jap;
@@ -104,6 +126,15 @@ fn a_flood_the_appliance_cannot_take_does_not_take_its_targets_down() {
         jap.misses_excused
     );
     assert_eq!(jap.targets_down, 0, "a target went down in the flood");
+    eprintln!(
+        "second client: {} sent; invalidations {}, delivered {}",
+        second.sent, jap.invalidations_sent, jap.delivered
+    );
+    assert!(second.sent > 0, "{second:?}");
+    assert_eq!(
+        jap.invalidations_sent, 0,
+        "the JAP refused a new client's packets during the flood: {jap:?}"
+    );
     // The NIC does not interrupt the polling loop: it interrupts only to
     // wake a halt of the loop's, at most once each (the driver's halts for
     // transmit room wake on the timer), give or take the few a frame raises

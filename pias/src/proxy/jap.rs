@@ -420,11 +420,11 @@ impl Proxy {
                 let sent = t.next_ping.saturating_sub(ping_every);
                 let excusable = t.excused < fall.saturating_mul(EXCUSED_MISSES_PER_FALL);
                 if t.ping_outstanding && excusable && overrun_at.is_some_and(|o| o >= sent) {
+                    // No evidence against the target: its state stands (a
+                    // suspect one would refuse new flows while the overload
+                    // lasts, and it is the overload that loses the pongs).
                     t.excused += 1;
                     counters.jap.misses_excused += 1;
-                    if t.health == Health::Up {
-                        t.health = Health::Suspect;
-                    }
                 } else if t.ping_outstanding {
                     t.misses = t.misses.saturating_add(1);
                     t.good = 0;

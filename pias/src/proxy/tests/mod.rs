@@ -545,6 +545,33 @@ fn pings_lost_while_the_host_overran_its_receive_ring_do_not_take_a_target_down(
 }
 
 #[test]
+fn a_target_whose_pings_an_overrun_excused_still_takes_new_flows() {
+    // One target, an appliance flooded past its receive ring: each ping's
+    // pong may be lost before the proxy sees it. That is no evidence against
+    // the target, so it keeps taking new clients (a flood once left a lone
+    // target refusing every new flow until a pong got through: a new
+    // client's packets were all invalidated for as long as the flood went on).
+    let mut p = proxy(1, 1);
+    join(&mut p, 1, 1);
+    drain(&mut p);
+    let mut now = T0;
+    for i in 0..5u16 {
+        now += 2 * SEC;
+        p.handle_timeout(now);
+        drain(&mut p);
+        p.handle_receive_overrun(now + SEC);
+        let client = Endpoint {
+            ip: Ipv4([198, 51, 100, 1]),
+            port: 4000 + i,
+        };
+        p.handle_client_packet(now + SEC, g(), client, b"new flow");
+        assert_eq!(delivered_to(&drain(&mut p)), vec![target(1)], "period {i}");
+    }
+    let c = p.counters().jap;
+    assert_eq!((c.misses_excused, c.invalidations_sent), (4, 0), "{c:?}");
+}
+
+#[test]
 fn overruns_leave_a_down_target_down() {
     let mut p = proxy(1, 4);
     join(&mut p, 1, 1);
