@@ -1,7 +1,7 @@
 //! Builds the appliance kernel (release, x86_64-unknown-none) with cargo.
 
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -37,6 +37,29 @@ fn once(
 
 /// Runs cargo for the kernel; `Ok(path)` of the ELF.
 pub fn build_kernel() -> Result<PathBuf> {
+    cargo_kernel(&kernel_target_dir(), &[])
+}
+
+/// The same kernel with its symbol table (the release profile strips it
+/// from the appliance's image), built once per process in its own target
+/// directory, for tests that read symbols.
+pub fn kernel_with_symbols() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&BUILT, || {
+        let dir = workspace_root().join("target").join("kernel-symbols");
+        cargo_kernel(
+            &dir,
+            &[
+                "--config",
+                "profile.release.package.pias-kernel.strip=\"none\"",
+            ],
+        )
+    })
+}
+
+/// `cargo build` of the kernel (release) into `target_dir`, with `extra`
+/// arguments; the ELF's path.
+fn cargo_kernel(target_dir: &Path, extra: &[&str]) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace_root())
@@ -48,14 +71,15 @@ pub fn build_kernel() -> Result<PathBuf> {
             "x86_64-unknown-none",
             "--release",
         ])
+        .args(extra)
         .arg("--target-dir")
-        .arg(kernel_target_dir())
+        .arg(target_dir)
         .status()
         .context("running cargo to build the kernel")?;
     if !status.success() {
         bail!("kernel build failed ({status})");
     }
-    let elf = kernel_target_dir().join("x86_64-unknown-none/release/pias-kernel");
+    let elf = target_dir.join("x86_64-unknown-none/release/pias-kernel");
     if !elf.exists() {
         bail!("kernel build produced no {}", elf.display());
     }

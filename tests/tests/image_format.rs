@@ -1,6 +1,7 @@
 //! The kernel ELF carries a well-formed multiboot2 header (for GRUB) and a PVH
 //! entry note (for qemu -kernel), in one contiguous load segment, and its
-//! memcpy, memmove and memset are the boot crate's.
+//! memcpy, memmove and memset are the boot crate's; the image has no symbol
+//! table (the release profile strips it).
 
 use pias_tests::kernel;
 
@@ -50,6 +51,15 @@ fn multiboot2_header_is_well_formed() {
         off += (size + 7) & !7;
     }
     assert!(saw_end, "header must end with the end tag");
+}
+
+#[test]
+fn the_image_carries_no_symbol_table() {
+    let elf = std::fs::read(kernel()).unwrap();
+    assert!(
+        symbols(&elf).is_empty(),
+        "the release kernel is not stripped"
+    );
 }
 
 #[test]
@@ -128,8 +138,10 @@ fn symbols(elf: &[u8]) -> std::collections::HashMap<String, u64> {
 /// (docs/benchmarks.md, `6dead5d`).
 #[test]
 fn kernel_copies_are_the_boot_crates_loops() {
-    let elf = std::fs::read(kernel()).unwrap();
+    // The image is stripped: the same kernel built with its symbols.
+    let elf = std::fs::read(pias_qemu::build::kernel_with_symbols().unwrap()).unwrap();
     let syms = symbols(&elf);
+    assert!(syms.len() > 100, "no symbol table: {} symbols", syms.len());
     for f in ["memcpy", "memmove", "memset"] {
         let ours = syms.get(&format!("pias_{f}")).copied();
         assert!(ours.is_some(), "no pias_{f} in the kernel");
