@@ -1,7 +1,7 @@
 //! The JAP's delivery: a client packet to the target its flow is bound to, or
 //! to the least-loaded member by weight; flows end when idle, giving their count back.
 
-use super::jap::{Flow, Health, Jap};
+use super::jap::{Flow, Health, Jap, TargetEntry};
 use super::timers::Timer;
 use super::Proxy;
 use crate::addr::{Endpoint, Group};
@@ -125,8 +125,9 @@ impl Proxy {
         true
     }
 
-    /// Affinity first (the flow's target while it is up), then the up target
-    /// with the fewest current flows per unit of weight; never the client itself.
+    /// Affinity first (the flow's target while it is not down), then the up
+    /// target with the fewest current flows per unit of weight, or if none is
+    /// up the suspect one so chosen; never the client itself.
     fn choose_target(&mut self, now: Instant, group: Group, client: Endpoint) -> Option<Endpoint> {
         let j = self.jap.groups.get(&group)?;
         if let Some(f) = self.jap.flows.get_mut(&(group, client)) {
@@ -148,12 +149,19 @@ impl Proxy {
             .jap
             .targets
             .iter(&j.targets)
-            .filter(|t| t.takes_new_flows() && t.ep.ip != client.ip)
+            .filter(|t| t.could_take_new_flows() && t.ep.ip != client.ip)
             .min_by(|a, b| {
+                // Up before suspect: a suspect target (one that missed a
+                // ping, not yet down) gets a new flow only when no target
+                // here is up; refusing it would refuse every new client.
+                let tier = |t: &TargetEntry| !t.takes_new_flows();
                 // a.flows / a.weight against b.flows / b.weight, exactly.
                 let l = u64::from(a.flows) * u64::from(b.weight);
                 let r = u64::from(b.flows) * u64::from(a.weight);
-                l.cmp(&r).then(b.weight.cmp(&a.weight))
+                tier(a)
+                    .cmp(&tier(b))
+                    .then(l.cmp(&r))
+                    .then(b.weight.cmp(&a.weight))
             })
             .map(|t| t.ep)?;
         let flow = Flow {

@@ -56,6 +56,13 @@ impl TargetEntry {
         self.health == Health::Up && self.draining_since.is_none()
     }
 
+    /// Whether it takes new flows when no target of its group is up: a
+    /// suspect one does too (it has missed pings, but fewer than
+    /// `target_fall`).
+    pub(super) fn could_take_new_flows(&self) -> bool {
+        self.health != Health::Down && self.draining_since.is_none()
+    }
+
     /// Whether it counts as a member (reported to the RAPs).
     pub(super) fn counts(&self) -> bool {
         self.health != Health::Down && self.draining_since.is_none()

@@ -572,6 +572,45 @@ fn a_target_whose_pings_an_overrun_excused_still_takes_new_flows() {
 }
 
 #[test]
+fn a_suspect_target_takes_new_flows_only_when_none_is_up() {
+    let mut p = proxy(1, 1);
+    join(&mut p, 1, 1);
+    drain(&mut p);
+    // One ping out, then one unanswered: suspect, not down (fall is 3).
+    let mut now = T0;
+    for _ in 0..2 {
+        now += 2 * SEC;
+        p.handle_timeout(now);
+        drain(&mut p);
+    }
+    assert_eq!(p.live_targets(&g()), 1);
+    let client = |port| Endpoint {
+        ip: Ipv4([198, 51, 100, 1]),
+        port,
+    };
+    // Alone, it still takes a new client (refusing it would refuse all).
+    p.handle_client_packet(now, g(), client(4000), b"new");
+    assert_eq!(delivered_to(&drain(&mut p)), vec![target(1)]);
+    // With an up target beside it, new clients go to that one, however
+    // many flows it has.
+    let r = Registration {
+        timestamp_ms: now / MS,
+        ..registration(2, 2)
+    };
+    p.handle_message(
+        now,
+        target(2),
+        &signed(Sender::Target, 1, &Message::Join(r), &GK),
+    );
+    drain(&mut p);
+    for port in 4001..4005 {
+        p.handle_client_packet(now, g(), client(port), b"new");
+        assert_eq!(delivered_to(&drain(&mut p)), vec![target(2)]);
+    }
+    assert_eq!(p.counters().jap.invalidations_sent, 0);
+}
+
+#[test]
 fn overruns_leave_a_down_target_down() {
     let mut p = proxy(1, 4);
     join(&mut p, 1, 1);
