@@ -576,6 +576,16 @@ mod tests {
     }
 
     #[test]
+    fn the_loop_mode_has_one_name_in_text_and_json() {
+        let t = status_text(&status());
+        assert!(t.contains("when idle: halt_at_once;"), "{t}");
+        for mode in pias::status::LoopMode::ALL {
+            let json = serde_json::to_string(&mode).unwrap();
+            assert_eq!(json, format!("\"{}\"", mode.name()));
+        }
+    }
+
+    #[test]
     fn the_overview_ranks_drops_and_leaves_out_traffic() {
         let mut p = ProxyReport::default();
         p.data.drop_no_flow = 40;

@@ -53,6 +53,7 @@ pub struct Status {
 /// What the main loop does when a pass finds no work (`config::IdleMode`
 /// and the idle policy, `pias_net::idle`).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum LoopMode {
     /// `idle = "poll"`: it polls on and never halts.
     #[default]
