@@ -41,8 +41,9 @@ pub fn build_kernel() -> Result<PathBuf> {
 }
 
 /// The same kernel with its symbol table (the release profile strips it
-/// from the appliance's image), built once per process in its own target
-/// directory, for tests that read symbols.
+/// from the appliance's image; "debuginfo" is what Cargo strips by default
+/// without `debug`), built once per process in its own target directory,
+/// for tests that read symbols.
 pub fn kernel_with_symbols() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     once(&BUILT, || {
@@ -51,7 +52,7 @@ pub fn kernel_with_symbols() -> Result<PathBuf> {
             &dir,
             &[
                 "--config",
-                "profile.release.package.pias-kernel.strip=\"none\"",
+                "profile.release.package.pias-kernel.strip=\"debuginfo\"",
             ],
         )
     })
