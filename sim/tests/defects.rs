@@ -179,12 +179,13 @@ fn targets_of_a_dead_jap_rejoin_through_another_proxy() {
     assert_eq!(reached_from_every_pop(&mut s, t), 5);
 }
 
-#[test]
-fn a_packet_that_no_jap_can_place_is_offered_to_each_jap_once() {
+/// A deployment whose targets go down after `fall` missed pings, with
+/// members `a` at (1, 1) and `b` at (100, 1) joined to the group, and a
+/// client at `client` that has sent one packet; returns (sim, a, b).
+fn two_members(fall: u8, client: Pos) -> (Sim, usize, usize) {
     let mut s = Sim::new(7, &pops(), |cfg| {
         tune(Policy::Proximity)(cfg);
-        // One missed ping takes a target down.
-        cfg.target_fall = 1;
+        cfg.target_fall = fall;
     });
     s.run_for(2 * SEC);
     let a = s.add_target(group(), KEY, Pos(1.0, 1.0));
@@ -192,10 +193,17 @@ fn a_packet_that_no_jap_can_place_is_offered_to_each_jap_once() {
     s.register(a, true);
     s.register(b, true);
     s.run_for(SEC);
-    // A client beside `a` fills its proxy's JAP list (both JAPs).
-    let c = s.add_client(Pos(1.0, 2.0));
+    let c = s.add_client(client);
     s.client_send(c, group(), b"warm");
     s.run_for(SEC);
+    (s, a, b)
+}
+
+#[test]
+fn a_packet_that_no_jap_can_place_is_offered_to_each_jap_once() {
+    // One missed ping takes a target down; a client beside `a` fills its
+    // proxy's JAP list (both JAPs).
+    let (mut s, a, b) = two_members(1, Pos(1.0, 2.0));
     let iap = s.anycast(&Pos(1.0, 1.0)).unwrap();
     assert_eq!(s.proxy(iap).unwrap().cached_japs(&group()).len(), 2);
     assert_eq!(s.targets[a].received.len(), 1);
@@ -233,20 +241,8 @@ fn a_packet_that_no_jap_can_place_is_offered_to_each_jap_once() {
 
 #[test]
 fn a_group_whose_targets_all_missed_a_ping_still_takes_new_clients() {
-    let mut s = Sim::new(7, &pops(), |cfg| {
-        tune(Policy::Proximity)(cfg);
-        // Targets stay suspect (live, not down) for a long time.
-        cfg.target_fall = 100;
-    });
-    s.run_for(2 * SEC);
-    let a = s.add_target(group(), KEY, Pos(1.0, 1.0));
-    let b = s.add_target(group(), KEY, Pos(100.0, 1.0));
-    s.register(a, true);
-    s.register(b, true);
-    s.run_for(SEC);
-    let c = s.add_client(Pos(50.0, 1.0));
-    s.client_send(c, group(), b"warm");
-    s.run_for(SEC);
+    // Targets stay suspect (live, not down) for a long time.
+    let (mut s, a, b) = two_members(100, Pos(50.0, 1.0));
     // Both targets' pongs are lost: suspect, not down, and alive.
     s.targets[a].answers_pings = false;
     s.targets[b].answers_pings = false;
