@@ -179,6 +179,11 @@ impl BenchLan {
                 TARGET.to_string(),
                 "-p".into(),
                 IPERF_PORT.to_string(),
+                // A test whose client vanished (its guest stopped mid-run)
+                // ends after 5 s without data, not the default 2 min: until
+                // then the server refuses the next side's test as busy.
+                "--rcv-timeout".into(),
+                "5000".into(),
             ],
         )?);
         let sink = Sink::start(&target_ns)?;

@@ -108,13 +108,15 @@ pub fn flood(
     })
 }
 
-/// Tries of an iperf3 run that could not connect.
-const IPERF_TRIES: u32 = 3;
+/// Tries of an iperf3 run that could not connect or found the server busy.
+const IPERF_TRIES: u32 = 8;
 
 /// iperf3 from `ns` to `server`:`port` for `secs` (`reverse`: the server
-/// sends); the received throughput in Mbit/s. A run that cannot connect is
-/// tried again a second later, 3 tries in all, and says so: right after a
-/// flood the host and the target are still catching up. (An appliance once
+/// sends); the received throughput in Mbit/s. A run that cannot connect, or
+/// finds the server still busy with a test whose client went away (the
+/// server gives up on it after 5 s without data, `lan.rs`), is tried again a
+/// second later, 8 tries in all, and says so: right after a flood the host
+/// and the target are still catching up. (An appliance once
 /// counted the server down after a flood, its pongs lost in it; it now
 /// excuses pings lost in a receive overrun, `tests/tests/overrun.rs`.)
 pub fn iperf(ns: &str, server: Ipv4Addr, port: u16, secs: u32, reverse: bool) -> Result<f64> {
@@ -122,13 +124,18 @@ pub fn iperf(ns: &str, server: Ipv4Addr, port: u16, secs: u32, reverse: bool) ->
     loop {
         tries += 1;
         match iperf_once(ns, server, port, secs, reverse) {
-            Err(e) if tries < IPERF_TRIES && format!("{e:#}").contains("unable to connect") => {
+            Err(e) if tries < IPERF_TRIES && retryable(&format!("{e:#}")) => {
                 eprintln!("  {e:#}; again in 1 s");
                 std::thread::sleep(Duration::from_secs(1));
             }
             r => return r,
         }
     }
+}
+
+/// Whether an iperf3 failure is one a second's wait can mend.
+fn retryable(error: &str) -> bool {
+    error.contains("unable to connect") || error.contains("server is busy")
 }
 
 fn iperf_once(ns: &str, server: Ipv4Addr, port: u16, secs: u32, reverse: bool) -> Result<f64> {
@@ -188,4 +195,23 @@ pub fn idle_cpu(guest: &Appliance, dur: Duration) -> Result<f64> {
 /// Milliseconds of a latency percentile (NaN if nothing was answered).
 pub fn ms(r: &RrResult, p: f64) -> f64 {
     r.percentile(p).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retryable;
+
+    #[test]
+    fn a_busy_server_and_a_refused_connection_are_tried_again_nothing_else() {
+        let busy =
+            "iperf3 to 203.0.113.10:5201: the server is busy running a test. try again later";
+        assert!(retryable(busy));
+        assert!(retryable(
+            "iperf3 to 203.0.113.10:5201: unable to connect to server: Connection refused"
+        ));
+        assert!(!retryable(
+            "iperf3 to 203.0.113.10:5201 still running after 2 s + 15 s"
+        ));
+        assert!(!retryable("iperf3 printed no JSON: "));
+    }
 }
