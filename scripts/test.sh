@@ -11,7 +11,7 @@ bash scripts/install.sh
 cargo fmt --all --check
 cargo clippy --workspace --exclude pias-kernel --all-targets -- -D warnings
 cargo kernel-clippy -- -D warnings
-bash scripts/fuzz.sh "${PIAS_FUZZ_SECONDS:-10}"
+bash scripts/fuzz.sh "${PIAS_FUZZ_SECONDS:-6}"
 # Mutation smoke (cargo-mutants): every planted bug in the replay windows and
 # the frame classifier must be caught; the full run is scripts/mutants.sh.
 bash scripts/mutants.sh --smoke
